@@ -1,0 +1,104 @@
+//! The admin HTTP server: `/metrics`, `/healthz` (the process is alive) and `/readyz`
+//! (every secret has synced at least once).
+
+use crate::app::Readiness;
+use crate::metrics::Metrics;
+use crate::shutdown::Signal;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Scrapers and probes send tiny requests; a slow client must not pin a connection.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Admin {
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+}
+
+impl Admin {
+    pub fn new(metrics: Metrics, readiness: Arc<Readiness>) -> Self {
+        Self { metrics, readiness }
+    }
+
+    /// Binds now, so that a bad `--listen` fails at start-up rather than in a task.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+        TcpListener::bind(addr).await
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn serve(self, listener: TcpListener, mut shutdown: Signal) {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!("admin server accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.wait() => return,
+            };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, std::convert::Infallible>(admin.route(&req)) }
+                });
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                    tracing::debug!("admin connection ended: {e}");
+                }
+            });
+        }
+    }
+
+    fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n".into());
+        }
+        match req.uri().path() {
+            "/metrics" => match self.metrics.render() {
+                Ok(body) => {
+                    let mut resp = text(StatusCode::OK, body);
+                    resp.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    resp
+                }
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n")),
+            },
+            "/healthz" => text(StatusCode::OK, "ok\n".into()),
+            "/readyz" => {
+                if self.readiness.is_ready() {
+                    text(StatusCode::OK, "ready\n".into())
+                } else {
+                    let pending = self.readiness.pending();
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {pending} secret(s) not synced yet, or shutting down\n"),
+                    )
+                }
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz or /readyz\n".into()),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,447 @@
+//! Builds the pipeline from a validated config and drives it:
+//! credentials → source → transform → sinks, one polling task per secret.
+//!
+//! This is the wiring `main.rs` calls; it lives in the library so that tests can run
+//! the whole daemon in-process.
+
+use crate::config::{Config, SecretConfig, Target};
+use crate::credentials::{RoleSession, StsAssumer};
+use crate::metrics::{Metrics, Outcome};
+use crate::shutdown::Signal;
+use crate::sink::file::{FileSink, FileSinkError, WriteOutcome};
+use crate::source::{Fetched, SecretsManager, SourceError};
+use crate::transform::{self, Rendered, TransformError};
+use aws_config::SdkConfig;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// How long in-flight work may take to finish after the drain signal; the process must
+/// be gone within 5 s of SIGTERM.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(4);
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Concurrent first syncs in `--once` mode; bounded so that thousands of secrets do not
+/// open thousands of connections at once.
+const ONCE_CONCURRENCY: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("region: no region is configured: set `region` in the config file or the AWS_REGION environment variable")]
+    NoRegion,
+    #[error("secret '{secret}' refers to role '{role}', which is not defined")]
+    UnknownRole { secret: String, role: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("secret '{secret}': {source}")]
+    Transform {
+        secret: String,
+        #[source]
+        source: TransformError,
+    },
+    #[error("secret '{secret}': {source}")]
+    Sink {
+        secret: String,
+        #[source]
+        source: FileSinkError,
+    },
+    #[error("secret '{secret}': the file writer task failed: {reason}")]
+    WriterPanicked { secret: String, reason: String },
+}
+
+impl SyncError {
+    /// Bounded label for metrics and structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Source(e) => e.kind(),
+            Self::Transform { source, .. } => source.kind(),
+            Self::Sink { source, .. } => source.kind(),
+            Self::WriterPanicked { .. } => "internal",
+        }
+    }
+}
+
+/// `/readyz` turns ready once every secret has synced at least once, and unready again
+/// when the drain starts so that no new traffic is sent to a pod on its way out.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    total: usize,
+    synced: AtomicUsize,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            ..Self::default()
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Acquire) && self.synced.load(Ordering::Acquire) >= self.total
+    }
+
+    pub fn pending(&self) -> usize {
+        self.total.saturating_sub(self.synced.load(Ordering::Acquire))
+    }
+
+    fn first_sync_done(&self) {
+        self.synced.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
+
+/// Everything one secret needs; owned by its polling task.
+struct SecretJob {
+    config: SecretConfig,
+    source: SecretsManager,
+    sinks: Vec<Arc<FileSink>>,
+    /// Version last written to every sink; a poll that sees it again writes nothing.
+    last_version: Mutex<Option<String>>,
+    synced_once: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    Written,
+    Unchanged,
+}
+
+pub struct App {
+    jobs: Vec<Arc<SecretJob>>,
+    sessions: Vec<RoleSession<StsAssumer>>,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+}
+
+impl App {
+    /// Builds clients and sinks; makes no network call (credentials are obtained on first use).
+    pub fn build(config: &Config, base: &SdkConfig, metrics: Metrics) -> Result<Self, BuildError> {
+        let region = config
+            .region
+            .clone()
+            .or_else(|| base.region().map(|r| r.to_string()))
+            .ok_or(BuildError::NoRegion)?;
+        let base = base
+            .to_builder()
+            .region(aws_config::Region::new(region.clone()))
+            .build();
+
+        let sts = aws_sdk_sts::Client::new(&base);
+        let mut sessions = Vec::new();
+        let mut sources = std::collections::BTreeMap::new();
+        for (name, role) in &config.roles {
+            let session = RoleSession::new(
+                name.clone(),
+                role.refresh_before,
+                StsAssumer::new(role.clone(), sts.clone()),
+                metrics.clone(),
+            );
+            let sm_config = aws_sdk_secretsmanager::config::Builder::from(&base)
+                .credentials_provider(session.clone())
+                // The session is the cache; an SDK cache on top would keep serving the
+                // previous credentials after each refresh.
+                .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache())
+                .build();
+            let source = SecretsManager::new(
+                aws_sdk_secretsmanager::Client::from_conf(sm_config),
+                region.clone(),
+                Some(session.clone()),
+                role.role_arn.clone(),
+            );
+            sources.insert(name.clone(), source);
+            sessions.push(session);
+        }
+        let base_source = SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&base),
+            region.clone(),
+            None,
+            "the base identity (the pod's own IAM role or credentials)".to_owned(),
+        );
+
+        let mut jobs = Vec::new();
+        for secret in &config.secrets {
+            let source = match &secret.role {
+                None => base_source.clone(),
+                Some(role) => sources
+                    .get(role)
+                    .ok_or_else(|| BuildError::UnknownRole {
+                        secret: secret.name.clone(),
+                        role: role.clone(),
+                    })?
+                    .clone(),
+            };
+            let sinks = secret
+                .targets
+                .iter()
+                .map(|t| match t {
+                    Target::File(f) => Arc::new(FileSink::new(f.dir.clone(), f.mode)),
+                })
+                .collect();
+            metrics.register_secret(&secret.name);
+            jobs.push(Arc::new(SecretJob {
+                config: secret.clone(),
+                source,
+                sinks,
+                last_version: Mutex::new(None),
+                synced_once: AtomicBool::new(false),
+            }));
+        }
+        let readiness = Arc::new(Readiness::new(jobs.len()));
+        Ok(Self {
+            jobs,
+            sessions,
+            metrics,
+            readiness,
+        })
+    }
+
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.readiness.clone()
+    }
+
+    /// Syncs every secret once; returns the failures (empty when all succeeded).
+    pub async fn run_once(&self) -> Vec<SyncError> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(ONCE_CONCURRENCY));
+        let mut set = JoinSet::new();
+        for job in &self.jobs {
+            let job = job.clone();
+            let ctx = self.ctx();
+            let permits = permits.clone();
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let fetched = job.fetch().await;
+                ctx.finish(&job, fetched).await.err()
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Some(err)) => failures.push(err),
+                Ok(None) => {}
+                Err(e) => failures.push(SyncError::WriterPanicked {
+                    secret: "(unknown)".into(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        failures
+    }
+
+    /// Runs until `shutdown` fires, then lets in-flight writes finish (up to
+    /// [`DRAIN_GRACE`]) and returns.
+    pub async fn run(self, shutdown: Signal) {
+        let mut tasks = JoinSet::new();
+        for session in &self.sessions {
+            let span = tracing::info_span!("refresh", role = %session.role());
+            tasks.spawn(tracing::Instrument::instrument(
+                session.clone().run_refresher(shutdown.clone()),
+                span,
+            ));
+        }
+        for job in &self.jobs {
+            let span = tracing::info_span!("poll", secret = %job.config.name);
+            tasks.spawn(tracing::Instrument::instrument(
+                poll(job.clone(), self.ctx(), shutdown.clone()),
+                span,
+            ));
+        }
+        let mut drain = shutdown.clone();
+        drain.wait().await;
+        self.readiness.start_draining();
+        let drained = tokio::time::timeout(DRAIN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("tasks still busy after the drain grace period; stopping them");
+            tasks.abort_all();
+        }
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            metrics: self.metrics.clone(),
+            readiness: self.readiness.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+}
+
+impl SecretJob {
+    async fn fetch(&self) -> Result<Fetched, SourceError> {
+        self.source.fetch(&self.config).await
+    }
+
+    /// Renders and writes a fetched value unless its version was already written.
+    async fn apply(&self, fetched: Fetched) -> Result<SyncOutcome, SyncError> {
+        let mut last = self.last_version.lock().await;
+        if fetched.version_id.is_some() && *last == fetched.version_id {
+            return Ok(SyncOutcome::Unchanged);
+        }
+        let name = &self.config.name;
+        let rendered = transform::render(&fetched.payload).map_err(|source| SyncError::Transform {
+            secret: name.clone(),
+            source,
+        })?;
+        let mut outcome = SyncOutcome::Unchanged;
+        for sink in &self.sinks {
+            if write(sink, &rendered, name).await? == WriteOutcome::Written {
+                outcome = SyncOutcome::Written;
+            }
+        }
+        *last = fetched.version_id;
+        Ok(outcome)
+    }
+}
+
+/// File writes run on the blocking pool and are never cancelled: the drain waits for
+/// them, so a shutdown cannot leave a half-swapped directory.
+async fn write(sink: &Arc<FileSink>, rendered: &Rendered, secret: &str) -> Result<WriteOutcome, SyncError> {
+    let sink = sink.clone();
+    let rendered = rendered.clone();
+    tokio::task::spawn_blocking(move || sink.write(&rendered))
+        .await
+        .map_err(|e| SyncError::WriterPanicked {
+            secret: secret.to_owned(),
+            reason: e.to_string(),
+        })?
+        .map_err(|source| SyncError::Sink {
+            secret: secret.to_owned(),
+            source,
+        })
+}
+
+impl Ctx {
+    /// Applies a fetch result and records it in metrics, logs and readiness.
+    async fn finish(&self, job: &SecretJob, fetched: Result<Fetched, SourceError>) -> Result<SyncOutcome, SyncError> {
+        let started = Instant::now();
+        let name = &job.config.name;
+        let version = fetched.as_ref().ok().and_then(|f| f.version_id.clone());
+        let result = match fetched {
+            Ok(fetched) => job.apply(fetched).await,
+            Err(e) => Err(e.into()),
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(outcome) => {
+                self.metrics.secret_synced(name, Outcome::Success);
+                if !job.synced_once.swap(true, Ordering::AcqRel) {
+                    self.readiness.first_sync_done();
+                }
+                let version = version.as_deref().unwrap_or("-");
+                match outcome {
+                    SyncOutcome::Written => {
+                        tracing::info!(secret = %name, version, elapsed_ms, "secret written")
+                    }
+                    SyncOutcome::Unchanged => {
+                        tracing::debug!(secret = %name, version, "secret unchanged")
+                    }
+                }
+            }
+            Err(err) => {
+                self.metrics.secret_synced(name, Outcome::Failure);
+                tracing::warn!(secret = %name, reason = err.kind(), "sync failed; last written files kept: {err}");
+            }
+        }
+        result
+    }
+}
+
+async fn poll(job: Arc<SecretJob>, ctx: Ctx, mut shutdown: Signal) {
+    let interval = job.config.refresh_interval;
+    let mut backoff: Option<Box<dyn Iterator<Item = Duration> + Send>> = None;
+    loop {
+        // A fetch in flight is abandoned on shutdown (nothing has been written yet); a
+        // write in flight is not (see `write`).
+        let fetched = tokio::select! {
+            f = job.fetch() => f,
+            _ = shutdown.wait() => return,
+        };
+        let delay = match ctx.finish(&job, fetched).await {
+            Ok(_) => {
+                backoff = None;
+                jittered(interval)
+            }
+            Err(_) => backoff
+                .get_or_insert_with(|| Box::new(failure_delays(interval)))
+                .next()
+                .unwrap_or(interval),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Up to 10% early, never late: secrets configured alike spread out over time, and a
+/// change is still picked up within `refreshInterval`.
+pub fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(1.0 - fastrand::f64() * 0.1)
+}
+
+/// Exponential back-off with jitter after failures, capped at the refresh interval so a
+/// failing secret is never polled less often than a healthy one.
+pub fn failure_delays(interval: Duration) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(FIRST_RETRY.min(interval))
+        .with_max_delay(interval)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .map(move |d| d.min(interval))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_never_delays_past_the_interval() {
+        let interval = Duration::from_secs(60);
+        for _ in 0..1000 {
+            let d = jittered(interval);
+            assert!(d <= interval && d >= Duration::from_secs(54), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn failure_backoff_grows_and_is_capped_at_the_interval() {
+        let interval = Duration::from_secs(10);
+        let delays: Vec<_> = failure_delays(interval).take(8).collect();
+        assert!(delays[0] >= Duration::from_secs(1) && delays[0] <= Duration::from_secs(2), "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= interval), "{delays:?}");
+        assert_eq!(delays[7], interval, "{delays:?}");
+        let short: Vec<_> = failure_delays(Duration::from_millis(500)).take(3).collect();
+        assert!(short.iter().all(|d| *d <= Duration::from_millis(500)), "{short:?}");
+    }
+
+    #[test]
+    fn readiness_needs_every_secret_and_drops_when_draining() {
+        let r = Readiness::new(2);
+        assert!(!r.is_ready());
+        r.first_sync_done();
+        assert_eq!(r.pending(), 1);
+        r.first_sync_done();
+        assert!(r.is_ready());
+        r.start_draining();
+        assert!(!r.is_ready());
+    }
+}

@@ -1,0 +1,216 @@
+//! Classifies AWS SDK errors into a small fixed set, so that errors can say which IAM
+//! document to fix and metrics get a bounded `reason` label.
+//!
+//! In moto's auth mode (and for some real proxies) error bodies come back as XML the
+//! JSON protocol cannot parse, leaving `code()` empty; the HTTP status is then the
+//! only signal, so it is always consulted.
+
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    AccessDenied,
+    /// KMS refused to decrypt the secret: the key policy is missing the role.
+    Kms,
+    ExpiredToken,
+    /// The caller's own credentials are not recognised (unknown key, bad signature).
+    InvalidCredentials,
+    NotFound,
+    /// The request was understood but refused, e.g. a secret scheduled for deletion.
+    InvalidRequest,
+    Throttled,
+    Timeout,
+    Network,
+    Server,
+    Other,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::AccessDenied => "access_denied",
+            Class::Kms => "kms",
+            Class::ExpiredToken => "expired_token",
+            Class::InvalidCredentials => "invalid_credentials",
+            Class::NotFound => "not_found",
+            Class::InvalidRequest => "invalid_request",
+            Class::Throttled => "throttled",
+            Class::Timeout => "timeout",
+            Class::Network => "network",
+            Class::Server => "server",
+            Class::Other => "other",
+        }
+    }
+
+    /// Whether trying again later, without a config or IAM change, may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Class::Throttled | Class::Timeout | Class::Network | Class::Server | Class::ExpiredToken
+        )
+    }
+}
+
+/// What we keep of an SDK error: no request, no body, nothing secret.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub class: Class,
+    pub code: Option<String>,
+    pub status: Option<u16>,
+    pub message: Option<String>,
+}
+
+impl fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, self.status) {
+            (Some(code), Some(status)) => write!(f, "{code} (HTTP {status})")?,
+            (Some(code), None) => write!(f, "{code}")?,
+            (None, Some(status)) => write!(f, "HTTP {status}")?,
+            (None, None) => write!(f, "{}", self.class.as_str())?,
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// AWS error messages name ARNs and actions, never values; they are still capped so a
+/// misbehaving endpoint cannot flood the logs.
+const MAX_MESSAGE: usize = 300;
+
+pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> ErrorInfo
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match err {
+        SdkError::TimeoutError(_) => info(Class::Timeout, None, status, None),
+        SdkError::DispatchFailure(failure) => {
+            let class = if failure.is_timeout() {
+                Class::Timeout
+            } else {
+                Class::Network
+            };
+            info(class, None, status, Some(failure_text(err)))
+        }
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().map(str::to_owned);
+            let class = class_of(code.as_deref(), e.message(), status);
+            info(class, code, status, e.message().map(str::to_owned))
+        }
+        SdkError::ResponseError(_) => {
+            let class = class_of(None, None, status);
+            let class = if class == Class::Other {
+                Class::Server
+            } else {
+                class
+            };
+            info(class, None, status, Some("unparseable response".into()))
+        }
+        _ => info(Class::Other, None, status, Some(failure_text(err))),
+    }
+}
+
+fn failure_text<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    // The SDK's Display is terse ("dispatch failure"); the useful part is the source.
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn info(class: Class, code: Option<String>, status: Option<u16>, message: Option<String>) -> ErrorInfo {
+    let message = message.map(|mut m| {
+        if m.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+            m.push('…');
+        }
+        m
+    });
+    ErrorInfo {
+        class,
+        code,
+        status,
+        message,
+    }
+}
+
+fn class_of(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Class {
+    let mentions_kms = message.is_some_and(|m| m.contains("KMS") || m.contains("kms:"));
+    match code {
+        Some("DecryptionFailure" | "KMSAccessDeniedException" | "KMSInvalidStateException") => {
+            Class::Kms
+        }
+        Some("AccessDeniedException" | "AccessDenied") if mentions_kms => Class::Kms,
+        Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation") => {
+            Class::AccessDenied
+        }
+        Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired") => Class::ExpiredToken,
+        Some(
+            "InvalidClientTokenId"
+            | "UnrecognizedClientException"
+            | "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "InvalidSignatureException",
+        ) => Class::InvalidCredentials,
+        Some("ResourceNotFoundException" | "NoSuchEntity") => Class::NotFound,
+        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded") => {
+            Class::Throttled
+        }
+        Some("InvalidRequestException" | "InvalidParameterException" | "ValidationError") => {
+            Class::InvalidRequest
+        }
+        Some("InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => Class::Server,
+        _ => match status {
+            Some(403) => Class::AccessDenied,
+            Some(404) => Class::NotFound,
+            Some(429) => Class::Throttled,
+            Some(s) if s >= 500 => Class::Server,
+            Some(400) => Class::InvalidRequest,
+            _ => Class::Other,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_win_over_status_and_status_fills_in() {
+        assert_eq!(class_of(Some("ThrottlingException"), None, Some(400)), Class::Throttled);
+        assert_eq!(class_of(Some("AccessDeniedException"), Some("Access to KMS is not allowed"), Some(400)), Class::Kms);
+        assert_eq!(class_of(Some("AccessDeniedException"), Some("not authorized"), Some(400)), Class::AccessDenied);
+        assert_eq!(class_of(None, None, Some(403)), Class::AccessDenied);
+        assert_eq!(class_of(None, None, Some(503)), Class::Server);
+        assert_eq!(class_of(None, None, Some(429)), Class::Throttled);
+        assert_eq!(class_of(Some("ExpiredToken"), None, Some(403)), Class::ExpiredToken);
+        assert!(Class::Throttled.is_transient());
+        assert!(!Class::AccessDenied.is_transient());
+    }
+
+    #[test]
+    fn long_messages_are_capped_on_a_char_boundary() {
+        let long = "é".repeat(400);
+        let i = info(Class::Other, None, None, Some(long));
+        let m = i.message.unwrap();
+        assert!(m.len() <= MAX_MESSAGE + '…'.len_utf8());
+        assert!(m.ends_with('…'));
+    }
+}

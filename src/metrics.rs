@@ -1,0 +1,148 @@
+//! Prometheus metrics. Label values are config names (bounded by the config file) or
+//! fixed enums (`result`); never error text, secret ids from the wire, or values.
+
+use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Outcome label shared by every `_total` counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    credential_refresh_total: IntCounterVec,
+    credential_expiry: GaugeVec,
+    secret_sync_total: IntCounterVec,
+    secret_last_success: GaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let credential_refresh_total = IntCounterVec::new(
+            Opts::new(
+                "secret_ferry_credential_refresh_total",
+                "AssumeRole calls made to obtain or refresh a role's credentials, by result.",
+            ),
+            &["role", "result"],
+        )?;
+        let credential_expiry = GaugeVec::new(
+            Opts::new(
+                "secret_ferry_credential_expiry_timestamp_seconds",
+                "Unix time at which the role credentials in use expire.",
+            ),
+            &["role"],
+        )?;
+        let secret_sync_total = IntCounterVec::new(
+            Opts::new(
+                "secret_ferry_secret_sync_total",
+                "Sync attempts of a secret (fetch, render and write to every target), by result.",
+            ),
+            &["secret", "result"],
+        )?;
+        let secret_last_success = GaugeVec::new(
+            Opts::new(
+                "secret_ferry_secret_last_success_timestamp_seconds",
+                "Unix time of the last successful sync of a secret.",
+            ),
+            &["secret"],
+        )?;
+        registry.register(Box::new(credential_refresh_total.clone()))?;
+        registry.register(Box::new(credential_expiry.clone()))?;
+        registry.register(Box::new(secret_sync_total.clone()))?;
+        registry.register(Box::new(secret_last_success.clone()))?;
+        Ok(Self {
+            registry,
+            credential_refresh_total,
+            credential_expiry,
+            secret_sync_total,
+            secret_last_success,
+        })
+    }
+
+    /// Creates every series of a role at zero, so that `rate()` and absence alerts work
+    /// from the first scrape instead of from the first failure.
+    pub fn register_role(&self, role: &str) {
+        for outcome in [Outcome::Success, Outcome::Failure] {
+            self.credential_refresh_total
+                .with_label_values(&[role, outcome.as_str()]);
+        }
+    }
+
+    pub fn register_secret(&self, secret: &str) {
+        for outcome in [Outcome::Success, Outcome::Failure] {
+            self.secret_sync_total
+                .with_label_values(&[secret, outcome.as_str()]);
+        }
+    }
+
+    pub fn credential_refreshed(&self, role: &str, outcome: Outcome) {
+        self.credential_refresh_total
+            .with_label_values(&[role, outcome.as_str()])
+            .inc();
+    }
+
+    pub fn credential_expires_at(&self, role: &str, expiry: SystemTime) {
+        self.credential_expiry
+            .with_label_values(&[role])
+            .set(unix_seconds(expiry));
+    }
+
+    pub fn secret_synced(&self, secret: &str, outcome: Outcome) {
+        self.secret_sync_total
+            .with_label_values(&[secret, outcome.as_str()])
+            .inc();
+        if outcome == Outcome::Success {
+            self.secret_last_success
+                .with_label_values(&[secret])
+                .set(unix_seconds(SystemTime::now()));
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_exist_from_the_start_and_count() {
+        let m = Metrics::new().unwrap();
+        m.register_role("shared");
+        m.register_secret("db");
+        let text = m.render().unwrap();
+        assert!(text.contains(r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 0"#));
+        assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 0"#));
+        m.secret_synced("db", Outcome::Success);
+        m.credential_refreshed("shared", Outcome::Failure);
+        let text = m.render().unwrap();
+        assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 1"#));
+        assert!(text.contains(r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 1"#));
+        assert!(text.contains("secret_ferry_secret_last_success_timestamp_seconds{secret=\"db\"}"));
+    }
+}

@@ -1,0 +1,55 @@
+//! Where secret values come from. Today: AWS Secrets Manager's GetSecretValue.
+
+mod secrets_manager;
+
+pub use secrets_manager::SecretsManager;
+
+use crate::aws::ErrorInfo;
+use crate::credentials::CredentialsError;
+use crate::secret::Payload;
+
+/// One secret value as read, with the version it belongs to.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub version_id: Option<String>,
+    pub payload: Payload,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("secret '{secret}': cannot obtain credentials: {source}")]
+    Credentials {
+        secret: String,
+        #[source]
+        source: CredentialsError,
+    },
+    #[error("secret '{secret}': GetSecretValue of {secret_id} in {region} failed: {info}{hint}")]
+    Aws {
+        secret: String,
+        secret_id: String,
+        region: String,
+        info: ErrorInfo,
+        hint: String,
+    },
+    #[error("secret '{secret}': GetSecretValue of {secret_id} returned neither SecretString nor SecretBinary")]
+    Empty { secret: String, secret_id: String },
+}
+
+impl SourceError {
+    /// Bounded label for metrics and structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Credentials { source, .. } => source.kind(),
+            Self::Aws { info, .. } => info.class.as_str(),
+            Self::Empty { .. } => "empty_secret",
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Credentials { source, .. } => source.is_transient(),
+            Self::Aws { info, .. } => info.class.is_transient(),
+            Self::Empty { .. } => false,
+        }
+    }
+}

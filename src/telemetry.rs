@@ -1,0 +1,47 @@
+//! Log set-up: plain or JSON lines on stderr, filtered by `RUST_LOG` (default `info`).
+
+use tracing::Level;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// The AWS SDK and HTTP crates log whole requests and responses at `trace` (signed
+/// headers, bodies holding secret values); they are capped at `debug` whatever
+/// `RUST_LOG` asks for, so that no log level can leak a value or a session token.
+const CAPPED: &[&str] = &[
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_types",
+    "aws_sigv4",
+    "aws_runtime",
+    "aws_config",
+    "aws_sdk_sts",
+    "aws_sdk_secretsmanager",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+];
+
+pub fn init(format: LogFormat) {
+    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let cap = Targets::new()
+        .with_default(Level::TRACE)
+        .with_targets(CAPPED.iter().map(|t| (*t, Level::DEBUG)));
+    let filter = wanted.and(cap);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().flatten_event(true).with_filter(filter))
+            .init(),
+    }
+}

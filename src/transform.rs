@@ -1,0 +1,632 @@
+//! Turns one secret value into the set of files that represent it.
+//!
+//! Pure: no I/O, so every rule here is unit-testable and the sink only has to
+//! care about getting bytes onto disk atomically.
+//!
+//! Rules:
+//! - A `SecretString` that is a JSON object becomes one file per top-level key.
+//!   A string value is written as the decoded string's bytes. Any other value
+//!   (number, bool, null, array, object) is written as its source text with the
+//!   insignificant whitespace removed. That is exact by construction: re-encoding
+//!   through `serde_json::Value` would turn big integers into `f64`, reorder
+//!   nested keys and rewrite escapes, so the bytes an application sees would
+//!   depend on serde_json's feature flags rather than on what was stored.
+//! - Anything else (a JSON array or scalar, text that is not JSON, or a
+//!   `SecretBinary`) becomes a single file named `value` holding the exact bytes.
+//! - A duplicate top-level key fails the whole secret: "last one wins" would
+//!   silently publish a value the author may not have meant.
+//! - An unsafe key fails the whole secret: publishing the other keys would hand
+//!   the application a half-updated secret that looks complete.
+//!
+//! Errors never carry secret values; they name keys (escaped, truncated) only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::secret::{Payload, Sensitive};
+
+/// File name used when a secret is not a JSON object.
+pub const SINGLE_VALUE_KEY: &str = "value";
+
+/// Longest key accepted: the DNS-subdomain limit Kubernetes uses for secret
+/// keys, comfortably below every filesystem's `NAME_MAX` (255).
+pub const MAX_KEY_BYTES: usize = 253;
+
+/// Keys quoted in errors are cut to this many characters so that a hostile or
+/// broken secret cannot flood logs.
+const MAX_KEY_CHARS_IN_ERROR: usize = 64;
+
+/// The files that represent one secret: file name -> content.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Rendered {
+    pub files: BTreeMap<String, Sensitive<Vec<u8>>>,
+}
+
+// Hand-written so the output is stable and obviously value-free: key names are
+// useful in logs, values never are.
+impl fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rendered")
+            .field("files", &self.files.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    /// `key` is already escaped-safe to print: it is truncated, and `Display`
+    /// quotes it with `{:?}` so control characters cannot forge log lines.
+    #[error("unsafe key {key:?}: {reason}")]
+    UnsafeKey { key: String, reason: &'static str },
+    #[error("duplicate key {key:?} in JSON object")]
+    DuplicateKey { key: String },
+    /// serde_json accepted the text but the splitter did not; a bug here, not
+    /// bad input. Only the byte offset is kept because serde_json's own
+    /// messages can quote the secret.
+    #[error("could not split JSON object into keys (at byte {offset})")]
+    JsonSplit { offset: usize },
+}
+
+impl TransformError {
+    /// Bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransformError::UnsafeKey { .. } => "unsafe_key",
+            TransformError::DuplicateKey { .. } => "duplicate_key",
+            TransformError::JsonSplit { .. } => "json_split",
+        }
+    }
+}
+
+/// Refuses keys that could escape the target directory, collide with the
+/// sink's own `..`-prefixed bookkeeping entries, or not be valid file names.
+pub fn check_key(key: &str) -> Result<(), TransformError> {
+    let reason = if key.is_empty() {
+        Some("is empty")
+    } else if key == "." {
+        Some("is \".\"")
+    } else if key == ".." {
+        Some("is \"..\"")
+    } else if key.starts_with("..") {
+        Some("starts with \"..\" (reserved for the writer's own entries)")
+    } else if key.contains('/') {
+        Some("contains '/'")
+    } else if key.contains('\0') {
+        Some("contains NUL")
+    } else if key.len() > MAX_KEY_BYTES {
+        Some("is longer than 253 bytes")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(TransformError::UnsafeKey {
+            key: key_for_error(key),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn key_for_error(key: &str) -> String {
+    if key.chars().count() <= MAX_KEY_CHARS_IN_ERROR {
+        key.to_owned()
+    } else {
+        let mut short: String = key.chars().take(MAX_KEY_CHARS_IN_ERROR).collect();
+        short.push_str("...");
+        short
+    }
+}
+
+pub fn render(payload: &Payload) -> Result<Rendered, TransformError> {
+    match payload {
+        Payload::Binary(bytes) => Ok(single(bytes.expose().clone())),
+        Payload::Text(text) => {
+            let text = text.expose();
+            // Parsing fully first means the splitter below only ever sees valid
+            // JSON and can stay small; its errors are then bugs, not input.
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Object(_)) => split_object(text),
+                _ => Ok(single(text.as_bytes().to_vec())),
+            }
+        }
+    }
+}
+
+fn single(bytes: Vec<u8>) -> Rendered {
+    let mut files = BTreeMap::new();
+    files.insert(SINGLE_VALUE_KEY.to_owned(), Sensitive::new(bytes));
+    Rendered { files }
+}
+
+/// Walks the top level of an already-validated JSON object, keeping each
+/// value's source span. `serde_json::Value` cannot be used for this: it merges
+/// duplicate keys and loses number precision without extra features.
+fn split_object(text: &str) -> Result<Rendered, TransformError> {
+    let mut scan = Scanner {
+        src: text,
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let mut files = BTreeMap::new();
+    scan.skip_ws();
+    scan.expect(b'{')?;
+    scan.skip_ws();
+    if scan.peek() == Some(b'}') {
+        return Ok(Rendered { files });
+    }
+    loop {
+        scan.skip_ws();
+        let key_at = scan.pos;
+        let raw_key = scan.string_span()?;
+        let key: String = serde_json::from_str(raw_key).map_err(|_| scan.error_at(key_at))?;
+        check_key(&key)?;
+        scan.skip_ws();
+        scan.expect(b':')?;
+        scan.skip_ws();
+        let value_at = scan.pos;
+        let raw_value = scan.value_span()?;
+        let bytes = if raw_value.starts_with('"') {
+            let value: String =
+                serde_json::from_str(raw_value).map_err(|_| scan.error_at(value_at))?;
+            value.into_bytes()
+        } else {
+            strip_json_whitespace(raw_value)
+        };
+        if files.contains_key(&key) {
+            return Err(TransformError::DuplicateKey {
+                key: key_for_error(&key),
+            });
+        }
+        files.insert(key, Sensitive::new(bytes));
+        scan.skip_ws();
+        match scan.bump() {
+            Some(b',') => continue,
+            Some(b'}') => break,
+            _ => return Err(scan.error_at(scan.pos.saturating_sub(1))),
+        }
+    }
+    Ok(Rendered { files })
+}
+
+/// Removes whitespace outside string literals. Only ASCII bytes are dropped,
+/// so valid UTF-8 in stays valid UTF-8 out.
+fn strip_json_whitespace(raw: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in raw.as_bytes() {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if !is_json_ws(b) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn is_json_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+struct Scanner<'a> {
+    src: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn bump(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(is_json_ws) {
+            self.pos += 1;
+        }
+    }
+
+    fn error_at(&self, offset: usize) -> TransformError {
+        TransformError::JsonSplit { offset }
+    }
+
+    fn expect(&mut self, want: u8) -> Result<(), TransformError> {
+        let at = self.pos;
+        match self.bump() {
+            Some(b) if b == want => Ok(()),
+            _ => Err(self.error_at(at)),
+        }
+    }
+
+    /// Every span boundary is an ASCII byte, so slicing never splits a
+    /// character; `get` keeps that assumption from ever turning into a panic.
+    fn slice_from(&self, start: usize) -> Result<&'a str, TransformError> {
+        self.src
+            .get(start..self.pos)
+            .ok_or_else(|| self.error_at(start))
+    }
+
+    fn string_span(&mut self) -> Result<&'a str, TransformError> {
+        let start = self.pos;
+        self.expect(b'"')?;
+        loop {
+            match self.bump() {
+                Some(b'\\') => {
+                    if self.bump().is_none() {
+                        return Err(self.error_at(start));
+                    }
+                }
+                Some(b'"') => return self.slice_from(start),
+                Some(_) => {}
+                None => return Err(self.error_at(start)),
+            }
+        }
+    }
+
+    fn value_span(&mut self) -> Result<&'a str, TransformError> {
+        let start = self.pos;
+        match self.peek() {
+            Some(b'"') => self.string_span(),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        Some(b'"') => {
+                            self.string_span()?;
+                        }
+                        Some(b'{' | b'[') => {
+                            depth += 1;
+                            self.pos += 1;
+                        }
+                        Some(b'}' | b']') => {
+                            depth = depth
+                                .checked_sub(1)
+                                .ok_or_else(|| self.error_at(self.pos))?;
+                            self.pos += 1;
+                            if depth == 0 {
+                                return self.slice_from(start);
+                            }
+                        }
+                        Some(_) => self.pos += 1,
+                        None => return Err(self.error_at(start)),
+                    }
+                }
+            }
+            Some(_) => {
+                while self
+                    .peek()
+                    .is_some_and(|b| !is_json_ws(b) && !matches!(b, b',' | b'}' | b']'))
+                {
+                    self.pos += 1;
+                }
+                if self.pos == start {
+                    return Err(self.error_at(start));
+                }
+                self.slice_from(start)
+            }
+            None => Err(self.error_at(start)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CANARY: &str = "canary-5e1b9d";
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn text(s: &str) -> Payload {
+        Payload::Text(Sensitive::new(s.to_owned()))
+    }
+
+    fn file<'r>(r: &'r Rendered, key: &str) -> Option<&'r [u8]> {
+        r.files.get(key).map(|v| v.expose().as_slice())
+    }
+
+    fn keys(r: &Rendered) -> Vec<&str> {
+        r.files.keys().map(String::as_str).collect()
+    }
+
+    fn assert_value_only(r: &Rendered, bytes: &[u8]) {
+        assert_eq!(keys(r), vec![SINGLE_VALUE_KEY]);
+        assert_eq!(file(r, SINGLE_VALUE_KEY), Some(bytes));
+    }
+
+    fn assert_no_canary(err: &TransformError) {
+        let shown = format!("{err} | {err:?} | {err:#?}");
+        assert!(!shown.contains(CANARY), "canary leaked: {shown}");
+    }
+
+    #[test]
+    fn object_string_values_are_written_raw() -> TestResult {
+        let r = render(&text(
+            r#"{"user":"admin","password":"p\"a\\ss\n\u00e9\ud83d\ude00","empty":"","sp":"  x  "}"#,
+        ))?;
+        assert_eq!(keys(&r), vec!["empty", "password", "sp", "user"]);
+        assert_eq!(file(&r, "user"), Some(&b"admin"[..]));
+        assert_eq!(
+            file(&r, "password"),
+            Some("p\"a\\ss\n\u{e9}\u{1f600}".as_bytes())
+        );
+        assert_eq!(file(&r, "empty"), Some(&b""[..]));
+        assert_eq!(file(&r, "sp"), Some(&b"  x  "[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn object_other_values_are_compact_json() -> TestResult {
+        let r = render(&text(
+            "{ \"port\" : 5432 ,\n \"on\": true, \"off\": false, \"nil\": null,\n\
+             \"list\": [ 1, \"a b\" , {\"k\" : \"v v\"} ],\n\
+             \"nested\": { \"b\": 1, \"a\": [ ], \"s\": \"x\\\" y\" },\n\
+             \"neg\": -1.5e+3 }",
+        ))?;
+        assert_eq!(file(&r, "port"), Some(&b"5432"[..]));
+        assert_eq!(file(&r, "on"), Some(&b"true"[..]));
+        assert_eq!(file(&r, "off"), Some(&b"false"[..]));
+        assert_eq!(file(&r, "nil"), Some(&b"null"[..]));
+        assert_eq!(file(&r, "list"), Some(&br#"[1,"a b",{"k":"v v"}]"#[..]));
+        // Source order and escapes survive: this is the stored text, minified.
+        assert_eq!(
+            file(&r, "nested"),
+            Some(&br#"{"b":1,"a":[],"s":"x\" y"}"#[..])
+        );
+        assert_eq!(file(&r, "neg"), Some(&b"-1.5e+3"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn compact_output_matches_serde_json_for_ordinary_values() -> TestResult {
+        let src = r#"{"a": [1, 2, {"x": null}], "b": {"c": "d"}, "n": 12.5}"#;
+        let r = render(&text(src))?;
+        let parsed: BTreeMap<String, serde_json::Value> = serde_json::from_str(src)?;
+        for (k, v) in parsed {
+            assert_eq!(file(&r, &k), Some(serde_json::to_string(&v)?.as_bytes()));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn big_numbers_stay_exact() -> TestResult {
+        let r = render(&text(
+            r#"{"big": 123456789012345678901234567890, "precise": 1.00000000000000000000001, "list": [18446744073709551617]}"#,
+        ))?;
+        assert_eq!(
+            file(&r, "big"),
+            Some(&b"123456789012345678901234567890"[..])
+        );
+        assert_eq!(file(&r, "precise"), Some(&b"1.00000000000000000000001"[..]));
+        assert_eq!(file(&r, "list"), Some(&b"[18446744073709551617]"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn object_with_surrounding_whitespace_is_still_an_object() -> TestResult {
+        let r = render(&text("\n  {\"a\":\"b\"}  \n"))?;
+        assert_eq!(keys(&r), vec!["a"]);
+        Ok(())
+    }
+
+    #[test]
+    fn empty_object_renders_no_files() -> TestResult {
+        let r = render(&text(" { } "))?;
+        assert!(r.files.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn non_object_text_is_a_single_value_file() -> TestResult {
+        for src in [
+            "[1,2,3]",
+            "\"just a string\"",
+            "42",
+            "true",
+            "null",
+            "not json at all",
+            "{\"unterminated\": ",
+            "{\"a\":1} trailing",
+            "",
+            "  ",
+            "{'single':'quotes'}",
+        ] {
+            let r = render(&text(src))?;
+            assert_value_only(&r, src.as_bytes());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn binary_is_a_single_value_file_with_exact_bytes() -> TestResult {
+        let bytes = vec![0u8, 0xff, 0xfe, b'{', b'}', 0x80, b'\n'];
+        let r = render(&Payload::Binary(Sensitive::new(bytes.clone())))?;
+        assert_value_only(&r, &bytes);
+        // Even JSON-looking binary is not split: only SecretString is.
+        let r = render(&Payload::Binary(Sensitive::new(b"{\"a\":\"b\"}".to_vec())))?;
+        assert_value_only(&r, b"{\"a\":\"b\"}");
+        Ok(())
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let err = render(&text(&format!(r#"{{"a":"{CANARY}","b":1,"a":"x"}}"#)));
+        assert!(matches!(
+            &err,
+            Err(TransformError::DuplicateKey { key }) if key == "a"
+        ));
+        if let Err(e) = &err {
+            assert_eq!(e.kind(), "duplicate_key");
+            assert_no_canary(e);
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_detected_after_unescaping() {
+        let err = render(&text(r#"{"a":1,"\u0061":2}"#));
+        assert!(matches!(err, Err(TransformError::DuplicateKey { .. })));
+    }
+
+    #[test]
+    fn nested_duplicate_keys_are_kept_verbatim() -> TestResult {
+        let r = render(&text(r#"{"outer": {"x": 1, "x": 2}}"#))?;
+        assert_eq!(file(&r, "outer"), Some(&br#"{"x":1,"x":2}"#[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn check_key_accepts_ordinary_names() -> TestResult {
+        for key in [
+            "a",
+            "password",
+            ".hidden",
+            "a..b",
+            "with space",
+            "UPPER_lower-1.2",
+            "ключ",
+            "a\\b",
+        ] {
+            check_key(key)?;
+        }
+        check_key(&"k".repeat(MAX_KEY_BYTES))?;
+        Ok(())
+    }
+
+    #[test]
+    fn check_key_refuses_unsafe_names() {
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        // Multi-byte characters count in bytes, as the filesystem does.
+        let long_multibyte = "é".repeat(127);
+        let cases: [(&str, &str); 10] = [
+            ("", "is empty"),
+            (".", "is \".\""),
+            ("..", "is \"..\""),
+            ("..data", "starts with"),
+            ("...", "starts with"),
+            ("a/b", "'/'"),
+            ("/abs", "'/'"),
+            ("a\0b", "NUL"),
+            (&long, "longer than 253"),
+            (&long_multibyte, "longer than 253"),
+        ];
+        for (key, reason_part) in cases {
+            match check_key(key) {
+                Err(e @ TransformError::UnsafeKey { .. }) => {
+                    assert_eq!(e.kind(), "unsafe_key");
+                    let shown = e.to_string();
+                    assert!(shown.contains(reason_part), "{shown}");
+                }
+                other => panic!("key {key:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unsafe_key_fails_the_whole_secret() {
+        for src in [
+            format!(r#"{{"ok":"{CANARY}","../etc/passwd":"{CANARY}"}}"#),
+            format!(r#"{{"ok":"{CANARY}","":"{CANARY}"}}"#),
+            format!(r#"{{"ok":"{CANARY}","..data":"{CANARY}"}}"#),
+            format!(r#"{{"ok":"{CANARY}","a\u0000b":"{CANARY}"}}"#),
+            format!(r#"{{"ok":"{CANARY}","a/b":{{"n":"{CANARY}"}}}}"#),
+        ] {
+            match render(&text(&src)) {
+                Err(e @ TransformError::UnsafeKey { .. }) => assert_no_canary(&e),
+                other => panic!("{src:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unsafe_key_error_names_the_key_escaped() {
+        let err = check_key("evil/\nkey\u{1b}[31m");
+        match err {
+            Err(e) => {
+                let shown = e.to_string();
+                assert!(shown.contains(r#""evil/\nkey\u{1b}[31m""#), "{shown}");
+                assert!(!shown.contains('\n'));
+                assert!(!shown.contains('\u{1b}'));
+            }
+            Ok(()) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn long_keys_are_truncated_in_errors() {
+        let key = format!("{}{}", "x".repeat(300), CANARY);
+        match check_key(&key) {
+            Err(TransformError::UnsafeKey { key: shown, .. }) => {
+                assert_eq!(shown, format!("{}...", "x".repeat(64)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = render(&text(&format!(r#"{{"{key}":1}}"#)));
+        match err {
+            Err(e) => {
+                assert!(e.to_string().len() < 200);
+                assert_no_canary(&e);
+            }
+            Ok(r) => panic!("accepted {r:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_never_contain_values() {
+        let inputs = [
+            format!(r#"{{"a":"{CANARY}","a":"{CANARY}"}}"#),
+            format!(r#"{{"x/y":"{CANARY}"}}"#),
+            format!(r#"{{"..x":["{CANARY}"]}}"#),
+        ];
+        for src in inputs {
+            match render(&text(&src)) {
+                Err(e) => assert_no_canary(&e),
+                Ok(r) => panic!("accepted {r:?}"),
+            }
+        }
+        let split = TransformError::JsonSplit { offset: 3 };
+        assert_eq!(split.kind(), "json_split");
+        assert_no_canary(&split);
+    }
+
+    #[test]
+    fn rendered_debug_shows_keys_only() -> TestResult {
+        let r = render(&text(&format!(r#"{{"user":"{CANARY}","n":1}}"#)))?;
+        let shown = format!("{r:?} {r:#?}");
+        assert!(shown.contains("user"));
+        assert!(shown.contains('n'));
+        assert!(!shown.contains(CANARY), "{shown}");
+        Ok(())
+    }
+
+    #[test]
+    fn rendered_is_cloneable_and_comparable() -> TestResult {
+        let a = render(&text(r#"{"k":"v"}"#))?;
+        let b = a.clone();
+        assert_eq!(a, b);
+        assert_ne!(a, render(&text(r#"{"k":"w"}"#))?);
+        Ok(())
+    }
+
+    #[test]
+    fn minifier_keeps_whitespace_inside_strings() {
+        assert_eq!(
+            strip_json_whitespace("[ \"a \\\\\" , \" \\\" \" ]"),
+            b"[\"a \\\\\",\" \\\" \"]".to_vec()
+        );
+    }
+}

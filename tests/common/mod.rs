@@ -1,0 +1,290 @@
+//! Test harness: a real `moto` server on a free loopback port, AWS fixtures created
+//! through the AWS API, and small HTTP helpers.
+#![allow(dead_code)]
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+/// The account that owns the secret and the cross-account role.
+pub const SECRETS_ACCOUNT: &str = "111111111111";
+
+/// A moto server owned by one test; killed on drop.
+pub struct Moto {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let candidates = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"),
+        Path::new(&home).join(".cache/secret-ferry-venv/bin/moto_server"),
+    ];
+    for c in &candidates {
+        if c.exists() {
+            return c.clone();
+        }
+    }
+    // Never skip silently: a missing stand-in must fail the run, locally and in CI.
+    panic!(
+        "moto_server not found (looked at $MOTO_SERVER, {}): run ./scripts/test.sh, which installs \
+         the pinned moto[server] into a virtualenv, or set MOTO_SERVER to a moto_server binary",
+        candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Self {
+        let log = std::env::temp_dir().join(format!("secret-ferry-moto-{port}.log"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("cannot start moto_server");
+        let mut moto = Moto { child: Some(child), port, log };
+        moto.wait_ready();
+        moto
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("moto_server exited early ({status}); log: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                }
+            }
+            if http("GET", self.addr(), "/moto-api/data.json", None).map(|r| r.0) == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto_server did not become ready; log: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (connections are then refused), keeping the port number.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Turns on IAM enforcement: from now on only known keys work and policies apply.
+    pub fn enable_auth(&self) {
+        let (status, body) = http("POST", self.addr(), "/moto-api/reset-auth", Some(("text/plain", "0"))).unwrap();
+        assert_eq!(status, 200, "reset-auth failed: {body}");
+    }
+
+    /// Static credentials for the default account (123456789012) while auth is off.
+    pub fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_with(Credentials::new("testing", "testing", None, None, "test"))
+    }
+
+    pub fn sdk_config_with(&self, creds: Credentials) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+            .build()
+    }
+
+    /// Admin credentials inside `account` (moto derives the account from the role ARN).
+    pub async fn admin_in(&self, account: &str) -> SdkConfig {
+        let sts = aws_sdk_sts::Client::new(&self.sdk_config());
+        let out = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/admin"))
+            .role_session_name("test-setup")
+            .send()
+            .await
+            .expect("assume admin role in moto");
+        let c = out.credentials().unwrap();
+        self.sdk_config_with(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "admin",
+        ))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Minimal HTTP/1.1 client for moto's control API and the daemon's admin server.
+pub fn http(method: &str, addr: SocketAddr, path: &str, body: Option<(&str, &str)>) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((ctype, b)) = body {
+        req.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+    } else {
+        req.push_str("\r\n");
+    }
+    stream.write_all(req.as_bytes()).ok()?;
+    let mut resp = Vec::new();
+    stream.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http("GET", addr, path, None)
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(timeout: Duration, mut check: impl FnMut() -> F) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn trust_policy(principal: &str, external_id: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}}
+        }]
+    })
+    .to_string()
+}
+
+/// moto only matches policies against `*` for Secrets Manager resources.
+pub fn allow(action: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]
+    })
+    .to_string()
+}
+
+/// A role in the secrets account that trusts `principal` with `external_id` and may
+/// read secrets; returns its ARN.
+pub async fn create_role(admin: &SdkConfig, name: &str, principal: &str, external_id: &str) -> String {
+    let iam = aws_sdk_iam::Client::new(admin);
+    let role = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust_policy(principal, external_id))
+        .send()
+        .await
+        .expect("create role");
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("read-secrets")
+        .policy_document(allow("secretsmanager:GetSecretValue"))
+        .send()
+        .await
+        .expect("put role policy");
+    role.role().unwrap().arn().to_owned()
+}
+
+pub async fn create_secret(admin: &SdkConfig, name: &str, value: &str) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(admin);
+    sm.create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret")
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
+    aws_sdk_secretsmanager::Client::new(admin)
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("put secret value");
+}
+
+/// A unique marker per test run, for leak checks.
+pub fn canary(label: &str) -> String {
+    format!("canary-{label}-{}-{}", std::process::id(), fastrand::u64(..))
+}
+
+/// The file names visible in a target dir, and where `..data` points.
+pub fn layout(dir: &Path) -> (Vec<String>, Option<PathBuf>) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    (names, std::fs::read_link(dir.join("..data")).ok())
+}
+
+pub fn read(dir: &Path, key: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(key)).ok()
+}
+
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_secret-ferry")
+}
