@@ -57,7 +57,10 @@ impl Admin {
                 builder
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT);
-                if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                if let Err(e) = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
                     tracing::debug!("admin connection ended: {e}");
                 }
             });
@@ -66,7 +69,10 @@ impl Admin {
 
     fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n".into());
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET is supported\n".into(),
+            );
         }
         match req.uri().path() {
             "/metrics" => match self.metrics.render() {
@@ -74,11 +80,16 @@ impl Admin {
                     let mut resp = text(StatusCode::OK, body);
                     resp.headers_mut().insert(
                         hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        hyper::header::HeaderValue::from_static(
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        ),
                     );
                     resp
                 }
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n")),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode metrics: {e}\n"),
+                ),
             },
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
             "/readyz" => {
@@ -88,11 +99,16 @@ impl Admin {
                     let pending = self.readiness.pending();
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        format!("not ready: {pending} secret(s) not synced yet, or shutting down\n"),
+                        format!(
+                            "not ready: {pending} secret(s) not synced yet, or shutting down\n"
+                        ),
                     )
                 }
             }
-            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz or /readyz\n".into()),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /metrics, /healthz or /readyz\n".into(),
+            ),
         }
     }
 }

@@ -89,7 +89,8 @@ impl Readiness {
     }
 
     pub fn pending(&self) -> usize {
-        self.total.saturating_sub(self.synced.load(Ordering::Acquire))
+        self.total
+            .saturating_sub(self.synced.load(Ordering::Acquire))
     }
 
     fn first_sync_done(&self) {
@@ -220,8 +221,9 @@ impl App {
             let permits = permits.clone();
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await;
+                let started = Instant::now();
                 let fetched = job.fetch().await;
-                ctx.finish(&job, fetched).await.err()
+                ctx.finish(&job, fetched, started).await.err()
             });
         }
         let mut failures = Vec::new();
@@ -295,10 +297,11 @@ impl SecretJob {
             return Ok(SyncOutcome::Unchanged);
         }
         let name = &self.config.name;
-        let rendered = transform::render(&fetched.payload).map_err(|source| SyncError::Transform {
-            secret: name.clone(),
-            source,
-        })?;
+        let rendered =
+            transform::render(&fetched.payload).map_err(|source| SyncError::Transform {
+                secret: name.clone(),
+                source,
+            })?;
         let mut outcome = SyncOutcome::Unchanged;
         for sink in &self.sinks {
             if write(sink, &rendered, name).await? == WriteOutcome::Written {
@@ -312,7 +315,11 @@ impl SecretJob {
 
 /// File writes run on the blocking pool and are never cancelled: the drain waits for
 /// them, so a shutdown cannot leave a half-swapped directory.
-async fn write(sink: &Arc<FileSink>, rendered: &Rendered, secret: &str) -> Result<WriteOutcome, SyncError> {
+async fn write(
+    sink: &Arc<FileSink>,
+    rendered: &Rendered,
+    secret: &str,
+) -> Result<WriteOutcome, SyncError> {
     let sink = sink.clone();
     let rendered = rendered.clone();
     tokio::task::spawn_blocking(move || sink.write(&rendered))
@@ -329,8 +336,12 @@ async fn write(sink: &Arc<FileSink>, rendered: &Rendered, secret: &str) -> Resul
 
 impl Ctx {
     /// Applies a fetch result and records it in metrics, logs and readiness.
-    async fn finish(&self, job: &SecretJob, fetched: Result<Fetched, SourceError>) -> Result<SyncOutcome, SyncError> {
-        let started = Instant::now();
+    async fn finish(
+        &self,
+        job: &SecretJob,
+        fetched: Result<Fetched, SourceError>,
+        started: Instant,
+    ) -> Result<SyncOutcome, SyncError> {
         let name = &job.config.name;
         let version = fetched.as_ref().ok().and_then(|f| f.version_id.clone());
         let result = match fetched {
@@ -369,11 +380,12 @@ async fn poll(job: Arc<SecretJob>, ctx: Ctx, mut shutdown: Signal) {
     loop {
         // A fetch in flight is abandoned on shutdown (nothing has been written yet); a
         // write in flight is not (see `write`).
+        let started = Instant::now();
         let fetched = tokio::select! {
             f = job.fetch() => f,
             _ = shutdown.wait() => return,
         };
-        let delay = match ctx.finish(&job, fetched).await {
+        let delay = match ctx.finish(&job, fetched, started).await {
             Ok(_) => {
                 backoff = None;
                 jittered(interval)
@@ -426,11 +438,17 @@ mod tests {
     fn failure_backoff_grows_and_is_capped_at_the_interval() {
         let interval = Duration::from_secs(10);
         let delays: Vec<_> = failure_delays(interval).take(8).collect();
-        assert!(delays[0] >= Duration::from_secs(1) && delays[0] <= Duration::from_secs(2), "{delays:?}");
+        assert!(
+            delays[0] >= Duration::from_secs(1) && delays[0] <= Duration::from_secs(2),
+            "{delays:?}"
+        );
         assert!(delays.iter().all(|d| *d <= interval), "{delays:?}");
         assert_eq!(delays[7], interval, "{delays:?}");
         let short: Vec<_> = failure_delays(Duration::from_millis(500)).take(3).collect();
-        assert!(short.iter().all(|d| *d <= Duration::from_millis(500)), "{short:?}");
+        assert!(
+            short.iter().all(|d| *d <= Duration::from_millis(500)),
+            "{short:?}"
+        );
     }
 
     #[test]

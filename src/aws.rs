@@ -48,7 +48,11 @@ impl Class {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            Class::Throttled | Class::Timeout | Class::Network | Class::Server | Class::ExpiredToken
+            Class::Throttled
+                | Class::Timeout
+                | Class::Network
+                | Class::Server
+                | Class::ExpiredToken
         )
     }
 }
@@ -131,7 +135,12 @@ where
     text
 }
 
-fn info(class: Class, code: Option<String>, status: Option<u16>, message: Option<String>) -> ErrorInfo {
+fn info(
+    class: Class,
+    code: Option<String>,
+    status: Option<u16>,
+    message: Option<String>,
+) -> ErrorInfo {
     let message = message.map(|mut m| {
         if m.len() > MAX_MESSAGE {
             let mut cut = MAX_MESSAGE;
@@ -170,9 +179,12 @@ fn class_of(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> C
             | "InvalidSignatureException",
         ) => Class::InvalidCredentials,
         Some("ResourceNotFoundException" | "NoSuchEntity") => Class::NotFound,
-        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded") => {
-            Class::Throttled
-        }
+        Some(
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded",
+        ) => Class::Throttled,
         Some("InvalidRequestException" | "InvalidParameterException" | "ValidationError") => {
             Class::InvalidRequest
         }
@@ -194,13 +206,33 @@ mod tests {
 
     #[test]
     fn codes_win_over_status_and_status_fills_in() {
-        assert_eq!(class_of(Some("ThrottlingException"), None, Some(400)), Class::Throttled);
-        assert_eq!(class_of(Some("AccessDeniedException"), Some("Access to KMS is not allowed"), Some(400)), Class::Kms);
-        assert_eq!(class_of(Some("AccessDeniedException"), Some("not authorized"), Some(400)), Class::AccessDenied);
+        assert_eq!(
+            class_of(Some("ThrottlingException"), None, Some(400)),
+            Class::Throttled
+        );
+        assert_eq!(
+            class_of(
+                Some("AccessDeniedException"),
+                Some("Access to KMS is not allowed"),
+                Some(400)
+            ),
+            Class::Kms
+        );
+        assert_eq!(
+            class_of(
+                Some("AccessDeniedException"),
+                Some("not authorized"),
+                Some(400)
+            ),
+            Class::AccessDenied
+        );
         assert_eq!(class_of(None, None, Some(403)), Class::AccessDenied);
         assert_eq!(class_of(None, None, Some(503)), Class::Server);
         assert_eq!(class_of(None, None, Some(429)), Class::Throttled);
-        assert_eq!(class_of(Some("ExpiredToken"), None, Some(403)), Class::ExpiredToken);
+        assert_eq!(
+            class_of(Some("ExpiredToken"), None, Some(403)),
+            Class::ExpiredToken
+        );
         assert!(Class::Throttled.is_transient());
         assert!(!Class::AccessDenied.is_transient());
     }

@@ -163,7 +163,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     };
     let config = match docs.as_slice() {
         [] => {
-            c.report("", None, "the config is empty; it needs at least a `secrets` list");
+            c.report(
+                "",
+                None,
+                "the config is empty; it needs at least a `secrets` list",
+            );
             None
         }
         [doc, extra @ ..] => {
@@ -259,6 +263,17 @@ struct Entry<'a> {
     value: Field<'a>,
 }
 
+impl Entry<'_> {
+    /// The key for messages: quoted if it is a string, as written otherwise.
+    fn shown_key(&self) -> String {
+        if self.key_is_string {
+            format!("{:?}", self.key)
+        } else {
+            self.key.clone()
+        }
+    }
+}
+
 impl<'s> Checker<'s> {
     fn report(&mut self, path: &str, line: Option<usize>, message: impl Into<String>) {
         self.problems.push(Problem {
@@ -274,7 +289,11 @@ impl<'s> Checker<'s> {
 
     /// Reports a value of the wrong kind: "must be {what}, got {the value}".
     fn expected(&mut self, at: &Field, what: &str) {
-        let subject = if at.path.is_empty() { "the config " } else { "" };
+        let subject = if at.path.is_empty() {
+            "the config "
+        } else {
+            ""
+        };
         let got = self.describe(at.node);
         self.problem(at, format!("{subject}must be {what}, got {got}"));
     }
@@ -420,7 +439,10 @@ impl<'s> Checker<'s> {
         let allowed = if *range.end() == Duration::MAX {
             format!("at least {min}")
         } else {
-            format!("between {min} and {}", humantime::format_duration(*range.end()))
+            format!(
+                "between {min} and {}",
+                humantime::format_duration(*range.end())
+            )
         };
         let got = self.describe(at.node);
         self.problem(at, format!("must be {allowed}, got {got}"));
@@ -470,7 +492,11 @@ impl<'a> Fields<'a> {
     fn require(&mut self, c: &mut Checker, key: &'static str) -> Option<Field<'a>> {
         let value = self.get(key);
         if value.is_none() {
-            c.report(&self.at.child_path(key), Some(self.at.line()), "is required");
+            c.report(
+                &self.at.child_path(key),
+                Some(self.at.line()),
+                "is required",
+            );
         }
         value
     }
@@ -594,7 +620,7 @@ fn read_role(c: &mut Checker, entry: &Entry) -> Option<RoleConfig> {
             Some(entry.key_line),
             format!(
                 "a role name must be 1 to 64 letters, digits, '_', '.' or '-', got {}",
-                if entry.key_is_string { format!("{:?}", entry.key) } else { entry.key.clone() }
+                entry.shown_key()
             ),
         );
     }
@@ -602,11 +628,9 @@ fn read_role(c: &mut Checker, entry: &Entry) -> Option<RoleConfig> {
     let role_arn = f.require(c, "roleArn").and_then(|v| read_role_arn(c, &v));
     let (file, env) = (f.get("externalIdFile"), f.get("externalIdEnv"));
     let external_id = read_external_id(c, file, env);
-    let session_name = or_default(
-        f.get("sessionName"),
-        DEFAULT_SESSION_NAME.to_owned(),
-        |v| read_session_name(c, v),
-    );
+    let session_name = or_default(f.get("sessionName"), DEFAULT_SESSION_NAME.to_owned(), |v| {
+        read_session_name(c, v)
+    });
     let duration = or_default(f.get("duration"), DEFAULT_ROLE_DURATION, |v| {
         c.duration_within(v, ROLE_DURATIONS)
     });
@@ -646,7 +670,8 @@ fn read_external_id(
 ) -> Option<Option<ExternalIdSource>> {
     let both = both_set(c, &file, &env);
     let file = optional(file, |v| {
-        c.string(v).map(|p| ExternalIdSource::File(PathBuf::from(p)))
+        c.string(v)
+            .map(|p| ExternalIdSource::File(PathBuf::from(p)))
     });
     let env = optional(env, |v| read_env_name(c, v).map(ExternalIdSource::Env));
     if both {
@@ -742,9 +767,7 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
     let name = f
         .require(c, "name")
         .and_then(|v| read_secret_name(c, &v, &at.path, &mut seen.names));
-    let secret_id = f
-        .require(c, "secretId")
-        .and_then(|v| read_secret_id(c, &v));
+    let secret_id = f.require(c, "secretId").and_then(|v| read_secret_id(c, &v));
     let role = optional(f.get("role"), |v| read_role_ref(c, v, seen.roles));
     let (stage, id) = (f.get("versionStage"), f.get("versionId"));
     let version = read_version(c, stage, id);
@@ -804,22 +827,24 @@ fn read_secret_id(c: &mut Checker, at: &Field) -> Option<String> {
     Some(id)
 }
 
-fn read_role_ref(
-    c: &mut Checker,
-    at: &Field,
-    roles: Option<&BTreeSet<String>>,
-) -> Option<String> {
+fn read_role_ref(c: &mut Checker, at: &Field, roles: Option<&BTreeSet<String>>) -> Option<String> {
     let name = c.string(at)?;
     match roles {
         Some(roles) if roles.is_empty() => {
-            c.problem(at, format!("unknown role {name:?}: no roles are defined under `roles`"));
+            c.problem(
+                at,
+                format!("unknown role {name:?}: no roles are defined under `roles`"),
+            );
             None
         }
         Some(roles) if !roles.contains(name) => {
             let defined: Vec<&str> = roles.iter().map(String::as_str).collect();
             c.problem(
                 at,
-                format!("unknown role {name:?}; defined roles: {}", defined.join(", ")),
+                format!(
+                    "unknown role {name:?}; defined roles: {}",
+                    defined.join(", ")
+                ),
             );
             None
         }
@@ -869,7 +894,10 @@ fn read_target(
     let kinds = TARGET_KINDS.join(", ");
     let entries = c.entries(at)?;
     let [entry, extra @ ..] = entries.as_slice() else {
-        c.problem(at, format!("must name a target kind; allowed kinds: {kinds}"));
+        c.problem(
+            at,
+            format!("must name a target kind; allowed kinds: {kinds}"),
+        );
         return None;
     };
     for e in extra {
@@ -888,7 +916,10 @@ fn read_target(
             c.report(
                 &entry.value.path,
                 Some(entry.key_line),
-                format!("unknown target kind `{}`; allowed kinds: {kinds}", entry.key),
+                format!(
+                    "unknown target kind `{}`; allowed kinds: {kinds}",
+                    entry.key
+                ),
             );
             None
         }
@@ -906,7 +937,9 @@ fn read_file_target(
     dirs: &mut BTreeMap<PathBuf, String>,
 ) -> Option<FileTarget> {
     let mut f = Fields::open(c, at)?;
-    let dir = f.require(c, "dir").and_then(|v| read_target_dir(c, &v, dirs));
+    let dir = f
+        .require(c, "dir")
+        .and_then(|v| read_target_dir(c, &v, dirs));
     let mode = or_default(f.get("mode"), DEFAULT_FILE_MODE, |v| read_file_mode(c, v));
     f.finish(c);
     Some(FileTarget {
@@ -1056,4 +1089,632 @@ fn check_secret_arn(arn: &str) -> Result<(), &'static str> {
         return Err("the secret name is empty");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"region: us-east-1                 # optional default region
+roles:
+  shared:                          # a name that secrets refer to
+    roleArn: arn:aws:iam::111111111111:role/CrossAccountSecretsRole
+    externalIdFile: /etc/secret-ferry/external-id
+    sessionName: secret-ferry
+    duration: 1h
+    refreshBefore: 5m
+secrets:
+  - name: db
+    secretId: my-shared-secret
+    role: shared
+    versionStage: AWSCURRENT
+    refreshInterval: 60s
+    targets:
+      - file:
+          dir: /var/run/secrets/ferry/db
+          mode: "0400"
+"#;
+
+    fn problems(yaml: &str) -> Vec<Problem> {
+        match parse(yaml) {
+            Ok(config) => panic!("expected problems, got {config:?}"),
+            Err(errors) => errors.0,
+        }
+    }
+
+    /// The one problem at `path`, checking its line and that its message contains `needle`.
+    fn expect_problem(problems: &[Problem], path: &str, line: usize, needle: &str) {
+        let found: Vec<&Problem> = problems.iter().filter(|p| p.path == path).collect();
+        assert_eq!(found.len(), 1, "one problem at {path} in {problems:#?}");
+        assert_eq!(found[0].line, Some(line), "line of {:?}", found[0]);
+        assert!(
+            found[0].message.contains(needle),
+            "{:?} should contain {needle:?}",
+            found[0].message
+        );
+    }
+
+    /// A minimal valid config with `extra` appended to the one secret.
+    fn secret_with(extra: &str) -> String {
+        format!("secrets:\n  - name: db\n    secretId: s\n    targets:\n      - file:\n          dir: /run/db\n{extra}")
+    }
+
+    #[test]
+    fn example_parses_with_exact_values() {
+        let config = parse(EXAMPLE).expect("example is valid");
+        let role = RoleConfig {
+            name: "shared".into(),
+            role_arn: "arn:aws:iam::111111111111:role/CrossAccountSecretsRole".into(),
+            external_id: Some(ExternalIdSource::File(
+                "/etc/secret-ferry/external-id".into(),
+            )),
+            session_name: "secret-ferry".into(),
+            duration: Duration::from_secs(3600),
+            refresh_before: Duration::from_secs(300),
+        };
+        let secret = SecretConfig {
+            name: "db".into(),
+            secret_id: "my-shared-secret".into(),
+            role: Some("shared".into()),
+            version: VersionSelector::Stage("AWSCURRENT".into()),
+            refresh_interval: Duration::from_secs(60),
+            targets: vec![Target::File(FileTarget {
+                dir: "/var/run/secrets/ferry/db".into(),
+                mode: 0o400,
+            })],
+        };
+        let expected = Config {
+            region: Some("us-east-1".into()),
+            roles: BTreeMap::from([("shared".to_owned(), role)]),
+            secrets: vec![secret],
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let yaml = r#"roles:
+  r:
+    roleArn: arn:aws-us-gov:iam::123456789012:role/path/to/Name
+    externalIdEnv: FERRY_EXTERNAL_ID
+secrets:
+  - name: a
+    secretId: a
+    role: r
+    targets:
+      - file:
+          dir: /run/a
+"#;
+        let config = parse(yaml).expect("valid");
+        assert_eq!(config.region, None);
+        let role = &config.roles["r"];
+        assert_eq!(
+            role.external_id,
+            Some(ExternalIdSource::Env("FERRY_EXTERNAL_ID".into()))
+        );
+        assert_eq!(role.session_name, "secret-ferry");
+        assert_eq!(role.duration, Duration::from_secs(3600));
+        assert_eq!(role.refresh_before, Duration::from_secs(300));
+        let secret = &config.secrets[0];
+        assert_eq!(secret.version, VersionSelector::Stage("AWSCURRENT".into()));
+        assert_eq!(secret.refresh_interval, Duration::from_secs(60));
+        assert_eq!(
+            secret.targets,
+            vec![Target::File(FileTarget {
+                dir: "/run/a".into(),
+                mode: 0o400,
+            })]
+        );
+    }
+
+    #[test]
+    fn explicit_values_override_defaults() {
+        let yaml = r#"roles:
+  r:
+    roleArn: arn:aws:iam::123456789012:role/R
+    sessionName: ferry@host
+    duration: 90m
+    refreshBefore: 10m
+secrets:
+  - name: a
+    secretId: 12345
+    role: r
+    versionId: 0x1F
+    refreshInterval: 1s
+    targets:
+      - file:
+          dir: /run/a
+          mode: '0640'
+"#;
+        let config = parse(yaml).expect("valid");
+        let role = &config.roles["r"];
+        assert_eq!(role.session_name, "ferry@host");
+        assert_eq!(role.duration, Duration::from_secs(90 * 60));
+        assert_eq!(role.refresh_before, Duration::from_secs(600));
+        let secret = &config.secrets[0];
+        // Numeric-looking ids keep their spelling.
+        assert_eq!(secret.secret_id, "12345");
+        assert_eq!(secret.version, VersionSelector::Id("0x1F".into()));
+        assert_eq!(secret.refresh_interval, Duration::from_secs(1));
+        assert_eq!(
+            secret.targets,
+            vec![Target::File(FileTarget {
+                dir: "/run/a".into(),
+                mode: 0o640,
+            })]
+        );
+    }
+
+    #[test]
+    fn reports_every_mistake_with_path_and_line() {
+        let yaml = r#"region: US East
+roles:
+  shared:
+    roleArn: arn:aws:iam::1234:role/X
+    duration: 10m
+    colour: blue
+secrets:
+  - name: db
+    secretId: ""
+    role: other
+    refreshInterval: 500ms
+    targets:
+      - file:
+          dir: /run/a
+          mode: 999
+  - name: db
+    secretId: x
+    targets: []
+"#;
+        let found = problems(yaml);
+        let places: Vec<(&str, Option<usize>)> =
+            found.iter().map(|p| (p.path.as_str(), p.line)).collect();
+        assert_eq!(
+            places,
+            [
+                ("region", Some(1)),
+                ("roles.shared.roleArn", Some(4)),
+                ("roles.shared.duration", Some(5)),
+                ("roles.shared.colour", Some(6)),
+                ("secrets[0].secretId", Some(9)),
+                ("secrets[0].role", Some(10)),
+                ("secrets[0].refreshInterval", Some(11)),
+                ("secrets[0].targets[0].file.mode", Some(15)),
+                ("secrets[1].name", Some(16)),
+                ("secrets[1].targets", Some(18)),
+            ]
+        );
+        expect_problem(&found, "region", 1, "us-east-1");
+        expect_problem(&found, "roles.shared.roleArn", 4, "12 digits");
+        expect_problem(&found, "roles.shared.duration", 5, "between 15m and 12h");
+        expect_problem(&found, "roles.shared.colour", 6, "unknown field `colour`");
+        expect_problem(&found, "secrets[0].secretId", 9, "must not be empty");
+        expect_problem(&found, "secrets[0].role", 10, "defined roles: shared");
+        expect_problem(&found, "secrets[0].refreshInterval", 11, "at least 1s");
+        expect_problem(&found, "secrets[1].name", 16, "secrets[0]");
+        expect_problem(&found, "secrets[1].targets", 18, "at least one target");
+        assert_eq!(
+            found[7].to_string(),
+            r#"secrets[0].targets[0].file.mode (line 15): must be a quoted octal string such as "0400", got 999"#
+        );
+        // Display: one problem per line.
+        let shown = ConfigErrors(found.clone()).to_string();
+        assert_eq!(shown.lines().count(), found.len());
+        assert!(shown.starts_with("region (line 1): "), "{shown}");
+    }
+
+    #[test]
+    fn unknown_fields_name_the_field_line_and_allowed_fields() {
+        let mut yaml = secret_with("          owner: root\n");
+        yaml.insert_str(0, "regoin: us-east-1\n");
+        let found = problems(&yaml);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        expect_problem(
+            &found,
+            "regoin",
+            1,
+            "unknown field `regoin`; allowed fields: region, roles, secrets",
+        );
+        expect_problem(
+            &found,
+            "secrets[0].targets[0].file.owner",
+            8,
+            "unknown field `owner`; allowed fields: dir, mode",
+        );
+    }
+
+    #[test]
+    fn missing_required_fields_point_at_their_mapping() {
+        let found = problems("roles:\n  r:\n    sessionName: x1\nsecrets:\n  - targets:\n      - file: {mode: \"0600\"}\n");
+        expect_problem(&found, "roles.r.roleArn", 3, "is required");
+        expect_problem(&found, "secrets[0].name", 5, "is required");
+        expect_problem(&found, "secrets[0].secretId", 5, "is required");
+        expect_problem(&found, "secrets[0].targets[0].file.dir", 6, "is required");
+        assert_eq!(found.len(), 4, "{found:#?}");
+
+        let found = problems("region: us-east-1\n");
+        expect_problem(&found, "secrets", 1, "is required");
+    }
+
+    #[test]
+    fn external_id_file_and_env_together() {
+        let yaml = r#"roles:
+  r:
+    roleArn: arn:aws:iam::123456789012:role/R
+    externalIdFile: /etc/id
+    externalIdEnv: EXTERNAL_ID
+secrets:
+  - {name: a, secretId: a, role: r, targets: [{file: {dir: /run/a}}]}
+"#;
+        let found = problems(yaml);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.r.externalIdEnv",
+            5,
+            "externalIdFile and externalIdEnv cannot both be set",
+        );
+    }
+
+    #[test]
+    fn bad_external_id_env_name() {
+        let yaml = r#"roles:
+  r:
+    roleArn: arn:aws:iam::123456789012:role/R
+    externalIdEnv: 1-BAD
+secrets:
+  - {name: a, secretId: a, targets: [{file: {dir: /run/a}}]}
+"#;
+        expect_problem(
+            &problems(yaml),
+            "roles.r.externalIdEnv",
+            4,
+            "environment variable name",
+        );
+    }
+
+    #[test]
+    fn version_stage_and_id_together() {
+        let found = problems(&secret_with(
+            "    versionStage: AWSPREVIOUS\n    versionId: abc\n",
+        ));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "secrets[0].versionId",
+            8,
+            "versionStage and versionId cannot both be set",
+        );
+    }
+
+    fn role_with(fields: &str) -> String {
+        format!("roles:\n  r:\n    roleArn: arn:aws:iam::123456789012:role/R\n{fields}secrets:\n  - {{name: a, secretId: a, targets: [{{file: {{dir: /run/a}}}}]}}\n")
+    }
+
+    #[test]
+    fn refresh_before_must_be_shorter_than_duration() {
+        let found = problems(&role_with("    duration: 30m\n    refreshBefore: 30m\n"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.r.refreshBefore",
+            5,
+            "must be shorter than duration (30m), got \"30m\"",
+        );
+
+        // Compared against the default duration (1h) too.
+        let found = problems(&role_with("    refreshBefore: 2h\n"));
+        expect_problem(&found, "roles.r.refreshBefore", 4, "(1h)");
+
+        let found = problems(&role_with("    refreshBefore: 0s\n"));
+        expect_problem(&found, "roles.r.refreshBefore", 4, "greater than zero");
+    }
+
+    #[test]
+    fn duration_out_of_range_or_malformed() {
+        for (value, needle) in [
+            ("14m", "between 15m and 12h, got \"14m\""),
+            ("13h", "between 15m and 12h, got \"13h\""),
+            (
+                "3600",
+                "a duration such as \"90s\", \"5m\" or \"1h\", got 3600",
+            ),
+            ("an hour", "a duration such as"),
+            ("[1h]", "got a list"),
+        ] {
+            let found = problems(&role_with(&format!("    duration: {value}\n")));
+            assert_eq!(found.len(), 1, "{value}: {found:#?}");
+            expect_problem(&found, "roles.r.duration", 4, needle);
+        }
+        // The longest and shortest allowed sessions are fine.
+        for value in ["15m", "12h"] {
+            assert!(parse(&role_with(&format!("    duration: {value}\n"))).is_ok());
+        }
+    }
+
+    #[test]
+    fn file_modes() {
+        let found = problems(&secret_with("          mode: 0400\n"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "secrets[0].targets[0].file.mode",
+            7,
+            "got 0400; unquoted, YAML reads it as a number, so write \"0400\"",
+        );
+        for (value, needle) in [
+            ("\"0800\"", "3 or 4 octal digits"),
+            ("\"40\"", "3 or 4 octal digits"),
+            ("\"rw\"", "3 or 4 octal digits"),
+            ("\"4755\"", "at most \"0777\""),
+            ("true", "quoted octal string"),
+        ] {
+            let found = problems(&secret_with(&format!("          mode: {value}\n")));
+            expect_problem(&found, "secrets[0].targets[0].file.mode", 7, needle);
+        }
+        assert_eq!(parse_mode("644"), Ok(0o644));
+        assert_eq!(parse_mode("0777"), Ok(0o777));
+    }
+
+    #[test]
+    fn unknown_role_reference() {
+        let found = problems(&secret_with("    role: nope\n"));
+        expect_problem(
+            &found,
+            "secrets[0].role",
+            7,
+            "unknown role \"nope\": no roles are defined",
+        );
+
+        let yaml = role_with("").replace("secretId: a,", "secretId: a, role: other,");
+        let found = problems(&yaml);
+        expect_problem(&found, "secrets[0].role", 5, "defined roles: r");
+    }
+
+    #[test]
+    fn a_broken_role_does_not_break_references_to_it() {
+        let yaml = role_with("    duration: 1y\n").replace("secretId: a,", "secretId: a, role: r,");
+        let found = problems(&yaml);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(&found, "roles.r.duration", 4, "between 15m and 12h");
+    }
+
+    #[test]
+    fn duplicate_secret_names() {
+        let yaml = r#"secrets:
+  - {name: db, secretId: a, targets: [{file: {dir: /run/a}}]}
+  - {name: web, secretId: b, targets: [{file: {dir: /run/b}}]}
+  - {name: db, secretId: c, targets: [{file: {dir: /run/c}}]}
+"#;
+        let found = problems(yaml);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "secrets[2].name",
+            4,
+            "duplicate secret name \"db\": secrets[0] already uses it",
+        );
+    }
+
+    #[test]
+    fn duplicate_target_dirs() {
+        let yaml = r#"secrets:
+  - name: a
+    secretId: a
+    targets:
+      - file:
+          dir: /run/shared
+  - name: b
+    secretId: b
+    targets:
+      - file: {dir: /run/b}
+      - file: {dir: /run/shared/}
+"#;
+        let found = problems(yaml);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "secrets[1].targets[1].file.dir",
+            11,
+            "is already used by secrets[0].targets[0].file.dir",
+        );
+    }
+
+    #[test]
+    fn target_kinds() {
+        let found = problems(&secret_with("      - s3: {bucket: b}\n"));
+        expect_problem(
+            &found,
+            "secrets[0].targets[1].s3",
+            7,
+            "unknown target kind `s3`; allowed kinds: file",
+        );
+        let found = problems(&secret_with("      - {}\n"));
+        expect_problem(
+            &found,
+            "secrets[0].targets[1]",
+            7,
+            "must name a target kind",
+        );
+        let found = problems(&secret_with("        mode: \"0400\"\n"));
+        expect_problem(
+            &found,
+            "secrets[0].targets[0].mode",
+            7,
+            "a target has exactly one kind",
+        );
+    }
+
+    #[test]
+    fn bad_arns() {
+        for (arn, needle) in [
+            ("arn:aws:iam::123456789012:user/bob", "not a role ARN"),
+            ("arn:aws:sts::123456789012:role/R", "not an IAM role ARN"),
+            ("arn:azure:iam::123456789012:role/R", "partition"),
+            ("arn:aws:iam::12345678901x:role/R", "12 digits"),
+            ("arn:aws:iam::123456789012:role/", "role name"),
+            ("arn:aws:iam::123456789012:role/a b", "role name"),
+            ("CrossAccountSecretsRole", "not an IAM role ARN"),
+        ] {
+            let found = problems(
+                &role_with("").replace("arn:aws:iam::123456789012:role/R", &format!("\"{arn}\"")),
+            );
+            expect_problem(&found, "roles.r.roleArn", 3, needle);
+            expect_problem(&found, "roles.r.roleArn", 3, ROLE_ARN_FORM);
+        }
+        for arn in [
+            "arn:aws:iam::123456789012:role/R",
+            "arn:aws-cn:iam::123456789012:role/service-role/My+Role=x,y.z@w_1-2",
+            "arn:aws-iso-b:iam::123456789012:role/R",
+        ] {
+            assert_eq!(check_role_arn(arn), Ok(()), "{arn}");
+        }
+
+        let found = problems(&secret_with("").replace(
+            "secretId: s",
+            "secretId: arn:aws:secretsmanager:us-east-1:123:secret:x",
+        ));
+        expect_problem(&found, "secrets[0].secretId", 3, SECRET_ARN_FORM);
+        for arn in [
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:my-secret",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:my-secret-AbCdEf",
+        ] {
+            assert_eq!(check_secret_arn(arn), Ok(()), "{arn}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let yaml = role_with("")
+            .replace("  r:", "  \"bad name\":")
+            .replace("name: a,", "name: \"a/b\",");
+        let found = problems(&yaml);
+        expect_problem(&found, "roles.bad name", 2, "a role name must be");
+        expect_problem(&found, "secrets[0].name", 5, "1 to 128");
+
+        let found = problems(&role_with("    sessionName: x\n"));
+        expect_problem(&found, "roles.r.sessionName", 4, "STS session name");
+    }
+
+    #[test]
+    fn strings_are_required_where_strings_are_expected() {
+        let found = problems(&secret_with("").replace("name: db", "name: 42"));
+        expect_problem(&found, "secrets[0].name", 2, "must be a string, got 42");
+        let found = problems(&format!("region: 1\n{}", secret_with("")));
+        expect_problem(&found, "region", 1, "must be a string, got 1");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_its_line() {
+        let found = problems("secrets:\n  - name: a\n    secretId: [x\n    role: r\n");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].path, "");
+        assert!(
+            found[0].line.is_some_and(|l| (3..=4).contains(&l)),
+            "{found:?}"
+        );
+        assert!(found[0].message.starts_with("invalid YAML"), "{found:?}");
+
+        let found = problems("secrets: []\nregion: a\nsecrets: []\n");
+        assert_eq!(
+            found,
+            [Problem {
+                path: String::new(),
+                line: Some(3),
+                message: "invalid YAML: duplicated key in mapping".into(),
+            }]
+        );
+        assert_eq!(
+            found[0].to_string(),
+            "line 3: invalid YAML: duplicated key in mapping"
+        );
+    }
+
+    #[test]
+    fn odd_documents_do_not_panic() {
+        let deep_list = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep_secrets = format!("secrets: {}{}", "[".repeat(100), "]".repeat(100));
+        let deep_maps = format!(
+            "secrets:\n  - name: {}1{}\n",
+            "{a: ".repeat(100),
+            "}".repeat(100)
+        );
+        let cases: Vec<(&str, &str)> = vec![
+            ("", "the config is empty"),
+            ("# only a comment\n", "the config is empty"),
+            ("[]", "the config must be a mapping, got a list"),
+            (
+                "just text",
+                "the config must be a mapping, got \"just text\"",
+            ),
+            ("42", "the config must be a mapping, got 42"),
+            ("secrets: 5", "must be a list, got 5"),
+            ("secrets: [5]", "must be a mapping, got 5"),
+            ("secrets: [~]", "must be a mapping, got null"),
+            ("secrets:", "is required"),
+            ("secrets: []", "at least one secret"),
+            ("secrets: {a: 1}", "must be a list, got a mapping"),
+            ("roles: [a]\nsecrets: [5]", "must be a mapping, got a list"),
+            ("roles: {r: 5}\nsecrets: [5]", "must be a mapping, got 5"),
+            ("roles: {[a]: {}}\nsecrets: [5]", "keys must be names"),
+            (
+                "secrets: [{targets: [[]]}]",
+                "must be a mapping, got a list",
+            ),
+            ("secrets: [{targets: {file: {}}}]", "must be a list"),
+            (
+                "secrets: [{targets: [{file: }]}]",
+                "must be a mapping, got null",
+            ),
+            ("secrets: [{targets: [{1: {}}]}]", "unknown target kind `1`"),
+            (
+                "secrets: [{name: [a], secretId: {}, refreshInterval: [] }]",
+                "got a list",
+            ),
+            ("secrets: !custom [5]", "must be a mapping, got 5"),
+            ("a: &x [1]\nb: *x\n", "unknown field `a`"),
+            ("a: *missing\n", "invalid YAML"),
+            ("secrets: []\n---\nsecrets: []\n", "single YAML document"),
+            ("\t- a", "must be a mapping, got a list"),
+            ("secrets: [\"\u{1F980}\", \"\u{e9}\"]", "got \"\u{1F980}\""),
+            (&deep_list, "invalid YAML"),
+            (&deep_secrets, "must be a mapping, got a list"),
+            (&deep_maps, "must be a string, got a mapping"),
+        ];
+        for (yaml, needle) in cases {
+            let shown = match parse(yaml) {
+                Ok(config) => panic!("{yaml:?} parsed: {config:?}"),
+                Err(errors) => errors.to_string(),
+            };
+            assert!(shown.contains(needle), "{yaml:?}: {shown}");
+        }
+    }
+
+    #[test]
+    fn non_string_scalars_are_quoted_from_the_source() {
+        // Positions are in characters; text before the value must not shift the quote.
+        let found = problems("# \u{1F980}\u{e9}\nsecrets: 1.50\n");
+        expect_problem(&found, "secrets", 2, "got 1.50");
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, EXAMPLE).expect("write");
+        assert_eq!(load(&path).ok(), parse(EXAMPLE).ok());
+
+        let missing = dir.path().join("missing.yaml");
+        let errors = load(&missing).expect_err("missing file");
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].path, missing.display().to_string());
+        assert_eq!(errors.0[0].line, None);
+        assert!(
+            errors.to_string().starts_with(&format!(
+                "{}: cannot read the config file: ",
+                missing.display()
+            )),
+            "{errors}"
+        );
+    }
 }

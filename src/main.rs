@@ -23,10 +23,20 @@ mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "secret-ferry", version, about = "Assume a cross-account AWS role, poll Secrets Manager, write secrets to files atomically")]
+#[command(
+    name = "secret-ferry",
+    version,
+    about = "Assume a cross-account AWS role, poll Secrets Manager, write secrets to files atomically"
+)]
 struct Cli {
     /// Log line format.
-    #[arg(long, value_enum, default_value = "plain", global = true, env = "SECRET_FERRY_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "plain",
+        global = true,
+        env = "SECRET_FERRY_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -65,7 +75,10 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(&args.config),
         Command::Run(args) => {
             telemetry::init(cli.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -147,7 +160,11 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
         for failure in &failures {
             tracing::error!(reason = failure.kind(), "{failure}");
         }
-        tracing::error!("{} of {} secret(s) failed to sync", failures.len(), cfg.secrets.len());
+        tracing::error!(
+            "{} of {} secret(s) failed to sync",
+            failures.len(),
+            cfg.secrets.len()
+        );
         return Ok(exit::FAILURE);
     }
 

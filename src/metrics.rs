@@ -136,13 +136,17 @@ mod tests {
         m.register_role("shared");
         m.register_secret("db");
         let text = m.render().unwrap();
-        assert!(text.contains(r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 0"#));
+        assert!(text.contains(
+            r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 0"#
+        ));
         assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 0"#));
         m.secret_synced("db", Outcome::Success);
         m.credential_refreshed("shared", Outcome::Failure);
         let text = m.render().unwrap();
         assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 1"#));
-        assert!(text.contains(r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 1"#));
+        assert!(text.contains(
+            r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 1"#
+        ));
         assert!(text.contains("secret_ferry_secret_last_success_timestamp_seconds{secret=\"db\"}"));
     }
 }

@@ -35,7 +35,9 @@ pub fn init(format: LogFormat) {
         .with_default(Level::TRACE)
         .with_targets(CAPPED.iter().map(|t| (*t, Level::DEBUG)));
     let filter = wanted.and(cap);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Plain => tracing_subscriber::registry()
             .with(layer.with_filter(filter))

@@ -1,4 +1,5 @@
 //! End-to-end behaviour against a real AWS API stand-in (moto) on loopback.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 mod common;
 
@@ -22,12 +23,29 @@ async fn cross_account(secret_name: &str, value: &str) -> CrossAccount {
     let moto = Moto::start();
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let external_id = canary("extid");
-    let role_arn = create_role(&admin, "CrossAccountSecretsRole", "arn:aws:iam::123456789012:root", &external_id).await;
+    let role_arn = create_role(
+        &admin,
+        "CrossAccountSecretsRole",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
     create_secret(&admin, secret_name, value).await;
-    CrossAccount { moto, admin, role_arn, external_id }
+    CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    }
 }
 
-fn config_yaml(role_arn: &str, external_id_file: &Path, secret_id: &str, dir: &Path, interval: &str) -> String {
+fn config_yaml(
+    role_arn: &str,
+    external_id_file: &Path,
+    secret_id: &str,
+    dir: &Path,
+    interval: &str,
+) -> String {
     format!(
         r#"region: us-east-1
 roles:
@@ -69,7 +87,10 @@ fn daemon(config: &Path, moto: &Moto, listen: u16) -> Command {
 
 fn assert_no_leak(output: &str, canaries: &[&str]) {
     for c in canaries {
-        assert!(!output.contains(c), "a secret canary leaked into the daemon's output: {c}");
+        assert!(
+            !output.contains(c),
+            "a secret canary leaked into the daemon's output: {c}"
+        );
     }
 }
 
@@ -77,66 +98,144 @@ fn assert_no_leak(output: &str, canaries: &[&str]) {
 async fn cross_account_json_secret_lands_as_files_and_follows_rotation() {
     let password = canary("password");
     let rotated = canary("rotated");
-    let fx = cross_account("app/db", &format!(r#"{{"username":"app","password":"{password}","port":5432}}"#)).await;
+    let fx = cross_account(
+        "app/db",
+        &format!(r#"{{"username":"app","password":"{password}","port":5432}}"#),
+    )
+    .await;
     let tmp = tempfile::tempdir().unwrap();
     let ext_file = tmp.path().join("external-id");
     std::fs::write(&ext_file, format!("{}\n", fx.external_id)).unwrap();
     let dir = tmp.path().join("out/db");
-    let config = write_config(tmp.path(), &config_yaml(&fx.role_arn, &ext_file, "app/db", &dir, "1s"));
+    let config = write_config(
+        tmp.path(),
+        &config_yaml(&fx.role_arn, &ext_file, "app/db", &dir, "1s"),
+    );
     let port = free_port();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let child = daemon(&config, &fx.moto, port).spawn().unwrap();
     let pid = child.id();
 
-    let first = wait_for(Duration::from_secs(20), || read(&dir, "password")).expect("no file written in time");
+    let first = wait_for(Duration::from_secs(20), || read(&dir, "password"))
+        .expect("no file written in time");
     assert_eq!(first, password);
     assert_eq!(read(&dir, "username").as_deref(), Some("app"));
-    assert_eq!(read(&dir, "port").as_deref(), Some("5432"), "non-string JSON values are written as JSON");
+    assert_eq!(
+        read(&dir, "port").as_deref(),
+        Some("5432"),
+        "non-string JSON values are written as JSON"
+    );
     let (names, data) = layout(&dir);
     let data = data.expect("..data must be a symlink");
-    assert!(data.to_string_lossy().starts_with(".."), "..data must point at a hidden timestamped dir: {data:?}");
-    assert_eq!(names.iter().filter(|n| !n.starts_with("..")).collect::<Vec<_>>(), ["password", "port", "username"]);
+    assert!(
+        data.to_string_lossy().starts_with(".."),
+        "..data must point at a hidden timestamped dir: {data:?}"
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| !n.starts_with(".."))
+            .collect::<Vec<_>>(),
+        ["password", "port", "username"]
+    );
     for key in ["password", "port", "username"] {
-        assert_eq!(std::fs::read_link(dir.join(key)).unwrap(), Path::new("..data").join(key));
+        assert_eq!(
+            std::fs::read_link(dir.join(key)).unwrap(),
+            Path::new("..data").join(key)
+        );
     }
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("password")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(dir.join("password"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o440);
 
-    let ready = wait_for(Duration::from_secs(5), || get(admin_addr, "/readyz").filter(|r| r.0 == 200));
+    let ready = wait_for(Duration::from_secs(5), || {
+        get(admin_addr, "/readyz").filter(|r| r.0 == 200)
+    });
     assert!(ready.is_some(), "/readyz must be 200 after the first sync");
     assert_eq!(get(admin_addr, "/healthz").map(|r| r.0), Some(200));
 
     // Rotate: the files must follow within refreshInterval + 1 s.
-    put_secret(&fx.admin, "app/db", &format!(r#"{{"username":"app","password":"{rotated}"}}"#)).await;
+    put_secret(
+        &fx.admin,
+        "app/db",
+        &format!(r#"{{"username":"app","password":"{rotated}"}}"#),
+    )
+    .await;
     let put_done = Instant::now();
-    let seen = wait_for(Duration::from_secs(10), || read(&dir, "password").filter(|v| *v == rotated));
+    let seen = wait_for(Duration::from_secs(10), || {
+        read(&dir, "password").filter(|v| *v == rotated)
+    });
     let took = put_done.elapsed();
     assert!(seen.is_some(), "rotation never reached the files");
-    assert!(took <= Duration::from_secs(2), "rotation took {took:?}, more than refreshInterval + 1 s");
+    assert!(
+        took <= Duration::from_secs(2),
+        "rotation took {took:?}, more than refreshInterval + 1 s"
+    );
     let (names, new_data) = layout(&dir);
-    assert_ne!(new_data.as_ref(), Some(&data), "..data must point at a new dir");
-    assert!(!dir.join(&data).exists(), "the old timestamped dir must be removed");
-    assert!(!names.contains(&"port".to_owned()), "a key dropped from the secret must disappear: {names:?}");
+    assert_ne!(
+        new_data.as_ref(),
+        Some(&data),
+        "..data must point at a new dir"
+    );
+    assert!(
+        !dir.join(&data).exists(),
+        "the old timestamped dir must be removed"
+    );
+    assert!(
+        !names.contains(&"port".to_owned()),
+        "a key dropped from the secret must disappear: {names:?}"
+    );
 
     let (_, metrics) = get(admin_addr, "/metrics").unwrap();
-    assert!(metrics.contains(r#"secret_ferry_credential_refresh_total{result="success",role="shared"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"secret_ferry_credential_expiry_timestamp_seconds{role="shared"}"#), "{metrics}");
-    assert!(metrics.contains(r#"secret_ferry_secret_last_success_timestamp_seconds{secret="db"}"#), "{metrics}");
-    let successes = metric_value(&metrics, r#"secret_ferry_secret_sync_total{result="success",secret="db"}"#);
+    assert!(
+        metrics
+            .contains(r#"secret_ferry_credential_refresh_total{result="success",role="shared"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"secret_ferry_credential_expiry_timestamp_seconds{role="shared"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"secret_ferry_secret_last_success_timestamp_seconds{secret="db"}"#),
+        "{metrics}"
+    );
+    let successes = metric_value(
+        &metrics,
+        r#"secret_ferry_secret_sync_total{result="success",secret="db"}"#,
+    );
     assert!(successes >= 2.0, "{metrics}");
     assert_no_leak(&metrics, &[&password, &rotated, &fx.external_id]);
 
     // SIGTERM: exit 0 within 5 s.
     let stopped = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
     let out = child.wait_with_output().unwrap();
-    assert!(stopped.elapsed() < Duration::from_secs(5), "took {:?} to stop", stopped.elapsed());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        stopped.elapsed()
+    );
     assert!(out.status.success(), "exit status {:?}", out.status);
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("secret written"), "expected sync log lines: {log}");
+    assert!(
+        log.contains("secret written"),
+        "expected sync log lines: {log}"
+    );
     assert_no_leak(&log, &[&password, &rotated, &fx.external_id]);
-    assert_eq!(read(&dir, "password").as_deref(), Some(rotated.as_str()), "files stay after exit");
+    assert_eq!(
+        read(&dir, "password").as_deref(),
+        Some(rotated.as_str()),
+        "files stay after exit"
+    );
 }
 
 fn metric_value(text: &str, series: &str) -> f64 {
@@ -152,7 +251,12 @@ async fn wrong_external_id_is_refused_by_the_trust_policy() {
     // account, so the caller here is an IAM user of the secrets account.
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let iam = aws_sdk_iam::Client::new(&admin);
-    let user = iam.create_user().user_name("workload").send().await.unwrap();
+    let user = iam
+        .create_user()
+        .user_name("workload")
+        .send()
+        .await
+        .unwrap();
     let user_arn = user.user().unwrap().arn().to_owned();
     iam.put_user_policy()
         .user_name("workload")
@@ -161,7 +265,12 @@ async fn wrong_external_id_is_refused_by_the_trust_policy() {
         .send()
         .await
         .unwrap();
-    let key = iam.create_access_key().user_name("workload").send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name("workload")
+        .send()
+        .await
+        .unwrap();
     let key = key.access_key().unwrap();
     let right = canary("right-extid");
     let wrong = canary("wrong-extid");
@@ -173,7 +282,10 @@ async fn wrong_external_id_is_refused_by_the_trust_policy() {
     let tmp = tempfile::tempdir().unwrap();
     let ext_file = tmp.path().join("external-id");
     let dir = tmp.path().join("out");
-    let config = write_config(tmp.path(), &config_yaml(&role_arn, &ext_file, "app/db", &dir, "60s"));
+    let config = write_config(
+        tmp.path(),
+        &config_yaml(&role_arn, &ext_file, "app/db", &dir, "60s"),
+    );
     let run_once = |external_id: &str| {
         std::fs::write(&ext_file, external_id).unwrap();
         daemon(&config, &moto, free_port())
@@ -186,11 +298,27 @@ async fn wrong_external_id_is_refused_by_the_trust_policy() {
 
     let out = run_once(&wrong);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "wrong ExternalId must fail --once: {log}");
-    assert!(log.contains(&role_arn), "the error must name the role ARN: {log}");
-    assert!(log.contains("trust policy") && log.contains("ExternalId"), "the error must point at the trust policy / ExternalId: {log}");
-    assert!(log.contains(&user_arn), "the error must name the refused caller: {log}");
-    assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().next().is_none(), "nothing may be written");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "wrong ExternalId must fail --once: {log}"
+    );
+    assert!(
+        log.contains(&role_arn),
+        "the error must name the role ARN: {log}"
+    );
+    assert!(
+        log.contains("trust policy") && log.contains("ExternalId"),
+        "the error must point at the trust policy / ExternalId: {log}"
+    );
+    assert!(
+        log.contains(&user_arn),
+        "the error must name the refused caller: {log}"
+    );
+    assert!(
+        !dir.exists() || std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "nothing may be written"
+    );
     assert_no_leak(&log, &[&wrong, &right, &value]);
 
     // Control: the same set-up with the right ExternalId succeeds.
@@ -208,19 +336,31 @@ async fn unsafe_key_names_are_refused_and_nothing_escapes_the_dir() {
     let ext_file = tmp.path().join("external-id");
     std::fs::write(&ext_file, &fx.external_id).unwrap();
     let dir = tmp.path().join("out/evil");
-    let config = write_config(tmp.path(), &config_yaml(&fx.role_arn, &ext_file, "app/evil", &dir, "60s"));
+    let config = write_config(
+        tmp.path(),
+        &config_yaml(&fx.role_arn, &ext_file, "app/evil", &dir, "60s"),
+    );
     let before = walk(tmp.path());
 
-    let out = daemon(&config, &fx.moto, free_port()).arg("--once").output().unwrap();
+    let out = daemon(&config, &fx.moto, free_port())
+        .arg("--once")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(log.contains("'db'") && log.contains("../escape"), "the error must name the secret and the key: {log}");
+    assert!(
+        log.contains("'db'") && log.contains("../escape"),
+        "the error must name the secret and the key: {log}"
+    );
     assert_eq!(walk(tmp.path()), before, "nothing may be written anywhere");
     assert!(!tmp.path().join("out/escape").exists());
 
     // A key starting with `..` could collide with the layout's own entries.
     put_secret(&fx.admin, "app/evil", r#"{"..data":"x"}"#).await;
-    let out = daemon(&config, &fx.moto, free_port()).arg("--once").output().unwrap();
+    let out = daemon(&config, &fx.moto, free_port())
+        .arg("--once")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(walk(tmp.path()), before);
     fx.moto.stop();
@@ -248,7 +388,12 @@ async fn moto_down_keeps_files_counts_failures_and_recovers() {
     // and would file them under its default account, which says nothing about us.
     let mut moto = Moto::start();
     let first = canary("first");
-    create_secret(&moto.sdk_config(), "app/db", &format!(r#"{{"password":"{first}"}}"#)).await;
+    create_secret(
+        &moto.sdk_config(),
+        "app/db",
+        &format!(r#"{{"password":"{first}"}}"#),
+    )
+    .await;
     let port = moto.port;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("out");
@@ -272,22 +417,49 @@ async fn moto_down_keeps_files_counts_failures_and_recovers() {
     moto.stop();
     let failures = |m: &Metrics| {
         let text = m.render().unwrap();
-        metric_value(&text, r#"secret_ferry_secret_sync_total{result="failure",secret="db"}"#)
+        metric_value(
+            &text,
+            r#"secret_ferry_secret_sync_total{result="failure",secret="db"}"#,
+        )
     };
-    let rose = wait_for_async(Duration::from_secs(15), || async { (failures(&metrics) >= 2.0).then_some(()) }).await;
-    assert!(rose.is_some(), "failures must be counted while moto is down");
+    let rose = wait_for_async(Duration::from_secs(15), || async {
+        (failures(&metrics) >= 2.0).then_some(())
+    })
+    .await;
+    assert!(
+        rose.is_some(),
+        "failures must be counted while moto is down"
+    );
     assert!(!daemon.is_finished(), "the daemon must keep running");
-    assert_eq!(layout(&dir), snapshot, "files must be untouched while the source is down");
+    assert_eq!(
+        layout(&dir),
+        snapshot,
+        "files must be untouched while the source is down"
+    );
     assert_eq!(read(&dir, "password").as_deref(), Some(first.as_str()));
 
     // Restart (moto keeps state in memory only) and recreate the secret.
     let moto = Moto::start_on(port);
     let second = canary("second");
-    create_secret(&moto.sdk_config(), "app/db", &format!(r#"{{"password":"{second}"}}"#)).await;
+    create_secret(
+        &moto.sdk_config(),
+        "app/db",
+        &format!(r#"{{"password":"{second}"}}"#),
+    )
+    .await;
     // Back-off is capped at the interval (1 s); allow for a few attempts.
-    let recovered = wait_for_async(Duration::from_secs(10), || async { read(&dir, "password").filter(|v| *v == second) }).await;
-    assert!(recovered.is_some(), "the next sync after moto returns must succeed");
+    let recovered = wait_for_async(Duration::from_secs(10), || async {
+        read(&dir, "password").filter(|v| *v == second)
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "the next sync after moto returns must succeed"
+    );
 
     trigger.fire();
-    tokio::time::timeout(Duration::from_secs(5), daemon).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -54,9 +54,9 @@ impl CredentialsError {
     /// Bounded label for metrics and structured logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::ExternalIdFile { .. } | Self::ExternalIdEnv { .. } | Self::ExternalIdInvalid { .. } => {
-                "external_id"
-            }
+            Self::ExternalIdFile { .. }
+            | Self::ExternalIdEnv { .. }
+            | Self::ExternalIdInvalid { .. } => "external_id",
             Self::Denied { .. } => "access_denied",
             Self::Aws { info, .. } => info.class.as_str(),
             Self::Empty { .. } => "empty_response",
@@ -151,7 +151,12 @@ impl<A> fmt::Debug for RoleSession<A> {
 }
 
 impl<A: AssumeRole> RoleSession<A> {
-    pub fn new(role: impl Into<String>, refresh_before: Duration, assumer: A, metrics: Metrics) -> Self {
+    pub fn new(
+        role: impl Into<String>,
+        refresh_before: Duration,
+        assumer: A,
+        metrics: Metrics,
+    ) -> Self {
         let role = role.into();
         metrics.register_role(&role);
         Self {
@@ -231,8 +236,12 @@ impl<A: AssumeRole> RoleSession<A> {
         inner.attempts.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(issued) => {
-                inner.metrics.credential_refreshed(&inner.role, Outcome::Success);
-                inner.metrics.credential_expires_at(&inner.role, issued.expires_at);
+                inner
+                    .metrics
+                    .credential_refreshed(&inner.role, Outcome::Success);
+                inner
+                    .metrics
+                    .credential_expires_at(&inner.role, issued.expires_at);
                 tracing::info!(
                     role = %inner.role,
                     expires_in_secs = issued.valid_for.as_secs(),
@@ -247,7 +256,9 @@ impl<A: AssumeRole> RoleSession<A> {
                 Ok(credentials)
             }
             Err(err) => {
-                inner.metrics.credential_refreshed(&inner.role, Outcome::Failure);
+                inner
+                    .metrics
+                    .credential_refreshed(&inner.role, Outcome::Failure);
                 let still_valid = self.valid().is_some();
                 tracing::warn!(
                     role = %inner.role,

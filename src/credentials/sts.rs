@@ -28,10 +28,12 @@ impl StsAssumer {
         let (raw, origin) = match &self.role.external_id {
             None => return Ok(None),
             Some(ExternalIdSource::File(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| CredentialsError::ExternalIdFile {
-                    role: role.clone(),
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CredentialsError::ExternalIdFile {
+                        role: role.clone(),
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
                 })?;
                 (text, format!("externalIdFile {}", path.display()))
             }

@@ -37,10 +37,21 @@ impl AssumeRole for Scripted {
             calls.push(Instant::now());
             calls.len()
         };
-        let step = self.script.lock().unwrap().pop_front().unwrap_or(Some(HOUR));
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Some(HOUR));
         match step {
             Some(valid_for) => Ok(Issued {
-                credentials: Credentials::new(format!("ASIA{n}"), "secret", Some("token".into()), None, "test"),
+                credentials: Credentials::new(
+                    format!("ASIA{n}"),
+                    "secret",
+                    Some("token".into()),
+                    None,
+                    "test",
+                ),
                 expires_at: SystemTime::now() + valid_for,
                 valid_for,
             }),
@@ -61,7 +72,10 @@ impl AssumeRole for Scripted {
 
 fn session(sts: &Scripted) -> (RoleSession<Scripted>, Metrics) {
     let metrics = Metrics::new().unwrap();
-    (RoleSession::new("shared", FIVE_MIN, sts.clone(), metrics.clone()), metrics)
+    (
+        RoleSession::new("shared", FIVE_MIN, sts.clone(), metrics.clone()),
+        metrics,
+    )
 }
 
 fn offsets(start: Instant, calls: &[Instant]) -> Vec<Duration> {
@@ -71,7 +85,10 @@ fn offsets(start: Instant, calls: &[Instant]) -> Vec<Duration> {
 #[test]
 fn lead_is_refresh_before_capped_at_half_the_life() {
     assert_eq!(refresh_lead(HOUR, FIVE_MIN), FIVE_MIN);
-    assert_eq!(refresh_lead(Duration::from_secs(120), FIVE_MIN), Duration::from_secs(60));
+    assert_eq!(
+        refresh_lead(Duration::from_secs(120), FIVE_MIN),
+        Duration::from_secs(60)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -96,7 +113,10 @@ async fn refreshes_at_expiry_minus_refresh_before() {
     trigger.fire();
     task.await.unwrap();
     let text = metrics.render().unwrap();
-    assert!(text.contains(r#"secret_ferry_credential_refresh_total{result="success",role="shared"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"secret_ferry_credential_refresh_total{result="success",role="shared"} 3"#),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -112,22 +132,46 @@ async fn failed_refresh_keeps_old_credentials_and_retries() {
     tokio::time::sleep(HOUR - FIVE_MIN + Duration::from_millis(100)).await;
     assert_eq!(sts.calls().len(), 2);
     let during = s.get().await.expect("old credentials must still be served");
-    assert_eq!(during.access_key_id(), "ASIA1", "must keep the first credential");
-    assert_eq!(sts.calls().len(), 2, "get() must not call STS while the old credential is valid");
+    assert_eq!(
+        during.access_key_id(),
+        "ASIA1",
+        "must keep the first credential"
+    );
+    assert_eq!(
+        sts.calls().len(),
+        2,
+        "get() must not call STS while the old credential is valid"
+    );
 
     tokio::time::sleep(Duration::from_secs(30)).await;
     let calls = offsets(start, &sts.calls());
-    assert_eq!(calls.len(), 4, "expected two retries after the failure: {calls:?}");
+    assert_eq!(
+        calls.len(),
+        4,
+        "expected two retries after the failure: {calls:?}"
+    );
     // Back-off: 1 s (+ up to 1 s jitter), then 2 s (+ up to 2 s jitter).
     let gap1 = calls[2] - calls[1];
     let gap2 = calls[3] - calls[2];
-    assert!(gap1 >= Duration::from_secs(1) && gap1 <= Duration::from_millis(2010), "{gap1:?}");
-    assert!(gap2 >= Duration::from_secs(2) && gap2 <= Duration::from_millis(4010), "{gap2:?}");
+    assert!(
+        gap1 >= Duration::from_secs(1) && gap1 <= Duration::from_millis(2010),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_secs(2) && gap2 <= Duration::from_millis(4010),
+        "{gap2:?}"
+    );
     assert_eq!(s.get().await.unwrap().access_key_id(), "ASIA4");
 
     let text = metrics.render().unwrap();
-    assert!(text.contains(r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 2"#), "{text}");
-    assert!(text.contains(r#"secret_ferry_credential_refresh_total{result="success",role="shared"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"secret_ferry_credential_refresh_total{result="success",role="shared"} 2"#),
+        "{text}"
+    );
     trigger.fire();
     task.await.unwrap();
 }
@@ -136,10 +180,12 @@ async fn failed_refresh_keeps_old_credentials_and_retries() {
 async fn concurrent_callers_share_one_assume_role() {
     let sts = Scripted::default();
     let (s, _) = session(&sts);
-    let handles: Vec<_> = (0..20).map(|_| {
-        let s = s.clone();
-        tokio::spawn(async move { s.get().await.map(|c| c.access_key_id().to_owned()) })
-    }).collect();
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.get().await.map(|c| c.access_key_id().to_owned()) })
+        })
+        .collect();
     for h in handles {
         assert_eq!(h.await.unwrap().unwrap(), "ASIA1");
     }
@@ -150,14 +196,20 @@ async fn concurrent_callers_share_one_assume_role() {
 async fn concurrent_callers_share_one_failure() {
     let sts = Scripted::new([None]);
     let (s, _) = session(&sts);
-    let handles: Vec<_> = (0..20).map(|_| {
-        let s = s.clone();
-        tokio::spawn(async move { s.get().await.is_err() })
-    }).collect();
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.get().await.is_err() })
+        })
+        .collect();
     for h in handles {
         assert!(h.await.unwrap(), "every waiter must see the shared failure");
     }
-    assert_eq!(sts.calls().len(), 1, "a failure must not be retried by each waiter");
+    assert_eq!(
+        sts.calls().len(),
+        1,
+        "a failure must not be retried by each waiter"
+    );
     // A later caller tries again.
     assert_eq!(s.get().await.unwrap().access_key_id(), "ASIA2");
 }
@@ -168,5 +220,8 @@ async fn expired_credentials_are_not_served() {
     let (s, _) = session(&sts);
     assert_eq!(s.get().await.unwrap().access_key_id(), "ASIA1");
     tokio::time::sleep(Duration::from_secs(901)).await;
-    assert!(s.get().await.is_err(), "an expired credential must not be served");
+    assert!(
+        s.get().await.is_err(),
+        "an expired credential must not be served"
+    );
 }

@@ -35,10 +35,13 @@ impl SecretsManager {
         // Asking the session first turns a credential failure into its own error, which
         // names the trust policy, instead of an opaque SDK identity-resolution failure.
         if let Some(session) = &self.session {
-            session.get().await.map_err(|source| SourceError::Credentials {
-                secret: secret.name.clone(),
-                source,
-            })?;
+            session
+                .get()
+                .await
+                .map_err(|source| SourceError::Credentials {
+                    secret: secret.name.clone(),
+                    source,
+                })?;
         }
         let mut request = self.client.get_secret_value().secret_id(&secret.secret_id);
         request = match &secret.version {

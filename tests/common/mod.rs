@@ -44,7 +44,11 @@ fn moto_binary() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Moto {
@@ -61,7 +65,11 @@ impl Moto {
             .stderr(log_file)
             .spawn()
             .expect("cannot start moto_server");
-        let mut moto = Moto { child: Some(child), port, log };
+        let mut moto = Moto {
+            child: Some(child),
+            port,
+            log,
+        };
         moto.wait_ready();
         moto
     }
@@ -71,7 +79,10 @@ impl Moto {
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("moto_server exited early ({status}); log: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                    panic!(
+                        "moto_server exited early ({status}); log: {}",
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    );
                 }
             }
             if http("GET", self.addr(), "/moto-api/data.json", None).map(|r| r.0) == Some(200) {
@@ -79,7 +90,10 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("moto_server did not become ready; log: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "moto_server did not become ready; log: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -100,7 +114,13 @@ impl Moto {
 
     /// Turns on IAM enforcement: from now on only known keys work and policies apply.
     pub fn enable_auth(&self) {
-        let (status, body) = http("POST", self.addr(), "/moto-api/reset-auth", Some(("text/plain", "0"))).unwrap();
+        let (status, body) = http(
+            "POST",
+            self.addr(),
+            "/moto-api/reset-auth",
+            Some(("text/plain", "0")),
+        )
+        .unwrap();
         assert_eq!(status, 200, "reset-auth failed: {body}");
     }
 
@@ -114,7 +134,9 @@ impl Moto {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.endpoint())
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(creds),
+            )
             .build()
     }
 
@@ -146,12 +168,22 @@ impl Drop for Moto {
 }
 
 /// Minimal HTTP/1.1 client for moto's control API and the daemon's admin server.
-pub fn http(method: &str, addr: SocketAddr, path: &str, body: Option<(&str, &str)>) -> Option<(u16, String)> {
+pub fn http(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<(&str, &str)>,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some((ctype, b)) = body {
-        req.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+        req.push_str(&format!(
+            "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ));
     } else {
         req.push_str("\r\n");
     }
@@ -160,7 +192,10 @@ pub fn http(method: &str, addr: SocketAddr, path: &str, body: Option<(&str, &str
     stream.read_to_end(&mut resp).ok()?;
     let text = String::from_utf8_lossy(&resp).into_owned();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -182,7 +217,10 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
     }
 }
 
-pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(timeout: Duration, mut check: impl FnMut() -> F) -> Option<T> {
+pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {
@@ -219,7 +257,12 @@ pub fn allow(action: &str) -> String {
 
 /// A role in the secrets account that trusts `principal` with `external_id` and may
 /// read secrets; returns its ARN.
-pub async fn create_role(admin: &SdkConfig, name: &str, principal: &str, external_id: &str) -> String {
+pub async fn create_role(
+    admin: &SdkConfig,
+    name: &str,
+    principal: &str,
+    external_id: &str,
+) -> String {
     let iam = aws_sdk_iam::Client::new(admin);
     let role = iam
         .create_role()
@@ -263,13 +306,21 @@ pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
 
 /// A unique marker per test run, for leak checks.
 pub fn canary(label: &str) -> String {
-    format!("canary-{label}-{}-{}", std::process::id(), fastrand::u64(..))
+    format!(
+        "canary-{label}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    )
 }
 
 /// The file names visible in a target dir, and where `..data` points.
 pub fn layout(dir: &Path) -> (Vec<String>, Option<PathBuf>) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     (names, std::fs::read_link(dir.join("..data")).ok())

@@ -1,0 +1,76 @@
+"""A loopback HTTP proxy in front of the AWS stand-in that counts calls by operation.
+
+Operations are read from `X-Amz-Target` (JSON protocols such as Secrets Manager) or
+the `Action=` form field (query protocols such as STS). GET /__counts returns the
+counts as JSON; POST /__counts/reset zeroes them.
+"""
+import http.client
+import json
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+UPSTREAM = None
+COUNTS = {}
+LOCK = threading.Lock()
+
+
+def operation(headers, body):
+    target = headers.get("X-Amz-Target")
+    if target:
+        return target.split(".")[-1]
+    try:
+        form = urllib.parse.parse_qs(body.decode())
+        return form.get("Action", ["?"])[0]
+    except UnicodeDecodeError:
+        return "?"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def forward(self):
+        if self.path.startswith("/__counts"):
+            with LOCK:
+                if self.command == "POST":
+                    COUNTS.clear()
+                body = json.dumps(COUNTS).encode()
+            return self.reply(200, body, [("Content-Type", "application/json")])
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        op = operation(self.headers, body)
+        with LOCK:
+            COUNTS[op] = COUNTS.get(op, 0) + 1
+        conn = http.client.HTTPConnection(*UPSTREAM, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
+        headers["Host"] = f"{UPSTREAM[0]}:{UPSTREAM[1]}"
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            out = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("connection", "content-length", "transfer-encoding")]
+            self.reply(resp.status, data, out)
+        except OSError as e:
+            self.reply(502, str(e).encode())
+        finally:
+            conn.close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = forward
+
+
+if __name__ == "__main__":
+    listen_port, upstream_port = int(sys.argv[1]), int(sys.argv[2])
+    UPSTREAM = ("127.0.0.1", upstream_port)
+    ThreadingHTTPServer(("127.0.0.1", listen_port), Handler).serve_forever()
