@@ -1,0 +1,119 @@
+//! The command line: exit codes, `validate`, and configuration errors, through the built binary.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use std::process::Command;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secret-ferry"));
+    cmd.env_remove("SECRET_FERRY_CONFIG").env_remove("RUST_LOG");
+    cmd
+}
+
+const MANY_MISTAKES: &str = r#"region: us-east-1
+roles:
+  shared:
+    roleArn: arn:aws:iam::1111:role/Bad
+    externalIdFile: /etc/x
+    externalIdEnv: X
+    duration: 20h
+secrets:
+  - name: db
+    secretId: my-secret
+    role: nosuchrole
+    refreshIntervall: 60s
+    targets:
+      - file:
+          dir: /tmp/a
+          mode: 0400
+  - name: db
+    versionStage: AWSCURRENT
+    versionId: abc
+    targets: []
+"#;
+
+#[test]
+fn validate_reports_every_mistake_with_its_path_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.yaml");
+    std::fs::write(&path, MANY_MISTAKES).unwrap();
+    let out = bin().arg("validate").arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "invalid configuration has its own exit code");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "roles.shared.roleArn (line 4)",
+        "roles.shared.externalIdEnv (line 6)",
+        "roles.shared.duration (line 7)",
+        "secrets[0].role (line 11)",
+        "secrets[0].refreshIntervall (line 12)",
+        "secrets[0].targets[0].file.mode (line 16)",
+        "secrets[1].name (line 17)",
+        "secrets[1].secretId",
+        "secrets[1].versionId (line 19)",
+        "secrets[1].targets (line 20)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn run_with_an_invalid_config_exits_78_before_doing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.yaml");
+    std::fs::write(&path, MANY_MISTAKES).unwrap();
+    let out = bin().args(["run", "--once"]).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(!tmp.path().join("a").exists());
+}
+
+#[test]
+fn config_path_comes_from_the_environment_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ok.yaml");
+    std::fs::write(
+        &path,
+        "secrets:\n  - name: db\n    secretId: x\n    targets:\n      - file:\n          dir: /tmp/x\n",
+    )
+    .unwrap();
+    let out = bin().arg("validate").env("SECRET_FERRY_CONFIG", &path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (0 role(s), 1 secret(s))"));
+}
+
+#[test]
+fn missing_config_file_is_a_config_error_naming_the_path() {
+    let out = bin().args(["validate", "--config", "/nonexistent/secret-ferry.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/secret-ferry.yaml"));
+}
+
+#[test]
+fn no_region_anywhere_is_a_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ok.yaml");
+    std::fs::write(&path, "secrets:\n  - name: db\n    secretId: x\n    targets:\n      - file:\n          dir: /tmp/x\n").unwrap();
+    let out = bin()
+        .args(["run", "--once", "--config"])
+        .arg(&path)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", tmp.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", tmp.path().join("none"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("region"), "{err}");
+}
+
+#[test]
+fn usage_errors_and_version() {
+    let out = bin().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a missing --config is a usage error");
+    let out = bin().args(["run", "--config", "x", "--external-id", "y"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an ExternalId is never a command-line argument");
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("secret-ferry "));
+}
