@@ -20,6 +20,8 @@
 //!
 //! Errors never carry secret values; they name keys (escaped, truncated) only.
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -60,11 +62,6 @@ pub enum TransformError {
     UnsafeKey { key: String, reason: &'static str },
     #[error("duplicate key {key:?} in JSON object")]
     DuplicateKey { key: String },
-    /// serde_json accepted the text but the splitter did not; a bug here, not
-    /// bad input. Only the byte offset is kept because serde_json's own
-    /// messages can quote the secret.
-    #[error("could not split JSON object into keys (at byte {offset})")]
-    JsonSplit { offset: usize },
 }
 
 impl TransformError {
@@ -73,7 +70,6 @@ impl TransformError {
         match self {
             TransformError::UnsafeKey { .. } => "unsafe_key",
             TransformError::DuplicateKey { .. } => "duplicate_key",
-            TransformError::JsonSplit { .. } => "json_split",
         }
     }
 }
@@ -122,10 +118,10 @@ pub fn render(payload: &Payload) -> Result<Rendered, TransformError> {
         Payload::Binary(bytes) => Ok(single(bytes.expose().clone())),
         Payload::Text(text) => {
             let text = text.expose();
-            // Parsing fully first means the splitter below only ever sees valid
-            // JSON and can stay small; its errors are then bugs, not input.
-            match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(serde_json::Value::Object(_)) => split_object(text),
+            match serde_json::from_str::<Entries>(text) {
+                Ok(Entries(Some(entries))) => from_entries(entries),
+                // Not an object (or not JSON): the exact text is the value. serde_json's
+                // error is dropped on purpose, it can quote the input.
                 _ => Ok(single(text.as_bytes().to_vec())),
             }
         }
@@ -138,54 +134,78 @@ fn single(bytes: Vec<u8>) -> Rendered {
     Rendered { files }
 }
 
-/// Walks the top level of an already-validated JSON object, keeping each
-/// value's source span. `serde_json::Value` cannot be used for this: it merges
-/// duplicate keys and loses number precision without extra features.
-fn split_object(text: &str) -> Result<Rendered, TransformError> {
-    let mut scan = Scanner {
-        src: text,
-        bytes: text.as_bytes(),
-        pos: 0,
-    };
+fn from_entries(entries: Vec<(String, Box<RawValue>)>) -> Result<Rendered, TransformError> {
     let mut files = BTreeMap::new();
-    scan.skip_ws();
-    scan.expect(b'{')?;
-    scan.skip_ws();
-    if scan.peek() == Some(b'}') {
-        return Ok(Rendered { files });
-    }
-    loop {
-        scan.skip_ws();
-        let key_at = scan.pos;
-        let raw_key = scan.string_span()?;
-        let key: String = serde_json::from_str(raw_key).map_err(|_| scan.error_at(key_at))?;
+    for (key, raw) in entries {
         check_key(&key)?;
-        scan.skip_ws();
-        scan.expect(b':')?;
-        scan.skip_ws();
-        let value_at = scan.pos;
-        let raw_value = scan.value_span()?;
-        let bytes = if raw_value.starts_with('"') {
-            let value: String =
-                serde_json::from_str(raw_value).map_err(|_| scan.error_at(value_at))?;
-            value.into_bytes()
-        } else {
-            strip_json_whitespace(raw_value)
+        let raw = raw.get();
+        let bytes = match serde_json::from_str::<String>(raw) {
+            Ok(string) => string.into_bytes(),
+            Err(_) => strip_json_whitespace(raw),
         };
-        if files.contains_key(&key) {
+        if files.insert(key.clone(), Sensitive::new(bytes)).is_some() {
             return Err(TransformError::DuplicateKey {
                 key: key_for_error(&key),
             });
         }
-        files.insert(key, Sensitive::new(bytes));
-        scan.skip_ws();
-        match scan.bump() {
-            Some(b',') => continue,
-            Some(b'}') => break,
-            _ => return Err(scan.error_at(scan.pos.saturating_sub(1))),
-        }
     }
     Ok(Rendered { files })
+}
+
+/// The top-level entries of a JSON object in document order, duplicates included
+/// (a map type would silently keep the last), each value as its exact source text so
+/// that big numbers and nested key order survive; `None` when the JSON is not an object.
+struct Entries(Option<Vec<(String, Box<RawValue>)>>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Entries;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Entries, M::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(Some(entries)))
+            }
+
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Entries, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Entries(None))
+            }
+
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Entries, E> {
+                Ok(Entries(None))
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Entries, E> {
+                Ok(Entries(None))
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Entries, E> {
+                Ok(Entries(None))
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Entries, E> {
+                Ok(Entries(None))
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Entries, E> {
+                Ok(Entries(None))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Entries, E> {
+                Ok(Entries(None))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 /// Removes whitespace outside string literals. Only ASCII bytes are dropped,
@@ -216,112 +236,6 @@ fn strip_json_whitespace(raw: &str) -> Vec<u8> {
 
 fn is_json_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-struct Scanner<'a> {
-    src: &'a str,
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Scanner<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn bump(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    fn skip_ws(&mut self) {
-        while self.peek().is_some_and(is_json_ws) {
-            self.pos += 1;
-        }
-    }
-
-    fn error_at(&self, offset: usize) -> TransformError {
-        TransformError::JsonSplit { offset }
-    }
-
-    fn expect(&mut self, want: u8) -> Result<(), TransformError> {
-        let at = self.pos;
-        match self.bump() {
-            Some(b) if b == want => Ok(()),
-            _ => Err(self.error_at(at)),
-        }
-    }
-
-    /// Every span boundary is an ASCII byte, so slicing never splits a
-    /// character; `get` keeps that assumption from ever turning into a panic.
-    fn slice_from(&self, start: usize) -> Result<&'a str, TransformError> {
-        self.src
-            .get(start..self.pos)
-            .ok_or_else(|| self.error_at(start))
-    }
-
-    fn string_span(&mut self) -> Result<&'a str, TransformError> {
-        let start = self.pos;
-        self.expect(b'"')?;
-        loop {
-            match self.bump() {
-                Some(b'\\') => {
-                    if self.bump().is_none() {
-                        return Err(self.error_at(start));
-                    }
-                }
-                Some(b'"') => return self.slice_from(start),
-                Some(_) => {}
-                None => return Err(self.error_at(start)),
-            }
-        }
-    }
-
-    fn value_span(&mut self) -> Result<&'a str, TransformError> {
-        let start = self.pos;
-        match self.peek() {
-            Some(b'"') => self.string_span(),
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek() {
-                        Some(b'"') => {
-                            self.string_span()?;
-                        }
-                        Some(b'{' | b'[') => {
-                            depth += 1;
-                            self.pos += 1;
-                        }
-                        Some(b'}' | b']') => {
-                            depth = depth
-                                .checked_sub(1)
-                                .ok_or_else(|| self.error_at(self.pos))?;
-                            self.pos += 1;
-                            if depth == 0 {
-                                return self.slice_from(start);
-                            }
-                        }
-                        Some(_) => self.pos += 1,
-                        None => return Err(self.error_at(start)),
-                    }
-                }
-            }
-            Some(_) => {
-                while self
-                    .peek()
-                    .is_some_and(|b| !is_json_ws(b) && !matches!(b, b',' | b'}' | b']'))
-                {
-                    self.pos += 1;
-                }
-                if self.pos == start {
-                    return Err(self.error_at(start));
-                }
-                self.slice_from(start)
-            }
-            None => Err(self.error_at(start)),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -598,9 +512,6 @@ mod tests {
                 Ok(r) => panic!("accepted {r:?}"),
             }
         }
-        let split = TransformError::JsonSplit { offset: 3 };
-        assert_eq!(split.kind(), "json_split");
-        assert_no_canary(&split);
     }
 
     #[test]

@@ -36,8 +36,17 @@ fn validate_reports_every_mistake_with_its_path_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("bad.yaml");
     std::fs::write(&path, MANY_MISTAKES).unwrap();
-    let out = bin().arg("validate").arg("--config").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(78), "invalid configuration has its own exit code");
+    let out = bin()
+        .arg("validate")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "invalid configuration has its own exit code"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "roles.shared.roleArn (line 4)",
@@ -61,7 +70,12 @@ fn run_with_an_invalid_config_exits_78_before_doing_anything() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("bad.yaml");
     std::fs::write(&path, MANY_MISTAKES).unwrap();
-    let out = bin().args(["run", "--once"]).arg("--config").arg(&path).output().unwrap();
+    let out = bin()
+        .args(["run", "--once"])
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(!tmp.path().join("a").exists());
 }
@@ -75,14 +89,25 @@ fn config_path_comes_from_the_environment_too() {
         "secrets:\n  - name: db\n    secretId: x\n    targets:\n      - file:\n          dir: /tmp/x\n",
     )
     .unwrap();
-    let out = bin().arg("validate").env("SECRET_FERRY_CONFIG", &path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("validate")
+        .env("SECRET_FERRY_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid (0 role(s), 1 secret(s))"));
 }
 
 #[test]
 fn missing_config_file_is_a_config_error_naming_the_path() {
-    let out = bin().args(["validate", "--config", "/nonexistent/secret-ferry.yaml"]).output().unwrap();
+    let out = bin()
+        .args(["validate", "--config", "/nonexistent/secret-ferry.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/secret-ferry.yaml"));
 }
@@ -110,9 +135,20 @@ fn no_region_anywhere_is_a_config_error() {
 #[test]
 fn usage_errors_and_version() {
     let out = bin().arg("run").output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "a missing --config is a usage error");
-    let out = bin().args(["run", "--config", "x", "--external-id", "y"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "an ExternalId is never a command-line argument");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing --config is a usage error"
+    );
+    let out = bin()
+        .args(["run", "--config", "x", "--external-id", "y"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an ExternalId is never a command-line argument"
+    );
     let out = bin().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("secret-ferry "));
