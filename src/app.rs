@@ -27,6 +27,16 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// open thousands of connections at once.
 const ONCE_CONCURRENCY: usize = 16;
 
+/// The SDK sets no read timeout by default: a hung endpoint would stall a secret's
+/// polling loop (or a role's refresh) forever. These bound every AWS call.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("region: no region is configured: set `region` in the config file or the AWS_REGION environment variable")]
@@ -136,6 +146,7 @@ impl App {
         let base = base
             .to_builder()
             .region(aws_config::Region::new(region.clone()))
+            .timeout_config(timeouts())
             .build();
 
         let sts = aws_sdk_sts::Client::new(&base);

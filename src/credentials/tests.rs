@@ -225,3 +225,21 @@ async fn expired_credentials_are_not_served() {
         "an expired credential must not be served"
     );
 }
+
+#[test]
+fn issued_credentials_debug_hides_the_secret_parts() {
+    let issued = Issued {
+        credentials: Credentials::new(
+            "ASIAEXAMPLE",
+            "canary-secret-key",
+            Some("canary-session-token".into()),
+            None,
+            "t",
+        ),
+        expires_at: SystemTime::now(),
+        valid_for: HOUR,
+    };
+    let shown = format!("{issued:?} {issued:#?}");
+    assert!(!shown.contains("canary-secret-key"), "{shown}");
+    assert!(!shown.contains("canary-session-token"), "{shown}");
+}
