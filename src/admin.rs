@@ -118,3 +118,52 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     *resp.status_mut() = status;
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp).await.unwrap();
+        let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, resp)
+    }
+
+    #[tokio::test]
+    async fn routes_and_readiness() {
+        let metrics = Metrics::new().unwrap();
+        metrics.register_secret("db");
+        let readiness = Arc::new(Readiness::new(1));
+        let listener = Admin::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, signal) = crate::shutdown::channel();
+        let server = tokio::spawn(Admin::new(metrics, readiness.clone()).serve(listener, signal));
+
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 503, "not ready before the first sync: {body}");
+        assert!(body.contains("1 secret(s) not synced"), "{body}");
+        readiness.first_sync_done();
+        assert_eq!(get(addr, "/readyz").await.0, 200);
+        let (status, body) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("text/plain; version=0.0.4"), "{body}");
+        assert!(
+            body.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 0"#),
+            "{body}"
+        );
+        assert_eq!(get(addr, "/nope").await.0, 404);
+        readiness.start_draining();
+        assert_eq!(get(addr, "/readyz").await.0, 503, "unready while draining");
+
+        trigger.fire();
+        server.await.unwrap();
+    }
+}

@@ -87,7 +87,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize) -> Self {
         Self {
             total,
             ..Self::default()
@@ -103,7 +103,7 @@ impl Readiness {
             .saturating_sub(self.synced.load(Ordering::Acquire))
     }
 
-    fn first_sync_done(&self) {
+    pub(crate) fn first_sync_done(&self) {
         self.synced.fetch_add(1, Ordering::AcqRel);
     }
 
