@@ -570,16 +570,28 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     })
 }
 
-fn read_region(c: &mut Checker, at: &Field) -> Option<String> {
-    let region = c.string(at)?;
-    if !is_region(region) {
-        c.problem(
-            at,
-            format!("must be an AWS region such as \"us-east-1\" (lowercase letters, digits and '-'), got {region:?}"),
-        );
+/// A string field that must satisfy `valid`; `rule` completes "must be …".
+fn checked_string(
+    c: &mut Checker,
+    at: &Field,
+    valid: impl FnOnce(&str) -> bool,
+    rule: &str,
+) -> Option<String> {
+    let value = c.string(at)?;
+    if !valid(value) {
+        c.problem(at, format!("must be {rule}, got {value:?}"));
         return None;
     }
-    Some(region.to_owned())
+    Some(value.to_owned())
+}
+
+fn read_region(c: &mut Checker, at: &Field) -> Option<String> {
+    checked_string(
+        c,
+        at,
+        is_region,
+        "an AWS region such as \"us-east-1\" (lowercase letters, digits and '-')",
+    )
 }
 
 /// The names under `roles`, valid or not, so that a broken role doesn't also turn every
@@ -681,27 +693,21 @@ fn read_external_id(
 }
 
 fn read_env_name(c: &mut Checker, at: &Field) -> Option<String> {
-    let name = c.string(at)?;
-    if !is_env_name(name) {
-        c.problem(
-            at,
-            format!("must be an environment variable name (letters, digits and '_', not starting with a digit), got {name:?}"),
-        );
-        return None;
-    }
-    Some(name.to_owned())
+    checked_string(
+        c,
+        at,
+        is_env_name,
+        "an environment variable name (letters, digits and '_', not starting with a digit)",
+    )
 }
 
 fn read_session_name(c: &mut Checker, at: &Field) -> Option<String> {
-    let name = c.string(at)?;
-    if !is_session_name(name) {
-        c.problem(
-            at,
-            format!("must be 2 to 64 letters, digits or any of \"+=,.@_-\" (an STS session name), got {name:?}"),
-        );
-        return None;
-    }
-    Some(name.to_owned())
+    checked_string(
+        c,
+        at,
+        is_session_name,
+        "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS session name)",
+    )
 }
 
 fn read_refresh_before(
@@ -794,23 +800,21 @@ fn read_secret_name(
     secret_path: &str,
     names: &mut BTreeMap<String, String>,
 ) -> Option<String> {
-    let name = c.string(at)?;
-    if !is_name(name, 128) {
-        c.problem(
-            at,
-            format!("must be 1 to 128 letters, digits, '_', '.' or '-', got {name:?}"),
-        );
-        return None;
-    }
-    if let Some(first) = names.get(name) {
+    let name = checked_string(
+        c,
+        at,
+        |n| is_name(n, 128),
+        "1 to 128 letters, digits, '_', '.' or '-'",
+    )?;
+    if let Some(first) = names.get(&name) {
         c.problem(
             at,
             format!("duplicate secret name {name:?}: {first} already uses it"),
         );
         return None;
     }
-    names.insert(name.to_owned(), secret_path.to_owned());
-    Some(name.to_owned())
+    names.insert(name.clone(), secret_path.to_owned());
+    Some(name)
 }
 
 fn read_secret_id(c: &mut Checker, at: &Field) -> Option<String> {
