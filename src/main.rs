@@ -75,7 +75,11 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(&args.config),
         Command::Run(args) => {
             telemetry::init(cli.log_format);
+            // Two workers are plenty for a poller; the blocking pool only runs file
+            // writes, and each extra thread costs resident memory in a sidecar.
             let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .max_blocking_threads(4)
                 .enable_all()
                 .build()
             {
