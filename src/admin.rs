@@ -92,19 +92,13 @@ impl Admin {
                 ),
             },
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
-            "/readyz" => {
-                if self.readiness.is_ready() {
-                    text(StatusCode::OK, "ready\n".into())
-                } else {
-                    let pending = self.readiness.pending();
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "not ready: {pending} secret(s) not synced yet, or shutting down\n"
-                        ),
-                    )
-                }
-            }
+            "/readyz" => match self.readiness.status() {
+                Ok(()) => text(StatusCode::OK, "ready\n".into()),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {why}\n"),
+                ),
+            },
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found; try /metrics, /healthz or /readyz\n".into(),
@@ -138,7 +132,7 @@ mod tests {
     async fn routes_and_readiness() {
         let metrics = Metrics::new().unwrap();
         metrics.register_secret("db");
-        let readiness = Arc::new(Readiness::new(1));
+        let readiness = Arc::new(Readiness::new(1, crate::app::Roles::default()));
         let listener = Admin::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();

@@ -18,6 +18,10 @@ pub enum Class {
     /// The caller's own credentials are not recognised (unknown key, bad signature).
     InvalidCredentials,
     NotFound,
+    /// STS is not activated in the region for this account.
+    RegionDisabled,
+    /// STS refused a session policy, policy ARN or session tags.
+    MalformedPolicy,
     /// The request was understood but refused, e.g. a secret scheduled for deletion.
     InvalidRequest,
     Throttled,
@@ -35,6 +39,8 @@ impl Class {
             Class::ExpiredToken => "expired_token",
             Class::InvalidCredentials => "invalid_credentials",
             Class::NotFound => "not_found",
+            Class::RegionDisabled => "region_disabled",
+            Class::MalformedPolicy => "malformed_policy",
             Class::InvalidRequest => "invalid_request",
             Class::Throttled => "throttled",
             Class::Timeout => "timeout",
@@ -102,7 +108,10 @@ where
         }
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let code = e.code().map(str::to_owned);
+            let code = e
+                .code()
+                .map(str::to_owned)
+                .or_else(|| service.raw().body().bytes().and_then(xml_code));
             let class = class_of(code.as_deref(), e.message(), status);
             info(class, code, status, e.message().map(str::to_owned))
         }
@@ -160,6 +169,19 @@ fn info(
     }
 }
 
+/// The `<Code>` of an XML error body the SDK could not parse: moto's auth mode wraps
+/// errors in an extra `<Errors>` element, even for JSON services.
+fn xml_code(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    let code = &text[start..start + len];
+    let plausible = !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+    plausible.then(|| code.to_owned())
+}
+
 fn class_of(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Class {
     let mentions_kms = message.is_some_and(|m| m.contains("KMS") || m.contains("kms:"));
     match code {
@@ -179,17 +201,35 @@ fn class_of(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> C
             | "InvalidSignatureException",
         ) => Class::InvalidCredentials,
         Some("ResourceNotFoundException" | "NoSuchEntity") => Class::NotFound,
+        Some("RegionDisabledException") => Class::RegionDisabled,
+        Some(
+            "MalformedPolicyDocument"
+            | "MalformedPolicyDocumentException"
+            | "PackedPolicyTooLarge"
+            | "PackedPolicyTooLargeException"
+            | "InvalidParameterValue",
+        ) => Class::MalformedPolicy,
         Some(
             "ThrottlingException"
             | "Throttling"
             | "TooManyRequestsException"
             | "RequestLimitExceeded",
         ) => Class::Throttled,
-        Some("InvalidRequestException" | "InvalidParameterException" | "ValidationError") => {
-            Class::InvalidRequest
-        }
+        Some(
+            "InvalidRequestException"
+            | "InvalidParameterException"
+            | "ValidationError"
+            | "ValidationException",
+        ) => Class::InvalidRequest,
         Some("InternalServiceError" | "InternalFailure" | "ServiceUnavailable") => Class::Server,
-        _ => match status {
+        // A code we do not know says more than its status; only the transient statuses
+        // still decide, so that retries and alerts stay right.
+        Some(_) => match status {
+            Some(429) => Class::Throttled,
+            Some(s) if s >= 500 => Class::Server,
+            _ => Class::Other,
+        },
+        None => match status {
             Some(403) => Class::AccessDenied,
             Some(404) => Class::NotFound,
             Some(429) => Class::Throttled,
@@ -230,11 +270,35 @@ mod tests {
         assert_eq!(class_of(None, None, Some(503)), Class::Server);
         assert_eq!(class_of(None, None, Some(429)), Class::Throttled);
         assert_eq!(
+            class_of(Some("SomethingNew"), None, Some(400)),
+            Class::Other
+        );
+        assert_eq!(
+            class_of(Some("SomethingNew"), None, Some(503)),
+            Class::Server
+        );
+        assert_eq!(
             class_of(Some("ExpiredToken"), None, Some(403)),
             Class::ExpiredToken
         );
         assert!(Class::Throttled.is_transient());
         assert!(!Class::AccessDenied.is_transient());
+    }
+
+    #[test]
+    fn codes_are_read_from_moto_style_xml_bodies() {
+        let moto = b"<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>x</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(xml_code(moto).as_deref(), Some("InvalidClientTokenId"));
+        assert_eq!(xml_code(b"{\"__type\":\"X\"}"), None);
+        assert_eq!(xml_code(b"<Code><script></Code>"), None);
+        assert_eq!(
+            class_of(Some("RegionDisabledException"), None, Some(403)),
+            Class::RegionDisabled
+        );
+        assert_eq!(
+            class_of(Some("MalformedPolicyDocument"), None, Some(400)),
+            Class::MalformedPolicy
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,14 +21,40 @@ const DEFAULT_VERSION_STAGE: &str = "AWSCURRENT";
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 const REFRESH_INTERVALS: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::MAX;
 const DEFAULT_FILE_MODE: u32 = 0o400;
+const DEFAULT_PROFILE: &str = "default";
+/// AWS refuses longer sessions for a role assumed with another role's credentials.
+const MAX_CHAINED_DURATION: Duration = Duration::from_secs(60 * 60);
+// STS limits on AssumeRole parameters.
+const MAX_SESSION_TAGS: usize = 50;
+const MAX_POLICY_ARNS: usize = 10;
+const MAX_POLICY_CHARS: usize = 2048;
+const ANY_NUMBER: RangeInclusive<usize> = 0..=usize::MAX;
+const AT_LEAST_ONE: RangeInclusive<usize> = 1..=usize::MAX;
+/// The `${NAME}` placeholders a session name may use, with the downward API field that usually
+/// sets each: they give every pod its own session name in CloudTrail.
+const SESSION_NAME_VARIABLES: &[(&str, &str)] = &[
+    ("POD_NAME", "metadata.name"),
+    ("POD_NAMESPACE", "metadata.namespace"),
+    ("HOSTNAME", "metadata.name"),
+];
 /// Keys allowed in a `targets` item; keep in step with `read_target`.
 const TARGET_KINDS: &[&str] = &["file"];
 
 const ROLE_ARN_FORM: &str = "arn:<partition>:iam::<12-digit account id>:role/<name>";
+const POLICY_ARN_FORM: &str = "arn:<partition>:iam::<aws or a 12-digit account id>:policy/<name>";
 const SECRET_ARN_FORM: &str =
     "arn:<partition>:secretsmanager:<region>:<12-digit account id>:secret:<name>";
 const DURATION_FORM: &str = "a duration such as \"90s\", \"5m\" or \"1h\"";
 const MODE_FORM: &str = "a quoted octal string such as \"0400\"";
+const SESSION_NAME_RULE: &str =
+    "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS session name)";
+const SOURCE_IDENTITY_RULE: &str =
+    "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS source identity)";
+const TAG_CHARS: &str = "letters, digits, spaces or any of \"_.:/=+-@\"";
+const ENDPOINT_FORM: &str =
+    "an http:// or https:// URL with a host, such as \"https://sts.eu-west-1.amazonaws.com\"";
+const LISTEN_FORM: &str =
+    "an IP address and port such as \"127.0.0.1:9911\" (host names are not accepted)";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +64,53 @@ pub struct Config {
     /// Roles to assume, by the name secrets refer to them with.
     pub roles: BTreeMap<String, RoleConfig>,
     pub secrets: Vec<SecretConfig>,
+    /// Where the base identity comes from; `None` uses the AWS SDK default chain.
+    pub base_credentials: Option<BaseCredentials>,
+    pub credential_outputs: Vec<CredentialOutput>,
+    pub credentials_endpoint: Option<CredentialsEndpoint>,
+    /// Settings that are allowed but probably not what was meant, in document order.
+    pub warnings: Vec<Problem>,
+}
+
+impl Config {
+    /// Roles in an order where every role comes after its `via` role, so that each can be
+    /// assumed with credentials obtained before it; otherwise in name order.
+    pub fn roles_in_chain_order(&self) -> Vec<&RoleConfig> {
+        let mut ordered = Vec::with_capacity(self.roles.len());
+        let mut placed = BTreeSet::new();
+        for name in self.roles.keys() {
+            for role in self.chain(name) {
+                if placed.insert(role.name.as_str()) {
+                    ordered.push(role);
+                }
+            }
+        }
+        ordered
+    }
+
+    /// The chain from the base identity to `role`: `[root, ..., role]`, where `root` has no
+    /// `via`. Empty when `role` is not defined.
+    pub fn chain(&self, role: &str) -> Vec<&RoleConfig> {
+        let mut chain: Vec<&RoleConfig> = Vec::new();
+        let mut next = self.roles.get(role);
+        while let Some(role) = next {
+            // `parse` refuses loops, but the fields are public and a loop must not hang us.
+            if chain.iter().any(|r| r.name == role.name) {
+                break;
+            }
+            chain.push(role);
+            next = role.via.as_deref().and_then(|via| self.roles.get(via));
+        }
+        chain.reverse();
+        chain
+    }
+}
+
+/// Long-lived access keys for the base identity, read from files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseCredentials {
+    pub access_key_id_file: PathBuf,
+    pub secret_access_key_file: PathBuf,
 }
 
 /// A cross-account role to assume with STS.
@@ -51,6 +125,19 @@ pub struct RoleConfig {
     pub duration: Duration,
     /// How long before expiry the credentials are renewed.
     pub refresh_before: Duration,
+    pub session_tags: BTreeMap<String, String>,
+    /// Keys of `session_tags` that carry over to roles assumed with this role's credentials.
+    pub transitive_tag_keys: Vec<String>,
+    pub source_identity: Option<String>,
+    /// Inline session policy as compact JSON.
+    pub policy: Option<String>,
+    /// Managed policies that further limit the session.
+    pub policy_arns: Vec<String>,
+    /// Overrides the top-level region for this role's STS calls.
+    pub region: Option<String>,
+    pub sts_endpoint: Option<String>,
+    /// The role whose credentials assume this one; `None` uses the base identity.
+    pub via: Option<String>,
 }
 
 /// Where the ExternalId is read from at run time; the value itself never appears in the config.
@@ -93,6 +180,30 @@ pub struct FileTarget {
     pub dir: PathBuf,
     /// Permission bits of the written files, at most 0o777.
     pub mode: u32,
+}
+
+/// A role's credentials written as an AWS shared credentials file, for other processes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialOutput {
+    /// The key of a role under `roles`.
+    pub role: String,
+    pub path: PathBuf,
+    /// The `[profile]` section the credentials are written under.
+    pub profile: String,
+    /// Permission bits of the file, at most 0o777.
+    pub mode: u32,
+}
+
+/// An HTTP endpoint serving role credentials to clients that present the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialsEndpoint {
+    pub listen: SocketAddr,
+    /// The file holding the token clients must present.
+    pub token_file: PathBuf,
+    /// Keys of roles under `roles` that the endpoint serves.
+    pub roles: Vec<String>,
+    /// Whether `listen` may be reachable from other hosts.
+    pub allow_non_loopback: bool,
 }
 
 /// Everything wrong with a config file, in document order.
@@ -147,8 +258,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&text)
 }
 
-/// Parses and validates a config document, reporting every problem found.
+/// Parses and validates a config document, reporting every problem found. Placeholders in
+/// session names take their values from the process environment.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_with_env(text, &|name| std::env::var(name).ok())
+}
+
+/// Like [`parse`], with placeholders in session names looked up through `env`.
+pub fn parse_with_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     // saphyr rejects duplicate mapping keys itself, so they arrive here as a load error.
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         ConfigErrors(vec![Problem {
@@ -159,7 +279,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     })?;
     let mut c = Checker {
         source: text,
+        env,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let config = match docs.as_slice() {
         [] => {
@@ -181,7 +303,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             read_config(&mut c, &Field::root(doc))
         }
     };
-    c.finish(config)
+    let mut warnings = std::mem::take(&mut c.warnings);
+    warnings.sort_by_key(|p| p.line);
+    c.finish(config).map(|config| Config { warnings, ..config })
 }
 
 type Node<'a> = MarkedYaml<'a>;
@@ -189,7 +313,11 @@ type Node<'a> = MarkedYaml<'a>;
 /// Collects problems and knows the source text, to quote values as the user wrote them.
 struct Checker<'s> {
     source: &'s str,
+    /// Looks up the environment variables that session name placeholders refer to.
+    env: &'s dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
+    /// Reported like problems, but they do not make the config invalid.
+    warnings: Vec<Problem>,
 }
 
 /// A node together with its path in the config.
@@ -287,6 +415,19 @@ impl<'s> Checker<'s> {
         self.report(&at.path, Some(at.line()), message);
     }
 
+    /// A problem with a mapping key rather than its value.
+    fn key_problem(&mut self, entry: &Entry, message: impl Into<String>) {
+        self.report(&entry.value.path, Some(entry.key_line), message);
+    }
+
+    fn warn(&mut self, at: &Field, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: at.path.clone(),
+            line: Some(at.line()),
+            message: message.into(),
+        });
+    }
+
     /// Reports a value of the wrong kind: "must be {what}, got {the value}".
     fn expected(&mut self, at: &Field, what: &str) {
         let subject = if at.path.is_empty() {
@@ -368,6 +509,28 @@ impl<'s> Checker<'s> {
                 None
             }
         }
+    }
+
+    fn boolean(&mut self, at: &Field) -> Option<bool> {
+        match at.data() {
+            YamlData::Value(Scalar::Boolean(value)) => Some(*value),
+            _ => {
+                self.expected(at, "true or false");
+                None
+            }
+        }
+    }
+
+    /// For a scalar that YAML did not read as a string: how to write it so that it is one.
+    fn quote_hint(&self, at: &Field) -> String {
+        let kind = match at.data() {
+            YamlData::Value(Scalar::Boolean(_)) => "a boolean",
+            YamlData::Value(Scalar::Integer(_) | Scalar::FloatingPoint(_)) => "a number",
+            _ => return String::new(),
+        };
+        self.source_text(at.node).map_or_else(String::new, |raw| {
+            format!("; unquoted, YAML reads it as {kind}, so write \"{raw}\"")
+        })
     }
 
     fn list<'a>(&mut self, at: &Field<'a>) -> Option<Vec<Field<'a>>> {
@@ -505,9 +668,8 @@ impl<'a> Fields<'a> {
         let allowed = self.allowed.join(", ");
         for (entry, used) in self.entries.iter().zip(self.used) {
             if !used {
-                c.report(
-                    &entry.value.path,
-                    Some(entry.key_line),
+                c.key_problem(
+                    entry,
                     format!("unknown field `{}`; allowed fields: {allowed}", entry.key),
                 );
             }
@@ -557,17 +719,45 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let mut f = Fields::open(c, at)?;
     let region = optional(f.get("region"), |v| read_region(c, v));
     let roles_field = f.get("roles");
-    let role_names = declared_role_names(roles_field.as_ref());
-    let roles = read_roles(c, roles_field);
+    let role_names = declared_keys(roles_field.as_ref());
+    let roles = read_roles(c, roles_field, role_names.as_ref());
+    // Target directories, for credential outputs to stay out of.
+    let mut dirs = BTreeMap::new();
     let secrets = f
         .require(c, "secrets")
-        .and_then(|v| read_secrets(c, &v, role_names.as_ref()));
+        .and_then(|v| read_secrets(c, &v, role_names.as_ref(), &mut dirs));
+    let base_credentials = optional(f.get("baseCredentials"), |v| read_base_credentials(c, v));
+    let credential_outputs = or_default(f.get("credentialOutputs"), Vec::new(), |v| {
+        read_credential_outputs(c, v, role_names.as_ref(), &dirs)
+    });
+    let credentials_endpoint = optional(f.get("credentialsEndpoint"), |v| {
+        read_credentials_endpoint(c, v, role_names.as_ref())
+    });
     f.finish(c);
     Some(Config {
         region: region?,
         roles: roles?,
         secrets: secrets?,
+        base_credentials: base_credentials?,
+        credential_outputs: credential_outputs?,
+        credentials_endpoint: credentials_endpoint?,
+        warnings: Vec::new(),
     })
+}
+
+/// A string field that `parse` turns into a value; `rule` completes "must be …".
+fn parsed_string<T>(
+    c: &mut Checker,
+    at: &Field,
+    parse: impl FnOnce(&str) -> Option<T>,
+    rule: &str,
+) -> Option<T> {
+    let text = c.string(at)?;
+    let value = parse(text);
+    if value.is_none() {
+        c.problem(at, format!("must be {rule}, got {text:?}"));
+    }
+    value
 }
 
 /// A string field that must satisfy `valid`; `rule` completes "must be …".
@@ -577,12 +767,11 @@ fn checked_string(
     valid: impl FnOnce(&str) -> bool,
     rule: &str,
 ) -> Option<String> {
-    let value = c.string(at)?;
-    if !valid(value) {
-        c.problem(at, format!("must be {rule}, got {value:?}"));
-        return None;
-    }
-    Some(value.to_owned())
+    parsed_string(c, at, |s| valid(s).then(|| s.to_owned()), rule)
+}
+
+fn read_path(c: &mut Checker, at: &Field) -> Option<PathBuf> {
+    c.string(at).map(PathBuf::from)
 }
 
 fn read_region(c: &mut Checker, at: &Field) -> Option<String> {
@@ -594,13 +783,75 @@ fn read_region(c: &mut Checker, at: &Field) -> Option<String> {
     )
 }
 
-/// The names under `roles`, valid or not, so that a broken role doesn't also turn every
-/// reference to it into an error. `None` when `roles` is not a mapping: nothing can be checked.
-fn declared_role_names(roles: Option<&Field>) -> Option<BTreeSet<String>> {
-    let Some(roles) = roles else {
+/// A list of `count` items, each read by `read`; `noun` names one item in messages. Every item
+/// is read even after an invalid one, so that all problems are reported.
+fn read_list<'a, T>(
+    c: &mut Checker,
+    at: &Field<'a>,
+    count: RangeInclusive<usize>,
+    noun: &str,
+    mut read: impl FnMut(&mut Checker, &Field<'a>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let items = c.list(at)?;
+    let n = items.len();
+    if n < *count.start() {
+        c.problem(
+            at,
+            format!("must list at least {}", counted(*count.start(), noun)),
+        );
+    } else if n > *count.end() {
+        c.problem(
+            at,
+            format!("must list at most {}, got {n}", counted(*count.end(), noun)),
+        );
+    }
+    let values: Vec<Option<T>> = items.iter().map(|item| read(c, item)).collect();
+    let values: Option<Vec<T>> = values.into_iter().collect();
+    values.filter(|_| count.contains(&n))
+}
+
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("one {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Wraps a list item reader so that a value already in the list is a problem.
+fn unique<'a>(
+    mut read: impl FnMut(&mut Checker, &Field<'a>) -> Option<String>,
+) -> impl FnMut(&mut Checker, &Field<'a>) -> Option<String> {
+    let mut seen = BTreeMap::new();
+    move |c: &mut Checker, at: &Field<'a>| {
+        let value = read(c, at)?;
+        if let Some(first) = first_use(&mut seen, value.clone(), &at.path) {
+            c.problem(at, format!("{value:?} is already listed at {first}"));
+            return None;
+        }
+        Some(value)
+    }
+}
+
+/// Records that `key` is used at `place`; if it was used before, returns that place instead.
+fn first_use<K: Ord>(seen: &mut BTreeMap<K, String>, key: K, place: &str) -> Option<String> {
+    match seen.entry(key) {
+        std::collections::btree_map::Entry::Occupied(first) => Some(first.get().clone()),
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(place.to_owned());
+            None
+        }
+    }
+}
+
+/// The string keys of a mapping, valid or not, so that a broken role (or tag) doesn't also turn
+/// every reference to it into an error. `None` when `at` is not a mapping: nothing can be
+/// checked against it.
+fn declared_keys(at: Option<&Field>) -> Option<BTreeSet<String>> {
+    let Some(at) = at else {
         return Some(BTreeSet::new());
     };
-    let YamlData::Mapping(map) = roles.data() else {
+    let YamlData::Mapping(map) = at.data() else {
         return None;
     };
     let names = map.keys().filter_map(|key| match untag(key) {
@@ -610,26 +861,89 @@ fn declared_role_names(roles: Option<&Field>) -> Option<BTreeSet<String>> {
     Some(names.collect())
 }
 
-fn read_roles(c: &mut Checker, at: Option<Field>) -> Option<BTreeMap<String, RoleConfig>> {
+/// What a reference refers to, for messages such as "unknown role …; defined roles: …".
+struct Referent {
+    kind: &'static str,
+    /// Where such names are defined.
+    section: &'static str,
+}
+
+const ROLES: Referent = Referent {
+    kind: "role",
+    section: "roles",
+};
+const TAG_KEYS: Referent = Referent {
+    kind: "tag key",
+    section: "sessionTags",
+};
+
+/// A name that must be one of `known`. With `known` unreadable (reported already), any name
+/// is taken.
+fn read_reference(
+    c: &mut Checker,
+    at: &Field,
+    known: Option<&BTreeSet<String>>,
+    referent: &Referent,
+) -> Option<String> {
+    let name = c.string(at)?;
+    let Referent { kind, section } = referent;
+    match known {
+        Some(known) if known.is_empty() => {
+            c.problem(
+                at,
+                format!("unknown {kind} {name:?}: no {kind}s are defined under `{section}`"),
+            );
+            None
+        }
+        Some(known) if !known.contains(name) => {
+            let defined: Vec<&str> = known.iter().map(String::as_str).collect();
+            c.problem(
+                at,
+                format!(
+                    "unknown {kind} {name:?}; defined {kind}s: {}",
+                    defined.join(", ")
+                ),
+            );
+            None
+        }
+        _ => Some(name.to_owned()),
+    }
+}
+
+fn read_roles(
+    c: &mut Checker,
+    at: Option<Field>,
+    names: Option<&BTreeSet<String>>,
+) -> Option<BTreeMap<String, RoleConfig>> {
     let Some(at) = at else {
         return Some(BTreeMap::new());
     };
     let entries = c.entries(&at)?;
+    let mut links = Vec::new();
     // Collected before checking so that every role is read even after an invalid one.
-    let roles: Vec<Option<RoleConfig>> = entries.iter().map(|e| read_role(c, e)).collect();
-    roles
+    let roles: Vec<Option<RoleConfig>> = entries
+        .iter()
+        .map(|e| read_role(c, e, names, &mut links))
+        .collect();
+    let loop_free = check_via_loops(c, &links);
+    let roles: Option<BTreeMap<String, RoleConfig>> = roles
         .into_iter()
         .map(|role| role.map(|role| (role.name.clone(), role)))
-        .collect()
+        .collect();
+    roles.filter(|_| loop_free)
 }
 
-fn read_role(c: &mut Checker, entry: &Entry) -> Option<RoleConfig> {
+fn read_role<'a>(
+    c: &mut Checker,
+    entry: &Entry<'a>,
+    roles: Option<&BTreeSet<String>>,
+    links: &mut Vec<ViaLink<'a>>,
+) -> Option<RoleConfig> {
     let at = &entry.value;
     let name_ok = entry.key_is_string && is_name(&entry.key, 64);
     if !name_ok {
-        c.report(
-            &at.path,
-            Some(entry.key_line),
+        c.key_problem(
+            entry,
             format!(
                 "a role name must be 1 to 64 letters, digits, '_', '.' or '-', got {}",
                 entry.shown_key()
@@ -637,19 +951,47 @@ fn read_role(c: &mut Checker, entry: &Entry) -> Option<RoleConfig> {
         );
     }
     let mut f = Fields::open(c, at)?;
-    let role_arn = f.require(c, "roleArn").and_then(|v| read_role_arn(c, &v));
+    let role_arn = f
+        .require(c, "roleArn")
+        .and_then(|v| read_arn(c, &v, check_role_arn, ROLE_ARN_FORM));
     let (file, env) = (f.get("externalIdFile"), f.get("externalIdEnv"));
     let external_id = read_external_id(c, file, env);
     let session_name = or_default(f.get("sessionName"), DEFAULT_SESSION_NAME.to_owned(), |v| {
         read_session_name(c, v)
     });
-    let duration = or_default(f.get("duration"), DEFAULT_ROLE_DURATION, |v| {
+    let duration_field = f.get("duration");
+    let duration = or_default(duration_field.clone(), DEFAULT_ROLE_DURATION, |v| {
         c.duration_within(v, ROLE_DURATIONS)
     });
     let refresh_before = or_default(f.get("refreshBefore"), DEFAULT_REFRESH_BEFORE, |v| {
         read_refresh_before(c, v, duration)
     });
+    let tags_field = f.get("sessionTags");
+    let tag_keys = declared_keys(tags_field.as_ref());
+    let session_tags = or_default(tags_field, BTreeMap::new(), |v| read_session_tags(c, v));
+    let transitive_tag_keys = or_default(f.get("transitiveTagKeys"), Vec::new(), |v| {
+        let read =
+            |c: &mut Checker, key: &Field| read_reference(c, key, tag_keys.as_ref(), &TAG_KEYS);
+        read_list(c, v, ANY_NUMBER, "tag key", unique(read))
+    });
+    let source_identity = optional(f.get("sourceIdentity"), |v| {
+        checked_string(c, v, is_sts_name, SOURCE_IDENTITY_RULE)
+    });
+    let policy = optional(f.get("policy"), |v| read_policy(c, v));
+    let policy_arns = or_default(f.get("policyArns"), Vec::new(), |v| {
+        read_list(c, v, 0..=MAX_POLICY_ARNS, "policy ARN", |c, arn| {
+            read_arn(c, arn, check_policy_arn, POLICY_ARN_FORM)
+        })
+    });
+    let region = optional(f.get("region"), |v| read_region(c, v));
+    let sts_endpoint = optional(f.get("stsEndpoint"), |v| {
+        checked_string(c, v, is_endpoint_url, ENDPOINT_FORM)
+    });
+    let via = optional(f.get("via"), |v| read_via(c, v, &entry.key, roles, links));
     f.finish(c);
+    if let (Some(Some(via)), Some(duration), Some(at)) = (&via, duration, &duration_field) {
+        warn_long_chained_session(c, at, duration, via);
+    }
     if !name_ok {
         return None;
     }
@@ -660,16 +1002,27 @@ fn read_role(c: &mut Checker, entry: &Entry) -> Option<RoleConfig> {
         session_name: session_name?,
         duration: duration?,
         refresh_before: refresh_before?,
+        session_tags: session_tags?,
+        transitive_tag_keys: transitive_tag_keys?,
+        source_identity: source_identity?,
+        policy: policy?,
+        policy_arns: policy_arns?,
+        region: region?,
+        sts_endpoint: sts_endpoint?,
+        via: via?,
     })
 }
 
-fn read_role_arn(c: &mut Checker, at: &Field) -> Option<String> {
+/// An ARN that `check` accepts; `form` shows what one looks like.
+fn read_arn(
+    c: &mut Checker,
+    at: &Field,
+    check: fn(&str) -> Result<(), String>,
+    form: &str,
+) -> Option<String> {
     let arn = c.string(at)?;
-    if let Err(reason) = check_role_arn(arn) {
-        c.problem(
-            at,
-            format!("{reason}; expected {ROLE_ARN_FORM}, got {arn:?}"),
-        );
+    if let Err(reason) = check(arn) {
+        c.problem(at, format!("{reason}; expected {form}, got {arn:?}"));
         return None;
     }
     Some(arn.to_owned())
@@ -681,10 +1034,7 @@ fn read_external_id(
     env: Option<Field>,
 ) -> Option<Option<ExternalIdSource>> {
     let both = both_set(c, &file, &env);
-    let file = optional(file, |v| {
-        c.string(v)
-            .map(|p| ExternalIdSource::File(PathBuf::from(p)))
-    });
+    let file = optional(file, |v| read_path(c, v).map(ExternalIdSource::File));
     let env = optional(env, |v| read_env_name(c, v).map(ExternalIdSource::Env));
     if both {
         return None;
@@ -701,13 +1051,78 @@ fn read_env_name(c: &mut Checker, at: &Field) -> Option<String> {
     )
 }
 
+/// A session name, with its placeholders replaced; STS rules apply to the result.
 fn read_session_name(c: &mut Checker, at: &Field) -> Option<String> {
-    checked_string(
-        c,
-        at,
-        is_session_name,
-        "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS session name)",
-    )
+    let template = c.string(at)?;
+    let name = substitute(c, at, template)?;
+    if !is_sts_name(&name) {
+        let after = if name == template {
+            ""
+        } else {
+            " after substitution"
+        };
+        c.problem(
+            at,
+            format!("must be {SESSION_NAME_RULE}, got {name:?}{after}"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// Replaces each `${NAME}` in `template` with the value of that environment variable, for the
+/// names in `SESSION_NAME_VARIABLES`. Every bad placeholder is reported.
+fn substitute(c: &mut Checker, at: &Field, template: &str) -> Option<String> {
+    let allowed = || {
+        let names: Vec<String> = SESSION_NAME_VARIABLES
+            .iter()
+            .map(|(name, _)| format!("${{{name}}}"))
+            .collect();
+        names.join(", ")
+    };
+    let mut result = String::with_capacity(template.len());
+    let mut complete = true;
+    let mut rest = template;
+    while let Some((before, after)) = rest.split_once("${") {
+        result.push_str(before);
+        let Some((name, after)) = after.split_once('}') else {
+            c.problem(
+                at,
+                format!(
+                    "has `${{` without a closing `}}`; placeholders are {}",
+                    allowed()
+                ),
+            );
+            return None;
+        };
+        rest = after;
+        let Some((_, field_path)) = SESSION_NAME_VARIABLES.iter().find(|(n, _)| *n == name) else {
+            c.problem(
+                at,
+                format!(
+                    "unknown placeholder `${{{name}}}`; allowed placeholders: {}",
+                    allowed()
+                ),
+            );
+            complete = false;
+            continue;
+        };
+        match (c.env)(name).filter(|value| !value.is_empty()) {
+            Some(value) => result.push_str(&value),
+            None => {
+                c.problem(
+                    at,
+                    format!(
+                        "`${{{name}}}` needs the environment variable {name}, which is unset or empty; \
+                         set it from the Kubernetes downward API (fieldRef fieldPath: {field_path})"
+                    ),
+                );
+                complete = false;
+            }
+        }
+    }
+    result.push_str(rest);
+    complete.then_some(result)
 }
 
 fn read_refresh_before(
@@ -735,6 +1150,300 @@ fn read_refresh_before(
     Some(refresh_before)
 }
 
+/// A role's `via`, kept apart from the role so that loops are found even among roles that have
+/// other problems.
+struct ViaLink<'a> {
+    role: String,
+    via: String,
+    at: Field<'a>,
+}
+
+fn read_via<'a>(
+    c: &mut Checker,
+    at: &Field<'a>,
+    role: &str,
+    roles: Option<&BTreeSet<String>>,
+    links: &mut Vec<ViaLink<'a>>,
+) -> Option<String> {
+    let via = read_reference(c, at, roles, &ROLES)?;
+    if via == role {
+        c.problem(at, format!("role {role:?} cannot be assumed via itself"));
+        return None;
+    }
+    links.push(ViaLink {
+        role: role.to_owned(),
+        via: via.clone(),
+        at: at.clone(),
+    });
+    Some(via)
+}
+
+/// Reports each loop of `via` links once, at the role of the loop that comes first in the file.
+/// Returns whether there are none.
+fn check_via_loops(c: &mut Checker, links: &[ViaLink]) -> bool {
+    let by_role: BTreeMap<&str, &ViaLink> = links.iter().map(|l| (l.role.as_str(), l)).collect();
+    // Roles whose chain is fully explored.
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut loop_free = true;
+    for start in links {
+        let mut walked: Vec<&ViaLink> = Vec::new();
+        let mut next = Some(start);
+        while let Some(link) = next.filter(|l| !done.contains(l.role.as_str())) {
+            if let Some(i) = walked.iter().position(|l| l.role == link.role) {
+                report_via_loop(c, &walked[i..]);
+                loop_free = false;
+                break;
+            }
+            walked.push(link);
+            next = by_role.get(link.via.as_str()).copied();
+        }
+        done.extend(walked.iter().map(|l| l.role.as_str()));
+    }
+    loop_free
+}
+
+/// `cycle` holds the links of one loop in chain order.
+fn report_via_loop(c: &mut Checker, cycle: &[&ViaLink]) {
+    let first_in_file = cycle.iter().enumerate().min_by_key(|(_, l)| l.at.line());
+    let Some((first, link)) = first_in_file else {
+        return;
+    };
+    let mut names: Vec<&str> = cycle.iter().map(|l| l.role.as_str()).collect();
+    names.rotate_left(first);
+    names.push(&link.role);
+    c.problem(
+        &link.at,
+        format!("role chain loops: {}", names.join(" -> ")),
+    );
+}
+
+fn warn_long_chained_session(c: &mut Checker, at: &Field, duration: Duration, via: &str) {
+    if duration > MAX_CHAINED_DURATION {
+        c.warn(
+            at,
+            format!(
+                "is {}, but this role is assumed via role {via:?} and AWS caps role-chaining \
+                 sessions at {}; STS refuses longer ones",
+                humantime::format_duration(duration),
+                humantime::format_duration(MAX_CHAINED_DURATION)
+            ),
+        );
+    }
+}
+
+fn read_session_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<String, String>> {
+    let entries = c.entries(at)?;
+    let mut valid = entries.len() <= MAX_SESSION_TAGS;
+    if !valid {
+        c.problem(
+            at,
+            format!(
+                "must have at most {MAX_SESSION_TAGS} tags, got {}",
+                entries.len()
+            ),
+        );
+    }
+    // STS compares tag keys ignoring case: lowercased key → the first key that has it.
+    let mut keys = BTreeMap::new();
+    let mut tags = BTreeMap::new();
+    for entry in &entries {
+        let key = read_tag_key(c, entry, &mut keys);
+        let value = read_tag_value(c, &entry.value);
+        if let (Some(key), Some(value)) = (key, value) {
+            tags.insert(key, value);
+        } else {
+            valid = false;
+        }
+    }
+    valid.then_some(tags)
+}
+
+fn read_tag_key(
+    c: &mut Checker,
+    entry: &Entry,
+    keys: &mut BTreeMap<String, String>,
+) -> Option<String> {
+    let key = &entry.key;
+    if !entry.key_is_string {
+        c.key_problem(
+            entry,
+            format!("a tag key must be a string, got {key}; write \"{key}\""),
+        );
+        return None;
+    }
+    if !is_tag_text(key, 1..=128) {
+        c.key_problem(
+            entry,
+            format!("a tag key must be 1 to 128 {TAG_CHARS}, got {key:?}"),
+        );
+        return None;
+    }
+    let this = format!("{key:?} (line {})", entry.key_line);
+    if let Some(first) = first_use(keys, key.to_lowercase(), &this) {
+        c.key_problem(
+            entry,
+            format!("tag key {key:?} repeats {first}: STS tag keys ignore case"),
+        );
+        return None;
+    }
+    Some(key.clone())
+}
+
+/// Tag values are strings even when they look like numbers, and may be empty.
+fn read_tag_value(c: &mut Checker, at: &Field) -> Option<String> {
+    let YamlData::Value(Scalar::String(value)) = at.data() else {
+        let got = c.describe(at.node);
+        let hint = c.quote_hint(at);
+        c.problem(at, format!("must be a string, got {got}{hint}"));
+        return None;
+    };
+    if !is_tag_text(value, 0..=256) {
+        c.problem(
+            at,
+            format!("a tag value must be at most 256 {TAG_CHARS}, got {value:?}"),
+        );
+        return None;
+    }
+    Some(value.to_string())
+}
+
+/// A session policy as compact JSON: either JSON text, or a mapping written as JSON. Policies
+/// can be long, so JSON syntax errors give a position instead of quoting the text.
+fn read_policy(c: &mut Checker, at: &Field) -> Option<String> {
+    let json = match at.data() {
+        YamlData::Value(Scalar::String(text)) => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(_)) => compact_json(text),
+            Ok(other) => {
+                let kind = json_kind(&other);
+                c.problem(at, format!("must be a JSON object, got a JSON {kind}"));
+                return None;
+            }
+            Err(e) => {
+                c.problem(
+                    at,
+                    format!("must be a JSON object, but is not valid JSON: {e}"),
+                );
+                return None;
+            }
+        },
+        YamlData::Mapping(_) => {
+            let before = c.problems.len();
+            let mut json = String::new();
+            write_json(c, at, &mut json);
+            if c.problems.len() > before {
+                return None;
+            }
+            json
+        }
+        _ => {
+            c.expected(at, "a JSON object, as a string or a mapping");
+            return None;
+        }
+    };
+    let length = json.chars().count();
+    if length > MAX_POLICY_CHARS {
+        c.problem(
+            at,
+            format!("must be at most {MAX_POLICY_CHARS} characters as compact JSON, got {length}"),
+        );
+        return None;
+    }
+    Some(json)
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// Drops the whitespace between tokens of valid JSON. Unlike reserialising, this keeps the
+/// order of keys and the spelling of numbers and escapes whatever serde_json's features are.
+fn compact_json(json: &str) -> String {
+    let mut compact = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for ch in json.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_string = false;
+            }
+        } else if ch == '"' {
+            in_string = true;
+        } else if matches!(ch, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        compact.push(ch);
+    }
+    compact
+}
+
+/// Writes a YAML value as compact JSON, keeping the document's key order; reports what JSON
+/// cannot hold.
+fn write_json(c: &mut Checker, at: &Field, json: &mut String) {
+    match at.data() {
+        YamlData::Value(Scalar::Null) => json.push_str("null"),
+        YamlData::Value(Scalar::Boolean(value)) => json.push_str(&value.to_string()),
+        YamlData::Value(Scalar::Integer(value)) => json.push_str(&value.to_string()),
+        YamlData::Value(Scalar::FloatingPoint(value)) => {
+            match serde_json::Number::from_f64(value.0) {
+                Some(number) => json.push_str(&number.to_string()),
+                None => c.problem(at, "JSON has no infinity or NaN"),
+            }
+        }
+        YamlData::Value(Scalar::String(value)) => {
+            json.push_str(&serde_json::Value::from(value.as_ref()).to_string());
+        }
+        YamlData::Sequence(_) => {
+            json.push('[');
+            for (i, item) in c.list(at).unwrap_or_default().iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                write_json(c, item, json);
+            }
+            json.push(']');
+        }
+        YamlData::Mapping(map) => {
+            json.push('{');
+            for (i, (key_node, value)) in map.iter().enumerate() {
+                // JSON keys are strings, so a key YAML reads otherwise is taken as written:
+                // the IAM condition operator `Null` must not become a YAML null.
+                let key = match untag(key_node) {
+                    YamlData::Value(Scalar::String(key)) => Some(key.to_string()),
+                    YamlData::Value(_) => c.source_text(key_node).map(str::to_owned),
+                    _ => None,
+                };
+                let Some(key) = key else {
+                    let got = c.describe(key_node);
+                    c.report(
+                        &at.path,
+                        Some(line(key_node)),
+                        format!("keys must be strings, got {got}"),
+                    );
+                    continue;
+                };
+                if i > 0 {
+                    json.push(',');
+                }
+                json.push_str(&serde_json::Value::from(key.as_str()).to_string());
+                json.push(':');
+                write_json(c, &at.child(&key, value), json);
+            }
+            json.push('}');
+        }
+        _ => c.expected(at, "a value JSON can hold"),
+    }
+}
+
 /// What reading one secret needs to know about the others.
 struct Seen<'r> {
     /// `None` when `roles` is unreadable and references can't be checked.
@@ -742,30 +1451,24 @@ struct Seen<'r> {
     /// Secret name → path of the secret that has it.
     names: BTreeMap<String, String>,
     /// Target directory → path of the `dir` field that has it.
-    dirs: BTreeMap<PathBuf, String>,
+    dirs: &'r mut BTreeMap<PathBuf, String>,
 }
 
+/// Also collects the target directories into `dirs`, valid secret or not.
 fn read_secrets(
     c: &mut Checker,
     at: &Field,
     roles: Option<&BTreeSet<String>>,
+    dirs: &mut BTreeMap<PathBuf, String>,
 ) -> Option<Vec<SecretConfig>> {
-    let items = c.list(at)?;
-    if items.is_empty() {
-        c.problem(at, "must list at least one secret");
-        return None;
-    }
     let mut seen = Seen {
         roles,
         names: BTreeMap::new(),
-        dirs: BTreeMap::new(),
+        dirs,
     };
-    // Collected before checking so that every secret is read even after an invalid one.
-    let secrets: Vec<Option<SecretConfig>> = items
-        .iter()
-        .map(|item| read_secret(c, item, &mut seen))
-        .collect();
-    secrets.into_iter().collect()
+    read_list(c, at, AT_LEAST_ONE, "secret", |c, item| {
+        read_secret(c, item, &mut seen)
+    })
 }
 
 fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretConfig> {
@@ -774,7 +1477,7 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
         .require(c, "name")
         .and_then(|v| read_secret_name(c, &v, &at.path, &mut seen.names));
     let secret_id = f.require(c, "secretId").and_then(|v| read_secret_id(c, &v));
-    let role = optional(f.get("role"), |v| read_role_ref(c, v, seen.roles));
+    let role = optional(f.get("role"), |v| read_reference(c, v, seen.roles, &ROLES));
     let (stage, id) = (f.get("versionStage"), f.get("versionId"));
     let version = read_version(c, stage, id);
     let refresh_interval = or_default(f.get("refreshInterval"), DEFAULT_REFRESH_INTERVAL, |v| {
@@ -782,7 +1485,7 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
     });
     let targets = f
         .require(c, "targets")
-        .and_then(|v| read_targets(c, &v, &mut seen.dirs));
+        .and_then(|v| read_targets(c, &v, seen.dirs));
     f.finish(c);
     Some(SecretConfig {
         name: name?,
@@ -806,14 +1509,13 @@ fn read_secret_name(
         |n| is_name(n, 128),
         "1 to 128 letters, digits, '_', '.' or '-'",
     )?;
-    if let Some(first) = names.get(&name) {
+    if let Some(first) = first_use(names, name.clone(), secret_path) {
         c.problem(
             at,
             format!("duplicate secret name {name:?}: {first} already uses it"),
         );
         return None;
     }
-    names.insert(name.clone(), secret_path.to_owned());
     Some(name)
 }
 
@@ -829,31 +1531,6 @@ fn read_secret_id(c: &mut Checker, at: &Field) -> Option<String> {
         }
     }
     Some(id)
-}
-
-fn read_role_ref(c: &mut Checker, at: &Field, roles: Option<&BTreeSet<String>>) -> Option<String> {
-    let name = c.string(at)?;
-    match roles {
-        Some(roles) if roles.is_empty() => {
-            c.problem(
-                at,
-                format!("unknown role {name:?}: no roles are defined under `roles`"),
-            );
-            None
-        }
-        Some(roles) if !roles.contains(name) => {
-            let defined: Vec<&str> = roles.iter().map(String::as_str).collect();
-            c.problem(
-                at,
-                format!(
-                    "unknown role {name:?}; defined roles: {}",
-                    defined.join(", ")
-                ),
-            );
-            None
-        }
-        _ => Some(name.to_owned()),
-    }
 }
 
 fn read_version(
@@ -876,17 +1553,9 @@ fn read_targets(
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
 ) -> Option<Vec<Target>> {
-    let items = c.list(at)?;
-    if items.is_empty() {
-        c.problem(at, "must list at least one target");
-        return None;
-    }
-    // Collected before checking so that every target is read even after an invalid one.
-    let targets: Vec<Option<Target>> = items
-        .iter()
-        .map(|item| read_target(c, item, dirs))
-        .collect();
-    targets.into_iter().collect()
+    read_list(c, at, AT_LEAST_ONE, "target", |c, item| {
+        read_target(c, item, dirs)
+    })
 }
 
 /// A target is a mapping with a single key naming its kind: `- file: {dir: ...}`.
@@ -905,9 +1574,8 @@ fn read_target(
         return None;
     };
     for e in extra {
-        c.report(
-            &e.value.path,
-            Some(e.key_line),
+        c.key_problem(
+            e,
             format!(
                 "a target has exactly one kind, and this one already is `{}`; start a new list item with `- {}:`",
                 entry.key, e.key
@@ -917,9 +1585,8 @@ fn read_target(
     let target = match entry.key.as_str() {
         "file" if entry.key_is_string => read_file_target(c, &entry.value, dirs).map(Target::File),
         _ => {
-            c.report(
-                &entry.value.path,
-                Some(entry.key_line),
+            c.key_problem(
+                entry,
                 format!(
                     "unknown target kind `{}`; allowed kinds: {kinds}",
                     entry.key
@@ -958,8 +1625,8 @@ fn read_target_dir(
     dirs: &mut BTreeMap<PathBuf, String>,
 ) -> Option<PathBuf> {
     // PathBuf compares by components, so "/a/b" and "/a/b/" count as the same directory.
-    let dir = PathBuf::from(c.string(at)?);
-    if let Some(first) = dirs.get(&dir) {
+    let dir = read_path(c, at)?;
+    if let Some(first) = first_use(dirs, dir.clone(), &at.path) {
         c.problem(
             at,
             format!(
@@ -969,8 +1636,146 @@ fn read_target_dir(
         );
         return None;
     }
-    dirs.insert(dir.clone(), at.path.clone());
     Some(dir)
+}
+
+fn read_base_credentials(c: &mut Checker, at: &Field) -> Option<BaseCredentials> {
+    let mut f = Fields::open(c, at)?;
+    let access_key_id_file = f
+        .require(c, "accessKeyIdFile")
+        .and_then(|v| read_path(c, &v));
+    let secret_access_key_file = f
+        .require(c, "secretAccessKeyFile")
+        .and_then(|v| read_path(c, &v));
+    f.finish(c);
+    Some(BaseCredentials {
+        access_key_id_file: access_key_id_file?,
+        secret_access_key_file: secret_access_key_file?,
+    })
+}
+
+fn read_credential_outputs(
+    c: &mut Checker,
+    at: &Field,
+    roles: Option<&BTreeSet<String>>,
+    dirs: &BTreeMap<PathBuf, String>,
+) -> Option<Vec<CredentialOutput>> {
+    // Output path → path of the field that has it.
+    let mut paths = BTreeMap::new();
+    read_list(c, at, ANY_NUMBER, "credential output", |c, item| {
+        read_credential_output(c, item, roles, dirs, &mut paths)
+    })
+}
+
+fn read_credential_output(
+    c: &mut Checker,
+    at: &Field,
+    roles: Option<&BTreeSet<String>>,
+    dirs: &BTreeMap<PathBuf, String>,
+    paths: &mut BTreeMap<PathBuf, String>,
+) -> Option<CredentialOutput> {
+    let mut f = Fields::open(c, at)?;
+    let role = f
+        .require(c, "role")
+        .and_then(|v| read_reference(c, &v, roles, &ROLES));
+    let file = f.require(c, "file").and_then(|v| Fields::open(c, &v));
+    f.finish(c);
+    let mut f = file?;
+    let path = f
+        .require(c, "path")
+        .and_then(|v| read_output_path(c, &v, dirs, paths));
+    let profile = or_default(f.get("profile"), DEFAULT_PROFILE.to_owned(), |v| {
+        checked_string(
+            c,
+            v,
+            |p| is_name(p, 64),
+            "1 to 64 letters, digits, '_', '.' or '-'",
+        )
+    });
+    let mode = or_default(f.get("mode"), DEFAULT_FILE_MODE, |v| read_file_mode(c, v));
+    f.finish(c);
+    Some(CredentialOutput {
+        role: role?,
+        path: path?,
+        profile: profile?,
+        mode: mode?,
+    })
+}
+
+fn read_output_path(
+    c: &mut Checker,
+    at: &Field,
+    dirs: &BTreeMap<PathBuf, String>,
+    paths: &mut BTreeMap<PathBuf, String>,
+) -> Option<PathBuf> {
+    let path = read_path(c, at)?;
+    let shown = path.display().to_string();
+    // The target's writer manages everything in its directory and assumes it is the only one.
+    if let Some((dir, owner)) = dirs.iter().find(|(dir, _)| path.starts_with(dir)) {
+        c.problem(
+            at,
+            format!(
+                "{shown:?} is inside {:?}, the directory of {owner}; a target's directory \
+                 belongs to its secret, so write the credentials elsewhere",
+                dir.display().to_string()
+            ),
+        );
+        return None;
+    }
+    if let Some(first) = first_use(paths, path.clone(), &at.path) {
+        c.problem(
+            at,
+            format!("{shown:?} is already written by {first}; each output needs its own file"),
+        );
+        return None;
+    }
+    Some(path)
+}
+
+fn read_credentials_endpoint(
+    c: &mut Checker,
+    at: &Field,
+    roles: Option<&BTreeSet<String>>,
+) -> Option<CredentialsEndpoint> {
+    let mut f = Fields::open(c, at)?;
+    let listen_field = f.require(c, "listen");
+    let listen = listen_field
+        .as_ref()
+        .and_then(|v| parsed_string(c, v, |s| s.parse::<SocketAddr>().ok(), LISTEN_FORM));
+    // Read right after `listen`, so that a problem with either comes in document order.
+    let allow_non_loopback = or_default(f.get("allowNonLoopback"), false, |v| c.boolean(v));
+    let listen = match (&listen_field, listen, allow_non_loopback) {
+        (Some(at), Some(listen), Some(false)) => loopback_only(c, at, listen),
+        (_, listen, _) => listen,
+    };
+    let token_file = f.require(c, "tokenFile").and_then(|v| read_path(c, &v));
+    let served = f.require(c, "roles").and_then(|v| {
+        let read = |c: &mut Checker, role: &Field| read_reference(c, role, roles, &ROLES);
+        read_list(c, &v, AT_LEAST_ONE, "role", unique(read))
+    });
+    f.finish(c);
+    Some(CredentialsEndpoint {
+        listen: listen?,
+        token_file: token_file?,
+        roles: served?,
+        allow_non_loopback: allow_non_loopback?,
+    })
+}
+
+/// The endpoint hands out credentials, so by default it must not be reachable from other hosts.
+fn loopback_only(c: &mut Checker, at: &Field, listen: SocketAddr) -> Option<SocketAddr> {
+    // `to_canonical` so that `::ffff:127.0.0.1` counts as the loopback address it is.
+    if listen.ip().to_canonical().is_loopback() {
+        return Some(listen);
+    }
+    c.problem(
+        at,
+        format!(
+            "{listen} is not a loopback address, so other hosts could fetch credentials from \
+             it; set allowNonLoopback: true if that is intended"
+        ),
+    );
+    None
 }
 
 fn read_file_mode(c: &mut Checker, at: &Field) -> Option<u32> {
@@ -1030,11 +1835,35 @@ fn is_env_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// STS `RoleSessionName`: 2 to 64 of [\w+=,.@-].
-fn is_session_name(s: &str) -> bool {
+/// STS `RoleSessionName` and `SourceIdentity`: 2 to 64 of [\w+=,.@-].
+fn is_sts_name(s: &str) -> bool {
     (2..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// STS session tag keys and values: `length` of [\p{L}\p{Z}\p{N}_.:/=+\-@].
+fn is_tag_text(s: &str, length: RangeInclusive<usize>) -> bool {
+    length.contains(&s.chars().count())
+        && s.chars()
+            .all(|ch| ch.is_alphanumeric() || ch.is_whitespace() || "_.:/=+-@".contains(ch))
+}
+
+/// `http://` or `https://`, then a host, then optionally a port and a path.
+fn is_endpoint_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(ipv6) => ipv6.split(']').next(),
+        None => authority.split(':').next(),
+    };
+    host.is_some_and(|host| !host.is_empty())
+        && !s.chars().any(|ch| ch.is_whitespace() || ch.is_control())
 }
 
 /// `aws`, or `aws-` and a suffix such as `cn`, `us-gov` or `iso-b`.
@@ -1049,27 +1878,42 @@ fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Checks `arn:<partition>:iam::<account>:role/<path/><name>`; the error says what is wrong.
-fn check_role_arn(arn: &str) -> Result<(), &'static str> {
+fn check_role_arn(arn: &str) -> Result<(), String> {
+    check_iam_arn(arn, "role", false)
+}
+
+/// AWS managed policies have `aws` in place of an account id.
+fn check_policy_arn(arn: &str) -> Result<(), String> {
+    check_iam_arn(arn, "policy", true)
+}
+
+/// Checks `arn:<partition>:iam::<account>:<kind>/<path/><name>`; the error says what is wrong.
+fn check_iam_arn(arn: &str, kind: &str, aws_owned: bool) -> Result<(), String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ["arn", partition, "iam", "", account, resource] = parts[..] else {
-        return Err("not an IAM role ARN");
+        return Err(format!("not an IAM {kind} ARN"));
     };
     if !is_partition(partition) {
-        return Err("the partition must be aws or aws-<suffix>");
+        return Err("the partition must be aws or aws-<suffix>".to_owned());
     }
-    if !is_account_id(account) {
-        return Err("the account id must be 12 digits");
+    if !(is_account_id(account) || (aws_owned && account == "aws")) {
+        let or_aws = if aws_owned { " or aws" } else { "" };
+        return Err(format!("the account id must be 12 digits{or_aws}"));
     }
-    let Some(name) = resource.strip_prefix("role/") else {
-        return Err("not a role ARN");
+    let Some(name) = resource
+        .strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix('/'))
+    else {
+        return Err(format!("not a {kind} ARN"));
     };
     let valid_chars = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@/-".contains(&b));
-    // A trailing '/' would leave the role's own name (after any path) empty.
+    // A trailing '/' would leave the name itself (after any path) empty.
     if !valid_chars || !(1..=512).contains(&name.len()) || name.ends_with('/') {
-        return Err("the role name must be 1 to 512 letters, digits or any of \"+=,.@_/-\"");
+        return Err(format!(
+            "the {kind} name must be 1 to 512 letters, digits or any of \"+=,.@_/-\""
+        ));
     }
     Ok(())
 }
@@ -1155,6 +1999,14 @@ secrets:
             session_name: "secret-ferry".into(),
             duration: Duration::from_secs(3600),
             refresh_before: Duration::from_secs(300),
+            session_tags: BTreeMap::new(),
+            transitive_tag_keys: Vec::new(),
+            source_identity: None,
+            policy: None,
+            policy_arns: Vec::new(),
+            region: None,
+            sts_endpoint: None,
+            via: None,
         };
         let secret = SecretConfig {
             name: "db".into(),
@@ -1171,6 +2023,10 @@ secrets:
             region: Some("us-east-1".into()),
             roles: BTreeMap::from([("shared".to_owned(), role)]),
             secrets: vec![secret],
+            base_credentials: None,
+            credential_outputs: Vec::new(),
+            credentials_endpoint: None,
+            warnings: Vec::new(),
         };
         assert_eq!(config, expected);
     }
@@ -1699,6 +2555,992 @@ secrets:
         // Positions are in characters; text before the value must not shift the quote.
         let found = problems("# \u{1F980}\u{e9}\nsecrets: 1.50\n");
         expect_problem(&found, "secrets", 2, "got 1.50");
+    }
+
+    /// Environment for placeholder tests: a pod's downward API variables.
+    fn pod_env(name: &str) -> Option<String> {
+        match name {
+            "POD_NAME" => Some("web-7d4f9-abcde".to_owned()),
+            "POD_NAMESPACE" => Some("payments".to_owned()),
+            "HOSTNAME" => Some("web-7d4f9-abcde".to_owned()),
+            _ => None,
+        }
+    }
+
+    fn problems_with_env(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+        match parse_with_env(yaml, env) {
+            Ok(config) => panic!("expected problems, got {config:?}"),
+            Err(errors) => errors.0,
+        }
+    }
+
+    /// `role_with("")` followed by top-level `extra`, which starts on line 6.
+    fn config_with(extra: &str) -> String {
+        format!("{}{extra}", role_with(""))
+    }
+
+    const FULL_EXAMPLE: &str = r#"region: us-east-1
+baseCredentials:
+  accessKeyIdFile: /etc/aws/access-key-id
+  secretAccessKeyFile: /etc/aws/secret-access-key
+roles:
+  shared:
+    roleArn: arn:aws:iam::111111111111:role/CrossAccountSecretsRole
+    externalIdFile: /etc/secret-ferry/external-id
+    sessionName: "ferry-${POD_NAMESPACE}-${POD_NAME}"
+    duration: 1h
+    refreshBefore: 5m
+    sessionTags: {team: payments, env: prod}
+    transitiveTagKeys: [team]
+    sourceIdentity: ci-bot
+    policy: '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}'
+    policyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]
+    region: eu-west-1
+    stsEndpoint: https://sts.eu-west-1.amazonaws.com
+    via: hub
+  hub:
+    roleArn: arn:aws:iam::222222222222:role/Hub
+secrets:
+  - name: db
+    secretId: my-shared-secret
+    role: shared
+    targets:
+      - file:
+          dir: /var/run/secrets/ferry/db
+credentialOutputs:
+  - role: shared
+    file:
+      path: /var/run/secrets/ferry/aws/credentials
+      profile: default
+      mode: "0400"
+  - role: hub
+    file: {path: /var/run/secrets/ferry/aws/hub}
+credentialsEndpoint:
+  listen: 127.0.0.1:9911
+  tokenFile: /var/run/secrets/ferry/endpoint-token
+  roles: [shared]
+  allowNonLoopback: false
+"#;
+
+    fn plain_role(name: &str, role_arn: &str) -> RoleConfig {
+        RoleConfig {
+            name: name.into(),
+            role_arn: role_arn.into(),
+            external_id: None,
+            session_name: "secret-ferry".into(),
+            duration: Duration::from_secs(3600),
+            refresh_before: Duration::from_secs(300),
+            session_tags: BTreeMap::new(),
+            transitive_tag_keys: Vec::new(),
+            source_identity: None,
+            policy: None,
+            policy_arns: Vec::new(),
+            region: None,
+            sts_endpoint: None,
+            via: None,
+        }
+    }
+
+    #[test]
+    fn full_example_parses_with_exact_values() {
+        let config = parse_with_env(FULL_EXAMPLE, &pod_env).expect("full example is valid");
+        let shared = RoleConfig {
+            external_id: Some(ExternalIdSource::File(
+                "/etc/secret-ferry/external-id".into(),
+            )),
+            session_name: "ferry-payments-web-7d4f9-abcde".into(),
+            session_tags: BTreeMap::from([
+                ("team".to_owned(), "payments".to_owned()),
+                ("env".to_owned(), "prod".to_owned()),
+            ]),
+            transitive_tag_keys: vec!["team".into()],
+            source_identity: Some("ci-bot".into()),
+            policy: Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#
+                    .into(),
+            ),
+            policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
+            region: Some("eu-west-1".into()),
+            sts_endpoint: Some("https://sts.eu-west-1.amazonaws.com".into()),
+            via: Some("hub".into()),
+            ..plain_role(
+                "shared",
+                "arn:aws:iam::111111111111:role/CrossAccountSecretsRole",
+            )
+        };
+        let hub = plain_role("hub", "arn:aws:iam::222222222222:role/Hub");
+        let expected = Config {
+            region: Some("us-east-1".into()),
+            roles: BTreeMap::from([("hub".to_owned(), hub), ("shared".to_owned(), shared)]),
+            secrets: vec![SecretConfig {
+                name: "db".into(),
+                secret_id: "my-shared-secret".into(),
+                role: Some("shared".into()),
+                version: VersionSelector::Stage("AWSCURRENT".into()),
+                refresh_interval: Duration::from_secs(60),
+                targets: vec![Target::File(FileTarget {
+                    dir: "/var/run/secrets/ferry/db".into(),
+                    mode: 0o400,
+                })],
+            }],
+            base_credentials: Some(BaseCredentials {
+                access_key_id_file: "/etc/aws/access-key-id".into(),
+                secret_access_key_file: "/etc/aws/secret-access-key".into(),
+            }),
+            credential_outputs: vec![
+                CredentialOutput {
+                    role: "shared".into(),
+                    path: "/var/run/secrets/ferry/aws/credentials".into(),
+                    profile: "default".into(),
+                    mode: 0o400,
+                },
+                // Defaults for profile and mode.
+                CredentialOutput {
+                    role: "hub".into(),
+                    path: "/var/run/secrets/ferry/aws/hub".into(),
+                    profile: "default".into(),
+                    mode: 0o400,
+                },
+            ],
+            credentials_endpoint: Some(CredentialsEndpoint {
+                listen: SocketAddr::from(([127, 0, 0, 1], 9911)),
+                token_file: "/var/run/secrets/ferry/endpoint-token".into(),
+                roles: vec!["shared".into()],
+                allow_non_loopback: false,
+            }),
+            warnings: Vec::new(),
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn the_new_top_level_fields_are_allowed_fields() {
+        let found = problems(&config_with("credentialOutput: []\n"));
+        expect_problem(
+            &found,
+            "credentialOutput",
+            6,
+            "allowed fields: region, roles, secrets, baseCredentials, credentialOutputs, credentialsEndpoint",
+        );
+        let found = problems(&role_with("    sessionTag: {a: b}\n"));
+        expect_problem(&found, "roles.r.sessionTag", 4, "sessionTags, transitiveTagKeys, sourceIdentity, policy, policyArns, region, stsEndpoint, via");
+    }
+
+    #[test]
+    fn session_name_placeholders_take_values_from_the_environment() {
+        let name = |template: &str, env: &dyn Fn(&str) -> Option<String>| {
+            let yaml = role_with(&format!("    sessionName: \"{template}\"\n"));
+            parse_with_env(&yaml, env).map(|config| config.roles["r"].session_name.clone())
+        };
+        assert_eq!(
+            name("${POD_NAMESPACE}.${POD_NAME}@${HOSTNAME}", &pod_env).ok(),
+            Some("payments.web-7d4f9-abcde@web-7d4f9-abcde".to_owned())
+        );
+        // Without placeholders the environment is not consulted.
+        let no_env = |_: &str| -> Option<String> { panic!("no lookup expected") };
+        assert_eq!(
+            name("plain-name", &no_env).ok(),
+            Some("plain-name".to_owned())
+        );
+        // `parse` reads the process environment; a name without placeholders needs none.
+        let yaml = role_with("    sessionName: ferry\n");
+        assert_eq!(
+            parse(&yaml).ok().map(|c| c.roles["r"].session_name.clone()),
+            Some("ferry".to_owned())
+        );
+    }
+
+    #[test]
+    fn session_name_placeholder_problems() {
+        let unset = |name: &str| match name {
+            "POD_NAMESPACE" => Some(String::new()),
+            _ => None,
+        };
+        let yaml = role_with("    sessionName: \"f-${POD_NAME}-${POD_NAMESPACE}-${USER}\"\n");
+        let found = problems_with_env(&yaml, &unset);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found
+            .iter()
+            .all(|p| p.path == "roles.r.sessionName" && p.line == Some(4)));
+        assert_eq!(
+            found[0].message,
+            "`${POD_NAME}` needs the environment variable POD_NAME, which is unset or empty; \
+             set it from the Kubernetes downward API (fieldRef fieldPath: metadata.name)"
+        );
+        assert!(
+            found[1]
+                .message
+                .contains("environment variable POD_NAMESPACE, which is unset or empty"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].message.contains("metadata.namespace"),
+            "{found:#?}"
+        );
+        assert_eq!(
+            found[2].message,
+            "unknown placeholder `${USER}`; allowed placeholders: ${POD_NAME}, ${POD_NAMESPACE}, ${HOSTNAME}"
+        );
+
+        let found = problems_with_env(&role_with("    sessionName: \"a-${POD_NAME\"\n"), &pod_env);
+        expect_problem(
+            &found,
+            "roles.r.sessionName",
+            4,
+            "`${` without a closing `}`",
+        );
+    }
+
+    #[test]
+    fn session_name_is_checked_after_substitution() {
+        let long_pod = |name: &str| (name == "POD_NAME").then(|| "p".repeat(60));
+        let found = problems_with_env(
+            &role_with("    sessionName: \"ferry-${POD_NAME}\"\n"),
+            &long_pod,
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.r.sessionName",
+            4,
+            &format!(
+                "(an STS session name), got \"ferry-{}\" after substitution",
+                "p".repeat(60)
+            ),
+        );
+        // A `$` that does not start a placeholder is an ordinary character, which STS refuses.
+        let found = problems_with_env(&role_with("    sessionName: \"cost$5\"\n"), &pod_env);
+        expect_problem(
+            &found,
+            "roles.r.sessionName",
+            4,
+            "(an STS session name), got \"cost$5\"",
+        );
+        assert!(
+            !found[0].message.contains("after substitution"),
+            "{found:#?}"
+        );
+        // A pod name with a character STS refuses.
+        let odd = |_: &str| Some("a b".to_owned());
+        let found = problems_with_env(&role_with("    sessionName: \"x-${HOSTNAME}\"\n"), &odd);
+        expect_problem(
+            &found,
+            "roles.r.sessionName",
+            4,
+            "got \"x-a b\" after substitution",
+        );
+    }
+
+    #[test]
+    fn session_tags() {
+        let yaml = role_with("    sessionTags:\n      Cost Centre: \"4711\"\n      \u{e9}quipe: \"caf\u{e9} @ 1:2/3=4+5-6_7.8\"\n      empty: \"\"\n");
+        let config = parse(&yaml).expect("valid tags");
+        assert_eq!(
+            config.roles["r"].session_tags,
+            BTreeMap::from([
+                ("Cost Centre".to_owned(), "4711".to_owned()),
+                (
+                    "\u{e9}quipe".to_owned(),
+                    "caf\u{e9} @ 1:2/3=4+5-6_7.8".to_owned()
+                ),
+                ("empty".to_owned(), String::new()),
+            ])
+        );
+
+        let yaml = role_with(&format!(
+            "    sessionTags:\n      port: 8080\n      on: true\n      {}: a\n      ok: \"{}\"\n      bad: \"a*b\"\n      \"\": x\n",
+            "k".repeat(129),
+            "v".repeat(257),
+        ));
+        let found = problems(&yaml);
+        expect_problem(
+            &found,
+            "roles.r.sessionTags.port",
+            5,
+            "must be a string, got 8080; unquoted, YAML reads it as a number, so write \"8080\"",
+        );
+        expect_problem(
+            &found,
+            "roles.r.sessionTags.on",
+            6,
+            "must be a string, got true; unquoted, YAML reads it as a boolean, so write \"true\"",
+        );
+        expect_problem(
+            &found,
+            &format!("roles.r.sessionTags.{}", "k".repeat(129)),
+            7,
+            "a tag key must be 1 to 128 letters, digits, spaces or any of \"_.:/=+-@\"",
+        );
+        expect_problem(
+            &found,
+            "roles.r.sessionTags.ok",
+            8,
+            "a tag value must be at most 256",
+        );
+        expect_problem(&found, "roles.r.sessionTags.bad", 9, "got \"a*b\"");
+        expect_problem(
+            &found,
+            "roles.r.sessionTags.",
+            10,
+            "a tag key must be 1 to 128",
+        );
+        assert_eq!(found.len(), 6, "{found:#?}");
+
+        let found = problems(&role_with("    sessionTags: {1: a}\n"));
+        expect_problem(
+            &found,
+            "roles.r.sessionTags.1",
+            4,
+            "a tag key must be a string, got 1; write \"1\"",
+        );
+    }
+
+    #[test]
+    fn session_tag_limits_and_case_insensitive_duplicates() {
+        let tags = |n: usize| {
+            let tags: Vec<String> = (0..n).map(|i| format!("k{i}: v")).collect();
+            role_with(&format!("    sessionTags: {{{}}}\n", tags.join(", ")))
+        };
+        assert_eq!(
+            parse(&tags(50))
+                .map(|c| c.roles["r"].session_tags.len())
+                .ok(),
+            Some(50)
+        );
+        let found = problems(&tags(51));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.r.sessionTags",
+            4,
+            "must have at most 50 tags, got 51",
+        );
+
+        let found = problems(&role_with(
+            "    sessionTags:\n      team: a\n      env: b\n      Team: c\n      TEAM: d\n",
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.r.sessionTags.Team",
+            7,
+            "tag key \"Team\" repeats \"team\" (line 5): STS tag keys ignore case",
+        );
+        expect_problem(
+            &found,
+            "roles.r.sessionTags.TEAM",
+            8,
+            "tag key \"TEAM\" repeats \"team\" (line 5)",
+        );
+    }
+
+    #[test]
+    fn transitive_tag_keys_must_be_session_tag_keys() {
+        let yaml = role_with(
+            "    sessionTags: {team: a, env: b}\n    transitiveTagKeys: [env, Team, env]\n",
+        );
+        let found = problems(&yaml);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_eq!(found[0].to_string(), "roles.r.transitiveTagKeys[1] (line 5): unknown tag key \"Team\"; defined tag keys: env, team");
+        expect_problem(
+            &found,
+            "roles.r.transitiveTagKeys[2]",
+            5,
+            "\"env\" is already listed at roles.r.transitiveTagKeys[0]",
+        );
+
+        let found = problems(&role_with("    transitiveTagKeys: [team]\n"));
+        expect_problem(
+            &found,
+            "roles.r.transitiveTagKeys[0]",
+            4,
+            "unknown tag key \"team\": no tag keys are defined under `sessionTags`",
+        );
+
+        // A broken tag is still a key that may be listed.
+        let found = problems(&role_with(
+            "    sessionTags: {team: 1}\n    transitiveTagKeys: [team]\n",
+        ));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(&found, "roles.r.sessionTags.team", 4, "quote");
+    }
+
+    #[test]
+    fn source_identity() {
+        let config = parse(&role_with("    sourceIdentity: \"a+=,.@_-Z9\"\n")).expect("valid");
+        assert_eq!(
+            config.roles["r"].source_identity.as_deref(),
+            Some("a+=,.@_-Z9")
+        );
+        for value in ["x", "\"has space\"", "\"aws:id\"", &"s".repeat(65)] {
+            let found = problems(&role_with(&format!("    sourceIdentity: {value}\n")));
+            expect_problem(
+                &found,
+                "roles.r.sourceIdentity",
+                4,
+                "(an STS source identity)",
+            );
+        }
+    }
+
+    #[test]
+    fn policy_as_a_json_string_is_compacted_in_order() {
+        let yaml = role_with(concat!(
+            "    policy: |\n",
+            "      {\n",
+            "        \"Version\": \"2012-10-17\",\n",
+            "        \"Statement\": [ { \"Effect\" : \"Deny\", \"Action\": \"s3:*\",\n",
+            "          \"Resource\": \"arn:aws:s3:::a b\\\"c\", \"Condition\": {\"NumericLessThan\": {\"x\": 1.50e1}} } ]\n",
+            "      }\n",
+        ));
+        let config = parse(&yaml).expect("valid policy");
+        assert_eq!(
+            config.roles["r"].policy.as_deref(),
+            Some(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::a b\"c","Condition":{"NumericLessThan":{"x":1.50e1}}}]}"#
+            )
+        );
+    }
+
+    #[test]
+    fn policy_as_a_mapping_becomes_compact_json() {
+        let yaml = role_with(concat!(
+            "    policy:\n",
+            "      Version: \"2012-10-17\"\n",
+            "      Statement:\n",
+            "        - Effect: Allow\n",
+            "          Action: [secretsmanager:GetSecretValue, \"kms:Decrypt\"]\n",
+            "          Resource: '*'\n",
+            "          Condition:\n",
+            "            Bool: {aws:SecureTransport: true}\n",
+            "            NumericLessThan: {n: 10, f: 1.5, neg: -3}\n",
+            "            Null: {tag: ~}\n",
+            "            Quoted: {\"say \\\"hi\\\"\": '42', 7: x}\n",
+        ));
+        let config = parse(&yaml).expect("valid policy");
+        assert_eq!(
+            config.roles["r"].policy.as_deref(),
+            Some(concat!(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","#,
+                r#""Action":["secretsmanager:GetSecretValue","kms:Decrypt"],"Resource":"*","#,
+                r#""Condition":{"Bool":{"aws:SecureTransport":true},"#,
+                r#""NumericLessThan":{"n":10,"f":1.5,"neg":-3},"Null":{"tag":null},"#,
+                r#""Quoted":{"say \"hi\"":"42","7":"x"}}}]}"#
+            ))
+        );
+
+        let found = problems(&role_with(
+            "    policy:\n      Statement:\n        - {n: .inf}\n",
+        ));
+        expect_problem(
+            &found,
+            "roles.r.policy.Statement[0].n",
+            6,
+            "JSON has no infinity or NaN",
+        );
+        let found = problems(&role_with("    policy: {? [a] : 1, b: [1, {? {} : 2}]}\n"));
+        let shown: Vec<String> = found.iter().map(Problem::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "roles.r.policy (line 4): keys must be strings, got a list",
+                "roles.r.policy.b[1] (line 4): keys must be strings, got a mapping",
+            ]
+        );
+    }
+
+    #[test]
+    fn policy_problems() {
+        let found = problems(&role_with(
+            "    policy: '{\"Version\": \"2012-10-17\", \"Statement\": [}'\n",
+        ));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.r.policy",
+            4,
+            "must be a JSON object, but is not valid JSON: expected value at line 1 column 41",
+        );
+        // Only the position: the policy text is not repeated.
+        assert!(!found[0].message.contains("2012"), "{found:#?}");
+
+        for (value, needle) in [
+            ("'[1, 2]'", "must be a JSON object, got a JSON array"),
+            ("'\"text\"'", "must be a JSON object, got a JSON string"),
+            ("'null'", "must be a JSON object, got a JSON null"),
+            (
+                "[a]",
+                "must be a JSON object, as a string or a mapping, got a list",
+            ),
+            (
+                "42",
+                "must be a JSON object, as a string or a mapping, got 42",
+            ),
+        ] {
+            let found = problems(&role_with(&format!("    policy: {value}\n")));
+            assert_eq!(found.len(), 1, "{value}: {found:#?}");
+            expect_problem(&found, "roles.r.policy", 4, needle);
+        }
+    }
+
+    #[test]
+    fn policy_length_is_counted_compact() {
+        // {"a":"…"} is 8 characters around the value.
+        let policy = |chars: usize, spaces: &str| {
+            format!(
+                "    policy: '{{ \"a\" :{spaces}\"{}\" }}'\n",
+                "x".repeat(chars - 8)
+            )
+        };
+        let config =
+            parse(&role_with(&policy(2048, "          "))).expect("2048 compact characters fit");
+        assert_eq!(
+            config.roles["r"].policy.as_deref().map(str::len),
+            Some(2048)
+        );
+        let found = problems(&role_with(&policy(2049, "")));
+        expect_problem(
+            &found,
+            "roles.r.policy",
+            4,
+            "must be at most 2048 characters as compact JSON, got 2049",
+        );
+
+        let mapping = format!("    policy: {{a: {}}}\n", "x".repeat(2049 - 8));
+        let found = problems(&role_with(&mapping));
+        expect_problem(&found, "roles.r.policy", 4, "got 2049");
+    }
+
+    #[test]
+    fn policy_arns() {
+        let arns = |arns: &[&str]| role_with(&format!("    policyArns: [{}]\n", arns.join(", ")));
+        let good = [
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "arn:aws-cn:iam::123456789012:policy/team/Custom+Name=1",
+        ];
+        let config = parse(&arns(&good)).expect("valid");
+        assert_eq!(config.roles["r"].policy_arns, good);
+
+        let found = problems(&arns(&[
+            "arn:aws:iam::aws:role/ReadOnlyAccess",
+            "arn:aws:iam::12345:policy/P",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::aws:policy/",
+        ]));
+        assert_eq!(found.len(), 4, "{found:#?}");
+        let messages: Vec<&str> = found.iter().map(|p| p.message.as_str()).collect();
+        assert!(messages[0].starts_with("not a policy ARN; expected arn:<partition>:iam::<aws or a 12-digit account id>:policy/<name>, got \"arn:aws:iam::aws:role/ReadOnlyAccess\""), "{messages:#?}");
+        assert!(
+            messages[1].starts_with("the account id must be 12 digits or aws;"),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[2].starts_with("not an IAM policy ARN;"),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[3].starts_with("the policy name must be"),
+            "{messages:#?}"
+        );
+        assert_eq!(found[3].path, "roles.r.policyArns[3]");
+
+        let ten: Vec<String> = (0..10)
+            .map(|i| format!("arn:aws:iam::aws:policy/P{i}"))
+            .collect();
+        let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+        assert!(parse(&arns(&ten)).is_ok());
+        let eleven = [ten.as_slice(), &["arn:aws:iam::aws:policy/P10"]].concat();
+        let found = problems(&arns(&eleven));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.r.policyArns",
+            4,
+            "must list at most 10 policy ARNs, got 11",
+        );
+    }
+
+    #[test]
+    fn role_region_and_sts_endpoint() {
+        let yaml = role_with("    region: eu-west-1\n    stsEndpoint: \"http://[::1]:4566/\"\n");
+        let role = parse(&yaml).expect("valid").roles["r"].clone();
+        assert_eq!(role.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(role.sts_endpoint.as_deref(), Some("http://[::1]:4566/"));
+        assert!(parse(&role_with("    stsEndpoint: http://localhost:4566\n")).is_ok());
+
+        let found = problems(&role_with("    region: EU\n"));
+        expect_problem(&found, "roles.r.region", 4, "an AWS region");
+        for value in [
+            "sts.amazonaws.com",
+            "ftp://sts.amazonaws.com",
+            "https://",
+            "https:///path",
+            "\"https://:443\"",
+            "\"https://a b\"",
+        ] {
+            let found = problems(&role_with(&format!("    stsEndpoint: {value}\n")));
+            expect_problem(
+                &found,
+                "roles.r.stsEndpoint",
+                4,
+                "must be an http:// or https:// URL with a host",
+            );
+        }
+    }
+
+    #[test]
+    fn via_must_name_another_defined_role() {
+        let yaml = "roles:\n  a:\n    roleArn: arn:aws:iam::123456789012:role/A\n    via: nope\n  b:\n    roleArn: arn:aws:iam::123456789012:role/B\n    via: b\nsecrets: [{name: s, secretId: s, targets: [{file: {dir: /run/s}}]}]\n";
+        let found = problems(yaml);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        expect_problem(
+            &found,
+            "roles.a.via",
+            4,
+            "unknown role \"nope\"; defined roles: a, b",
+        );
+        expect_problem(
+            &found,
+            "roles.b.via",
+            7,
+            "role \"b\" cannot be assumed via itself",
+        );
+    }
+
+    /// Roles named by `links` (`(role, via)`, `via` empty for none), in that order in the file.
+    fn chained_roles(links: &[(&str, &str)]) -> String {
+        let mut yaml = String::from("roles:\n");
+        for (role, via) in links {
+            yaml.push_str(&format!(
+                "  {role}:\n    roleArn: arn:aws:iam::123456789012:role/{role}\n"
+            ));
+            if !via.is_empty() {
+                yaml.push_str(&format!("    via: {via}\n"));
+            }
+        }
+        yaml.push_str("secrets: [{name: s, secretId: s, targets: [{file: {dir: /run/s}}]}]\n");
+        yaml
+    }
+
+    #[test]
+    fn via_loops_are_reported_once_each() {
+        let found = problems(&chained_roles(&[("a", "b"), ("b", "a")]));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            found[0].to_string(),
+            "roles.a.via (line 4): role chain loops: a -> b -> a"
+        );
+
+        // Named from the role that comes first in the file, whatever the names.
+        let found = problems(&chained_roles(&[
+            ("z", ""),
+            ("c", "a"),
+            ("b", "c"),
+            ("a", "b"),
+            ("d", "a"),
+        ]));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            found[0].to_string(),
+            "roles.c.via (line 6): role chain loops: c -> a -> b -> c"
+        );
+
+        // Two separate loops, and a role hanging off one of them.
+        let found = problems(&chained_roles(&[
+            ("x", "y"),
+            ("p", "q"),
+            ("q", "p"),
+            ("y", "x"),
+            ("tail", "q"),
+        ]));
+        let shown: Vec<String> = found.iter().map(Problem::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "roles.x.via (line 4): role chain loops: x -> y -> x",
+                "roles.p.via (line 7): role chain loops: p -> q -> p",
+            ]
+        );
+    }
+
+    #[test]
+    fn chains_in_order() {
+        let yaml = chained_roles(&[
+            ("app", "mid"),
+            ("mid", "hub"),
+            ("hub", ""),
+            ("alone", ""),
+            ("b", "hub"),
+        ]);
+        let config = parse(&yaml).expect("valid chain");
+        let names = |roles: Vec<&RoleConfig>| -> Vec<String> {
+            roles.iter().map(|r| r.name.clone()).collect()
+        };
+        assert_eq!(names(config.chain("app")), ["hub", "mid", "app"]);
+        assert_eq!(names(config.chain("mid")), ["hub", "mid"]);
+        assert_eq!(names(config.chain("hub")), ["hub"]);
+        assert!(config.chain("missing").is_empty());
+        assert_eq!(
+            names(config.roles_in_chain_order()),
+            ["alone", "hub", "mid", "app", "b"]
+        );
+        assert_eq!(config.roles["app"].via.as_deref(), Some("mid"));
+        assert_eq!(config.roles["hub"].via, None);
+
+        // A loop built by hand does not hang.
+        let mut looped = config.clone();
+        if let Some(hub) = looped.roles.get_mut("hub") {
+            hub.via = Some("app".into());
+        }
+        assert_eq!(names(looped.chain("app")), ["hub", "mid", "app"]);
+        assert_eq!(looped.roles_in_chain_order().len(), 5);
+    }
+
+    #[test]
+    fn long_sessions_on_chained_roles_are_a_warning() {
+        let yaml = chained_roles(&[("hub", ""), ("app", "hub")])
+            .replace("role/app\n", "role/app\n    duration: 2h\n")
+            .replace("role/hub\n", "role/hub\n    duration: 12h\n");
+        let config = parse(&yaml).expect("a warning is not an error");
+        assert_eq!(config.roles["app"].duration, Duration::from_secs(7200));
+        assert_eq!(
+            config.warnings,
+            [Problem {
+                path: "roles.app.duration".into(),
+                line: Some(7),
+                message: "is 2h, but this role is assumed via role \"hub\" and AWS caps role-chaining sessions at 1h; STS refuses longer ones".into(),
+            }]
+        );
+        let yaml = chained_roles(&[("hub", ""), ("app", "hub")])
+            .replace("role/app\n", "role/app\n    duration: 1h\n");
+        assert_eq!(parse(&yaml).map(|c| c.warnings).ok(), Some(Vec::new()));
+    }
+
+    #[test]
+    fn base_credentials() {
+        let config = parse(&config_with(
+            "baseCredentials: {accessKeyIdFile: /k/id, secretAccessKeyFile: /k/secret}\n",
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.base_credentials,
+            Some(BaseCredentials {
+                access_key_id_file: "/k/id".into(),
+                secret_access_key_file: "/k/secret".into(),
+            })
+        );
+        let found = problems(&config_with(
+            "baseCredentials:\n  accessKeyIdFile: /k/id\n  sessionToken: /k/t\n",
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        expect_problem(
+            &found,
+            "baseCredentials.secretAccessKeyFile",
+            7,
+            "is required",
+        );
+        expect_problem(
+            &found,
+            "baseCredentials.sessionToken",
+            8,
+            "unknown field `sessionToken`; allowed fields: accessKeyIdFile, secretAccessKeyFile",
+        );
+        let found = problems(&config_with(
+            "baseCredentials: {accessKeyIdFile: \"\", secretAccessKeyFile: /k/s}\n",
+        ));
+        expect_problem(
+            &found,
+            "baseCredentials.accessKeyIdFile",
+            6,
+            "must not be empty",
+        );
+    }
+
+    #[test]
+    fn credential_outputs() {
+        let yaml = format!(
+            "{}credentialOutputs:\n  - {{role: r, file: {{path: /out/a, profile: ferry.r_1-x, mode: \"0640\"}}}}\n",
+            role_with(""),
+        );
+        let config = parse(&yaml).expect("valid");
+        assert_eq!(
+            config.credential_outputs,
+            [CredentialOutput {
+                role: "r".into(),
+                path: "/out/a".into(),
+                profile: "ferry.r_1-x".into(),
+                mode: 0o640,
+            }]
+        );
+
+        let yaml = config_with(concat!(
+            "credentialOutputs:\n",
+            "  - {role: nope, file: {path: /out/a}}\n",
+            "  - {role: r, file: {path: /out/b}}\n",
+            "  - {role: r, file: {path: /out/b/}}\n",
+            "  - {role: r, file: {path: /run/a/credentials}}\n",
+            "  - {role: r, file: {path: /run/a}}\n",
+            "  - {role: r, file: {profile: \"a b\", mode: 644, owner: me}}\n",
+            "  - {role: r, path: /out/c}\n",
+        ));
+        let found = problems(&yaml);
+        let shown: Vec<String> = found.iter().map(Problem::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "credentialOutputs[0].role (line 7): unknown role \"nope\"; defined roles: r",
+                "credentialOutputs[2].file.path (line 9): \"/out/b/\" is already written by credentialOutputs[1].file.path; each output needs its own file",
+                "credentialOutputs[3].file.path (line 10): \"/run/a/credentials\" is inside \"/run/a\", the directory of secrets[0].targets[0].file.dir; a target's directory belongs to its secret, so write the credentials elsewhere",
+                "credentialOutputs[4].file.path (line 11): \"/run/a\" is inside \"/run/a\", the directory of secrets[0].targets[0].file.dir; a target's directory belongs to its secret, so write the credentials elsewhere",
+                "credentialOutputs[5].file.path (line 12): is required",
+                "credentialOutputs[5].file.profile (line 12): must be 1 to 64 letters, digits, '_', '.' or '-', got \"a b\"",
+                "credentialOutputs[5].file.mode (line 12): must be a quoted octal string such as \"0400\", got 644; unquoted, YAML reads it as a number, so write \"644\"",
+                "credentialOutputs[5].file.owner (line 12): unknown field `owner`; allowed fields: path, profile, mode",
+                "credentialOutputs[6].file (line 13): is required",
+                "credentialOutputs[6].path (line 13): unknown field `path`; allowed fields: role, file",
+            ]
+        );
+
+        let yaml = format!(
+            "credentialOutputs: [{{role: r, file: {{path: /x}}}}]\n{}",
+            secret_with("")
+        );
+        let found = problems(&yaml);
+        expect_problem(
+            &found,
+            "credentialOutputs[0].role",
+            1,
+            "no roles are defined under `roles`",
+        );
+    }
+
+    #[test]
+    fn credentials_endpoint() {
+        let endpoint = |fields: &str| {
+            config_with(&format!(
+                "credentialsEndpoint:\n  tokenFile: /t\n  roles: [r]\n{fields}"
+            ))
+        };
+        let listen = |fields: &str| {
+            parse(&endpoint(fields)).map(|c| {
+                c.credentials_endpoint
+                    .map(|e| (e.listen, e.allow_non_loopback))
+            })
+        };
+        assert_eq!(
+            listen("  listen: \"[::1]:80\"\n").ok(),
+            Some(Some(("[::1]:80".parse().expect("addr"), false)))
+        );
+        assert!(listen("  listen: \"[::ffff:127.0.0.1]:80\"\n").is_ok());
+        assert!(listen("  listen: 127.1.2.3:80\n").is_ok());
+        assert_eq!(
+            listen("  listen: 0.0.0.0:9911\n  allowNonLoopback: true\n").ok(),
+            Some(Some(("0.0.0.0:9911".parse().expect("addr"), true)))
+        );
+
+        let found = problems(&endpoint("  listen: 0.0.0.0:9911\n"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        expect_problem(&found, "credentialsEndpoint.listen", 9, "0.0.0.0:9911 is not a loopback address, so other hosts could fetch credentials from it; set allowNonLoopback: true if that is intended");
+        let found = problems(&endpoint(
+            "  listen: 10.0.0.1:9911\n  allowNonLoopback: false\n",
+        ));
+        expect_problem(
+            &found,
+            "credentialsEndpoint.listen",
+            9,
+            "not a loopback address",
+        );
+
+        for (value, needle) in [
+            ("localhost:9911", "must be an IP address and port such as \"127.0.0.1:9911\" (host names are not accepted), got \"localhost:9911\""),
+            ("127.0.0.1", "got \"127.0.0.1\""),
+            ("9911", "must be a string, got 9911"),
+        ] {
+            let found = problems(&endpoint(&format!("  listen: {value}\n")));
+            assert_eq!(found.len(), 1, "{value}: {found:#?}");
+            expect_problem(&found, "credentialsEndpoint.listen", 9, needle);
+        }
+        let found = problems(&endpoint(
+            "  listen: 127.0.0.1:1\n  allowNonLoopback: yes\n",
+        ));
+        expect_problem(
+            &found,
+            "credentialsEndpoint.allowNonLoopback",
+            10,
+            "must be true or false, got \"yes\"",
+        );
+    }
+
+    #[test]
+    fn credentials_endpoint_roles_and_required_fields() {
+        let endpoint = |roles: &str| {
+            config_with(&format!("credentialsEndpoint:\n  listen: 127.0.0.1:9911\n  tokenFile: /t\n  roles: {roles}\n"))
+        };
+        let found = problems(&endpoint("[r, other, r]"));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        let shown: Vec<String> = found.iter().map(Problem::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "credentialsEndpoint.roles[1] (line 9): unknown role \"other\"; defined roles: r",
+                "credentialsEndpoint.roles[2] (line 9): \"r\" is already listed at credentialsEndpoint.roles[0]",
+            ]
+        );
+        let found = problems(&endpoint("[]"));
+        expect_problem(
+            &found,
+            "credentialsEndpoint.roles",
+            9,
+            "must list at least one role",
+        );
+
+        let found = problems(&config_with("credentialsEndpoint: {port: 1}\n"));
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "credentialsEndpoint.listen",
+                "credentialsEndpoint.tokenFile",
+                "credentialsEndpoint.roles",
+                "credentialsEndpoint.port",
+            ]
+        );
+        expect_problem(
+            &found,
+            "credentialsEndpoint.port",
+            6,
+            "allowed fields: listen, allowNonLoopback, tokenFile, roles",
+        );
+    }
+
+    #[test]
+    fn new_fields_report_all_problems_in_document_order() {
+        let yaml = r#"credentialsEndpoint: {listen: 8.8.8.8:1, tokenFile: /t, roles: [ghost]}
+roles:
+  r:
+    roleArn: arn:aws:iam::123456789012:role/R
+    sessionTags: {a: 1}
+    policyArns: [x]
+    via: ghost
+baseCredentials: {accessKeyIdFile: /a}
+secrets: [{name: s, secretId: s, targets: [{file: {dir: /run/s}}]}]
+credentialOutputs: [{role: r, file: {path: /run/s/creds}}]
+"#;
+        let found = problems(yaml);
+        let places: Vec<(&str, Option<usize>)> =
+            found.iter().map(|p| (p.path.as_str(), p.line)).collect();
+        assert_eq!(
+            places,
+            [
+                ("credentialsEndpoint.listen", Some(1)),
+                ("credentialsEndpoint.roles[0]", Some(1)),
+                ("roles.r.sessionTags.a", Some(5)),
+                ("roles.r.policyArns[0]", Some(6)),
+                ("roles.r.via", Some(7)),
+                ("baseCredentials.secretAccessKeyFile", Some(8)),
+                ("credentialOutputs[0].file.path", Some(10)),
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod app;
 pub mod aws;
 pub mod config;
 pub mod credentials;
+pub mod credentials_endpoint;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;

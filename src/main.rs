@@ -3,7 +3,9 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use secret_ferry::admin::Admin;
-use secret_ferry::app::App;
+use secret_ferry::app::{App, Roles};
+use secret_ferry::credentials::FileCredentials;
+use secret_ferry::credentials_endpoint::CredentialsEndpoint;
 use secret_ferry::metrics::Metrics;
 use secret_ferry::telemetry::{self, LogFormat};
 use secret_ferry::{config, shutdown};
@@ -112,6 +114,9 @@ fn load(path: &std::path::Path) -> Result<config::Config, u8> {
 fn validate(path: &std::path::Path) -> u8 {
     match load(path) {
         Ok(cfg) => {
+            for warning in &cfg.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: valid ({} role(s), {} secret(s))",
                 path.display(),
@@ -140,9 +145,18 @@ async fn run(args: RunArgs) -> u8 {
 }
 
 async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
+    for warning in &cfg.warnings {
+        tracing::warn!("config: {warning}");
+    }
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &cfg.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(files) = &cfg.base_credentials {
+        loader = loader.credentials_provider(FileCredentials::new(
+            files.access_key_id_file.clone(),
+            files.secret_access_key_file.clone(),
+        ));
     }
     let sdk = loader.load().await;
     let metrics = Metrics::new().context("cannot register metrics")?;
@@ -177,6 +191,23 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     tracing::info!(listen = %args.listen, "admin server listening");
     let (trigger, signal) = shutdown::channel();
+    if let Some(endpoint) = &cfg.credentials_endpoint {
+        let listener = CredentialsEndpoint::<Roles>::bind(endpoint.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (credentialsEndpoint.listen)",
+                    endpoint.listen
+                )
+            })?;
+        tracing::info!(listen = %endpoint.listen, roles = ?endpoint.roles, "credentials endpoint listening");
+        let server = CredentialsEndpoint::new(
+            app.roles(),
+            endpoint.roles.clone(),
+            endpoint.token_file.clone(),
+        );
+        tokio::spawn(server.serve(listener, signal.clone()));
+    }
     let admin = Admin::new(metrics, app.readiness());
     tokio::spawn(admin.serve(listener, signal.clone()));
     tokio::spawn(async move {

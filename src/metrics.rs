@@ -1,7 +1,11 @@
 //! Prometheus metrics. Label values are config names (bounded by the config file) or
 //! fixed enums (`result`); never error text, secret ids from the wire, or values.
 
-use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Outcome label shared by every `_total` counter.
@@ -24,7 +28,10 @@ impl Outcome {
 pub struct Metrics {
     registry: Registry,
     credential_refresh_total: IntCounterVec,
+    credential_refresh_errors_total: IntCounterVec,
     credential_expiry: GaugeVec,
+    assume_role_duration: HistogramVec,
+    credential_consecutive_failures: IntGaugeVec,
     secret_sync_total: IntCounterVec,
     secret_last_success: GaugeVec,
 }
@@ -38,6 +45,30 @@ impl Metrics {
                 "AssumeRole calls made to obtain or refresh a role's credentials, by result.",
             ),
             &["role", "result"],
+        )?;
+        let credential_refresh_errors_total = IntCounterVec::new(
+            Opts::new(
+                "secret_ferry_credential_refresh_errors_total",
+                "Failed AssumeRole calls, by role and reason (a fixed set such as trust_policy_denied, expired_token, throttled, network).",
+            ),
+            &["role", "reason"],
+        )?;
+        let assume_role_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "secret_ferry_assume_role_duration_seconds",
+                "Time taken by AssumeRole calls, successful or not.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["role"],
+        )?;
+        let credential_consecutive_failures = IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_credential_consecutive_failures",
+                "AssumeRole failures since the last success, per role.",
+            ),
+            &["role"],
         )?;
         let credential_expiry = GaugeVec::new(
             Opts::new(
@@ -61,13 +92,19 @@ impl Metrics {
             &["secret"],
         )?;
         registry.register(Box::new(credential_refresh_total.clone()))?;
+        registry.register(Box::new(credential_refresh_errors_total.clone()))?;
+        registry.register(Box::new(assume_role_duration.clone()))?;
+        registry.register(Box::new(credential_consecutive_failures.clone()))?;
         registry.register(Box::new(credential_expiry.clone()))?;
         registry.register(Box::new(secret_sync_total.clone()))?;
         registry.register(Box::new(secret_last_success.clone()))?;
         Ok(Self {
             registry,
             credential_refresh_total,
+            credential_refresh_errors_total,
             credential_expiry,
+            assume_role_duration,
+            credential_consecutive_failures,
             secret_sync_total,
             secret_last_success,
         })
@@ -80,6 +117,9 @@ impl Metrics {
             self.credential_refresh_total
                 .with_label_values(&[role, outcome.as_str()]);
         }
+        self.credential_consecutive_failures
+            .with_label_values(&[role])
+            .set(0);
     }
 
     pub fn register_secret(&self, secret: &str) {
@@ -93,6 +133,24 @@ impl Metrics {
         self.credential_refresh_total
             .with_label_values(&[role, outcome.as_str()])
             .inc();
+    }
+
+    pub fn credential_refresh_failed(&self, role: &str, reason: &'static str) {
+        self.credential_refresh_errors_total
+            .with_label_values(&[role, reason])
+            .inc();
+    }
+
+    pub fn assume_role_took(&self, role: &str, took: Duration) {
+        self.assume_role_duration
+            .with_label_values(&[role])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn credential_failures_in_a_row(&self, role: &str, failures: u64) {
+        self.credential_consecutive_failures
+            .with_label_values(&[role])
+            .set(i64::try_from(failures).unwrap_or(i64::MAX));
     }
 
     pub fn credential_expires_at(&self, role: &str, expiry: SystemTime) {

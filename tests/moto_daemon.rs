@@ -7,7 +7,7 @@ use common::*;
 use secret_ferry::app::App;
 use secret_ferry::metrics::Metrics;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Base identity (default moto account) → cross-account role with an ExternalId in
@@ -68,32 +68,6 @@ secrets:
     )
 }
 
-fn daemon(config: &Path, moto: &Moto, listen: u16) -> Command {
-    let mut cmd = Command::new(binary());
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{listen}")])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn assert_no_leak(output: &str, canaries: &[&str]) {
-    for c in canaries {
-        assert!(
-            !output.contains(c),
-            "a secret canary leaked into the daemon's output: {c}"
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_account_json_secret_lands_as_files_and_follows_rotation() {
     let password = canary("password");
@@ -113,7 +87,7 @@ async fn cross_account_json_secret_lands_as_files_and_follows_rotation() {
     );
     let port = free_port();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let child = daemon(&config, &fx.moto, port).spawn().unwrap();
+    let child = daemon(&config, &fx.moto.endpoint(), port).spawn().unwrap();
     let pid = child.id();
 
     let first = wait_for(Duration::from_secs(20), || read(&dir, "password"))
@@ -241,40 +215,14 @@ async fn cross_account_json_secret_lands_as_files_and_follows_rotation() {
     );
 }
 
-fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_external_id_is_refused_by_the_trust_policy() {
     let moto = Moto::start();
     // moto only enforces a trust policy when the caller and the role live in the same
     // account, so the caller here is an IAM user of the secrets account.
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let iam = aws_sdk_iam::Client::new(&admin);
-    let user = iam
-        .create_user()
-        .user_name("workload")
-        .send()
-        .await
-        .unwrap();
-    let user_arn = user.user().unwrap().arn().to_owned();
-    iam.put_user_policy()
-        .user_name("workload")
-        .policy_name("assume")
-        .policy_document(allow("sts:AssumeRole"))
-        .send()
-        .await
-        .unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name("workload")
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
+    let user = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
+    let user_arn = user.arn.clone();
     let right = canary("right-extid");
     let wrong = canary("wrong-extid");
     let value = canary("value");
@@ -291,10 +239,10 @@ async fn wrong_external_id_is_refused_by_the_trust_policy() {
     );
     let run_once = |external_id: &str| {
         std::fs::write(&ext_file, external_id).unwrap();
-        daemon(&config, &moto, free_port())
+        daemon(&config, &moto.endpoint(), free_port())
             .arg("--once")
-            .env("AWS_ACCESS_KEY_ID", key.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", key.secret_access_key())
+            .env("AWS_ACCESS_KEY_ID", &user.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &user.secret_access_key)
             .output()
             .unwrap()
     };
@@ -345,7 +293,7 @@ async fn unsafe_key_names_are_refused_and_nothing_escapes_the_dir() {
     );
     let before = walk(tmp.path());
 
-    let out = daemon(&config, &fx.moto, free_port())
+    let out = daemon(&config, &fx.moto.endpoint(), free_port())
         .arg("--once")
         .output()
         .unwrap();
@@ -360,7 +308,7 @@ async fn unsafe_key_names_are_refused_and_nothing_escapes_the_dir() {
 
     // A key starting with `..` could collide with the layout's own entries.
     put_secret(&fx.admin, "app/evil", r#"{"..data":"x"}"#).await;
-    let out = daemon(&config, &fx.moto, free_port())
+    let out = daemon(&config, &fx.moto.endpoint(), free_port())
         .arg("--once")
         .output()
         .unwrap();

@@ -1,8 +1,11 @@
-//! Role credentials: one cached credential per configured role, shared by all its
-//! secrets, refreshed ahead of expiry, and kept while still valid when a refresh fails.
+//! Role credentials: one cached credential per distinct role session, shared by all the
+//! secrets (and chained roles) that use it, refreshed ahead of expiry, and kept while still
+//! valid when a refresh fails.
 
+mod base;
 mod sts;
 
+pub use base::FileCredentials;
 pub use sts::StsAssumer;
 
 use crate::metrics::{Metrics, Outcome};
@@ -39,7 +42,7 @@ pub enum CredentialsError {
         detail: String,
         hint: String,
     },
-    #[error("role '{role}': AssumeRole of {role_arn} failed: {info}. {hint}")]
+    #[error("role '{role}': AssumeRole of {role_arn} failed: {info}{hint}")]
     Aws {
         role: String,
         role_arn: String,
@@ -51,15 +54,27 @@ pub enum CredentialsError {
 }
 
 impl CredentialsError {
-    /// Bounded label for metrics and structured logs.
+    /// Bounded label for metrics (`reason`) and structured logs.
     pub fn kind(&self) -> &'static str {
+        use crate::aws::Class;
         match self {
             Self::ExternalIdFile { .. }
             | Self::ExternalIdEnv { .. }
             | Self::ExternalIdInvalid { .. } => "external_id",
-            Self::Denied { .. } => "access_denied",
-            Self::Aws { info, .. } => info.class.as_str(),
-            Self::Empty { .. } => "empty_response",
+            Self::Denied { .. } => "trust_policy_denied",
+            Self::Aws { info, .. } => match info.class {
+                Class::AccessDenied => "trust_policy_denied",
+                Class::InvalidCredentials => "invalid_client_token",
+                Class::ExpiredToken => "expired_token",
+                Class::RegionDisabled => "region_disabled",
+                Class::MalformedPolicy => "malformed_policy",
+                Class::InvalidRequest => "invalid_request",
+                Class::Throttled => "throttled",
+                Class::Network | Class::Timeout => "network",
+                Class::Server => "server",
+                Class::NotFound | Class::Kms | Class::Other => "other",
+            },
+            Self::Empty { .. } => "other",
         }
     }
 
@@ -87,11 +102,20 @@ pub trait AssumeRole: Send + Sync + 'static {
     fn assume(&self) -> impl Future<Output = Result<Issued, CredentialsError>> + Send;
 }
 
-/// How long before expiry to refresh a credential issued for `valid_for`: `refresh_before`,
-/// but at most half its life, so that a credential issued shorter than expected (a capped
-/// chained session, a skewed clock) is still refreshed in time and never in a hot loop.
-pub fn refresh_lead(valid_for: Duration, refresh_before: Duration) -> Duration {
-    refresh_before.min(valid_for / 2)
+/// How long after receipt to refresh a credential issued for `valid_for`: `refresh_before`
+/// ahead of expiry, moved by up to ±10 % of the shorter of that wait and `refresh_before`
+/// (`unit` in `0.0..=1.0` picks where), so that daemons started together spread their STS
+/// calls yet never refresh after expiry. A credential issued for no longer than
+/// `refresh_before` (a capped chained session, a skewed clock) is refreshed half-way
+/// through its life instead of in a hot loop.
+pub fn refresh_delay(valid_for: Duration, refresh_before: Duration, unit: f64) -> Duration {
+    let wait = if valid_for > refresh_before {
+        valid_for - refresh_before
+    } else {
+        valid_for / 2
+    };
+    let spread = wait.min(refresh_before).mul_f64(0.1);
+    (wait - spread) + (spread * 2).mul_f64(unit.clamp(0.0, 1.0))
 }
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -101,22 +125,19 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 struct Cached {
     issued: Issued,
     received: Instant,
+    /// Fixed at receipt, jitter included, so that every caller agrees on when it is due.
+    refresh_at: Instant,
 }
 
 impl Cached {
     fn remaining(&self, now: Instant) -> Duration {
         (self.received + self.issued.valid_for).saturating_duration_since(now)
     }
-
-    /// Zero once the credential is due for refresh.
-    fn refresh_in(&self, now: Instant, refresh_before: Duration) -> Duration {
-        let lead = refresh_lead(self.issued.valid_for, refresh_before);
-        self.remaining(now).saturating_sub(lead)
-    }
 }
 
 struct Flight {
     last_error: Option<CredentialsError>,
+    consecutive_failures: u64,
 }
 
 struct Inner<A> {
@@ -166,7 +187,10 @@ impl<A: AssumeRole> RoleSession<A> {
                 assumer,
                 metrics,
                 current: watch::Sender::new(None),
-                flight: Mutex::new(Flight { last_error: None }),
+                flight: Mutex::new(Flight {
+                    last_error: None,
+                    consecutive_failures: 0,
+                }),
                 attempts: AtomicU64::new(0),
             }),
         }
@@ -202,7 +226,7 @@ impl<A: AssumeRole> RoleSession<A> {
         let mut flight = self.inner.flight.lock().await;
         let now = Instant::now();
         if let Some(c) = self.inner.current.borrow().as_ref() {
-            if !c.refresh_in(now, self.inner.refresh_before).is_zero() {
+            if c.refresh_at > now {
                 return Ok(c.issued.credentials.clone());
             }
         }
@@ -210,13 +234,35 @@ impl<A: AssumeRole> RoleSession<A> {
     }
 
     fn valid(&self) -> Option<Credentials> {
+        self.snapshot().map(|(credentials, _)| credentials)
+    }
+
+    /// The credential in use and its expiry, while it is still valid.
+    pub fn snapshot(&self) -> Option<(Credentials, SystemTime)> {
         let now = Instant::now();
         self.inner
             .current
             .borrow()
             .as_ref()
-            .filter(|c| c.remaining(now) > Duration::ZERO)
-            .map(|c| c.issued.credentials.clone())
+            .filter(|c| !c.remaining(now).is_zero())
+            .map(|c| (c.issued.credentials.clone(), c.issued.expires_at))
+    }
+
+    /// True once a credential was obtained and then expired without a successful refresh:
+    /// every secret behind the role fails from then on, and readiness reports it.
+    pub fn lapsed(&self) -> bool {
+        let now = Instant::now();
+        self.inner
+            .current
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.remaining(now).is_zero())
+    }
+
+    /// Resolves whenever a new credential has been obtained (for writers that hand it to
+    /// the app); `Err` once the session is gone.
+    pub fn changes(&self) -> CredentialChanges {
+        CredentialChanges(self.inner.current.subscribe())
     }
 
     /// Time left before the current credentials should be refreshed; `None` when there
@@ -227,43 +273,60 @@ impl<A: AssumeRole> RoleSession<A> {
             .current
             .borrow()
             .as_ref()
-            .map(|c| c.refresh_in(now, self.inner.refresh_before))
+            .map(|c| c.refresh_at.saturating_duration_since(now))
     }
 
     async fn assume_locked(&self, flight: &mut Flight) -> Result<Credentials, CredentialsError> {
         let inner = &self.inner;
+        let started = Instant::now();
         let result = inner.assumer.assume().await;
         inner.attempts.fetch_add(1, Ordering::AcqRel);
+        inner
+            .metrics
+            .assume_role_took(&inner.role, started.elapsed());
         match result {
             Ok(issued) => {
+                let received = Instant::now();
+                let delay = refresh_delay(issued.valid_for, inner.refresh_before, fastrand::f64());
                 inner
                     .metrics
                     .credential_refreshed(&inner.role, Outcome::Success);
                 inner
                     .metrics
                     .credential_expires_at(&inner.role, issued.expires_at);
+                inner.metrics.credential_failures_in_a_row(&inner.role, 0);
                 tracing::info!(
                     role = %inner.role,
                     expires_in_secs = issued.valid_for.as_secs(),
+                    refresh_in_secs = delay.as_secs(),
                     "assumed role"
                 );
                 let credentials = issued.credentials.clone();
                 inner.current.send_replace(Some(Cached {
                     issued,
-                    received: Instant::now(),
+                    received,
+                    refresh_at: received + delay,
                 }));
                 flight.last_error = None;
+                flight.consecutive_failures = 0;
                 Ok(credentials)
             }
             Err(err) => {
+                flight.consecutive_failures += 1;
                 inner
                     .metrics
                     .credential_refreshed(&inner.role, Outcome::Failure);
-                let still_valid = self.valid().is_some();
+                inner
+                    .metrics
+                    .credential_refresh_failed(&inner.role, err.kind());
+                inner
+                    .metrics
+                    .credential_failures_in_a_row(&inner.role, flight.consecutive_failures);
                 tracing::warn!(
                     role = %inner.role,
                     reason = err.kind(),
-                    still_valid,
+                    still_valid = self.valid().is_some(),
+                    consecutive_failures = flight.consecutive_failures,
                     "AssumeRole failed: {err}"
                 );
                 flight.last_error = Some(err.clone());
@@ -319,6 +382,16 @@ impl<A: AssumeRole> ProvideCredentials for RoleSession<A> {
                 .await
                 .map_err(provider::error::CredentialsError::provider_error)
         })
+    }
+}
+
+/// See [`RoleSession::changes`].
+pub struct CredentialChanges(watch::Receiver<Option<Cached>>);
+
+impl CredentialChanges {
+    /// Waits for the next new credential; `Err` when the session has been dropped.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.0.changed().await
     }
 }
 

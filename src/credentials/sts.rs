@@ -6,6 +6,7 @@ use crate::aws::{self, Class};
 use crate::config::{ExternalIdSource, RoleConfig};
 use crate::secret::Sensitive;
 use aws_credential_types::Credentials;
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use std::time::{Duration, SystemTime};
 
 /// Credentials that our clock already considers (nearly) expired are most likely a clock
@@ -75,6 +76,21 @@ impl StsAssumer {
         }
     }
 
+    /// A request the SDK refused to build; config validation should make this unreachable.
+    fn invalid(&self, e: impl std::fmt::Display) -> CredentialsError {
+        CredentialsError::Aws {
+            role: self.role.name.clone(),
+            role_arn: self.role.role_arn.clone(),
+            info: aws::ErrorInfo {
+                class: Class::MalformedPolicy,
+                code: None,
+                status: None,
+                message: Some(e.to_string()),
+            },
+            hint: ". Check the role's sessionTags",
+        }
+    }
+
     async fn denied(&self, info: &aws::ErrorInfo) -> CredentialsError {
         let role_arn = &self.role.role_arn;
         let caller = self.caller_arn().await;
@@ -112,6 +128,27 @@ impl AssumeRole for StsAssumer {
             .duration_seconds(seconds);
         if let Some(id) = &external_id {
             request = request.external_id(id.expose());
+        }
+        for (key, value) in &role.session_tags {
+            request = request.tags(
+                Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .map_err(|e| self.invalid(e))?,
+            );
+        }
+        for key in &role.transitive_tag_keys {
+            request = request.transitive_tag_keys(key);
+        }
+        if let Some(identity) = &role.source_identity {
+            request = request.source_identity(identity);
+        }
+        if let Some(policy) = &role.policy {
+            request = request.policy(policy);
+        }
+        for arn in &role.policy_arns {
+            request = request.policy_arns(PolicyDescriptorType::builder().arn(arn).build());
         }
         let output = match request.send().await {
             Ok(output) => output,
@@ -157,9 +194,11 @@ impl AssumeRole for StsAssumer {
 fn hint_for(class: Class) -> &'static str {
     match class {
         Class::ExpiredToken => ". The base credentials have expired: check that the pod's web identity token (IRSA) or instance profile is being refreshed, and that the role allows a session of the configured duration",
-        Class::InvalidCredentials => ". The base credentials were not recognised: check the pod's IRSA or Pod Identity set-up, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+        Class::InvalidCredentials => ". The base credentials were not recognised: check the pod's IRSA or Pod Identity set-up, the baseCredentials files, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
         Class::InvalidRequest => ". STS refused the request: check that duration does not exceed the role's MaxSessionDuration (chained sessions are capped at 1h) and that roleArn is right",
         Class::NotFound => ". Check roleArn: the role was not found",
+        Class::RegionDisabled => ". STS is not activated for this account in the region used: activate it (IAM > Account settings > Security Token Service endpoints), or set the role's region or stsEndpoint to an active region",
+        Class::MalformedPolicy => ". STS rejected the session parameters: check the role's policy, policyArns and sessionTags (their packed size is limited)",
         Class::Throttled | Class::Timeout | Class::Network | Class::Server => ". Will retry with back-off; the current credentials stay in use while valid",
         _ => "",
     }

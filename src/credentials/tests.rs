@@ -83,12 +83,50 @@ fn offsets(start: Instant, calls: &[Instant]) -> Vec<Duration> {
 }
 
 #[test]
-fn lead_is_refresh_before_capped_at_half_the_life() {
-    assert_eq!(refresh_lead(HOUR, FIVE_MIN), FIVE_MIN);
+fn refresh_delay_is_refresh_before_ahead_of_expiry_with_bounded_jitter() {
+    // 55 min ± 10 % of refreshBefore (30 s).
     assert_eq!(
-        refresh_lead(Duration::from_secs(120), FIVE_MIN),
+        refresh_delay(HOUR, FIVE_MIN, 0.0),
+        Duration::from_secs(55 * 60 - 30)
+    );
+    assert_eq!(
+        refresh_delay(HOUR, FIVE_MIN, 0.5),
+        Duration::from_secs(55 * 60)
+    );
+    assert_eq!(
+        refresh_delay(HOUR, FIVE_MIN, 1.0),
+        Duration::from_secs(55 * 60 + 30)
+    );
+    // A short wait is jittered by 10 % of the wait itself: 10 s ± 1 s.
+    let fifteen = Duration::from_secs(900);
+    let rb = Duration::from_secs(890);
+    assert_eq!(refresh_delay(fifteen, rb, 0.0), Duration::from_secs(9));
+    assert_eq!(refresh_delay(fifteen, rb, 1.0), Duration::from_secs(11));
+    // Issued shorter than refreshBefore: half-way, ± 10 %, never zero.
+    let two_min = Duration::from_secs(120);
+    assert_eq!(
+        refresh_delay(two_min, FIVE_MIN, 0.5),
         Duration::from_secs(60)
     );
+    assert_eq!(
+        refresh_delay(two_min, FIVE_MIN, 0.0),
+        Duration::from_secs(54)
+    );
+    // Never after expiry, whatever the inputs.
+    for unit in [0.0, 0.3, 0.999, 1.0, 7.0, -3.0] {
+        for (life, before) in [
+            (HOUR, FIVE_MIN),
+            (fifteen, rb),
+            (two_min, FIVE_MIN),
+            (HOUR, HOUR),
+        ] {
+            let d = refresh_delay(life, before, unit);
+            assert!(
+                d < life && !d.is_zero(),
+                "{life:?} {before:?} {unit} -> {d:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,15 +139,20 @@ async fn refreshes_at_expiry_minus_refresh_before() {
 
     tokio::time::sleep(2 * HOUR + Duration::from_secs(60)).await;
     let calls = offsets(start, &sts.calls());
-    // First call at start (+10 ms STS latency); each next one 55 minutes after the
+    // First call at start (+10 ms STS latency); each next one 55 minutes ± 30 s after the
     // previous credentials arrived.
     let step = Duration::from_millis(10);
     let refresh = HOUR - FIVE_MIN;
-    assert_eq!(
-        calls,
-        vec![step, step + refresh + step, step + 2 * (refresh + step)],
-        "AssumeRole calls at unexpected times"
-    );
+    let jitter = Duration::from_secs(30);
+    assert_eq!(calls.len(), 3, "AssumeRole calls at {calls:?}");
+    assert_eq!(calls[0], step);
+    for pair in calls.windows(2) {
+        let gap = pair[1] - pair[0] - step;
+        assert!(
+            gap >= refresh - jitter && gap <= refresh + jitter,
+            "refresh {gap:?} after the previous credential, expected 55 min ± 30 s"
+        );
+    }
     trigger.fire();
     task.await.unwrap();
     let text = metrics.render().unwrap();
@@ -128,9 +171,13 @@ async fn failed_refresh_keeps_old_credentials_and_retries() {
     let start = Instant::now();
     let task = tokio::spawn(s.clone().run_refresher(signal));
 
-    // Just after the first refresh failed.
-    tokio::time::sleep(HOUR - FIVE_MIN + Duration::from_millis(100)).await;
-    assert_eq!(sts.calls().len(), 2);
+    // Up to just before the earliest jittered refresh time, then step until it failed.
+    tokio::time::sleep(HOUR - FIVE_MIN - Duration::from_secs(31)).await;
+    assert_eq!(sts.calls().len(), 1);
+    while sts.calls().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(Instant::now() - start <= HOUR - FIVE_MIN + Duration::from_secs(31));
     let during = s.get().await.expect("old credentials must still be served");
     assert_eq!(
         during.access_key_id(),

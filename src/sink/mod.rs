@@ -1,1 +1,2 @@
+pub mod credentials_file;
 pub mod file;

@@ -97,7 +97,7 @@ impl SecretsManager {
             Class::Throttled | Class::Timeout | Class::Network | Class::Server => {
                 ". Will retry with back-off; the last written files stay in place".to_owned()
             }
-            Class::Other => String::new(),
+            Class::RegionDisabled | Class::MalformedPolicy | Class::Other => String::new(),
         }
     }
 }

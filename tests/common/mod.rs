@@ -2,6 +2,8 @@
 //! through the AWS API, and small HTTP helpers.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use std::io::{Read, Write};
@@ -338,4 +340,99 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_secret-ferry")
+}
+
+/// The daemon as a child process against `endpoint`, with the default moto identity
+/// and every log level on (so that leak checks see everything).
+pub fn daemon(config: &Path, endpoint: &str, listen: u16) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{listen}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+pub fn assert_no_leak(output: &str, canaries: &[&str]) {
+    for c in canaries {
+        assert!(!c.is_empty());
+        assert!(
+            !output.contains(c),
+            "a secret canary leaked into the daemon's output: {c}"
+        );
+    }
+}
+
+/// The Python of the test virtualenv (next to moto_server), which has boto3: a real AWS
+/// client to consume what the daemon hands to apps.
+pub fn python() -> PathBuf {
+    moto_binary().with_file_name("python")
+}
+
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+pub fn metric_or_zero(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0.0)
+}
+
+/// An IAM user with an access key and one inline policy, in the account `admin` works in.
+pub struct User {
+    pub arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+pub async fn create_user(admin: &SdkConfig, name: &str, policy: &str) -> User {
+    let iam = aws_sdk_iam::Client::new(admin);
+    let user = iam
+        .create_user()
+        .user_name(name)
+        .send()
+        .await
+        .expect("create user");
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("inline")
+        .policy_document(policy)
+        .send()
+        .await
+        .expect("put user policy");
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .expect("create access key");
+    let key = key.access_key().expect("access key");
+    User {
+        arn: user.user().expect("user").arn().to_owned(),
+        access_key_id: key.access_key_id().to_owned(),
+        secret_access_key: key.secret_access_key().to_owned(),
+    }
+}
+
+impl User {
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            None,
+            None,
+            "user",
+        )
+    }
 }

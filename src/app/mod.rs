@@ -4,8 +4,11 @@
 //! This is the wiring `main.rs` calls; it lives in the library so that tests can run
 //! the whole daemon in-process.
 
-use crate::config::{Config, SecretConfig, Target};
-use crate::credentials::{RoleSession, StsAssumer};
+mod roles;
+
+pub use roles::Roles;
+
+use crate::config::{Config, CredentialOutput, SecretConfig, Target};
 use crate::metrics::{Metrics, Outcome};
 use crate::shutdown::Signal;
 use crate::sink::file::{FileSink, FileSinkError, WriteOutcome};
@@ -77,25 +80,45 @@ impl SyncError {
     }
 }
 
-/// `/readyz` turns ready once every secret has synced at least once, and unready again
-/// when the drain starts so that no new traffic is sent to a pod on its way out.
-#[derive(Debug, Default)]
+/// `/readyz` turns ready once every secret has synced at least once; it turns unready
+/// again while a role's credential has lapsed (its secrets can no longer be refreshed),
+/// and when the drain starts so that no new traffic is sent to a pod on its way out.
+#[derive(Default)]
 pub struct Readiness {
     total: usize,
     synced: AtomicUsize,
     draining: AtomicBool,
+    roles: Roles,
 }
 
 impl Readiness {
-    pub(crate) fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize, roles: Roles) -> Self {
         Self {
             total,
+            roles,
             ..Self::default()
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Acquire) && self.synced.load(Ordering::Acquire) >= self.total
+        self.status().is_ok()
+    }
+
+    /// `Err` says why not ready.
+    pub fn status(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err("shutting down".to_owned());
+        }
+        let pending = self.pending();
+        if pending > 0 {
+            return Err(format!("{pending} secret(s) not synced yet"));
+        }
+        if let Some(role) = self.roles.lapsed() {
+            return Err(format!(
+                "the credential of role '{role}' has expired and could not be refreshed"
+            ));
+        }
+        Ok(())
     }
 
     pub fn pending(&self) -> usize {
@@ -130,7 +153,8 @@ pub enum SyncOutcome {
 
 pub struct App {
     jobs: Vec<Arc<SecretJob>>,
-    sessions: Vec<RoleSession<StsAssumer>>,
+    roles: Roles,
+    credential_outputs: Vec<CredentialOutput>,
     metrics: Metrics,
     readiness: Arc<Readiness>,
 }
@@ -149,17 +173,15 @@ impl App {
             .timeout_config(timeouts())
             .build();
 
-        let sts = aws_sdk_sts::Client::new(&base);
-        let mut sessions = Vec::new();
+        let roles = Roles::build(config, &base, &metrics);
         let mut sources = std::collections::BTreeMap::new();
         for (name, role) in &config.roles {
-            let session = RoleSession::new(
-                name.clone(),
-                role.refresh_before,
-                StsAssumer::new(role.clone(), sts.clone()),
-                metrics.clone(),
-            );
+            let Some(session) = roles.get(name) else {
+                continue;
+            };
+            let role_region = role.region.clone().unwrap_or_else(|| region.clone());
             let sm_config = aws_sdk_secretsmanager::config::Builder::from(&base)
+                .region(aws_config::Region::new(role_region.clone()))
                 .credentials_provider(session.clone())
                 // The session is the cache; an SDK cache on top would keep serving the
                 // previous credentials after each refresh.
@@ -167,12 +189,11 @@ impl App {
                 .build();
             let source = SecretsManager::new(
                 aws_sdk_secretsmanager::Client::from_conf(sm_config),
-                region.clone(),
+                role_region,
                 Some(session.clone()),
                 role.role_arn.clone(),
             );
             sources.insert(name.clone(), source);
-            sessions.push(session);
         }
         let base_source = SecretsManager::new(
             aws_sdk_secretsmanager::Client::new(&base),
@@ -209,10 +230,11 @@ impl App {
                 synced_once: AtomicBool::new(false),
             }));
         }
-        let readiness = Arc::new(Readiness::new(jobs.len()));
+        let readiness = Arc::new(Readiness::new(jobs.len(), roles.clone()));
         Ok(Self {
             jobs,
-            sessions,
+            roles,
+            credential_outputs: config.credential_outputs.clone(),
             metrics,
             readiness,
         })
@@ -220,6 +242,11 @@ impl App {
 
     pub fn readiness(&self) -> Arc<Readiness> {
         self.readiness.clone()
+    }
+
+    /// The roles' current credentials, for the credentials endpoint.
+    pub fn roles(&self) -> Arc<Roles> {
+        Arc::new(self.roles.clone())
     }
 
     /// Syncs every secret once; returns the failures (empty when all succeeded).
@@ -255,10 +282,17 @@ impl App {
     /// [`DRAIN_GRACE`]) and returns.
     pub async fn run(self, shutdown: Signal) {
         let mut tasks = JoinSet::new();
-        for session in &self.sessions {
+        for session in self.roles.distinct() {
             let span = tracing::info_span!("refresh", role = %session.role());
             tasks.spawn(tracing::Instrument::instrument(
                 session.clone().run_refresher(shutdown.clone()),
+                span,
+            ));
+        }
+        for output in &self.credential_outputs {
+            let span = tracing::info_span!("credentials_file", role = %output.role);
+            tasks.spawn(tracing::Instrument::instrument(
+                roles::write_credentials_file(self.roles.clone(), output.clone(), shutdown.clone()),
                 span,
             ));
         }
@@ -464,7 +498,7 @@ mod tests {
 
     #[test]
     fn readiness_needs_every_secret_and_drops_when_draining() {
-        let r = Readiness::new(2);
+        let r = Readiness::new(2, Roles::default());
         assert!(!r.is_ready());
         r.first_sync_done();
         assert_eq!(r.pending(), 1);

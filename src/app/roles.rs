@@ -1,0 +1,164 @@
+//! The role sessions of a config: built in chain order (a `via` role's session is the
+//! credential source of the roles assumed through it), shared between roles whose
+//! AssumeRole parameters are identical, and handed to the app as a credentials file or
+//! through the credentials endpoint.
+
+use crate::config::{Config, CredentialOutput, RoleConfig};
+use crate::credentials::{RoleSession, StsAssumer};
+use crate::credentials_endpoint::{CredentialSource, RoleCredentials};
+use crate::metrics::Metrics;
+use crate::secret::Sensitive;
+use crate::shutdown::Signal;
+use crate::sink::credentials_file::CredentialsFile;
+use aws_config::SdkConfig;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Session = RoleSession<StsAssumer>;
+
+/// Every role's session, by config name.
+#[derive(Clone, Default)]
+pub struct Roles {
+    by_name: BTreeMap<String, Session>,
+    /// One entry per distinct session (roles with identical parameters share one).
+    distinct: Vec<Session>,
+}
+
+impl Roles {
+    pub fn build(config: &Config, base: &SdkConfig, metrics: &Metrics) -> Self {
+        let mut roles = Roles::default();
+        let mut by_key: BTreeMap<String, Session> = BTreeMap::new();
+        let mut keys: BTreeMap<String, String> = BTreeMap::new();
+        for role in config.roles_in_chain_order() {
+            let parent = role
+                .via
+                .as_ref()
+                .and_then(|via| roles.by_name.get(via).cloned());
+            let parent_key = role
+                .via
+                .as_ref()
+                .and_then(|via| keys.get(via).cloned())
+                .unwrap_or_else(|| "base".to_owned());
+            let key = session_key(role, &parent_key);
+            keys.insert(role.name.clone(), key.clone());
+            if let Some(shared) = by_key.get(&key) {
+                tracing::info!(
+                    role = %role.name,
+                    shares_with = %shared.role(),
+                    "role has the same AssumeRole parameters as another; they share one credential"
+                );
+                roles.by_name.insert(role.name.clone(), shared.clone());
+                continue;
+            }
+            let sts = aws_sdk_sts::Client::from_conf(sts_config(role, base, parent));
+            let session = RoleSession::new(
+                role.name.clone(),
+                role.refresh_before,
+                StsAssumer::new(role.clone(), sts),
+                metrics.clone(),
+            );
+            by_key.insert(key, session.clone());
+            roles.distinct.push(session.clone());
+            roles.by_name.insert(role.name.clone(), session);
+        }
+        roles
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Session> {
+        self.by_name.get(name)
+    }
+
+    /// Each distinct session once, for refresher tasks.
+    pub fn distinct(&self) -> &[Session] {
+        &self.distinct
+    }
+
+    /// The first role whose credential has expired without a successful refresh.
+    pub fn lapsed(&self) -> Option<&str> {
+        self.distinct.iter().find(|s| s.lapsed()).map(|s| s.role())
+    }
+}
+
+/// What makes two roles the same session: everything sent to STS, the credentials it
+/// is sent with (the parent's key), and where it is sent. The ExternalId is identified by
+/// where it is read from, so it is never held here.
+fn session_key(role: &RoleConfig, parent_key: &str) -> String {
+    let mut role = role.clone();
+    role.name = String::new();
+    role.via = None;
+    format!("{parent_key} / {role:?}")
+}
+
+fn sts_config(role: &RoleConfig, base: &SdkConfig, parent: Option<Session>) -> aws_sdk_sts::Config {
+    let mut builder = aws_sdk_sts::config::Builder::from(base);
+    if let Some(region) = &role.region {
+        builder = builder.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &role.sts_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    if let Some(parent) = parent {
+        // The parent session is the cache (see `RoleSession`'s ProvideCredentials).
+        builder = builder
+            .credentials_provider(parent)
+            .identity_cache(aws_sdk_sts::config::IdentityCache::no_cache());
+    }
+    builder.build()
+}
+
+impl CredentialSource for Roles {
+    fn current(&self, role: &str) -> Option<RoleCredentials> {
+        let session = self.by_name.get(role)?;
+        let (credentials, expires_at) = session.snapshot()?;
+        Some(RoleCredentials {
+            role: role.to_owned(),
+            access_key_id: credentials.access_key_id().to_owned(),
+            secret_access_key: Sensitive::new(credentials.secret_access_key().to_owned()),
+            session_token: Sensitive::new(
+                credentials.session_token().unwrap_or_default().to_owned(),
+            ),
+            expires_at,
+        })
+    }
+}
+
+const OUTPUT_RETRY: Duration = Duration::from_secs(5);
+
+/// Keeps one credentials file up to date: written whenever the role gets a new
+/// credential; a failed write is retried until it succeeds or a newer credential arrives.
+pub async fn write_credentials_file(roles: Roles, output: CredentialOutput, mut shutdown: Signal) {
+    let Some(session) = roles.get(&output.role).cloned() else {
+        return;
+    };
+    let file = Arc::new(CredentialsFile::new(
+        output.path.clone(),
+        output.profile.clone(),
+        output.mode,
+    ));
+    let mut changes = session.changes();
+    loop {
+        let mut wait_for_change = true;
+        if let Some(creds) = roles.current(&output.role) {
+            let writer = file.clone();
+            match tokio::task::spawn_blocking(move || writer.write(&creds)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(role = %output.role, path = %output.path.display(), "credentials file written")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(role = %output.role, reason = e.kind(), "credentials file not written: {e}");
+                    wait_for_change = false;
+                }
+                Err(e) => {
+                    tracing::warn!(role = %output.role, "credentials file writer failed: {e}");
+                    wait_for_change = false;
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed(), if wait_for_change => if changed.is_err() { return },
+            _ = tokio::time::sleep(OUTPUT_RETRY), if !wait_for_change => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}

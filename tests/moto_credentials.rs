@@ -1,0 +1,683 @@
+//! The credentials engine end to end: chaining, AssumeRole options reaching STS, one
+//! AssumeRole per refresh period, ExternalId rotation, every error kind, and handing the
+//! assumed role to an app (credentials file, credentials endpoint) consumed by boto3.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+mod common;
+
+use common::proxy::{sts_error, Proxy, Recorded};
+use common::*;
+use secret_ferry::credentials::{AssumeRole, StsAssumer};
+use std::process::Command;
+use std::time::Duration;
+
+const HUB_ACCOUNT: &str = "222222222222";
+
+fn field<'a>(r: &'a Recorded, name: &str) -> Option<&'a str> {
+    r.form
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn assume_calls(proxy: &Proxy) -> Vec<Recorded> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation == "AssumeRole")
+        .collect()
+}
+
+/// Runs boto3 in the test venv with `env`, printing the caller's ARN.
+fn boto3_caller_arn(endpoint: &str, env: &[(&str, &str)]) -> Result<String, String> {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import boto3, sys; print(boto3.client('sts', endpoint_url=sys.argv[1], region_name='us-east-1').get_caller_identity()['Arn'])",
+            endpoint,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_base_to_hub_to_target_sends_every_option_to_sts() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.addr());
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let value = canary("chained");
+    create_secret(&admin, "app/db", &format!(r#"{{"password":"{value}"}}"#)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    let external_id = canary("extid");
+    std::fs::write(&ext, &external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let yaml = format!(
+        r#"region: us-east-1
+roles:
+  hub:
+    roleArn: arn:aws:iam::{HUB_ACCOUNT}:role/Hub
+    sessionName: hub-${{POD_NAME}}
+  target:
+    via: hub
+    roleArn: arn:aws:iam::{SECRETS_ACCOUNT}:role/Target
+    externalIdFile: {ext}
+    sessionName: ferry-${{POD_NAMESPACE}}-${{POD_NAME}}
+    sessionTags: {{team: payments, env: prod}}
+    transitiveTagKeys: [team]
+    sourceIdentity: ci-bot
+    policy: {{Version: "2012-10-17", Statement: [{{Effect: Allow, Action: "secretsmanager:GetSecretValue", Resource: "*"}}]}}
+    policyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]
+secrets:
+  - name: db
+    secretId: app/db
+    role: target
+    targets:
+      - file:
+          dir: {dir}
+"#,
+        ext = ext.display(),
+        dir = dir.display(),
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let out = daemon(&config, &proxy.endpoint(), free_port())
+        .arg("--once")
+        .env("POD_NAME", "app-7f9c")
+        .env("POD_NAMESPACE", "shop")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert_eq!(read(&dir, "password").as_deref(), Some(value.as_str()));
+
+    let calls = assume_calls(&proxy);
+    assert_eq!(
+        calls.len(),
+        2,
+        "one AssumeRole per link of the chain: {calls:#?}"
+    );
+    let (hub, target) = (&calls[0], &calls[1]);
+    assert_eq!(
+        field(hub, "RoleArn"),
+        Some(format!("arn:aws:iam::{HUB_ACCOUNT}:role/Hub").as_str())
+    );
+    assert_eq!(field(hub, "RoleSessionName"), Some("hub-app-7f9c"));
+    assert_eq!(
+        hub.access_key_id.as_deref(),
+        Some("testing"),
+        "the hub is assumed with the base identity"
+    );
+    assert_eq!(
+        field(target, "RoleArn"),
+        Some(format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Target").as_str())
+    );
+    let hub_key = target.access_key_id.clone().unwrap_or_default();
+    assert!(
+        hub_key.starts_with("ASIA") && hub_key != "testing",
+        "the target must be assumed with the hub's credentials, got {hub_key}"
+    );
+    assert_eq!(
+        field(target, "RoleSessionName"),
+        Some("ferry-shop-app-7f9c")
+    );
+    assert_eq!(field(target, "ExternalId"), Some(external_id.as_str()));
+    assert_eq!(field(target, "SourceIdentity"), Some("ci-bot"));
+    assert_eq!(field(target, "Tags.member.1.Key"), Some("env"));
+    assert_eq!(field(target, "Tags.member.1.Value"), Some("prod"));
+    assert_eq!(field(target, "Tags.member.2.Key"), Some("team"));
+    assert_eq!(field(target, "Tags.member.2.Value"), Some("payments"));
+    assert_eq!(field(target, "TransitiveTagKeys.member.1"), Some("team"));
+    assert_eq!(
+        field(target, "PolicyArns.member.1.arn"),
+        Some("arn:aws:iam::aws:policy/ReadOnlyAccess")
+    );
+    let policy: serde_json::Value = serde_json::from_str(field(target, "Policy").unwrap()).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Action"],
+        "secretsmanager:GetSecretValue"
+    );
+    assert!(field(hub, "ExternalId").is_none() && field(hub, "Tags.member.1.Key").is_none());
+
+    // The secret was read with the target's own credentials: neither the base identity
+    // nor the hub's key that signed the target's AssumeRole.
+    let reads = proxy.requests_for("GetSecretValue");
+    assert_eq!(reads.len(), 1);
+    let read_key = reads[0].access_key_id.clone().unwrap_or_default();
+    assert!(
+        read_key.starts_with("ASIA") && read_key != hub_key,
+        "GetSecretValue signed with {read_key}, hub key {hub_key}"
+    );
+    assert_no_leak(&log, &[&external_id, &value]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_secrets_share_one_assume_role_per_refresh_period() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.addr());
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(
+        &admin,
+        "Shared",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &external_id).unwrap();
+    let mut yaml = format!(
+        "region: us-east-1\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\n    duration: 15m\n    refreshBefore: 14m50s\nsecrets:\n",
+        ext.display()
+    );
+    for i in 0..100 {
+        create_secret(&admin, &format!("s{i}"), r#"{"k":"v"}"#).await;
+        yaml.push_str(&format!(
+            "  - name: s{i}\n    secretId: s{i}\n    role: shared\n    refreshInterval: 5m\n    targets:\n      - file:\n          dir: {}\n",
+            tmp.path().join(format!("out/s{i}")).display()
+        ));
+    }
+    let config = write_config(tmp.path(), &yaml);
+    let port = free_port();
+    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let child = daemon(&config, &proxy.endpoint(), port)
+        .env("RUST_LOG", "info")
+        .spawn()
+        .unwrap();
+    let ready = wait_for(Duration::from_secs(30), || {
+        get(admin_addr, "/readyz").filter(|r| r.0 == 200)
+    });
+    assert!(ready.is_some(), "100 secrets never became ready");
+    proxy.reset_records();
+    // Credentials live 15 min and are refreshed 14m50s ahead: one AssumeRole every
+    // 10 s ± 1 s, whatever the number of secrets.
+    std::thread::sleep(Duration::from_secs(60));
+    let calls = proxy.count("AssumeRole");
+    let (_, metrics) = get(admin_addr, "/metrics").unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        (5..=7).contains(&calls),
+        "expected 6 ± 1 AssumeRole calls in 60 s, moto received {calls}"
+    );
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        0,
+        "no secret is due within the window"
+    );
+    let successes = metric_value(
+        &metrics,
+        r#"secret_ferry_credential_refresh_total{result="success",role="shared"}"#,
+    );
+    assert!(successes >= calls as f64, "{metrics}");
+    assert!(
+        metrics.contains(r#"secret_ferry_assume_role_duration_seconds_count{role="shared"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"secret_ferry_credential_consecutive_failures{role="shared"} 0"#),
+        "{metrics}"
+    );
+    assert_no_leak(&String::from_utf8_lossy(&out.stderr), &[&external_id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_external_id_is_used_on_the_next_refresh() {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    // moto enforces trust policies only for callers of the role's own account.
+    let workload = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
+    let operator = create_user(&admin, "operator", &allow("*")).await;
+    let old_id = canary("old-extid");
+    let new_id = canary("new-extid");
+    let role_arn = create_role(&admin, "Shared", &workload.arn, &old_id).await;
+    create_secret(&admin, "app/db", r#"{"k":"v"}"#).await;
+    moto.enable_auth();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &old_id).unwrap();
+    let dir = tmp.path().join("out");
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "region: us-east-1\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\n    duration: 15m\n    refreshBefore: 14m50s\nsecrets:\n  - name: db\n    secretId: app/db\n    role: shared\n    refreshInterval: 5m\n    targets:\n      - file:\n          dir: {}\n",
+            ext.display(),
+            dir.display()
+        ),
+    );
+    let port = free_port();
+    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let child = daemon(&config, &moto.endpoint(), port)
+        .env("AWS_ACCESS_KEY_ID", &workload.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &workload.secret_access_key)
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || read(&dir, "k")).is_some(),
+        "first sync failed"
+    );
+    let metric = |series: &str| metric_or_zero(&get(admin_addr, "/metrics").unwrap().1, series);
+    let denied = r#"secret_ferry_credential_refresh_errors_total{reason="trust_policy_denied",role="shared"}"#;
+    let success = r#"secret_ferry_credential_refresh_total{result="success",role="shared"}"#;
+    assert_eq!(metric(denied), 0.0);
+
+    // The account owner rotates the ExternalId in the trust policy first…
+    let iam = aws_sdk_iam::Client::new(&moto.sdk_config_with(operator.credentials()));
+    iam.update_assume_role_policy()
+        .role_name("Shared")
+        .policy_document(trust_policy(&workload.arn, &new_id))
+        .send()
+        .await
+        .unwrap();
+    // …so the next refresh, still with the old id, is refused…
+    let refused = wait_for(Duration::from_secs(25), || {
+        (metric(denied) >= 1.0).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "the old ExternalId must be refused after the trust policy changed"
+    );
+    let before = metric(success);
+    // …and once the file holds the new id, the next attempt is accepted, no restart.
+    std::fs::write(&ext, format!("{new_id}\n")).unwrap();
+    let accepted = wait_for(Duration::from_secs(25), || {
+        (metric(success) > before).then_some(())
+    });
+    assert!(
+        accepted.is_some(),
+        "the rotated ExternalId must be used on the next refresh"
+    );
+    assert_eq!(
+        metric(r#"secret_ferry_credential_consecutive_failures{role="shared"}"#),
+        0.0
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("trust_policy_denied"), "{log}");
+    assert_no_leak(
+        &log,
+        &[
+            &old_id,
+            &new_id,
+            &workload.secret_access_key,
+            &operator.secret_access_key,
+        ],
+    );
+}
+
+/// A daemon that vends role `shared` (refreshed every ~10 s) as a credentials file and
+/// through the credentials endpoint.
+struct Vending {
+    moto: Moto,
+    tmp: tempfile::TempDir,
+    child: std::process::Child,
+    creds_file: std::path::PathBuf,
+    token_file: std::path::PathBuf,
+    endpoint_port: u16,
+    external_id: String,
+}
+
+async fn vending() -> Vending {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(
+        &admin,
+        "Shared",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
+    create_secret(&admin, "app/db", r#"{"k":"v"}"#).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &external_id).unwrap();
+    let token_file = tmp.path().join("endpoint-token");
+    std::fs::write(&token_file, canary("endpoint-token")).unwrap();
+    let creds_file = tmp.path().join("aws/credentials");
+    let endpoint_port = free_port();
+    let yaml = format!(
+        r#"region: us-east-1
+roles:
+  shared:
+    roleArn: {role_arn}
+    externalIdFile: {ext}
+    duration: 15m
+    refreshBefore: 14m50s
+credentialOutputs:
+  - role: shared
+    file:
+      path: {creds}
+      profile: cross-account
+credentialsEndpoint:
+  listen: 127.0.0.1:{endpoint_port}
+  tokenFile: {token}
+  roles: [shared]
+secrets:
+  - name: db
+    secretId: app/db
+    role: shared
+    targets:
+      - file:
+          dir: {dir}
+"#,
+        ext = ext.display(),
+        creds = creds_file.display(),
+        token = token_file.display(),
+        dir = tmp.path().join("out").display(),
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let child = daemon(&config, &moto.endpoint(), free_port())
+        .spawn()
+        .unwrap();
+    Vending {
+        moto,
+        tmp,
+        child,
+        creds_file,
+        token_file,
+        endpoint_port,
+        external_id,
+    }
+}
+
+fn ini_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|r| r.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_owned())
+    })
+}
+
+fn stop(child: std::process::Child) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_file_works_for_boto3_and_is_rewritten_after_refresh() {
+    let v = vending().await;
+    let text = wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&v.creds_file).ok()
+    })
+    .expect("no credentials file");
+    assert!(text.contains("[cross-account]"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&v.creds_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o400
+    );
+    let first_key = ini_value(&text, "aws_access_key_id").unwrap();
+    let secret = ini_value(&text, "aws_secret_access_key").unwrap();
+    let token = ini_value(&text, "aws_session_token").unwrap();
+
+    let creds_path = v.creds_file.display().to_string();
+    let arn = boto3_caller_arn(
+        &v.moto.endpoint(),
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", &creds_path),
+            ("AWS_PROFILE", "cross-account"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        arn.contains(&format!("{SECRETS_ACCOUNT}:assumed-role/Shared/")),
+        "boto3 must act as the assumed role, got {arn}"
+    );
+
+    // Refreshed about every 10 s: the file follows with new keys.
+    let rewritten = wait_for(Duration::from_secs(25), || {
+        let text = std::fs::read_to_string(&v.creds_file).ok()?;
+        ini_value(&text, "aws_access_key_id").filter(|k| *k != first_key)
+    });
+    assert!(
+        rewritten.is_some(),
+        "the credentials file must be rewritten after a refresh"
+    );
+    let log = stop(v.child);
+    assert_no_leak(&log, &[&v.external_id, &secret, &token]);
+    drop(v.tmp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_endpoint_serves_boto3_and_refuses_bad_tokens() {
+    let v = vending().await;
+    let url = format!("http://127.0.0.1:{}/v1/credentials/shared", v.endpoint_port);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], v.endpoint_port));
+    let token = std::fs::read_to_string(&v.token_file).unwrap();
+    let served = wait_for(Duration::from_secs(20), || {
+        http_with_auth(addr, "/v1/credentials/shared", Some(&token)).filter(|r| r.0 == 200)
+    });
+    let (_, body) = served.expect("endpoint never served credentials");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let secret = json["SecretAccessKey"].as_str().unwrap().to_owned();
+    let session_token = json["Token"].as_str().unwrap().to_owned();
+
+    let token_path = v.token_file.display().to_string();
+    let arn = boto3_caller_arn(
+        &v.moto.endpoint(),
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_path),
+        ],
+    )
+    .unwrap();
+    assert!(
+        arn.contains(&format!("{SECRETS_ACCOUNT}:assumed-role/Shared/")),
+        "boto3 must act as the assumed role, got {arn}"
+    );
+
+    assert_eq!(
+        http_with_auth(addr, "/v1/credentials/shared", None).map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        http_with_auth(addr, "/v1/credentials/shared", Some("wrong")).map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        http_with_auth(
+            addr,
+            "/v1/credentials/shared",
+            Some(&token[..token.len() - 1])
+        )
+        .map(|r| r.0),
+        Some(401)
+    );
+    assert_eq!(
+        http_with_auth(addr, "/v1/credentials/other", Some(&token)).map(|r| r.0),
+        Some(404)
+    );
+    let wrong = boto3_caller_arn(
+        &v.moto.endpoint(),
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "not-the-token"),
+        ],
+    );
+    assert!(
+        wrong.is_err(),
+        "boto3 with a wrong token must not get credentials"
+    );
+
+    let log = stop(v.child);
+    assert_no_leak(&log, &[&v.external_id, &secret, &session_token, &token]);
+}
+
+fn http_with_auth(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).ok()?;
+    let mut resp = Vec::new();
+    stream.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn role_config(yaml_role: &str) -> secret_ferry::config::RoleConfig {
+    let yaml = format!(
+        "region: us-east-1\nroles:\n  shared:\n{yaml_role}secrets:\n  - name: db\n    secretId: x\n    role: shared\n    targets:\n      - file:\n          dir: /tmp/unused\n"
+    );
+    let config = secret_ferry::config::parse(&yaml).unwrap();
+    config.roles["shared"].clone()
+}
+
+fn sts_client(endpoint: &str, moto: &Moto) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::config::Builder::from(&moto.sdk_config())
+        .endpoint_url(endpoint)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_kind_names_the_role_and_the_fix() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.addr());
+    let role_arn = format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Shared");
+    let role = role_config(&format!("    roleArn: {role_arn}\n"));
+    let assumer = StsAssumer::new(role.clone(), sts_client(&proxy.endpoint(), &moto));
+    let cases: [(&str, &str, u16, &str, &str); 7] = [
+        (
+            "AccessDenied",
+            "User is not authorized to perform: sts:AssumeRole",
+            403,
+            "trust_policy_denied",
+            "trust policy",
+        ),
+        (
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid",
+            403,
+            "invalid_client_token",
+            "IRSA or Pod Identity",
+        ),
+        (
+            "ExpiredToken",
+            "The security token included in the request is expired",
+            400,
+            "expired_token",
+            "session of the configured duration",
+        ),
+        (
+            "RegionDisabledException",
+            "STS is not activated in this region",
+            403,
+            "region_disabled",
+            "activate it",
+        ),
+        (
+            "MalformedPolicyDocument",
+            "The policy is not valid",
+            400,
+            "malformed_policy",
+            "policy, policyArns and sessionTags",
+        ),
+        (
+            "Throttling",
+            "Rate exceeded",
+            400,
+            "throttled",
+            "retry with back-off",
+        ),
+        ("SomethingNew", "Unexpected", 400, "other", ""),
+    ];
+    for (code, message, status, kind, fix) in cases {
+        proxy.clear_faults();
+        proxy.inject(sts_error(code, message, status));
+        let err = assumer.assume().await.expect_err(code);
+        let text = err.to_string();
+        assert_eq!(err.kind(), kind, "{code}: {text}");
+        assert!(
+            text.contains(&role_arn),
+            "{code}: the message must name the role ARN: {text}"
+        );
+        assert!(
+            text.contains(fix),
+            "{code}: the message must carry the fix {fix:?}: {text}"
+        );
+    }
+    proxy.clear_faults();
+
+    // Network: nothing listens on the STS endpoint.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let err = StsAssumer::new(role.clone(), sts_client(&closed, &moto))
+        .assume()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "network", "{err}");
+    assert!(
+        err.to_string().contains(&role_arn) && err.to_string().contains("retry"),
+        "{err}"
+    );
+
+    // moto's own auth-mode refusal: an XML body the SDK cannot parse, classified anyway.
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let user = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
+    create_role(&admin, "Shared", &user.arn, "right-id").await;
+    moto.enable_auth();
+    let unknown = Moto::sdk_config_with(
+        &moto,
+        aws_credential_types::Credentials::new("AKIAUNKNOWN", "x", None, None, "t"),
+    );
+    let client = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&unknown)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .build(),
+    );
+    let err = StsAssumer::new(role.clone(), client)
+        .assume()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_client_token", "{err}");
+}
