@@ -83,20 +83,24 @@ impl SyncError {
 /// `/readyz` turns ready once every secret has synced at least once; it turns unready
 /// again while a role's credential has lapsed (its secrets can no longer be refreshed),
 /// and when the drain starts so that no new traffic is sent to a pod on its way out.
-#[derive(Default)]
 pub struct Readiness {
     total: usize,
     synced: AtomicUsize,
     draining: AtomicBool,
-    roles: Roles,
+    /// The first role whose credential has lapsed, if any.
+    lapsed: Box<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 impl Readiness {
-    pub(crate) fn new(total: usize, roles: Roles) -> Self {
+    pub(crate) fn new(
+        total: usize,
+        lapsed: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
         Self {
             total,
-            roles,
-            ..Self::default()
+            synced: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            lapsed: Box::new(lapsed),
         }
     }
 
@@ -113,7 +117,7 @@ impl Readiness {
         if pending > 0 {
             return Err(format!("{pending} secret(s) not synced yet"));
         }
-        if let Some(role) = self.roles.lapsed() {
+        if let Some(role) = (self.lapsed)() {
             return Err(format!(
                 "the credential of role '{role}' has expired and could not be refreshed"
             ));
@@ -230,7 +234,10 @@ impl App {
                 synced_once: AtomicBool::new(false),
             }));
         }
-        let readiness = Arc::new(Readiness::new(jobs.len(), roles.clone()));
+        let lapsed = roles.clone();
+        let readiness = Arc::new(Readiness::new(jobs.len(), move || {
+            lapsed.lapsed().map(str::to_owned)
+        }));
         Ok(Self {
             jobs,
             roles,
@@ -498,7 +505,7 @@ mod tests {
 
     #[test]
     fn readiness_needs_every_secret_and_drops_when_draining() {
-        let r = Readiness::new(2, Roles::default());
+        let r = Readiness::new(2, || None);
         assert!(!r.is_ready());
         r.first_sync_done();
         assert_eq!(r.pending(), 1);
@@ -506,5 +513,24 @@ mod tests {
         assert!(r.is_ready());
         r.start_draining();
         assert!(!r.is_ready());
+    }
+
+    #[test]
+    fn readiness_drops_while_a_role_credential_has_lapsed() {
+        let lapsed = Arc::new(AtomicBool::new(false));
+        let flag = lapsed.clone();
+        let r = Readiness::new(1, move || {
+            flag.load(Ordering::Acquire).then(|| "shared".to_owned())
+        });
+        r.first_sync_done();
+        assert!(r.is_ready());
+        lapsed.store(true, Ordering::Release);
+        let why = r.status().unwrap_err();
+        assert!(
+            why.contains("role 'shared'") && why.contains("expired"),
+            "{why}"
+        );
+        lapsed.store(false, Ordering::Release);
+        assert!(r.is_ready());
     }
 }

@@ -162,3 +162,46 @@ pub async fn write_credentials_file(roles: Roles, output: CredentialOutput, mut 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str) -> Roles {
+        let config = crate::config::parse(yaml).unwrap();
+        let base = SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        Roles::build(&config, &base, &Metrics::new().unwrap())
+    }
+
+    const SECRETS: &str = "secrets:\n  - name: db\n    secretId: x\n    targets:\n      - file:\n          dir: /tmp/x\n";
+
+    #[test]
+    fn roles_with_identical_parameters_share_one_session() {
+        let roles = build(&format!(
+            "roles:\n  a:\n    roleArn: arn:aws:iam::111111111111:role/R\n  b:\n    roleArn: arn:aws:iam::111111111111:role/R\n  c:\n    roleArn: arn:aws:iam::111111111111:role/R\n    sessionName: other\n{SECRETS}"
+        ));
+        assert_eq!(
+            roles.distinct().len(),
+            2,
+            "a and b share; c differs by session name"
+        );
+        assert_eq!(roles.get("b").unwrap().role(), "a");
+        assert_eq!(roles.get("c").unwrap().role(), "c");
+    }
+
+    #[test]
+    fn the_same_role_via_different_parents_is_not_shared() {
+        let roles = build(&format!(
+            "roles:\n  hub1:\n    roleArn: arn:aws:iam::222222222222:role/H1\n  hub2:\n    roleArn: arn:aws:iam::222222222222:role/H2\n  t1:\n    via: hub1\n    roleArn: arn:aws:iam::111111111111:role/T\n  t2:\n    via: hub2\n    roleArn: arn:aws:iam::111111111111:role/T\n{SECRETS}"
+        ));
+        assert_eq!(roles.distinct().len(), 4);
+        assert!(roles.lapsed().is_none());
+        assert!(
+            roles.current("t1").is_none(),
+            "nothing is served before the first AssumeRole"
+        );
+    }
+}

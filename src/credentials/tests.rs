@@ -227,7 +227,7 @@ async fn failed_refresh_keeps_old_credentials_and_retries() {
 async fn concurrent_callers_share_one_assume_role() {
     let sts = Scripted::default();
     let (s, _) = session(&sts);
-    let handles: Vec<_> = (0..20)
+    let handles: Vec<_> = (0..100)
         .map(|_| {
             let s = s.clone();
             tokio::spawn(async move { s.get().await.map(|c| c.access_key_id().to_owned()) })
@@ -243,7 +243,7 @@ async fn concurrent_callers_share_one_assume_role() {
 async fn concurrent_callers_share_one_failure() {
     let sts = Scripted::new([None]);
     let (s, _) = session(&sts);
-    let handles: Vec<_> = (0..20)
+    let handles: Vec<_> = (0..100)
         .map(|_| {
             let s = s.clone();
             tokio::spawn(async move { s.get().await.is_err() })
@@ -266,11 +266,18 @@ async fn expired_credentials_are_not_served() {
     let sts = Scripted::new([Some(Duration::from_secs(900)), None]);
     let (s, _) = session(&sts);
     assert_eq!(s.get().await.unwrap().access_key_id(), "ASIA1");
+    assert!(!s.lapsed());
+    assert!(s.snapshot().is_some());
     tokio::time::sleep(Duration::from_secs(901)).await;
     assert!(
         s.get().await.is_err(),
         "an expired credential must not be served"
     );
+    assert!(
+        s.lapsed(),
+        "an expired credential with a failed refresh is lapsed"
+    );
+    assert!(s.snapshot().is_none());
 }
 
 #[test]
