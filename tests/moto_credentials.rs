@@ -681,3 +681,74 @@ async fn every_error_kind_names_the_role_and_the_fix() {
         .unwrap_err();
     assert_eq!(err.kind(), "invalid_client_token", "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_keys_from_files_are_only_used_to_assume_the_role() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.addr());
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let user = create_user(&admin, "legacy", &allow("sts:AssumeRole")).await;
+    let external_id = canary("extid");
+    let value = canary("value");
+    let role_arn = create_role(&admin, "Shared", &user.arn, &external_id).await;
+    create_secret(&admin, "app/db", &format!(r#"{{"password":"{value}"}}"#)).await;
+    moto.enable_auth();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (id_file, secret_file, ext) = (
+        tmp.path().join("id"),
+        tmp.path().join("secret"),
+        tmp.path().join("ext"),
+    );
+    std::fs::write(&id_file, format!("{}\n", user.access_key_id)).unwrap();
+    std::fs::write(&secret_file, format!("{}\n", user.secret_access_key)).unwrap();
+    std::fs::write(&ext, &external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "region: us-east-1\nbaseCredentials:\n  accessKeyIdFile: {}\n  secretAccessKeyFile: {}\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\nsecrets:\n  - name: db\n    secretId: app/db\n    role: shared\n    targets:\n      - file:\n          dir: {}\n",
+            id_file.display(),
+            secret_file.display(),
+            ext.display(),
+            dir.display()
+        ),
+    );
+    // The environment's keys are unknown to moto in auth mode: only the files can work.
+    let out = daemon(&config, &proxy.endpoint(), free_port())
+        .arg("--once")
+        .env("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY00000")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert_eq!(read(&dir, "password").as_deref(), Some(value.as_str()));
+    let assume = proxy.requests_for("AssumeRole");
+    assert_eq!(assume.len(), 1);
+    assert_eq!(
+        assume[0].access_key_id.as_deref(),
+        Some(user.access_key_id.as_str())
+    );
+    let reads = proxy.requests_for("GetSecretValue");
+    assert_eq!(reads.len(), 1);
+    assert_ne!(
+        reads[0].access_key_id.as_deref(),
+        Some(user.access_key_id.as_str()),
+        "the secret must be read with the role, not the static keys"
+    );
+    assert_no_leak(&log, &[&user.secret_access_key, &external_id, &value]);
+
+    // A missing key file is named in the error, not its content.
+    std::fs::remove_file(&secret_file).unwrap();
+    let out = daemon(&config, &proxy.endpoint(), free_port())
+        .arg("--once")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("secretAccessKeyFile") && log.contains(&secret_file.display().to_string()),
+        "{log}"
+    );
+}

@@ -539,9 +539,16 @@ fn forward(upstream: SocketAddr, request: &Request) -> Result<Vec<u8>, String> {
         }
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
+    // The client's Host is kept: it is part of the SigV4 signature, and moto's auth mode
+    // checks signatures.
+    let host = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map_or_else(|| upstream.to_string(), |(_, value)| value.clone());
     out.extend_from_slice(
         format!(
-            "Host: {upstream}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            "Host: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
             request.body.len()
         )
         .as_bytes(),
