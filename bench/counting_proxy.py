@@ -62,10 +62,19 @@ class Handler(BaseHTTPRequestHandler):
             data = resp.read()
             out = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("connection", "content-length", "transfer-encoding")]
             self.reply(resp.status, data, out)
+        except (BrokenPipeError, ConnectionResetError):
+            raise
         except OSError as e:
             self.reply(502, str(e).encode())
         finally:
             conn.close()
+
+    def handle(self):
+        # A client that gave up (its own timeout) is not the proxy's error.
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     do_GET = do_POST = do_PUT = do_DELETE = forward
 
@@ -73,4 +82,6 @@ class Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     listen_port, upstream_port = int(sys.argv[1]), int(sys.argv[2])
     UPSTREAM = ("127.0.0.1", upstream_port)
-    ThreadingHTTPServer(("127.0.0.1", listen_port), Handler).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", listen_port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()

@@ -1,27 +1,34 @@
 //! The AWS container-credentials endpoint: hands a role's current credentials to an app
 //! container whose AWS SDK is pointed here with `AWS_CONTAINER_CREDENTIALS_FULL_URI`
-//! and `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, so the app uses the cross-account role
-//! without holding any credential of its own.
+//! (`http://127.0.0.1:<port>/v1/credentials/<role>`) and
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, so the app uses the cross-account role without
+//! holding any long-lived credential of its own.
+//!
+//! Every request must carry the token from the token file in its `Authorization` header.
+//! The token is checked before anything about roles is looked at, so an unauthenticated
+//! caller cannot even learn which roles exist.
 
 use crate::secret::Sensitive;
 use crate::shutdown::Signal;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeSet;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
+/// SDKs send tiny requests; a slow client must not pin a connection.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const PATH_PREFIX: &str = "/v1/credentials/";
 
-/// A role's credentials as handed to an app.
+/// A role's credentials as handed to an app, by this endpoint or by the credentials file.
 #[derive(Clone)]
 pub struct RoleCredentials {
     pub role: String,
@@ -31,6 +38,24 @@ pub struct RoleCredentials {
     pub expires_at: SystemTime,
 }
 
+impl RoleCredentials {
+    /// `expires_at` as RFC 3339 UTC to the second (`2026-11-23T21:00:00Z`), the form AWS
+    /// SDKs parse. `None` before 1970 or after 9999, where humantime would panic instead.
+    pub fn expiration_rfc3339(&self) -> Option<String> {
+        self.expires_at.duration_since(UNIX_EPOCH).ok()?;
+        let mut text = String::new();
+        write!(
+            text,
+            "{}",
+            humantime::format_rfc3339_seconds(self.expires_at)
+        )
+        .ok()?;
+        Some(text)
+    }
+}
+
+/// Hand-written so that a stray `{:?}` cannot print the secret parts; `Sensitive` would
+/// hide them too, but leaving them out keeps the output short and obviously safe.
 impl fmt::Debug for RoleCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RoleCredentials")
@@ -42,7 +67,7 @@ impl fmt::Debug for RoleCredentials {
 }
 
 /// Where the endpoint looks up a role's current credentials; `None` when the role has
-/// none (yet, or any more).
+/// none (yet, or expired).
 pub trait CredentialSource: Send + Sync + 'static {
     fn current(&self, role: &str) -> Option<RoleCredentials>;
 }
@@ -53,6 +78,7 @@ pub struct CredentialsEndpoint<S> {
     token_file: Arc<PathBuf>,
 }
 
+// Not derived: a derive would demand `S: Clone`, and only the `Arc` is cloned.
 impl<S> Clone for CredentialsEndpoint<S> {
     fn clone(&self) -> Self {
         Self {
@@ -84,7 +110,7 @@ impl<S: CredentialSource> CredentialsEndpoint<S> {
     /// Serves until `shutdown` fires.
     pub async fn serve(self, listener: TcpListener, mut shutdown: Signal) {
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -99,7 +125,7 @@ impl<S: CredentialSource> CredentialsEndpoint<S> {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let endpoint = endpoint.clone();
-                    async move { Ok::<_, std::convert::Infallible>(endpoint.answer(&req).await) }
+                    async move { Ok::<_, std::convert::Infallible>(endpoint.answer(&req, peer).await) }
                 });
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -109,88 +135,144 @@ impl<S: CredentialSource> CredentialsEndpoint<S> {
                     .serve_connection(TokioIo::new(stream), service)
                     .await
                 {
-                    tracing::debug!("credentials endpoint connection ended: {e}");
+                    tracing::debug!(%peer, "credentials endpoint connection ended: {e}");
                 }
             });
         }
     }
 
-    async fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if req.method() != Method::GET {
-            return json(
+            tracing::debug!(%peer, method = %req.method(), "credentials request refused: method not allowed");
+            let mut resp = json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 message("only GET is supported"),
             );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
+            return resp;
         }
-        // The token is checked before anything else, so that an unauthenticated caller
-        // learns nothing about which roles exist.
-        let expected = match tokio::fs::read_to_string(self.token_file.as_path()).await {
-            Ok(text) if !text.trim().is_empty() => Sensitive::new(text.trim().to_owned()),
-            Ok(_) | Err(_) => {
-                tracing::warn!(
-                    token_file = %self.token_file.display(),
-                    "credentials endpoint: the token file is missing or empty; refusing every request"
-                );
+
+        // Re-read on every request, so that a rotated token takes effect at once and the
+        // old one stops working at once.
+        let expected = match tokio::fs::read(self.token_file.as_path()).await {
+            Ok(bytes) if !bytes.trim_ascii().is_empty() => {
+                Sensitive::new(bytes.trim_ascii().to_vec())
+            }
+            Ok(_) => return self.token_file_problem(peer, "is empty", None),
+            Err(e) => return self.token_file_problem(peer, "cannot be read", Some(e)),
+        };
+        let Some(presented) = req.headers().get(AUTHORIZATION) else {
+            tracing::debug!(%peer, "credentials request refused: no Authorization header");
+            return unauthorized();
+        };
+        if !constant_time_eq(presented.as_bytes(), expected.expose()) {
+            tracing::debug!(%peer, "credentials request refused: wrong Authorization token");
+            return unauthorized();
+        }
+
+        let path = req.uri().path();
+        let role = match path.strip_prefix(PATH_PREFIX) {
+            Some(role) if self.roles.contains(role) => role,
+            _ => {
+                // The caller holds the token, so echoing its own path back is safe.
+                tracing::debug!(%peer, path, "credentials request refused: not a configured role's path");
                 return json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    StatusCode::NOT_FOUND,
                     message(&format!(
-                        "the endpoint's token file {} cannot be read",
-                        self.token_file.display()
+                        "not found; credentials are served at {PATH_PREFIX}<role> for the roles this endpoint is configured with"
                     )),
                 );
             }
         };
-        let presented = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_eq(presented, expected.expose().as_bytes()) {
-            tracing::debug!(
-                "credentials endpoint: refused a request with a missing or wrong token"
-            );
+
+        let Some(creds) = self.source.current(role) else {
+            tracing::warn!(%peer, role, "credentials request not served: the role has no credentials yet");
+            return unavailable("has no credentials yet");
+        };
+        // The source may hand out a snapshot that lapsed a moment ago; an SDK given
+        // expired credentials would fail every call until its next refresh.
+        if !is_current(&creds, SystemTime::now()) {
+            tracing::warn!(%peer, role, "credentials request not served: the role's credentials have expired");
+            return unavailable("has only expired credentials");
+        }
+        let Some(expiration) = creds.expiration_rfc3339() else {
+            tracing::warn!(%peer, role, "credentials request not served: the expiry time cannot be formatted");
             return json(
-                StatusCode::UNAUTHORIZED,
-                message("missing or wrong Authorization token"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                message("the role's credentials have an expiry time that cannot be formatted"),
             );
+        };
+        tracing::debug!(%peer, role, access_key_id = %creds.access_key_id, %expiration, "credentials served");
+        json(StatusCode::OK, body(&creds, &expiration))
+    }
+
+    /// Nothing is served without a token to compare with; the response names the file so
+    /// the operator can fix it, but never shows what it holds.
+    fn token_file_problem(
+        &self,
+        peer: SocketAddr,
+        problem: &str,
+        error: Option<std::io::Error>,
+    ) -> Response<Full<Bytes>> {
+        let path = self.token_file.display();
+        match &error {
+            Some(e) => {
+                tracing::warn!(%peer, token_file = %path, "credentials request not served: the token file {problem}: {e}")
+            }
+            None => {
+                tracing::warn!(%peer, token_file = %path, "credentials request not served: the token file {problem}")
+            }
         }
-        let role = req
-            .uri()
-            .path()
-            .strip_prefix(PATH_PREFIX)
-            .unwrap_or_default();
-        if !self.roles.contains(role) {
-            return json(
-                StatusCode::NOT_FOUND,
-                message("not found; credentials are served at /v1/credentials/<role> for the configured roles"),
-            );
-        }
-        match self.source.current(role) {
-            Some(c) if c.expires_at > SystemTime::now() => json(StatusCode::OK, body(&c)),
-            _ => json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                message("no valid credentials for this role yet; see the secret-ferry log"),
-            ),
-        }
+        json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            message(&format!(
+                "the endpoint's token file {path} {problem}; see the secret-ferry log"
+            )),
+        )
     }
 }
 
-/// Compares without stopping at the first differing byte, so that response timing does
-/// not reveal how much of a guessed token was right. The length is not hidden: it says
-/// nothing about the content of a random token.
+/// `expires_at == now` counts as expired: the credentials would be dead on arrival.
+fn is_current(creds: &RoleCredentials, now: SystemTime) -> bool {
+    creds.expires_at > now
+}
+
+/// Compares every byte even after a difference, so that response timing does not reveal
+/// how much of a guessed token was right. A length mismatch returns early: that reveals
+/// only the token's length, which for a random token says nothing about its content and
+/// shortens no search.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Keeps the optimiser from turning the fold back into an early exit.
+    std::hint::black_box(diff) == 0
 }
 
-fn body(c: &RoleCredentials) -> String {
+fn unauthorized() -> Response<Full<Bytes>> {
+    json(
+        StatusCode::UNAUTHORIZED,
+        message("missing or wrong Authorization token"),
+    )
+}
+
+fn unavailable(why: &str) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        message(&format!(
+            "this role {why}; secret-ferry is refreshing it, see its log"
+        )),
+    )
+}
+
+fn body(c: &RoleCredentials, expiration: &str) -> String {
     serde_json::json!({
         "AccessKeyId": c.access_key_id,
         "SecretAccessKey": c.secret_access_key.expose(),
         "Token": c.session_token.expose(),
-        "Expiration": humantime::format_rfc3339_seconds(c.expires_at).to_string(),
+        "Expiration": expiration,
     })
     .to_string()
 }
@@ -203,190 +285,507 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    // Credentials must not outlive their expiry in some cache on the way.
-    headers.insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-store"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Credentials must not outlive their expiry in some cache on the way, and an error
+    // must not be replayed once the role has recovered.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    struct Fixed(Option<RoleCredentials>);
+    const SECRET: &str = "canary-secret-key-Jd83";
+    const SESSION: &str = "canary-session-token-Qm27";
+    const TOKEN: &str = "canary-endpoint-token-Lw55";
+    const ROLE: &str = "app-prod";
+    const OTHER_ROLE: &str = "billing-ro";
+    /// 2100-01-01T00:00:00Z, with a fraction that must not show up.
+    fn far_future() -> SystemTime {
+        UNIX_EPOCH + Duration::new(4_102_444_800, 123_456_789)
+    }
 
-    impl CredentialSource for Fixed {
-        fn current(&self, _: &str) -> Option<RoleCredentials> {
-            self.0.clone()
+    #[derive(Default)]
+    struct Fake {
+        creds: Mutex<HashMap<String, RoleCredentials>>,
+        lookups: AtomicUsize,
+    }
+
+    impl Fake {
+        fn with(creds: RoleCredentials) -> Self {
+            let fake = Fake::default();
+            fake.creds.lock().unwrap().insert(creds.role.clone(), creds);
+            fake
         }
     }
 
-    fn creds(expires_in: i64) -> RoleCredentials {
-        let now = SystemTime::now();
-        let expires_at = if expires_in >= 0 {
-            now + Duration::from_secs(expires_in.unsigned_abs())
-        } else {
-            now - Duration::from_secs(expires_in.unsigned_abs())
-        };
+    impl CredentialSource for Fake {
+        fn current(&self, role: &str) -> Option<RoleCredentials> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.creds.lock().unwrap().get(role).cloned()
+        }
+    }
+
+    fn creds(expires_at: SystemTime) -> RoleCredentials {
         RoleCredentials {
-            role: "shared".into(),
+            role: ROLE.into(),
             access_key_id: "ASIAEXAMPLE".into(),
-            secret_access_key: Sensitive::new("canary-secret-key".into()),
-            session_token: Sensitive::new("canary-session-token".into()),
+            secret_access_key: Sensitive::new(SECRET.into()),
+            session_token: Sensitive::new(SESSION.into()),
             expires_at,
         }
     }
 
-    async fn request(
-        addr: SocketAddr,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-    ) -> (u16, String) {
+    /// A minimal subscriber: `tracing-subscriber` is not a dependency here, and the tests
+    /// only need every event's fields as text to search for canaries.
+    struct Capture(Arc<Mutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+            let _ = write!(self.0, " {}={:?}", field.name(), value);
+        }
+    }
+
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields(event.metadata().level().to_string());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// `#[tokio::test]` runs every task on the test's thread, so a thread-local default
+    /// subscriber sees the server's events too.
+    fn capture_logs() -> (Arc<Mutex<Vec<String>>>, tracing::subscriber::DefaultGuard) {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let guard = tracing::subscriber::set_default(Capture(logs.clone()));
+        (logs, guard)
+    }
+
+    struct Reply {
+        status: u16,
+        head: String,
+        body: String,
+    }
+
+    impl Reply {
+        fn json(&self) -> serde_json::Value {
+            serde_json::from_str(&self.body).unwrap()
+        }
+        fn message(&self) -> String {
+            self.json()["message"].as_str().unwrap().to_owned()
+        }
+    }
+
+    async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let auth = token
             .map(|t| format!("Authorization: {t}\r\n"))
             .unwrap_or_default();
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut resp = String::new();
         stream.read_to_string(&mut resp).await.unwrap();
-        let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, resp)
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        let reply = Reply {
+            status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+            head: head.to_ascii_lowercase(),
+            body: body.to_owned(),
+        };
+        assert!(
+            reply.head.contains("\r\ncontent-type: application/json"),
+            "{}",
+            reply.head
+        );
+        assert!(
+            reply.head.contains("\r\ncache-control: no-store"),
+            "{}",
+            reply.head
+        );
+        reply
     }
 
-    async fn start(source: Fixed, token_file: PathBuf) -> (SocketAddr, crate::shutdown::Trigger) {
-        let listener = CredentialsEndpoint::<Fixed>::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (trigger, signal) = crate::shutdown::channel();
-        let endpoint =
-            CredentialsEndpoint::new(Arc::new(source), ["shared".to_owned()], token_file);
-        tokio::spawn(endpoint.serve(listener, signal));
-        (addr, trigger)
+    struct Server {
+        addr: SocketAddr,
+        source: Arc<Fake>,
+        trigger: crate::shutdown::Trigger,
+        task: tokio::task::JoinHandle<()>,
     }
+
+    impl Server {
+        async fn start(source: Fake, token_file: &Path) -> Self {
+            let listener = CredentialsEndpoint::<Fake>::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (trigger, signal) = crate::shutdown::channel();
+            let source = Arc::new(source);
+            let endpoint = CredentialsEndpoint::new(
+                source.clone(),
+                [ROLE.to_owned(), OTHER_ROLE.to_owned()],
+                token_file,
+            );
+            let task = tokio::spawn(endpoint.serve(listener, signal));
+            Server {
+                addr,
+                source,
+                trigger,
+                task,
+            }
+        }
+
+        async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+            request(self.addr, "GET", path, token).await
+        }
+
+        fn lookups(&self) -> usize {
+            self.source.lookups.load(Ordering::SeqCst)
+        }
+
+        async fn stop(self) {
+            self.trigger.fire();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("serve returns once shutdown fires")
+                .unwrap();
+        }
+    }
+
+    fn token_file(dir: &tempfile::TempDir, content: &str) -> PathBuf {
+        let path = dir.path().join("endpoint-token");
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    fn assert_no_canary(what: &str, text: &str) {
+        for canary in [SECRET, SESSION, TOKEN] {
+            assert!(
+                !text.contains(canary),
+                "{canary} leaked into {what}: {text}"
+            );
+        }
+    }
+
+    fn assert_logs_clean(logs: &Mutex<Vec<String>>) {
+        let logs = logs.lock().unwrap();
+        assert!(!logs.is_empty(), "the log capture saw nothing");
+        for line in logs.iter() {
+            assert_no_canary("a log line", line);
+        }
+    }
+
+    const PATH: &str = "/v1/credentials/app-prod";
 
     #[tokio::test]
-    async fn serves_the_container_credentials_format_to_the_right_token_only() {
+    async fn serves_the_container_credentials_format() {
+        let (logs, _guard) = capture_logs();
         let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("token");
-        std::fs::write(&token_file, "canary-endpoint-token\n").unwrap();
-        let (addr, trigger) = start(Fixed(Some(creds(600))), token_file.clone()).await;
-        let path = "/v1/credentials/shared";
+        let token_file = token_file(&dir, &format!("  {TOKEN}\n"));
+        let server = Server::start(Fake::with(creds(far_future())), &token_file).await;
 
-        let (status, resp) = request(addr, "GET", path, Some("canary-endpoint-token")).await;
-        assert_eq!(status, 200, "{resp}");
-        assert!(
-            resp.contains("application/json") && resp.contains("no-store"),
-            "{resp}"
-        );
-        let body: serde_json::Value =
-            serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-        assert_eq!(body["AccessKeyId"], "ASIAEXAMPLE");
-        assert_eq!(body["SecretAccessKey"], "canary-secret-key");
-        assert_eq!(body["Token"], "canary-session-token");
-        let expiration = body["Expiration"].as_str().unwrap();
-        assert!(
-            expiration.ends_with('Z') && humantime::parse_rfc3339(expiration).is_ok(),
-            "{expiration}"
-        );
-
-        for token in [
-            None,
-            Some("wrong"),
-            Some("canary-endpoint-toke"),
-            Some("canary-endpoint-token-"),
-        ] {
-            let (status, resp) = request(addr, "GET", path, token).await;
-            assert_eq!(status, 401, "{token:?}");
-            assert!(!resp.contains("canary-secret-key") && !resp.contains("canary-endpoint-token"));
-        }
-        // Unauthenticated callers cannot probe for roles.
+        let reply = server.get(PATH, Some(TOKEN)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(
-            request(addr, "GET", "/v1/credentials/other", None).await.0,
-            401
+            reply.json(),
+            serde_json::json!({
+                "AccessKeyId": "ASIAEXAMPLE",
+                "SecretAccessKey": SECRET,
+                "Token": SESSION,
+                "Expiration": "2100-01-01T00:00:00Z",
+            })
         );
+        // A query string does not change the path.
         assert_eq!(
-            request(
-                addr,
-                "GET",
-                "/v1/credentials/other",
-                Some("canary-endpoint-token")
-            )
-            .await
-            .0,
-            404
-        );
-        assert_eq!(
-            request(addr, "GET", "/", Some("canary-endpoint-token"))
-                .await
-                .0,
-            404
-        );
-        assert_eq!(
-            request(addr, "POST", path, Some("canary-endpoint-token"))
-                .await
-                .0,
-            405
-        );
-
-        // Rotation takes effect on the next request.
-        std::fs::write(&token_file, "rotated-token").unwrap();
-        assert_eq!(
-            request(addr, "GET", path, Some("canary-endpoint-token"))
-                .await
-                .0,
-            401
-        );
-        assert_eq!(
-            request(addr, "GET", path, Some("rotated-token")).await.0,
+            server.get(&format!("{PATH}?x=1"), Some(TOKEN)).await.status,
             200
         );
 
-        // No token file: nothing is served, and the path is named.
-        std::fs::remove_file(&token_file).unwrap();
-        let (status, resp) = request(addr, "GET", path, Some("rotated-token")).await;
-        assert_eq!(status, 500);
-        assert!(resp.contains(&token_file.display().to_string()), "{resp}");
-        trigger.fire();
+        server.stop().await;
+        assert_logs_clean(&logs);
+        assert!(
+            logs.lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("credentials served")),
+            "{logs:?}"
+        );
     }
 
     #[tokio::test]
-    async fn expired_or_missing_credentials_are_never_served() {
+    async fn a_missing_or_wrong_token_is_refused_before_any_role_lookup() {
+        let (logs, _guard) = capture_logs();
         let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("token");
-        std::fs::write(&token_file, "t0ken").unwrap();
-        for source in [Fixed(None), Fixed(Some(creds(-1)))] {
-            let (addr, trigger) = start(source, token_file.clone()).await;
-            let (status, resp) =
-                request(addr, "GET", "/v1/credentials/shared", Some("t0ken")).await;
-            assert_eq!(status, 503, "{resp}");
-            assert!(!resp.contains("canary-secret-key"));
-            trigger.fire();
+        let token_file = token_file(&dir, TOKEN);
+        let server = Server::start(Fake::with(creds(far_future())), &token_file).await;
+
+        let prefix = &TOKEN[..TOKEN.len() - 1];
+        let longer = format!("{TOKEN}x");
+        let flipped = format!("X{}", &TOKEN[1..]);
+        for token in [
+            None,
+            Some(""),
+            Some("wrong"),
+            Some(prefix),
+            Some(&longer),
+            Some(&flipped),
+        ] {
+            for path in [PATH, "/v1/credentials/unknown", "/"] {
+                let reply = server.get(path, token).await;
+                assert_eq!(reply.status, 401, "{token:?} {path}");
+                assert_eq!(reply.message(), "missing or wrong Authorization token");
+                assert_no_canary("a 401 response", &format!("{}{}", reply.head, reply.body));
+            }
         }
+        assert_eq!(
+            server.lookups(),
+            0,
+            "roles were looked up for an unauthenticated caller"
+        );
+
+        server.stop().await;
+        assert_logs_clean(&logs);
+        let logs = logs.lock().unwrap();
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with("DEBUG") && l.contains("no Authorization header")),
+            "{logs:?}"
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with("DEBUG") && l.contains("wrong Authorization token")),
+            "{logs:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_roles_other_paths_and_other_methods_are_refused() {
+        let (logs, _guard) = capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = token_file(&dir, TOKEN);
+        let server = Server::start(Fake::with(creds(far_future())), &token_file).await;
+
+        for path in [
+            "/v1/credentials/unknown",
+            "/v1/credentials/",
+            "/v1/credentials/app-prod/",
+            "/v1/credentials/app-prod/x",
+            "/v1/credentials",
+            "/v2/credentials/app-prod",
+            "/",
+            "/healthz",
+        ] {
+            let reply = server.get(path, Some(TOKEN)).await;
+            assert_eq!(reply.status, 404, "{path}");
+            let message = reply.message();
+            assert!(message.contains("/v1/credentials/<role>"), "{message}");
+            assert!(
+                !message.contains(ROLE) && !message.contains(OTHER_ROLE),
+                "{message}"
+            );
+        }
+        assert_eq!(server.lookups(), 0);
+
+        for method in ["POST", "PUT", "DELETE", "HEAD"] {
+            let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            let req = format!(
+                "{method} {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(req.as_bytes()).await.unwrap();
+            let mut resp = String::new();
+            stream.read_to_string(&mut resp).await.unwrap();
+            assert!(resp.starts_with("HTTP/1.1 405"), "{method}: {resp}");
+            assert!(
+                resp.to_ascii_lowercase().contains("\r\nallow: get\r\n"),
+                "{resp}"
+            );
+            assert_no_canary("a 405 response", &resp);
+        }
+        assert_eq!(
+            request(server.addr, "POST", PATH, Some(TOKEN)).await.status,
+            405
+        );
+
+        server.stop().await;
+        assert_logs_clean(&logs);
+        let logs = logs.lock().unwrap();
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with("DEBUG") && l.contains("not a configured role")),
+            "{logs:?}"
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with("DEBUG") && l.contains("method not allowed")),
+            "{logs:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_or_expired_credentials_are_never_served() {
+        let (logs, _guard) = capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = token_file(&dir, TOKEN);
+        let expired = creds(SystemTime::now() - Duration::from_secs(1));
+        for (source, why) in [
+            (Fake::default(), "no credentials yet"),
+            (Fake::with(expired), "expired"),
+        ] {
+            let server = Server::start(source, &token_file).await;
+            let reply = server.get(PATH, Some(TOKEN)).await;
+            assert_eq!(reply.status, 503, "{}", reply.body);
+            assert!(reply.message().contains(why), "{}", reply.body);
+            assert_no_canary("a 503 response", &format!("{}{}", reply.head, reply.body));
+            assert!(!reply.body.contains("ASIAEXAMPLE"), "{}", reply.body);
+            server.stop().await;
+        }
+        assert_logs_clean(&logs);
+        assert!(logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("WARN") && l.contains("expired")));
+    }
+
+    #[test]
+    fn credentials_expiring_right_now_are_expired() {
+        let now = SystemTime::now();
+        assert!(!is_current(&creds(now), now));
+        assert!(!is_current(&creds(now - Duration::from_nanos(1)), now));
+        assert!(is_current(&creds(now + Duration::from_nanos(1)), now));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_token_takes_effect_on_the_next_request() {
+        let (logs, _guard) = capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = token_file(&dir, TOKEN);
+        let server = Server::start(Fake::with(creds(far_future())), &token_file).await;
+        assert_eq!(server.get(PATH, Some(TOKEN)).await.status, 200);
+
+        let rotated = "rotated-token-4f2a";
+        std::fs::write(&token_file, format!("{rotated}\n")).unwrap();
+        assert_eq!(server.get(PATH, Some(TOKEN)).await.status, 401);
+        assert_eq!(server.get(PATH, Some(rotated)).await.status, 200);
+
+        server.stop().await;
+        assert_logs_clean(&logs);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_served_without_a_usable_token_file() {
+        let (logs, _guard) = capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = token_file(&dir, TOKEN);
+        let server = Server::start(Fake::with(creds(far_future())), &token_file).await;
+
+        std::fs::remove_file(&token_file).unwrap();
+        for token in [Some(TOKEN), None] {
+            let reply = server.get(PATH, token).await;
+            assert_eq!(reply.status, 500);
+            let message = reply.message();
+            assert!(
+                message.contains(&token_file.display().to_string()),
+                "{message}"
+            );
+            assert!(message.contains("cannot be read"), "{message}");
+            assert_no_canary("a 500 response", &format!("{}{}", reply.head, reply.body));
+        }
+
+        // Whitespace only is as good as empty: an empty token must never match an empty header.
+        std::fs::write(&token_file, " \n\t").unwrap();
+        let reply = server.get(PATH, Some("")).await;
+        assert_eq!(reply.status, 500);
+        assert!(reply.message().contains("is empty"), "{}", reply.body);
+        assert_eq!(server.lookups(), 0);
+
+        server.stop().await;
+        assert_logs_clean(&logs);
+        let logs = logs.lock().unwrap();
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with("WARN") && l.contains("token file cannot be read")),
+            "{logs:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_file_content_never_reaches_a_response_or_log() {
+        let (logs, _guard) = capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be read as a file; its name is the only thing reported.
+        let token_dir = dir.path().join("token-dir");
+        std::fs::create_dir(&token_dir).unwrap();
+        std::fs::write(token_dir.join("x"), TOKEN).unwrap();
+        let server = Server::start(Fake::with(creds(far_future())), &token_dir).await;
+        let reply = server.get(PATH, Some(TOKEN)).await;
+        assert_eq!(reply.status, 500);
+        assert_no_canary("a 500 response", &format!("{}{}", reply.head, reply.body));
+        server.stop().await;
+        assert_logs_clean(&logs);
+    }
+
+    #[test]
+    fn an_expiry_out_of_humantime_range_is_none_not_a_panic() {
+        assert_eq!(
+            creds(far_future()).expiration_rfc3339().as_deref(),
+            Some("2100-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            creds(UNIX_EPOCH - Duration::from_secs(1)).expiration_rfc3339(),
+            None
+        );
+        assert_eq!(
+            creds(UNIX_EPOCH + Duration::from_secs(253_402_300_800)).expiration_rfc3339(),
+            None
+        );
     }
 
     #[test]
     fn constant_time_eq_compares_whole_slices() {
         assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"", b"a"));
         assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"abc", b"xbc"), "first byte differs");
+        assert!(!constant_time_eq(b"abc", b"abd"), "last byte differs");
+        assert!(!constant_time_eq(b"abc", b"ab"), "prefix");
+        assert!(!constant_time_eq(b"ab", b"abc"), "extension");
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(!constant_time_eq(&[0x80], &[0x00]), "high bit");
+        let long = vec![7u8; 4096];
+        let mut other = long.clone();
+        other[4095] = 8;
+        assert!(constant_time_eq(&long, &long.clone()));
+        assert!(!constant_time_eq(&long, &other));
     }
 
     #[test]
     fn debug_hides_the_secret_parts() {
-        let shown = format!("{:?}", creds(1));
-        assert!(shown.contains("ASIAEXAMPLE"));
-        assert!(!shown.contains("canary-secret-key") && !shown.contains("canary-session-token"));
+        let c = creds(far_future());
+        for shown in [format!("{c:?}"), format!("{c:#?}")] {
+            assert!(
+                shown.contains("ASIAEXAMPLE") && shown.contains(ROLE),
+                "{shown}"
+            );
+            assert_no_canary("Debug output", &shown);
+        }
     }
 }

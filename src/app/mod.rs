@@ -26,9 +26,9 @@ use tokio::time::Instant;
 /// be gone within 5 s of SIGTERM.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(4);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// Concurrent first syncs in `--once` mode; bounded so that thousands of secrets do not
-/// open thousands of connections at once.
-const ONCE_CONCURRENCY: usize = 16;
+/// Fetches in flight at once, in both modes: thousands of secrets starting together must
+/// not open thousands of connections (and time out on a slow endpoint) at once.
+const MAX_CONCURRENT_FETCHES: usize = 16;
 
 /// The SDK sets no read timeout by default: a hung endpoint would stall a secret's
 /// polling loop (or a role's refresh) forever. These bound every AWS call.
@@ -38,6 +38,24 @@ fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .operation_attempt_timeout(Duration::from_secs(10))
         .operation_timeout(Duration::from_secs(30))
         .build()
+}
+
+/// One HTTPS client for every SDK client. Without it each client (two per role) builds
+/// its own connector, TLS configuration and connection pool: about 300 KiB per role.
+/// Configured as the SDK's own default (rustls with aws-lc, proxy from the environment).
+fn shared_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +175,7 @@ pub enum SyncOutcome {
 
 pub struct App {
     jobs: Vec<Arc<SecretJob>>,
+    fetch_permits: Arc<tokio::sync::Semaphore>,
     roles: Roles,
     credential_outputs: Vec<CredentialOutput>,
     metrics: Metrics,
@@ -171,11 +190,14 @@ impl App {
             .clone()
             .or_else(|| base.region().map(|r| r.to_string()))
             .ok_or(BuildError::NoRegion)?;
-        let base = base
+        let mut base = base
             .to_builder()
             .region(aws_config::Region::new(region.clone()))
             .timeout_config(timeouts())
             .build();
+        if base.http_client().is_none() {
+            base = base.to_builder().http_client(shared_https_client()).build();
+        }
 
         let roles = Roles::build(config, &base, &metrics);
         let mut sources = std::collections::BTreeMap::new();
@@ -240,6 +262,7 @@ impl App {
         }));
         Ok(Self {
             jobs,
+            fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
             roles,
             credential_outputs: config.credential_outputs.clone(),
             metrics,
@@ -258,16 +281,13 @@ impl App {
 
     /// Syncs every secret once; returns the failures (empty when all succeeded).
     pub async fn run_once(&self) -> Vec<SyncError> {
-        let permits = Arc::new(tokio::sync::Semaphore::new(ONCE_CONCURRENCY));
         let mut set = JoinSet::new();
         for job in &self.jobs {
             let job = job.clone();
             let ctx = self.ctx();
-            let permits = permits.clone();
             set.spawn(async move {
-                let _permit = permits.acquire_owned().await;
                 let started = Instant::now();
-                let fetched = job.fetch().await;
+                let fetched = ctx.fetch(&job).await;
                 ctx.finish(&job, fetched, started).await.err()
             });
         }
@@ -327,6 +347,7 @@ impl App {
         Ctx {
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
+            fetch_permits: self.fetch_permits.clone(),
         }
     }
 }
@@ -335,6 +356,7 @@ impl App {
 struct Ctx {
     metrics: Metrics,
     readiness: Arc<Readiness>,
+    fetch_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl SecretJob {
@@ -387,6 +409,12 @@ async fn write(
 }
 
 impl Ctx {
+    async fn fetch(&self, job: &SecretJob) -> Result<Fetched, SourceError> {
+        // The semaphore is never closed, so acquiring only fails if that changes.
+        let _permit = self.fetch_permits.acquire().await.ok();
+        job.fetch().await
+    }
+
     /// Applies a fetch result and records it in metrics, logs and readiness.
     async fn finish(
         &self,
@@ -434,7 +462,7 @@ async fn poll(job: Arc<SecretJob>, ctx: Ctx, mut shutdown: Signal) {
         // write in flight is not (see `write`).
         let started = Instant::now();
         let fetched = tokio::select! {
-            f = job.fetch() => f,
+            f = ctx.fetch(&job) => f,
             _ = shutdown.wait() => return,
         };
         let delay = match ctx.finish(&job, fetched, started).await {

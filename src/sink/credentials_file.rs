@@ -1,12 +1,25 @@
-//! An AWS shared-credentials file for the app, so that any AWS SDK or the CLI can use the
-//! assumed role (`AWS_SHARED_CREDENTIALS_FILE`). Replaced atomically after every refresh:
-//! a reader sees the old complete file or the new one.
+//! An AWS shared-credentials file for the app, so that boto3, the AWS CLI and every AWS
+//! SDK can use the assumed role (`AWS_SHARED_CREDENTIALS_FILE`, `AWS_PROFILE`).
+//!
+//! The file is replaced with one `rename(2)` after every refresh, so a reader sees the
+//! old complete file or the new complete one, never a half-written mix: SDKs re-read the
+//! file at arbitrary moments and a torn read would be a failed AWS call in the app.
 
 use crate::credentials_endpoint::RoleCredentials;
-use std::fs::{self, DirBuilder, OpenOptions, Permissions};
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Missing parents are created traversable, so an app running as another user can reach
+/// the file; the file's own mode decides who may read it.
+const DIR_MODE: u32 = 0o755;
+/// Only permission bits: setuid, setgid and sticky mean nothing on a credentials file.
+const PERMISSION_BITS: u32 = 0o777;
+/// Until `set_permissions` applies the configured mode, nobody else may open the file.
+const STAGING_MODE: u32 = 0o600;
+/// `create_new` makes a clash harmless; retrying only matters if names ever repeat.
+const TEMP_NAME_ATTEMPTS: usize = 8;
 
 pub struct CredentialsFile {
     path: PathBuf,
@@ -14,6 +27,9 @@ pub struct CredentialsFile {
     mode: u32,
 }
 
+/// `Display` includes the cause because callers log errors with `{err}` only. None of the
+/// variants can carry a credential: an `io::Error` from these calls holds an OS error code
+/// and at most a path, and `InvalidValue` names the bad field, never its value.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsFileError {
     #[error("cannot {op} {}: {source}", path.display())]
@@ -23,20 +39,31 @@ pub enum CredentialsFileError {
         #[source]
         source: io::Error,
     },
-    #[error("refusing to replace {}: it is a symlink or a directory", path.display())]
-    NotAFile { path: PathBuf },
+    #[error(
+        "refusing to replace {}: it is a {found}, not a regular file",
+        path.display()
+    )]
+    NotAFile { path: PathBuf, found: &'static str },
+    #[error("cannot write {}: the {field} {problem}", path.display())]
+    InvalidValue {
+        path: PathBuf,
+        field: &'static str,
+        problem: &'static str,
+    },
 }
 
 impl CredentialsFileError {
+    /// Bounded label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Io { .. } => "io",
             Self::NotAFile { .. } => "not_a_file",
+            Self::InvalidValue { .. } => "invalid_value",
         }
     }
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CredentialsFileError {
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CredentialsFileError {
     let path = path.to_path_buf();
     move |source| CredentialsFileError::Io { op, path, source }
 }
@@ -46,7 +73,7 @@ impl CredentialsFile {
         Self {
             path: path.into(),
             profile: profile.into(),
-            mode: mode & 0o777,
+            mode: mode & PERMISSION_BITS,
         }
     }
 
@@ -54,70 +81,203 @@ impl CredentialsFile {
         &self.path
     }
 
-    /// Blocking; callers use spawn_blocking.
+    /// Blocking (callers use `spawn_blocking`). On failure the previous file is left as
+    /// it was and no temp file remains.
     pub fn write(&self, creds: &RoleCredentials) -> Result<(), CredentialsFileError> {
-        if let Ok(meta) = fs::symlink_metadata(&self.path) {
-            if !meta.file_type().is_file() {
-                return Err(CredentialsFileError::NotAFile {
-                    path: self.path.clone(),
-                });
-            }
-        }
+        let content = self.render(creds)?;
+        self.refuse_non_file()?;
+        self.replace(content.as_bytes())
+    }
+
+    /// Everything after the target check; split out so tests can make the rename fail.
+    fn replace(&self, content: &[u8]) -> Result<(), CredentialsFileError> {
+        let name = self.path.file_name().ok_or_else(|| {
+            io_error("pick a temp file name for", &self.path)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path has no file name",
+            ))
+        })?;
         let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(&dir)
-                .map_err(io_err("create directory", &dir))?;
-        }
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "credentials".to_owned());
-        let tmp = dir.join(format!(".{name}.{:08x}.tmp", fastrand::u32(..)));
-        let result = self.write_tmp(&tmp, creds).and_then(|()| {
-            fs::rename(&tmp, &self.path).map_err(io_err("replace", &self.path))?;
-            fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("sync directory", &dir))
-        });
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        create_dirs(&dir)?;
+
+        let (tmp, file) = create_temp(&dir, &name.to_string_lossy())?;
+        let staged = Staged(Some(tmp.clone()));
+        self.fill(file, &tmp, content)?;
+        // rename(2) replaces a symlink that appeared since the check above rather than
+        // following it, and fails on a directory, so the race cannot redirect the write.
+        fs::rename(&tmp, &self.path).map_err(io_error("rename a temp file onto", &self.path))?;
+        staged.disarm();
+        // The new file is in place even if this fails; reporting it makes the caller
+        // write again, which is harmless, instead of trusting a rename a crash may undo.
+        sync_dir(&dir)
     }
 
-    fn write_tmp(&self, tmp: &Path, creds: &RoleCredentials) -> Result<(), CredentialsFileError> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-            .map_err(io_err("create", tmp))?;
-        // Set explicitly: the umask must not decide who can read credentials.
+    /// `symlink_metadata`, so that a symlink is reported as what it is, never followed.
+    fn refuse_non_file(&self) -> Result<(), CredentialsFileError> {
+        let meta = match fs::symlink_metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(io_error("inspect", &self.path)(err)),
+        };
+        let kind = meta.file_type();
+        let found = if kind.is_file() {
+            return Ok(());
+        } else if kind.is_symlink() {
+            "symlink"
+        } else if kind.is_dir() {
+            "directory"
+        } else {
+            "special file"
+        };
+        Err(CredentialsFileError::NotAFile {
+            path: self.path.clone(),
+            found,
+        })
+    }
+
+    fn fill(&self, mut file: File, tmp: &Path, content: &[u8]) -> Result<(), CredentialsFileError> {
+        // fchmod on the open file: the umask applied at creation must not decide who can
+        // read credentials, and the fd stays writable even when the mode is read-only.
         file.set_permissions(Permissions::from_mode(self.mode))
-            .map_err(io_err("set permissions on", tmp))?;
-        file.write_all(self.render(creds).as_bytes())
-            .map_err(io_err("write", tmp))?;
-        file.sync_all().map_err(io_err("sync", tmp))
+            .map_err(io_error("set permissions on", tmp))?;
+        file.write_all(content).map_err(io_error("write", tmp))?;
+        file.sync_all().map_err(io_error("sync", tmp))
     }
 
-    fn render(&self, c: &RoleCredentials) -> String {
-        format!(
-            "# Written by secret-ferry for role {role}; expires {expires}. Rewritten before expiry; do not edit.\n[{profile}]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\naws_session_token = {token}\n",
+    fn render(&self, c: &RoleCredentials) -> Result<String, CredentialsFileError> {
+        let fields = [
+            ("role name", c.role.as_str()),
+            ("profile name", self.profile.as_str()),
+            ("access key id", c.access_key_id.as_str()),
+            ("secret access key", c.secret_access_key.expose().as_str()),
+            ("session token", c.session_token.expose().as_str()),
+        ];
+        let invalid = |field, problem| CredentialsFileError::InvalidValue {
+            path: self.path.clone(),
+            field,
+            problem,
+        };
+        // A line break would let one value add lines, or whole profiles, to the file.
+        if let Some((field, _)) = fields
+            .iter()
+            .find(|(_, value)| value.contains(['\n', '\r']))
+        {
+            return Err(invalid(
+                field,
+                "contains a line break, which would corrupt the file",
+            ));
+        }
+        let expires = c
+            .expiration_rfc3339()
+            .ok_or_else(|| invalid("expiry time", "cannot be written as an RFC 3339 time"))?;
+        Ok(format!(
+            "# Written by secret-ferry for role {role}; expires {expires}. Rewritten before expiry; do not edit.\n\
+             [{profile}]\n\
+             aws_access_key_id = {id}\n\
+             aws_secret_access_key = {secret}\n\
+             aws_session_token = {token}\n",
             role = c.role,
-            expires = humantime::format_rfc3339_seconds(c.expires_at),
             profile = self.profile,
             id = c.access_key_id,
             secret = c.secret_access_key.expose(),
             token = c.session_token.expose(),
-        )
+        ))
     }
+}
+
+/// Removes the temp file on every early return, so a failed write leaves nothing behind.
+struct Staged(Option<PathBuf>);
+
+impl Staged {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.0.take() {
+            if let Err(err) = fs::remove_file(&tmp) {
+                if err.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %tmp.display(), "could not remove a temp credentials file: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// `.<name>.<random>.tmp` in the target's directory: the same filesystem, so the rename
+/// is atomic, and a dot name, so globs and most directory watchers skip it.
+/// `create_new` (O_EXCL) neither follows nor reuses anything already at that name.
+fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), CredentialsFileError> {
+    let mut last_err = None;
+    for _ in 0..TEMP_NAME_ATTEMPTS {
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", random_suffix()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(STAGING_MODE)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last_err = Some((tmp, err)),
+            Err(err) => return Err(io_error("create a temp file", &tmp)(err)),
+        }
+    }
+    let (tmp, err) = last_err.unwrap_or_else(|| {
+        (
+            dir.to_path_buf(),
+            io::Error::from(io::ErrorKind::AlreadyExists),
+        )
+    });
+    Err(io_error("create a temp file", &tmp)(err))
+}
+
+fn random_suffix() -> u64 {
+    fastrand::u64(..)
+}
+
+/// `create_dir_all` would leave missing parents at `0o755 & !umask`; with a daemon umask
+/// of 077 an app running as another user could then not even reach the file, so each
+/// directory created here gets exactly 0o755. Existing directories are left alone.
+fn create_dirs(path: &Path) -> Result<(), CredentialsFileError> {
+    let mut missing = Vec::new();
+    let mut current = Some(path);
+    while let Some(dir) = current {
+        if dir.as_os_str().is_empty() {
+            break;
+        }
+        match fs::symlink_metadata(dir) {
+            Ok(_) => break,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                missing.push(dir);
+                current = dir.parent();
+            }
+            Err(err) => return Err(io_error("inspect", dir)(err)),
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match DirBuilder::new().mode(DIR_MODE).create(dir) {
+            Ok(()) => fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
+                .map_err(io_error("set permissions on", dir))?,
+            // Someone else created it meanwhile; fine as long as it is a directory.
+            Err(err)
+                if err.kind() == io::ErrorKind::AlreadyExists
+                    && fs::metadata(dir).is_ok_and(|meta| meta.is_dir()) => {}
+            Err(err) => return Err(io_error("create directory", dir)(err)),
+        }
+    }
+    Ok(())
+}
+
+/// A rename is only durable once the directory holding it is fsynced.
+fn sync_dir(dir: &Path) -> Result<(), CredentialsFileError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error("sync directory", dir))
 }
 
 #[cfg(test)]
@@ -126,12 +286,16 @@ mod tests {
     use crate::secret::Sensitive;
     use std::time::{Duration, UNIX_EPOCH};
 
+    const SECRET: &str = "canary-secret-7Qx2";
+    const TOKEN: &str = "canary-token-Zp81";
+
     fn creds(id: &str) -> RoleCredentials {
         RoleCredentials {
             role: "shared".into(),
             access_key_id: id.into(),
-            secret_access_key: Sensitive::new("canary-secret".into()),
-            session_token: Sensitive::new("canary-token".into()),
+            secret_access_key: Sensitive::new(SECRET.into()),
+            session_token: Sensitive::new(TOKEN.into()),
+            // 2026-11-23T20:45:57Z
             expires_at: UNIX_EPOCH + Duration::from_secs(1_795_466_757),
         }
     }
@@ -140,46 +304,228 @@ mod tests {
         fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
-    #[test]
-    fn writes_the_ini_file_atomically_with_the_exact_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("aws/credentials");
-        let file = CredentialsFile::new(&path, "cross-account", 0o400);
-        file.write(&creds("ASIA1")).unwrap();
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            "# Written by secret-ferry for role shared; expires 2026-11-23T20:45:57Z. Rewritten before expiry; do not edit.\n[cross-account]\naws_access_key_id = ASIA1\naws_secret_access_key = canary-secret\naws_session_token = canary-token\n"
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn assert_no_canary(text: &str) {
+        assert!(
+            !text.contains(SECRET) && !text.contains(TOKEN),
+            "a credential leaked: {text}"
         );
-        assert_eq!(mode_of(&path), 0o400);
-        file.write(&creds("ASIA2")).unwrap();
-        assert!(fs::read_to_string(&path).unwrap().contains("ASIA2"));
-        let entries: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
-        assert_eq!(entries.len(), 1, "no temp file may be left behind");
-        let other = CredentialsFile::new(dir.path().join("c2"), "default", 0o640);
-        other.write(&creds("ASIA3")).unwrap();
-        assert_eq!(mode_of(&dir.path().join("c2")), 0o640);
     }
 
     #[test]
-    fn refuses_directories_and_symlinks_and_keeps_what_was_there() {
+    fn writes_exactly_what_aws_sdks_read() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("elsewhere");
-        fs::write(&target, "untouched").unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let path = dir.path().join("credentials");
+        CredentialsFile::new(&path, "cross-account", 0o600)
+            .write(&creds("ASIA1"))
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "# Written by secret-ferry for role shared; expires 2026-11-23T20:45:57Z. \
+             Rewritten before expiry; do not edit.\n\
+             [cross-account]\n\
+             aws_access_key_id = ASIA1\n\
+             aws_secret_access_key = canary-secret-7Qx2\n\
+             aws_session_token = canary-token-Zp81\n"
+        );
+    }
+
+    #[test]
+    fn the_mode_is_exact_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o400, 0o600, 0o644] {
+            let path = dir.path().join(format!("c{mode:o}"));
+            CredentialsFile::new(&path, "default", mode)
+                .write(&creds("ASIA1"))
+                .unwrap();
+            assert_eq!(mode_of(&path), mode, "{mode:o}");
+        }
+        // A read-only file can still be replaced: rename needs the directory, not the file.
+        let path = dir.path().join("c400");
+        CredentialsFile::new(&path, "default", 0o400)
+            .write(&creds("ASIA2"))
+            .unwrap();
+        assert_eq!(mode_of(&path), 0o400);
+        assert!(fs::read_to_string(&path).unwrap().contains("ASIA2"));
+    }
+
+    #[test]
+    fn rewrites_replace_the_file_and_leave_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let file = CredentialsFile::new(&path, "default", 0o400);
+        file.write(&creds("ASIA1")).unwrap();
+        let before = fs::metadata(&path).unwrap();
+        file.write(&creds("ASIA2")).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("aws_access_key_id = ASIA2\n"), "{text}");
+        assert!(!text.contains("ASIA1"), "{text}");
+        // A new inode: readers holding the old file keep a complete copy.
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(before.ino(), fs::metadata(&path).unwrap().ino());
+        assert_eq!(names_in(dir.path()), ["credentials"]);
+    }
+
+    #[test]
+    fn missing_parents_are_created_traversable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/credentials");
+        let file = CredentialsFile::new(&path, "default", 0o400);
+        assert_eq!(file.path(), path);
+        file.write(&creds("ASIA1")).unwrap();
+        assert_eq!(mode_of(&dir.path().join("a")), 0o755);
+        assert_eq!(mode_of(&dir.path().join("a/b")), 0o755);
+        assert_eq!(names_in(&dir.path().join("a/b")), ["credentials"]);
+    }
+
+    #[test]
+    fn a_directory_target_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("credentials");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), "kept").unwrap();
+        let err = CredentialsFile::new(&target, "default", 0o400)
+            .write(&creds("ASIA1"))
+            .unwrap_err();
+        assert_eq!(err.kind(), "not_a_file");
+        let shown = err.to_string();
+        assert!(shown.contains(&target.display().to_string()), "{shown}");
+        assert!(
+            shown.contains("directory") && shown.contains("replace"),
+            "{shown}"
+        );
+        assert_no_canary(&format!("{err} {err:?} {err:#?}"));
+        assert_eq!(fs::read_to_string(target.join("inside")).unwrap(), "kept");
+        assert_eq!(names_in(dir.path()), ["credentials"]);
+    }
+
+    #[test]
+    fn a_symlink_target_is_refused_and_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, "untouched").unwrap();
+        fs::set_permissions(&elsewhere, Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("credentials");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
         let err = CredentialsFile::new(&link, "default", 0o400)
             .write(&creds("ASIA1"))
             .unwrap_err();
         assert_eq!(err.kind(), "not_a_file");
-        assert!(err.to_string().contains(&link.display().to_string()));
-        assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(
+            err.to_string().contains(&link.display().to_string()),
+            "{err}"
+        );
+        assert_no_canary(&format!("{err} {err:?}"));
+        assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "untouched");
+        assert_eq!(mode_of(&elsewhere), 0o644);
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(names_in(dir.path()), ["credentials", "elsewhere"]);
+    }
 
-        let sub = dir.path().join("sub");
-        fs::create_dir(&sub).unwrap();
-        let err = CredentialsFile::new(&sub, "default", 0o400)
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_the_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let file = CredentialsFile::new(&path, "default", 0o600);
+        file.write(&creds("ASIA1")).unwrap();
+        let old = fs::read_to_string(&path).unwrap();
+
+        // Bad input is caught before anything touches the disk.
+        let mut bad = creds("ASIA2");
+        bad.session_token = Sensitive::new(format!("{TOKEN}\n[default]"));
+        let err = file.write(&bad).unwrap_err();
+        assert_eq!(err.kind(), "invalid_value");
+        assert!(err.to_string().contains("session token"), "{err}");
+        assert_no_canary(&format!("{err} {err:?}"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), old);
+        assert_eq!(names_in(dir.path()), ["credentials"]);
+    }
+
+    #[test]
+    fn a_failed_rename_removes_the_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("credentials");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), "kept").unwrap();
+        // Skips the target check, as a directory appearing after it would.
+        let err = CredentialsFile::new(&target, "default", 0o400)
+            .replace(b"content")
+            .unwrap_err();
+        assert_eq!(err.kind(), "io");
+        assert!(err.to_string().contains("rename"), "{err}");
+        assert_eq!(
+            names_in(dir.path()),
+            ["credentials"],
+            "temp file left behind"
+        );
+        assert_eq!(fs::read_to_string(target.join("inside")).unwrap(), "kept");
+    }
+
+    #[test]
+    fn an_expiry_that_cannot_be_formatted_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let file = CredentialsFile::new(&path, "default", 0o400);
+        for expires_at in [
+            UNIX_EPOCH - Duration::from_secs(1),
+            UNIX_EPOCH + Duration::from_secs(253_402_300_800),
+        ] {
+            let mut c = creds("ASIA1");
+            c.expires_at = expires_at;
+            let err = file.write(&c).unwrap_err();
+            assert_eq!(err.kind(), "invalid_value");
+            assert!(err.to_string().contains("expiry time"), "{err}");
+            assert_no_canary(&format!("{err} {err:?}"));
+        }
+        assert!(names_in(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn an_io_error_names_the_path_and_the_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        fs::write(&blocker, "kept").unwrap();
+        // The parent "directory" is a regular file, so nothing below it can be looked at.
+        let path = blocker.join("credentials");
+        let err = CredentialsFile::new(&path, "default", 0o400)
             .write(&creds("ASIA1"))
             .unwrap_err();
-        assert!(!format!("{err} {err:?}").contains("canary"));
-        assert!(sub.is_dir());
+        assert_eq!(err.kind(), "io");
+        let shown = err.to_string();
+        assert!(shown.starts_with("cannot inspect "), "{shown}");
+        assert!(shown.contains(&path.display().to_string()), "{shown}");
+        assert!(
+            shown.contains("Not a directory"),
+            "the cause is in Display: {shown}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        assert_no_canary(&format!("{err} {err:?}"));
+        assert_eq!(fs::read_to_string(&blocker).unwrap(), "kept");
+    }
+
+    #[test]
+    fn debug_output_never_shows_credentials() {
+        let file = CredentialsFile::new("/x/credentials", "default", 0o400);
+        let c = creds("ASIA1");
+        assert_no_canary(&format!("{c:?} {c:#?}"));
+        assert!(format!("{c:?}").contains("ASIA1"));
+        // Rendering is the one place the values appear, and only in the file content.
+        let text = file.render(&c).unwrap();
+        assert!(text.contains(SECRET) && text.contains(TOKEN));
+    }
+
+    #[test]
+    fn temp_names_differ() {
+        let names: std::collections::BTreeSet<_> = (0..1000).map(|_| random_suffix()).collect();
+        assert_eq!(names.len(), 1000);
     }
 }
