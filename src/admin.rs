@@ -8,14 +8,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// Scrapers and probes send tiny requests; a slow client must not pin a connection.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Admin {
@@ -34,37 +29,12 @@ impl Admin {
     }
 
     /// Serves until `shutdown` fires.
-    pub async fn serve(self, listener: TcpListener, mut shutdown: Signal) {
-        loop {
-            let (stream, _) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!("admin server accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                _ = shutdown.wait() => return,
-            };
-            let admin = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, std::convert::Infallible>(admin.route(&req)) }
-                });
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
-                if let Err(e) = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!("admin connection ended: {e}");
-                }
-            });
-        }
+    pub async fn serve(self, listener: TcpListener, shutdown: Signal) {
+        crate::http::serve(listener, shutdown, "admin server", move |req, _| {
+            let response = self.route(&req);
+            async move { response }
+        })
+        .await;
     }
 
     fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -15,17 +15,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
-/// SDKs send tiny requests; a slow client must not pin a connection.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const PATH_PREFIX: &str = "/v1/credentials/";
 
 /// A role's credentials as handed to an app, by this endpoint or by the credentials file.
@@ -108,37 +105,17 @@ impl<S: CredentialSource> CredentialsEndpoint<S> {
     }
 
     /// Serves until `shutdown` fires.
-    pub async fn serve(self, listener: TcpListener, mut shutdown: Signal) {
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!("credentials endpoint accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                _ = shutdown.wait() => return,
-            };
-            let endpoint = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let endpoint = endpoint.clone();
-                    async move { Ok::<_, std::convert::Infallible>(endpoint.answer(&req, peer).await) }
-                });
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
-                if let Err(e) = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%peer, "credentials endpoint connection ended: {e}");
-                }
-            });
-        }
+    pub async fn serve(self, listener: TcpListener, shutdown: Signal) {
+        crate::http::serve(
+            listener,
+            shutdown,
+            "credentials endpoint",
+            move |req, peer| {
+                let endpoint = self.clone();
+                async move { endpoint.answer(&req, peer).await }
+            },
+        )
+        .await;
     }
 
     async fn answer(&self, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -299,6 +276,7 @@ mod tests {
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const SECRET: &str = "canary-secret-key-Jd83";

@@ -12,6 +12,7 @@ pub mod aws;
 pub mod config;
 pub mod credentials;
 pub mod credentials_endpoint;
+mod http;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;

@@ -5,15 +5,13 @@
 //! old complete file or the new complete one, never a half-written mix: SDKs re-read the
 //! file at arbitrary moments and a torn read would be a failed AWS call in the app.
 
+use super::fs::{create_dirs, sync_dir};
 use crate::credentials_endpoint::RoleCredentials;
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Missing parents are created traversable, so an app running as another user can reach
-/// the file; the file's own mode decides who may read it.
-const DIR_MODE: u32 = 0o755;
 /// Only permission bits: setuid, setgid and sticky mean nothing on a credentials file.
 const PERMISSION_BITS: u32 = 0o777;
 /// Until `set_permissions` applies the configured mode, nobody else may open the file.
@@ -50,6 +48,16 @@ pub enum CredentialsFileError {
         field: &'static str,
         problem: &'static str,
     },
+}
+
+impl From<super::fs::FsError> for CredentialsFileError {
+    fn from(e: super::fs::FsError) -> Self {
+        Self::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl CredentialsFileError {
@@ -112,7 +120,7 @@ impl CredentialsFile {
         staged.disarm();
         // The new file is in place even if this fails; reporting it makes the caller
         // write again, which is harmless, instead of trusting a rename a crash may undo.
-        sync_dir(&dir)
+        Ok(sync_dir(&dir)?)
     }
 
     /// `symlink_metadata`, so that a symlink is reported as what it is, never followed.
@@ -238,46 +246,6 @@ fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), CredentialsFil
 
 fn random_suffix() -> u64 {
     fastrand::u64(..)
-}
-
-/// `create_dir_all` would leave missing parents at `0o755 & !umask`; with a daemon umask
-/// of 077 an app running as another user could then not even reach the file, so each
-/// directory created here gets exactly 0o755. Existing directories are left alone.
-fn create_dirs(path: &Path) -> Result<(), CredentialsFileError> {
-    let mut missing = Vec::new();
-    let mut current = Some(path);
-    while let Some(dir) = current {
-        if dir.as_os_str().is_empty() {
-            break;
-        }
-        match fs::symlink_metadata(dir) {
-            Ok(_) => break,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                missing.push(dir);
-                current = dir.parent();
-            }
-            Err(err) => return Err(io_error("inspect", dir)(err)),
-        }
-    }
-    for dir in missing.into_iter().rev() {
-        match DirBuilder::new().mode(DIR_MODE).create(dir) {
-            Ok(()) => fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
-                .map_err(io_error("set permissions on", dir))?,
-            // Someone else created it meanwhile; fine as long as it is a directory.
-            Err(err)
-                if err.kind() == io::ErrorKind::AlreadyExists
-                    && fs::metadata(dir).is_ok_and(|meta| meta.is_dir()) => {}
-            Err(err) => return Err(io_error("create directory", dir)(err)),
-        }
-    }
-    Ok(())
-}
-
-/// A rename is only durable once the directory holding it is fsynced.
-fn sync_dir(dir: &Path) -> Result<(), CredentialsFileError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("sync directory", dir))
 }
 
 #[cfg(test)]

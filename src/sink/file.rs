@@ -29,6 +29,7 @@ use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, OpenOptionsExt, Per
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::fs::{create_dirs, sync_dir, DIR_MODE};
 use crate::secret::Sensitive;
 use crate::transform::{check_key, Rendered, TransformError};
 
@@ -37,7 +38,6 @@ const DATA_TMP: &str = "..data_tmp";
 /// Staging name used to replace a foreign visible symlink atomically, so the
 /// key never disappears for a reader in between.
 const LINK_TMP: &str = "..link_tmp";
-const DIR_MODE: u32 = 0o755;
 /// Only permission bits: setuid/setgid/sticky have no meaning for secret files.
 const PERMISSION_BITS: u32 = 0o777;
 
@@ -71,6 +71,16 @@ pub enum FileSinkError {
         #[source]
         source: TransformError,
     },
+}
+
+impl From<super::fs::FsError> for FileSinkError {
+    fn from(e: super::fs::FsError) -> Self {
+        Self::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl FileSinkError {
@@ -196,7 +206,7 @@ impl FileSink {
                 path: self.dir.clone(),
                 source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
             }),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => create_dirs(&self.dir),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(create_dirs(&self.dir)?),
             Err(err) => Err(io_error("inspect", &self.dir)(err)),
         }
     }
@@ -361,7 +371,7 @@ impl FileSink {
                 .map_err(io_error("set permissions on", &file_path))?;
             file.sync_all().map_err(io_error("sync", &file_path))?;
         }
-        sync_dir(&path)
+        Ok(sync_dir(&path)?)
     }
 
     fn link_visible(&self, rendered: &Rendered) -> Result<(), FileSinkError> {
@@ -438,39 +448,6 @@ fn link_target(key: &str) -> String {
     format!("{DATA}/{key}")
 }
 
-/// `create_dir_all` would leave missing parents at `0o755 & !umask`; with a
-/// daemon umask of 077 readers running as another user could then not even
-/// traverse to the secrets, so each directory created here gets 0o755.
-fn create_dirs(path: &Path) -> Result<(), FileSinkError> {
-    let mut missing = Vec::new();
-    let mut current = Some(path);
-    while let Some(dir) = current {
-        if dir.as_os_str().is_empty() {
-            break;
-        }
-        match fs::symlink_metadata(dir) {
-            Ok(_) => break,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                missing.push(dir);
-                current = dir.parent();
-            }
-            Err(err) => return Err(io_error("inspect", dir)(err)),
-        }
-    }
-    for dir in missing.into_iter().rev() {
-        match DirBuilder::new().mode(DIR_MODE).create(dir) {
-            Ok(()) => fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
-                .map_err(io_error("set permissions on", dir))?,
-            // Someone else created it meanwhile; fine as long as it is a dir.
-            Err(err)
-                if err.kind() == io::ErrorKind::AlreadyExists
-                    && fs::metadata(dir).is_ok_and(|meta| meta.is_dir()) => {}
-            Err(err) => return Err(io_error("create directory", dir)(err)),
-        }
-    }
-    Ok(())
-}
-
 /// Does not follow symlinks: `remove_dir_all` unlinks a symlink inside the
 /// tree rather than descending into its target.
 fn remove_entry(path: &Path) -> Result<(), FileSinkError> {
@@ -489,14 +466,6 @@ fn remove_entry(path: &Path) -> Result<(), FileSinkError> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(io_error("remove", path)(err)),
     }
-}
-
-/// A rename or a new entry is only durable once the containing directory
-/// itself is fsynced.
-fn sync_dir(path: &Path) -> Result<(), FileSinkError> {
-    File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error("sync directory", path))
 }
 
 /// What a failed write must undo; dropped on every early return.

@@ -1,2 +1,3 @@
 pub mod credentials_file;
 pub mod file;
+mod fs;
