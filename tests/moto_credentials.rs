@@ -189,10 +189,7 @@ async fn hundred_secrets_share_one_assume_role_per_refresh_period() {
     let config = write_config(tmp.path(), &yaml);
     let port = free_port();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let child = daemon(&config, &proxy.endpoint(), port)
-        .env("RUST_LOG", "info")
-        .spawn()
-        .unwrap();
+    let child = Running::start(daemon(&config, &proxy.endpoint(), port).env("RUST_LOG", "info"));
     let ready = wait_for(Duration::from_secs(30), || {
         get(admin_addr, "/readyz").filter(|r| r.0 == 200)
     });
@@ -203,11 +200,7 @@ async fn hundred_secrets_share_one_assume_role_per_refresh_period() {
     std::thread::sleep(Duration::from_secs(60));
     let calls = proxy.count("AssumeRole");
     let (_, metrics) = get(admin_addr, "/metrics").unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.stop();
     assert!(out.status.success());
     assert!(
         (5..=7).contains(&calls),
@@ -261,11 +254,11 @@ async fn rotated_external_id_is_used_on_the_next_refresh() {
     );
     let port = free_port();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let child = daemon(&config, &moto.endpoint(), port)
-        .env("AWS_ACCESS_KEY_ID", &workload.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &workload.secret_access_key)
-        .spawn()
-        .unwrap();
+    let child = Running::start(
+        daemon(&config, &moto.endpoint(), port)
+            .env("AWS_ACCESS_KEY_ID", &workload.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &workload.secret_access_key),
+    );
     assert!(
         wait_for(Duration::from_secs(20), || read(&dir, "k")).is_some(),
         "first sync failed"
@@ -306,11 +299,7 @@ async fn rotated_external_id_is_used_on_the_next_refresh() {
         0.0
     );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.stop();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("trust_policy_denied"), "{log}");
     assert_no_leak(
@@ -329,7 +318,7 @@ async fn rotated_external_id_is_used_on_the_next_refresh() {
 struct Vending {
     moto: Moto,
     tmp: tempfile::TempDir,
-    child: std::process::Child,
+    child: Running,
     creds_file: std::path::PathBuf,
     token_file: std::path::PathBuf,
     endpoint_port: u16,
@@ -386,9 +375,7 @@ secrets:
         dir = tmp.path().join("out").display(),
     );
     let config = write_config(tmp.path(), &yaml);
-    let child = daemon(&config, &moto.endpoint(), free_port())
-        .spawn()
-        .unwrap();
+    let child = Running::start(&mut daemon(&config, &moto.endpoint(), free_port()));
     Vending {
         moto,
         tmp,
@@ -408,12 +395,8 @@ fn ini_value(text: &str, key: &str) -> Option<String> {
     })
 }
 
-fn stop(child: std::process::Child) -> String {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+fn stop(child: Running) -> String {
+    let out = child.stop();
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -7,7 +7,6 @@ use common::*;
 use secret_ferry::app::App;
 use secret_ferry::metrics::Metrics;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Base identity (default moto account) → cross-account role with an ExternalId in
@@ -87,8 +86,7 @@ async fn cross_account_json_secret_lands_as_files_and_follows_rotation() {
     );
     let port = free_port();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let child = daemon(&config, &fx.moto.endpoint(), port).spawn().unwrap();
-    let pid = child.id();
+    let child = Running::start(&mut daemon(&config, &fx.moto.endpoint(), port));
 
     let first = wait_for(Duration::from_secs(20), || read(&dir, "password"))
         .expect("no file written in time");
@@ -190,12 +188,7 @@ async fn cross_account_json_secret_lands_as_files_and_follows_rotation() {
 
     // SIGTERM: exit 0 within 5 s.
     let stopped = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
+    let out = child.stop();
     assert!(
         stopped.elapsed() < Duration::from_secs(5),
         "took {:?} to stop",

@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 pub const REGION: &str = "us-east-1";
@@ -434,5 +434,35 @@ impl User {
             None,
             "user",
         )
+    }
+}
+
+/// A daemon child process that is killed if the test fails before stopping it, so that a
+/// failed test never leaves a daemon behind.
+pub struct Running(Option<Child>);
+
+impl Running {
+    pub fn start(cmd: &mut Command) -> Self {
+        Running(Some(cmd.spawn().expect("start the daemon")))
+    }
+
+    /// SIGTERM, then wait for the exit; its output.
+    pub fn stop(mut self) -> Output {
+        let child = self.0.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "cannot signal the daemon");
+        child.wait_with_output().expect("wait for the daemon")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
