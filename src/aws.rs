@@ -81,7 +81,8 @@ impl fmt::Display for ErrorInfo {
             (None, None) => write!(f, "{}", self.class.as_str())?,
         }
         if let Some(message) = &self.message {
-            write!(f, ": {message}")?;
+            // Callers append a hint that starts a new sentence.
+            write!(f, ": {}", message.trim_end_matches('.'))?;
         }
         Ok(())
     }
