@@ -1,7 +1,8 @@
-//! The admin HTTP server: `/metrics`, `/healthz` (the process is alive) and `/readyz`
-//! (every secret has synced at least once).
+//! The admin HTTP server: `/metrics`, `/healthz` (the process is alive), `/readyz`
+//! (every secret has synced, none is too stale, no role credential has lapsed) and
+//! `POST /refresh[?secret=NAME]` (sync now instead of at the next interval).
 
-use crate::app::Readiness;
+use crate::app::{Readiness, RefreshHandle};
 use crate::metrics::Metrics;
 use crate::shutdown::Signal;
 use bytes::Bytes;
@@ -16,11 +17,16 @@ use tokio::net::TcpListener;
 pub struct Admin {
     metrics: Metrics,
     readiness: Arc<Readiness>,
+    refresh: RefreshHandle,
 }
 
 impl Admin {
-    pub fn new(metrics: Metrics, readiness: Arc<Readiness>) -> Self {
-        Self { metrics, readiness }
+    pub fn new(metrics: Metrics, readiness: Arc<Readiness>, refresh: RefreshHandle) -> Self {
+        Self {
+            metrics,
+            readiness,
+            refresh,
+        }
     }
 
     /// Binds now, so that a bad `--listen` fails at start-up rather than in a task.
@@ -38,6 +44,9 @@ impl Admin {
     }
 
     fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/refresh" {
+            return self.refresh(req);
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -77,6 +86,45 @@ impl Admin {
     }
 }
 
+impl Admin {
+    fn refresh(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::POST {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST /refresh or POST /refresh?secret=NAME\n".into(),
+            );
+        }
+        // Secret names are [A-Za-z0-9_.-], so no percent-decoding is needed.
+        let secret = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("secret="));
+        match secret {
+            None => {
+                self.refresh.all();
+                tracing::info!("refresh of every secret requested over HTTP");
+                text(
+                    StatusCode::ACCEPTED,
+                    "refresh requested for every secret\n".into(),
+                )
+            }
+            Some(name) if self.refresh.one(name) => {
+                tracing::info!(secret = %name, "refresh requested over HTTP");
+                text(
+                    StatusCode::ACCEPTED,
+                    format!("refresh requested for secret '{name}'\n"),
+                )
+            }
+            Some(_) => text(
+                StatusCode::NOT_FOUND,
+                "no configured secret has that name\n".into(),
+            ),
+        }
+    }
+}
+
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -89,8 +137,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        request(addr, "GET", path).await
+    }
+
+    async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut resp = String::new();
         stream.read_to_string(&mut resp).await.unwrap();
@@ -102,19 +156,21 @@ mod tests {
     async fn routes_and_readiness() {
         let metrics = Metrics::new().unwrap();
         metrics.register_secret("db");
-        let readiness = Arc::new(Readiness::new(1, || None));
+        let readiness = Arc::new(Readiness::new(1, None, || None));
         let listener = Admin::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, signal) = crate::shutdown::channel();
-        let server = tokio::spawn(Admin::new(metrics, readiness.clone()).serve(listener, signal));
+        let refresh = RefreshHandle::default();
+        let server =
+            tokio::spawn(Admin::new(metrics, readiness.clone(), refresh).serve(listener, signal));
 
         assert_eq!(get(addr, "/healthz").await.0, 200);
         let (status, body) = get(addr, "/readyz").await;
         assert_eq!(status, 503, "not ready before the first sync: {body}");
         assert!(body.contains("1 secret(s) not synced"), "{body}");
-        readiness.first_sync_done();
+        readiness.synced("db");
         assert_eq!(get(addr, "/readyz").await.0, 200);
         let (status, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
@@ -124,6 +180,10 @@ mod tests {
             "{body}"
         );
         assert_eq!(get(addr, "/nope").await.0, 404);
+        assert_eq!(request(addr, "POST", "/refresh").await.0, 202);
+        assert_eq!(request(addr, "POST", "/refresh?secret=nope").await.0, 404);
+        assert_eq!(get(addr, "/refresh").await.0, 405);
+        assert_eq!(request(addr, "POST", "/metrics").await.0, 405);
         readiness.start_draining();
         assert_eq!(get(addr, "/readyz").await.0, 503, "unready while draining");
 

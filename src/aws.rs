@@ -311,3 +311,42 @@ mod tests {
         assert!(m.ends_with('…'));
     }
 }
+
+/// Counts every request AWS answered (`secret_ferry_aws_api_calls_total`), retries
+/// included, since each one is billed and counts against the API quota. Added to every
+/// SDK client the daemon builds.
+#[derive(Clone)]
+pub struct CountCalls(pub crate::metrics::Metrics);
+
+impl fmt::Debug for CountCalls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CountCalls")
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        // Nothing answered (connection refused, timed out): nothing was billed.
+        let Some(response) = context.response() else {
+            return Ok(());
+        };
+        let outcome = if response.status().is_success() {
+            crate::metrics::Outcome::Success
+        } else {
+            crate::metrics::Outcome::Failure
+        };
+        if let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            self.0.aws_api_call(meta.service(), meta.name(), outcome);
+        }
+        Ok(())
+    }
+}

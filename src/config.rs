@@ -68,6 +68,8 @@ pub struct Config {
     pub base_credentials: Option<BaseCredentials>,
     pub credential_outputs: Vec<CredentialOutput>,
     pub credentials_endpoint: Option<CredentialsEndpoint>,
+    /// `/readyz` fails while any secret's last successful sync is older than this.
+    pub max_staleness: Option<Duration>,
     /// Settings that are allowed but probably not what was meant, in document order.
     pub warnings: Vec<Problem>,
 }
@@ -733,6 +735,9 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let credentials_endpoint = optional(f.get("credentialsEndpoint"), |v| {
         read_credentials_endpoint(c, v, role_names.as_ref())
     });
+    let max_staleness = optional(f.get("maxStaleness"), |v| {
+        c.duration_within(v, REFRESH_INTERVALS)
+    });
     f.finish(c);
     Some(Config {
         region: region?,
@@ -741,6 +746,7 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         base_credentials: base_credentials?,
         credential_outputs: credential_outputs?,
         credentials_endpoint: credentials_endpoint?,
+        max_staleness: max_staleness?,
         warnings: Vec::new(),
     })
 }
@@ -2026,9 +2032,21 @@ secrets:
             base_credentials: None,
             credential_outputs: Vec::new(),
             credentials_endpoint: None,
+            max_staleness: None,
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn max_staleness_is_an_optional_duration_of_at_least_a_second() {
+        let yaml = "maxStaleness: 5m\nsecrets:\n  - name: a\n    secretId: a\n    targets:\n      - file:\n          dir: /run/a\n";
+        assert_eq!(
+            parse(yaml).expect("valid").max_staleness,
+            Some(Duration::from_secs(300))
+        );
+        let found = problems(&yaml.replace("5m", "0s"));
+        expect_problem(&found, "maxStaleness", 1, "at least 1s");
     }
 
     #[test]
@@ -2708,6 +2726,7 @@ credentialsEndpoint:
                 roles: vec!["shared".into()],
                 allow_non_loopback: false,
             }),
+            max_staleness: None,
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);

@@ -208,8 +208,14 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
         );
         tokio::spawn(server.serve(listener, signal.clone()));
     }
-    let admin = Admin::new(metrics, app.readiness());
+    let refresh = app.refresh_handle();
+    let admin = Admin::new(metrics, app.readiness(), refresh.clone());
     tokio::spawn(admin.serve(listener, signal.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = shutdown::refresh_on_sighup(move || refresh.all()).await {
+            tracing::error!("cannot install the SIGHUP handler: {e}");
+        }
+    });
     tokio::spawn(async move {
         if let Err(e) = shutdown::watch_os_signals(trigger).await {
             tracing::error!("cannot install signal handlers: {e}");

@@ -34,6 +34,12 @@ pub struct Metrics {
     credential_consecutive_failures: IntGaugeVec,
     secret_sync_total: IntCounterVec,
     secret_last_success: GaugeVec,
+    secret_stale: IntGaugeVec,
+    sync_duration: HistogramVec,
+    secret_version_info: IntGaugeVec,
+    /// The version id each secret's `secret_version_info` series carries, to remove it on change.
+    versions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+    aws_api_calls_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -91,6 +97,41 @@ impl Metrics {
             ),
             &["secret"],
         )?;
+        let secret_stale = IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_secret_stale",
+                "1 while a secret's files hold the last good value because its latest sync failed.",
+            ),
+            &["secret"],
+        )?;
+        let sync_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "secret_ferry_sync_duration_seconds",
+                "Time taken by one sync of a secret: fetch, render and write.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["secret"],
+        )?;
+        let secret_version_info = IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_secret_version_info",
+                "The Secrets Manager version id last synced, as a label; one series per secret.",
+            ),
+            &["secret", "version_id"],
+        )?;
+        let aws_api_calls_total = IntCounterVec::new(
+            Opts::new(
+                "secret_ferry_aws_api_calls_total",
+                "HTTP requests sent to AWS (retries included: each is billed), by service, operation and result.",
+            ),
+            &["service", "operation", "result"],
+        )?;
+        registry.register(Box::new(secret_stale.clone()))?;
+        registry.register(Box::new(sync_duration.clone()))?;
+        registry.register(Box::new(secret_version_info.clone()))?;
+        registry.register(Box::new(aws_api_calls_total.clone()))?;
         registry.register(Box::new(credential_refresh_total.clone()))?;
         registry.register(Box::new(credential_refresh_errors_total.clone()))?;
         registry.register(Box::new(assume_role_duration.clone()))?;
@@ -107,6 +148,11 @@ impl Metrics {
             credential_consecutive_failures,
             secret_sync_total,
             secret_last_success,
+            secret_stale,
+            sync_duration,
+            secret_version_info,
+            versions: Default::default(),
+            aws_api_calls_total,
         })
     }
 
@@ -127,6 +173,44 @@ impl Metrics {
             self.secret_sync_total
                 .with_label_values(&[secret, outcome.as_str()]);
         }
+        self.secret_stale.with_label_values(&[secret]).set(0);
+    }
+
+    pub fn secret_stale(&self, secret: &str, stale: bool) {
+        self.secret_stale
+            .with_label_values(&[secret])
+            .set(i64::from(stale));
+    }
+
+    pub fn sync_took(&self, secret: &str, took: Duration) {
+        self.sync_duration
+            .with_label_values(&[secret])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Keeps exactly one `secret_version_info` series per secret: the old version's
+    /// series is removed when the version changes.
+    pub fn secret_version(&self, secret: &str, version_id: &str) {
+        let mut versions = self
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = versions.insert(secret.to_owned(), version_id.to_owned()) {
+            if old != version_id {
+                let _ = self
+                    .secret_version_info
+                    .remove_label_values(&[secret, &old]);
+            }
+        }
+        self.secret_version_info
+            .with_label_values(&[secret, version_id])
+            .set(1);
+    }
+
+    pub fn aws_api_call(&self, service: &str, operation: &str, outcome: Outcome) {
+        self.aws_api_calls_total
+            .with_label_values(&[service, operation, outcome.as_str()])
+            .inc();
     }
 
     pub fn credential_refreshed(&self, role: &str, outcome: Outcome) {
@@ -199,6 +283,9 @@ mod tests {
         ));
         assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 0"#));
         m.secret_synced("db", Outcome::Success);
+        m.secret_version("db", "v1");
+        m.secret_version("db", "v1");
+        m.secret_version("db", "v2");
         m.credential_refreshed("shared", Outcome::Failure);
         let text = m.render().unwrap();
         assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 1"#));
@@ -206,5 +293,11 @@ mod tests {
             r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 1"#
         ));
         assert!(text.contains("secret_ferry_secret_last_success_timestamp_seconds{secret=\"db\"}"));
+        assert!(text.contains(r#"secret_ferry_secret_version_info{secret="db",version_id="v2"} 1"#));
+        assert!(
+            !text.contains(r#"version_id="v1""#),
+            "the old version's series must go: {text}"
+        );
+        assert!(text.contains(r#"secret_ferry_secret_stale{secret="db"} 0"#));
     }
 }

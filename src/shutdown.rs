@@ -54,3 +54,15 @@ pub async fn watch_os_signals(trigger: Trigger) -> std::io::Result<()> {
     tracing::warn!("second signal received; exiting without waiting");
     std::process::exit(130);
 }
+
+/// Calls `refresh` on every SIGHUP, the conventional "reload" signal, so that an operator
+/// can make every secret sync now. Runs until the process exits.
+pub async fn refresh_on_sighup(refresh: impl Fn()) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received; syncing every secret now");
+        refresh();
+    }
+    Ok(())
+}

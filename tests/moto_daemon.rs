@@ -7,6 +7,7 @@ use common::*;
 use secret_ferry::app::App;
 use secret_ferry::metrics::Metrics;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Base identity (default moto account) → cross-account role with an ExternalId in
@@ -406,4 +407,131 @@ async fn moto_down_keeps_files_counts_failures_and_recovers() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_triggers_freshness_metrics_and_max_staleness() {
+    let mut fx = cross_account("app/db", r#"{"password":"one"}"#).await;
+    let proxy = common::proxy::Proxy::start(fx.moto.addr());
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &fx.external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let yaml = format!(
+        "maxStaleness: 4s\n{}",
+        config_yaml(&fx.role_arn, &ext_file, "app/db", &dir, "1h")
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let port = free_port();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let child = Running::start(&mut daemon(&config, &proxy.endpoint(), port));
+    assert!(wait_for(Duration::from_secs(20), || read(&dir, "password")).is_some());
+    let reads = || proxy.count("GetSecretValue");
+    assert_eq!(reads(), 1);
+
+    // POST /refresh?secret=db syncs at once although the interval is an hour.
+    put_secret(&fx.admin, "app/db", r#"{"password":"two"}"#).await;
+    assert_eq!(
+        http(
+            "POST",
+            admin,
+            "/refresh?secret=db",
+            Some(("text/plain", ""))
+        )
+        .map(|r| r.0),
+        Some(202)
+    );
+    let two = wait_for(Duration::from_secs(5), || {
+        read(&dir, "password").filter(|v| v == "two")
+    });
+    assert!(two.is_some(), "POST /refresh must sync now");
+    assert_eq!(
+        http(
+            "POST",
+            admin,
+            "/refresh?secret=nope",
+            Some(("text/plain", ""))
+        )
+        .map(|r| r.0),
+        Some(404)
+    );
+
+    // SIGHUP does the same for every secret.
+    let before = reads();
+    assert!(Command::new("kill")
+        .args(["-HUP", &child.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        proxy.wait_for_count("GetSecretValue", before + 1, Duration::from_secs(5)),
+        "SIGHUP must sync now"
+    );
+
+    let (_, metrics) = get(admin, "/metrics").unwrap();
+    let versions: Vec<_> = metrics
+        .lines()
+        .filter(|l| l.starts_with("secret_ferry_secret_version_info{"))
+        .collect();
+    assert_eq!(
+        versions.len(),
+        1,
+        "one version series per secret: {versions:?}"
+    );
+    assert!(
+        metrics.contains(r#"secret_ferry_secret_stale{secret="db"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"secret_ferry_sync_duration_seconds_count{secret="db"}"#),
+        "{metrics}"
+    );
+    let calls = |op: &str| {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("secret_ferry_aws_api_calls_total{")
+                    && l.contains(&format!("operation=\"{op}\""))
+                    && l.contains("result=\"success\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    assert_eq!(
+        calls("GetSecretValue") as usize,
+        proxy.count("GetSecretValue"),
+        "{metrics}"
+    );
+    assert_eq!(
+        calls("AssumeRole") as usize,
+        proxy.count("AssumeRole"),
+        "{metrics}"
+    );
+
+    // The source goes away: the secret turns stale, and past maxStaleness /readyz says so.
+    fx.moto.stop();
+    assert_eq!(
+        http("POST", admin, "/refresh", Some(("text/plain", ""))).map(|r| r.0),
+        Some(202)
+    );
+    let stale = wait_for(Duration::from_secs(15), || {
+        get(admin, "/metrics")
+            .filter(|(_, m)| m.contains(r#"secret_ferry_secret_stale{secret="db"} 1"#))
+    });
+    assert!(
+        stale.is_some(),
+        "a failed refresh must mark the secret stale"
+    );
+    let unready = wait_for(Duration::from_secs(15), || {
+        get(admin, "/readyz").filter(|r| r.0 == 503)
+    });
+    let (_, body) = unready.expect("/readyz must fail past maxStaleness");
+    assert!(body.contains("maxStaleness"), "{body}");
+    assert_eq!(
+        read(&dir, "password").as_deref(),
+        Some("two"),
+        "files stay while stale"
+    );
+    let out = child.stop();
+    assert!(out.status.success());
 }

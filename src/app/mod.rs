@@ -15,7 +15,8 @@ use crate::sink::file::{FileSink, FileSinkError, WriteOutcome};
 use crate::source::{Fetched, SecretsManager, SourceError};
 use crate::transform::{self, Rendered, TransformError};
 use aws_config::SdkConfig;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -100,10 +101,13 @@ impl SyncError {
 
 /// `/readyz` turns ready once every secret has synced at least once; it turns unready
 /// again while a role's credential has lapsed (its secrets can no longer be refreshed),
-/// and when the drain starts so that no new traffic is sent to a pod on its way out.
+/// while a secret's last sync is older than `maxStaleness`, and when the drain starts so
+/// that no new traffic is sent to a pod on its way out.
 pub struct Readiness {
     total: usize,
-    synced: AtomicUsize,
+    max_staleness: Option<Duration>,
+    /// When each secret last synced; a secret is absent until its first sync.
+    last_synced: std::sync::Mutex<BTreeMap<String, Instant>>,
     draining: AtomicBool,
     /// The first role whose credential has lapsed, if any.
     lapsed: Box<dyn Fn() -> Option<String> + Send + Sync>,
@@ -112,11 +116,13 @@ pub struct Readiness {
 impl Readiness {
     pub(crate) fn new(
         total: usize,
+        max_staleness: Option<Duration>,
         lapsed: impl Fn() -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         Self {
             total,
-            synced: AtomicUsize::new(0),
+            max_staleness,
+            last_synced: std::sync::Mutex::new(BTreeMap::new()),
             draining: AtomicBool::new(false),
             lapsed: Box::new(lapsed),
         }
@@ -140,20 +146,66 @@ impl Readiness {
                 "the credential of role '{role}' has expired and could not be refreshed"
             ));
         }
+        if let Some(max) = self.max_staleness {
+            let synced = self.synced_map();
+            if let Some((name, at)) = synced.iter().find(|(_, at)| at.elapsed() > max) {
+                return Err(format!(
+                    "secret '{name}' last synced {}s ago, more than maxStaleness ({})",
+                    at.elapsed().as_secs(),
+                    humantime::format_duration(max)
+                ));
+            }
+        }
         Ok(())
     }
 
     pub fn pending(&self) -> usize {
-        self.total
-            .saturating_sub(self.synced.load(Ordering::Acquire))
+        self.total.saturating_sub(self.synced_map().len())
     }
 
-    pub(crate) fn first_sync_done(&self) {
-        self.synced.fetch_add(1, Ordering::AcqRel);
+    /// Whether `secret` has synced at least once.
+    pub fn has_synced(&self, secret: &str) -> bool {
+        self.synced_map().contains_key(secret)
+    }
+
+    pub(crate) fn synced(&self, secret: &str) {
+        self.synced_map().insert(secret.to_owned(), Instant::now());
+    }
+
+    fn synced_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Instant>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.last_synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+}
+
+/// Asks secrets to sync now instead of at their next interval (SIGHUP, `POST /refresh`).
+#[derive(Clone, Default)]
+pub struct RefreshHandle {
+    secrets: Arc<BTreeMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl RefreshHandle {
+    pub fn all(&self) {
+        for notify in self.secrets.values() {
+            notify.notify_one();
+        }
+    }
+
+    /// `false` when no secret has that name.
+    pub fn one(&self, secret: &str) -> bool {
+        match self.secrets.get(secret) {
+            Some(notify) => {
+                notify.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -164,7 +216,8 @@ struct SecretJob {
     sinks: Vec<Arc<FileSink>>,
     /// Version last written to every sink; a poll that sees it again writes nothing.
     last_version: Mutex<Option<String>>,
-    synced_once: AtomicBool,
+    /// Wakes the polling loop for an early sync; a permit is kept if it is busy.
+    refresh: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +260,7 @@ impl App {
             };
             let role_region = role.region.clone().unwrap_or_else(|| region.clone());
             let sm_config = aws_sdk_secretsmanager::config::Builder::from(&base)
+                .interceptor(crate::aws::CountCalls(metrics.clone()))
                 .region(aws_config::Region::new(role_region.clone()))
                 .credentials_provider(session.clone())
                 // The session is the cache; an SDK cache on top would keep serving the
@@ -222,7 +276,11 @@ impl App {
             sources.insert(name.clone(), source);
         }
         let base_source = SecretsManager::new(
-            aws_sdk_secretsmanager::Client::new(&base),
+            aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(&base)
+                    .interceptor(crate::aws::CountCalls(metrics.clone()))
+                    .build(),
+            ),
             region.clone(),
             None,
             "the base identity (the pod's own IAM role or credentials)".to_owned(),
@@ -253,13 +311,15 @@ impl App {
                 source,
                 sinks,
                 last_version: Mutex::new(None),
-                synced_once: AtomicBool::new(false),
+                refresh: Arc::new(tokio::sync::Notify::new()),
             }));
         }
         let lapsed = roles.clone();
-        let readiness = Arc::new(Readiness::new(jobs.len(), move || {
-            lapsed.lapsed().map(str::to_owned)
-        }));
+        let readiness = Arc::new(Readiness::new(
+            jobs.len(),
+            config.max_staleness,
+            move || lapsed.lapsed().map(str::to_owned),
+        ));
         Ok(Self {
             jobs,
             fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
@@ -272,6 +332,17 @@ impl App {
 
     pub fn readiness(&self) -> Arc<Readiness> {
         self.readiness.clone()
+    }
+
+    pub fn refresh_handle(&self) -> RefreshHandle {
+        RefreshHandle {
+            secrets: Arc::new(
+                self.jobs
+                    .iter()
+                    .map(|job| (job.config.name.clone(), job.refresh.clone()))
+                    .collect(),
+            ),
+        }
     }
 
     /// The roles' current credentials, for the credentials endpoint.
@@ -428,14 +499,16 @@ impl Ctx {
             Ok(fetched) => job.apply(fetched).await,
             Err(e) => Err(e.into()),
         };
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        self.metrics.sync_took(name, elapsed);
         match &result {
             Ok(outcome) => {
                 self.metrics.secret_synced(name, Outcome::Success);
-                if !job.synced_once.swap(true, Ordering::AcqRel) {
-                    self.readiness.first_sync_done();
-                }
+                self.metrics.secret_stale(name, false);
+                self.readiness.synced(name);
                 let version = version.as_deref().unwrap_or("-");
+                self.metrics.secret_version(name, version);
                 match outcome {
                     SyncOutcome::Written => {
                         tracing::info!(secret = %name, version, elapsed_ms, "secret written")
@@ -447,6 +520,9 @@ impl Ctx {
             }
             Err(err) => {
                 self.metrics.secret_synced(name, Outcome::Failure);
+                // Stale: the files still hold a value that could not be refreshed.
+                self.metrics
+                    .secret_stale(name, self.readiness.has_synced(name));
                 tracing::warn!(secret = %name, reason = err.kind(), "sync failed; last written files kept: {err}");
             }
         }
@@ -477,6 +553,9 @@ async fn poll(job: Arc<SecretJob>, ctx: Ctx, mut shutdown: Signal) {
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = job.refresh.notified() => {
+                tracing::debug!(secret = %job.config.name, "refresh requested");
+            }
             _ = shutdown.wait() => return,
         }
     }
@@ -533,24 +612,77 @@ mod tests {
 
     #[test]
     fn readiness_needs_every_secret_and_drops_when_draining() {
-        let r = Readiness::new(2, || None);
+        let r = Readiness::new(2, None, || None);
         assert!(!r.is_ready());
-        r.first_sync_done();
+        r.synced("a");
         assert_eq!(r.pending(), 1);
-        r.first_sync_done();
+        r.synced("a");
+        assert_eq!(r.pending(), 1, "a repeated sync is not a second secret");
+        r.synced("b");
         assert!(r.is_ready());
         r.start_draining();
         assert!(!r.is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_drops_when_a_secret_is_older_than_max_staleness() {
+        let r = Readiness::new(2, Some(Duration::from_secs(300)), || None);
+        r.synced("a");
+        r.synced("b");
+        assert!(r.is_ready());
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        r.synced("b");
+        tokio::time::sleep(Duration::from_secs(101)).await;
+        let why = r.status().unwrap_err();
+        assert!(
+            why.contains("secret 'a'") && why.contains("maxStaleness (5m)"),
+            "{why}"
+        );
+        r.synced("a");
+        assert!(r.is_ready());
+    }
+
+    #[test]
+    fn refresh_handle_wakes_one_or_all() {
+        let a = Arc::new(tokio::sync::Notify::new());
+        let b = Arc::new(tokio::sync::Notify::new());
+        let handle = RefreshHandle {
+            secrets: Arc::new(BTreeMap::from([
+                ("a".to_owned(), a.clone()),
+                ("b".to_owned(), b.clone()),
+            ])),
+        };
+        assert!(handle.one("a"));
+        assert!(!handle.one("nope"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The permit stored by `one` wakes the next wait at once.
+            tokio::time::timeout(Duration::from_millis(100), a.notified())
+                .await
+                .unwrap();
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), b.notified())
+                    .await
+                    .is_err()
+            );
+            handle.all();
+            tokio::time::timeout(Duration::from_millis(100), b.notified())
+                .await
+                .unwrap();
+        });
     }
 
     #[test]
     fn readiness_drops_while_a_role_credential_has_lapsed() {
         let lapsed = Arc::new(AtomicBool::new(false));
         let flag = lapsed.clone();
-        let r = Readiness::new(1, move || {
+        let r = Readiness::new(1, None, move || {
             flag.load(Ordering::Acquire).then(|| "shared".to_owned())
         });
-        r.first_sync_done();
+        r.synced("a");
         assert!(r.is_ready());
         lapsed.store(true, Ordering::Release);
         let why = r.status().unwrap_err();

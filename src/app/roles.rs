@@ -51,7 +51,7 @@ impl Roles {
                 roles.by_name.insert(role.name.clone(), shared.clone());
                 continue;
             }
-            let sts = aws_sdk_sts::Client::from_conf(sts_config(role, base, parent));
+            let sts = aws_sdk_sts::Client::from_conf(sts_config(role, base, parent, metrics));
             let session = RoleSession::new(
                 role.name.clone(),
                 role.refresh_before,
@@ -90,8 +90,14 @@ fn session_key(role: &RoleConfig, parent_key: &str) -> String {
     format!("{parent_key} / {role:?}")
 }
 
-fn sts_config(role: &RoleConfig, base: &SdkConfig, parent: Option<Session>) -> aws_sdk_sts::Config {
-    let mut builder = aws_sdk_sts::config::Builder::from(base);
+fn sts_config(
+    role: &RoleConfig,
+    base: &SdkConfig,
+    parent: Option<Session>,
+    metrics: &Metrics,
+) -> aws_sdk_sts::Config {
+    let mut builder = aws_sdk_sts::config::Builder::from(base)
+        .interceptor(crate::aws::CountCalls(metrics.clone()));
     if let Some(region) = &role.region {
         builder = builder.region(aws_config::Region::new(region.clone()));
     }

@@ -438,29 +438,63 @@ impl User {
 }
 
 /// A daemon child process that is killed if the test fails before stopping it, so that a
-/// failed test never leaves a daemon behind.
-pub struct Running(Option<Child>);
+/// failed test never leaves a daemon behind. Its output is drained while it runs: a full
+/// pipe would block the daemon's logging (and so the daemon) at `RUST_LOG=trace`.
+pub struct Running {
+    child: Option<Child>,
+    readers: Vec<std::thread::JoinHandle<Vec<u8>>>,
+}
 
 impl Running {
     pub fn start(cmd: &mut Command) -> Self {
-        Running(Some(cmd.spawn().expect("start the daemon")))
+        let mut child = cmd.spawn().expect("start the daemon");
+        let mut readers = Vec::new();
+        let out: Option<Box<dyn Read + Send>> = child.stdout.take().map(|s| Box::new(s) as _);
+        let err: Option<Box<dyn Read + Send>> = child.stderr.take().map(|s| Box::new(s) as _);
+        for pipe in [out, err] {
+            readers.push(std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut buf);
+                }
+                buf
+            }));
+        }
+        Running {
+            child: Some(child),
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// SIGTERM, then wait for the exit; its output.
     pub fn stop(mut self) -> Output {
-        let child = self.0.take().expect("running");
+        let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success(), "cannot signal the daemon");
-        child.wait_with_output().expect("wait for the daemon")
+        let status = child.wait().expect("wait for the daemon");
+        let mut outputs = std::mem::take(&mut self.readers)
+            .into_iter()
+            .map(|r| r.join().unwrap_or_default());
+        let stdout = outputs.next().unwrap_or_default();
+        let stderr = outputs.next().unwrap_or_default();
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
