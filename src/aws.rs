@@ -170,6 +170,16 @@ fn info(
     }
 }
 
+/// The error code of a JSON (`"__type"`) or XML (`<Code>`) error body.
+fn xml_or_json_code(body: &[u8]) -> Option<String> {
+    xml_code(body).or_else(|| {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let code = value.get("__type")?.as_str()?;
+        // `__type` may carry a namespace: `com.amazonaws…#ThrottlingException`.
+        Some(code.rsplit('#').next().unwrap_or(code).to_owned())
+    })
+}
+
 /// The `<Code>` of an XML error body the SDK could not parse: moto's auth mode wraps
 /// errors in an extra `<Errors>` element, even for JSON services.
 fn xml_code(body: &[u8]) -> Option<String> {
@@ -346,6 +356,17 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CountCalls {
         };
         if let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
             self.0.aws_api_call(meta.service(), meta.name(), outcome);
+            let status = response.status().as_u16();
+            let throttled = status == 429
+                || (status == 400
+                    && response
+                        .body()
+                        .bytes()
+                        .and_then(xml_or_json_code)
+                        .is_some_and(|code| class_of(Some(&code), None, None) == Class::Throttled));
+            if throttled {
+                self.0.aws_throttled(meta.service(), meta.name());
+            }
         }
         Ok(())
     }

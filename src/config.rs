@@ -21,6 +21,9 @@ const DEFAULT_VERSION_STAGE: &str = "AWSCURRENT";
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 const REFRESH_INTERVALS: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::MAX;
 const DEFAULT_FILE_MODE: u32 = 0o400;
+const DEFAULT_API_RATE_LIMIT: u32 = 50;
+/// Secrets Manager's own quota for GetSecretValue is 10,000 per second per account.
+const API_RATE_LIMITS: RangeInclusive<u32> = 1..=10_000;
 const DEFAULT_PROFILE: &str = "default";
 /// AWS refuses longer sessions for a role assumed with another role's credentials.
 const MAX_CHAINED_DURATION: Duration = Duration::from_secs(60 * 60);
@@ -70,6 +73,8 @@ pub struct Config {
     pub credentials_endpoint: Option<CredentialsEndpoint>,
     /// `/readyz` fails while any secret's last successful sync is older than this.
     pub max_staleness: Option<Duration>,
+    /// Secrets Manager calls per second allowed per (account, region).
+    pub api_rate_limit: u32,
     /// Settings that are allowed but probably not what was meant, in document order.
     pub warnings: Vec<Problem>,
 }
@@ -595,6 +600,31 @@ impl<'s> Checker<'s> {
         }
     }
 
+    fn integer_within(&mut self, at: &Field, range: RangeInclusive<u32>) -> Option<u32> {
+        let value = match at.data() {
+            YamlData::Value(Scalar::Integer(n)) => u32::try_from(*n).ok(),
+            _ => {
+                self.expected(at, "a whole number");
+                return None;
+            }
+        };
+        match value.filter(|v| range.contains(v)) {
+            Some(v) => Some(v),
+            None => {
+                let got = self.describe(at.node);
+                self.problem(
+                    at,
+                    format!(
+                        "must be between {} and {}, got {got}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn duration_within(&mut self, at: &Field, range: RangeInclusive<Duration>) -> Option<Duration> {
         let duration = self.duration(at)?;
         if range.contains(&duration) {
@@ -738,6 +768,9 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let max_staleness = optional(f.get("maxStaleness"), |v| {
         c.duration_within(v, REFRESH_INTERVALS)
     });
+    let api_rate_limit = or_default(f.get("apiRateLimit"), DEFAULT_API_RATE_LIMIT, |v| {
+        c.integer_within(v, API_RATE_LIMITS)
+    });
     f.finish(c);
     Some(Config {
         region: region?,
@@ -747,6 +780,7 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         credential_outputs: credential_outputs?,
         credentials_endpoint: credentials_endpoint?,
         max_staleness: max_staleness?,
+        api_rate_limit: api_rate_limit?,
         warnings: Vec::new(),
     })
 }
@@ -2033,6 +2067,7 @@ secrets:
             credential_outputs: Vec::new(),
             credentials_endpoint: None,
             max_staleness: None,
+            api_rate_limit: 50,
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);
@@ -2047,6 +2082,23 @@ secrets:
         );
         let found = problems(&yaml.replace("5m", "0s"));
         expect_problem(&found, "maxStaleness", 1, "at least 1s");
+    }
+
+    #[test]
+    fn api_rate_limit_is_a_whole_number_within_the_quota() {
+        let yaml = "apiRateLimit: 20\nsecrets:\n  - name: a\n    secretId: a\n    targets:\n      - file:\n          dir: /run/a\n";
+        assert_eq!(parse(yaml).expect("valid").api_rate_limit, 20);
+        let default = yaml.replace("apiRateLimit: 20\n", "");
+        assert_eq!(parse(&default).expect("valid").api_rate_limit, 50);
+        for (bad, message) in [
+            ("0", "between 1 and 10000"),
+            ("20000", "between 1 and 10000"),
+            ("\"fast\"", "a whole number"),
+            ("2.5", "a whole number"),
+        ] {
+            let found = problems(&yaml.replace("20", bad));
+            expect_problem(&found, "apiRateLimit", 1, message);
+        }
     }
 
     #[test]
@@ -2727,6 +2779,7 @@ credentialsEndpoint:
                 allow_non_loopback: false,
             }),
             max_staleness: None,
+            api_rate_limit: 50,
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);

@@ -40,6 +40,7 @@ pub struct Metrics {
     /// The version id each secret's `secret_version_info` series carries, to remove it on change.
     versions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     aws_api_calls_total: IntCounterVec,
+    aws_throttled_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -128,6 +129,14 @@ impl Metrics {
             ),
             &["service", "operation", "result"],
         )?;
+        let aws_throttled_total = IntCounterVec::new(
+            Opts::new(
+                "secret_ferry_aws_throttled_total",
+                "Requests AWS refused as throttled (HTTP 429 or a throttling error code).",
+            ),
+            &["service", "operation"],
+        )?;
+        registry.register(Box::new(aws_throttled_total.clone()))?;
         registry.register(Box::new(secret_stale.clone()))?;
         registry.register(Box::new(sync_duration.clone()))?;
         registry.register(Box::new(secret_version_info.clone()))?;
@@ -153,6 +162,7 @@ impl Metrics {
             secret_version_info,
             versions: Default::default(),
             aws_api_calls_total,
+            aws_throttled_total,
         })
     }
 
@@ -205,6 +215,12 @@ impl Metrics {
         self.secret_version_info
             .with_label_values(&[secret, version_id])
             .set(1);
+    }
+
+    pub fn aws_throttled(&self, service: &str, operation: &str) {
+        self.aws_throttled_total
+            .with_label_values(&[service, operation])
+            .inc();
     }
 
     pub fn aws_api_call(&self, service: &str, operation: &str, outcome: Outcome) {

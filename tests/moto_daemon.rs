@@ -535,3 +535,83 @@ async fn refresh_triggers_freshness_metrics_and_max_staleness() {
     let out = child.stop();
     assert!(out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_slows_the_daemon_down_and_loses_nothing() {
+    let moto = Moto::start();
+    let proxy = common::proxy::Proxy::start(moto.addr());
+    let sdk = moto.sdk_config();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut yaml = "region: us-east-1\napiRateLimit: 20\nsecrets:\n".to_owned();
+    for i in 0..30 {
+        create_secret(&sdk, &format!("s{i}"), &format!(r#"{{"v":"{i}"}}"#)).await;
+        yaml.push_str(&format!(
+            "  - name: s{i}\n    secretId: s{i}\n    refreshInterval: 1s\n    targets:\n      - file:\n          dir: {}\n",
+            tmp.path().join(format!("out/s{i}")).display()
+        ));
+    }
+    let config = write_config(tmp.path(), &yaml);
+    let port = free_port();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let child = Running::start(daemon(&config, &proxy.endpoint(), port).env("RUST_LOG", "info"));
+    assert!(
+        wait_for(Duration::from_secs(30), || get(admin, "/readyz")
+            .filter(|r| r.0 == 200))
+        .is_some(),
+        "30 secrets never synced"
+    );
+    let window = Duration::from_secs(4);
+    let count_over = |window: Duration| {
+        let before = proxy.count("GetSecretValue");
+        std::thread::sleep(window);
+        proxy.count("GetSecretValue") - before
+    };
+    // 30 secrets every second against a budget of 20 calls a second.
+    let normal = count_over(window);
+    assert!(normal >= 40, "expected about 80 calls in 4 s, saw {normal}");
+
+    proxy.inject(common::proxy::json_error(
+        "GetSecretValue",
+        "ThrottlingException",
+        "Rate exceeded",
+        400,
+    ));
+    // Fetches already past the budget finish their SDK retries first; then the halved
+    // budget governs.
+    std::thread::sleep(Duration::from_secs(3));
+    let throttled = count_over(window);
+    assert!(
+        throttled * 3 < normal,
+        "the daemon must slow down when throttled: {throttled} calls in 4 s, {normal} before"
+    );
+    for i in 0..30 {
+        let dir = tmp.path().join(format!("out/s{i}"));
+        assert_eq!(
+            read(&dir, "v"),
+            Some(i.to_string()),
+            "files must stay while throttled"
+        );
+    }
+    let (_, metrics) = get(admin, "/metrics").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("secret_ferry_aws_throttled_total{")
+                && l.contains(r#"operation="GetSecretValue""#)
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+
+    // Throttling ends: the rate recovers and a rotation gets through.
+    proxy.clear_faults();
+    put_secret(&sdk, "s7", r#"{"v":"rotated"}"#).await;
+    let dir = tmp.path().join("out/s7");
+    let rotated = wait_for(Duration::from_secs(20), || {
+        read(&dir, "v").filter(|v| v == "rotated")
+    });
+    assert!(
+        rotated.is_some(),
+        "the daemon must recover after throttling ends"
+    );
+    assert!(child.stop().status.success());
+}

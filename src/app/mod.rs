@@ -12,7 +12,7 @@ use crate::config::{Config, CredentialOutput, SecretConfig, Target};
 use crate::metrics::{Metrics, Outcome};
 use crate::shutdown::Signal;
 use crate::sink::file::{FileSink, FileSinkError, WriteOutcome};
-use crate::source::{Fetched, SecretsManager, SourceError};
+use crate::source::{Budget, Fetched, SecretsManager, SourceError};
 use crate::transform::{self, Rendered, TransformError};
 use aws_config::SdkConfig;
 use std::collections::BTreeMap;
@@ -253,6 +253,14 @@ impl App {
         }
 
         let roles = Roles::build(config, &base, &metrics);
+        // One budget per (account, region): AWS quotas are per account and region.
+        let mut budgets: BTreeMap<(String, String), Arc<Budget>> = BTreeMap::new();
+        let mut budget_for = |account: &str, region: &str| {
+            budgets
+                .entry((account.to_owned(), region.to_owned()))
+                .or_insert_with(|| Arc::new(Budget::new(config.api_rate_limit)))
+                .clone()
+        };
         let mut sources = std::collections::BTreeMap::new();
         for (name, role) in &config.roles {
             let Some(session) = roles.get(name) else {
@@ -267,11 +275,14 @@ impl App {
                 // previous credentials after each refresh.
                 .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache())
                 .build();
+            let account = role.role_arn.split(':').nth(4).unwrap_or_default();
+            let budget = budget_for(account, &role_region);
             let source = SecretsManager::new(
                 aws_sdk_secretsmanager::Client::from_conf(sm_config),
                 role_region,
                 Some(session.clone()),
                 role.role_arn.clone(),
+                budget,
             );
             sources.insert(name.clone(), source);
         }
@@ -284,6 +295,7 @@ impl App {
             region.clone(),
             None,
             "the base identity (the pod's own IAM role or credentials)".to_owned(),
+            budget_for("base", &region),
         );
 
         let mut jobs = Vec::new();

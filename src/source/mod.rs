@@ -1,6 +1,9 @@
 //! Where secret values come from. Today: AWS Secrets Manager's GetSecretValue.
 
+mod budget;
 mod secrets_manager;
+
+pub use budget::Budget;
 
 pub use secrets_manager::SecretsManager;
 

@@ -3,6 +3,8 @@ use crate::aws::{self, Class};
 use crate::config::{SecretConfig, VersionSelector};
 use crate::credentials::{RoleSession, StsAssumer};
 use crate::secret::{Payload, Sensitive};
+use crate::source::Budget;
+use std::sync::Arc;
 
 /// A Secrets Manager client for one identity (a role, or the base credentials) in one
 /// region, shared by every secret read with that identity.
@@ -14,6 +16,8 @@ pub struct SecretsManager {
     session: Option<RoleSession<StsAssumer>>,
     /// Who reads, as the IAM documents name it: a role ARN, or "the base identity".
     principal: String,
+    /// Shared by every source reading from the same account and region.
+    budget: Arc<Budget>,
 }
 
 impl SecretsManager {
@@ -22,12 +26,14 @@ impl SecretsManager {
         region: String,
         session: Option<RoleSession<StsAssumer>>,
         principal: String,
+        budget: Arc<Budget>,
     ) -> Self {
         Self {
             client,
             region,
             session,
             principal,
+            budget,
         }
     }
 
@@ -48,7 +54,21 @@ impl SecretsManager {
             VersionSelector::Stage(stage) => request.version_stage(stage),
             VersionSelector::Id(id) => request.version_id(id),
         };
-        let output = request.send().await.map_err(|err| {
+        self.budget.acquire().await;
+        let result = request.send().await;
+        match &result {
+            Ok(_) => self.budget.succeeded(),
+            Err(err) if aws::classify(err).class == Class::Throttled => {
+                self.budget.throttled();
+                tracing::warn!(
+                    secret = %secret.name,
+                    rate_per_second = self.budget.rate(),
+                    "Secrets Manager is throttling; slowing down"
+                );
+            }
+            Err(_) => {}
+        }
+        let output = result.map_err(|err| {
             let info = aws::classify(&err);
             SourceError::Aws {
                 secret: secret.name.clone(),
