@@ -179,7 +179,32 @@ pub enum VersionSelector {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     File(FileTarget),
+    SingleFile(SingleFileTarget),
 }
+
+/// Write the secret as one file in a format an app can load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SingleFileTarget {
+    pub path: PathBuf,
+    pub format: FileFormat,
+    /// Permission bits of the file, at most 0o777.
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Raw,
+    Json,
+    Env,
+    Properties,
+}
+
+const FILE_FORMATS: &[(&str, FileFormat)] = &[
+    ("raw", FileFormat::Raw),
+    ("json", FileFormat::Json),
+    ("env", FileFormat::Env),
+    ("properties", FileFormat::Properties),
+];
 
 /// Write the secret into files in `dir`.
 #[derive(Debug, Clone, PartialEq)]
@@ -1623,7 +1648,7 @@ fn read_target(
         );
     }
     let target = match entry.key.as_str() {
-        "file" if entry.key_is_string => read_file_target(c, &entry.value, dirs).map(Target::File),
+        "file" if entry.key_is_string => read_file_target(c, &entry.value, dirs),
         _ => {
             c.key_problem(
                 entry,
@@ -1642,21 +1667,103 @@ fn read_target(
     }
 }
 
+/// `file:` writes either a directory of files (`dir`) or one formatted file (`path`).
 fn read_file_target(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
-) -> Option<FileTarget> {
+) -> Option<Target> {
     let mut f = Fields::open(c, at)?;
-    let dir = f
-        .require(c, "dir")
-        .and_then(|v| read_target_dir(c, &v, dirs));
+    let (dir, path) = (f.get("dir"), f.get("path"));
+    let format = f.get("format");
     let mode = or_default(f.get("mode"), DEFAULT_FILE_MODE, |v| read_file_mode(c, v));
     f.finish(c);
-    Some(FileTarget {
-        dir: dir?,
-        mode: mode?,
-    })
+    match (dir, path) {
+        (Some(dir), None) => {
+            if let Some(format) = &format {
+                c.problem(
+                    format,
+                    "format applies to a single file: use `path` instead of `dir`",
+                );
+                return None;
+            }
+            let dir = read_target_dir(c, &dir, dirs);
+            Some(Target::File(FileTarget {
+                dir: dir?,
+                mode: mode?,
+            }))
+        }
+        (None, Some(path)) => {
+            let path = read_target_file(c, &path, dirs);
+            let format = or_default(format, FileFormat::Raw, |v| read_file_format(c, v));
+            Some(Target::SingleFile(SingleFileTarget {
+                path: path?,
+                format: format?,
+                mode: mode?,
+            }))
+        }
+        (Some(_), Some(path)) => {
+            c.problem(&path, "dir and path cannot both be set: a file target writes a directory (dir) or one file (path)");
+            None
+        }
+        (None, None) => {
+            c.problem(
+                at,
+                "needs `dir` (a directory with one file per key) or `path` (one file in a format)",
+            );
+            None
+        }
+    }
+}
+
+fn read_file_format(c: &mut Checker, at: &Field) -> Option<FileFormat> {
+    let names: Vec<&str> = FILE_FORMATS.iter().map(|(name, _)| *name).collect();
+    parsed_string(
+        c,
+        at,
+        |text| {
+            FILE_FORMATS
+                .iter()
+                .find(|(name, _)| *name == text)
+                .map(|(_, f)| *f)
+        },
+        &format!("one of {}", names.join(", ")),
+    )
+}
+
+/// Target paths (directories and single files) share one map, keyed by path; the value
+/// is the field that claimed it, whose last segment (`dir` or `path`) tells which kind.
+fn read_target_file(
+    c: &mut Checker,
+    at: &Field,
+    dirs: &mut BTreeMap<PathBuf, String>,
+) -> Option<PathBuf> {
+    let path = read_path(c, at)?;
+    let inside = dirs
+        .iter()
+        .find(|(dir, owner)| owner.ends_with(".dir") && path.starts_with(dir));
+    if let Some((dir, owner)) = inside {
+        c.problem(
+            at,
+            format!(
+                "{:?} is inside {:?}, the directory of {owner}, which that target owns; write the file elsewhere",
+                path.display().to_string(),
+                dir.display().to_string()
+            ),
+        );
+        return None;
+    }
+    if let Some(first) = first_use(dirs, path.clone(), &at.path) {
+        c.problem(
+            at,
+            format!(
+                "{:?} is already used by {first}; each target needs its own path",
+                path.display().to_string()
+            ),
+        );
+        return None;
+    }
+    Some(path)
 }
 
 fn read_target_dir(
@@ -1666,6 +1773,20 @@ fn read_target_dir(
 ) -> Option<PathBuf> {
     // PathBuf compares by components, so "/a/b" and "/a/b/" count as the same directory.
     let dir = read_path(c, at)?;
+    let file_inside = dirs
+        .iter()
+        .find(|(path, owner)| owner.ends_with(".path") && path.starts_with(&dir));
+    if let Some((path, owner)) = file_inside {
+        c.problem(
+            at,
+            format!(
+                "{:?} contains {:?}, written by {owner}; a target's directory belongs to its secret",
+                dir.display().to_string(),
+                path.display().to_string()
+            ),
+        );
+        return None;
+    }
     if let Some(first) = first_use(dirs, dir.clone(), &at.path) {
         c.problem(
             at,
@@ -2027,6 +2148,58 @@ secrets:
         format!("secrets:\n  - name: db\n    secretId: s\n    targets:\n      - file:\n          dir: /run/db\n{extra}")
     }
 
+    fn targets(items: &str) -> String {
+        format!("secrets:\n  - name: db\n    secretId: s\n    targets:\n{items}")
+    }
+
+    #[test]
+    fn single_file_targets() {
+        let config = parse(&targets(
+            "      - file:\n          path: /run/app/.env\n          format: env\n      - file:\n          path: /run/app/raw\n",
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.secrets[0].targets,
+            [
+                Target::SingleFile(SingleFileTarget {
+                    path: "/run/app/.env".into(),
+                    format: FileFormat::Env,
+                    mode: 0o400,
+                }),
+                Target::SingleFile(SingleFileTarget {
+                    path: "/run/app/raw".into(),
+                    format: FileFormat::Raw,
+                    mode: 0o400,
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn single_file_target_problems() {
+        let cases: [(&str, &str, usize, &str); 6] = [
+            ("      - file:\n          path: /run/x\n          format: yaml\n", "secrets[0].targets[0].file.format", 7, "one of raw, json, env, properties"),
+            ("      - file:\n          dir: /run/x\n          path: /run/y\n", "secrets[0].targets[0].file.path", 7, "cannot both be set"),
+            ("      - file:\n          mode: \"0400\"\n", "secrets[0].targets[0].file", 6, "needs `dir`"),
+            ("      - file:\n          dir: /run/x\n          format: env\n", "secrets[0].targets[0].file.format", 7, "use `path` instead of `dir`"),
+            ("      - file:\n          dir: /run/x\n      - file:\n          path: /run/x/.env\n", "secrets[0].targets[1].file.path", 8, "is inside \"/run/x\""),
+            ("      - file:\n          path: /run/x/.env\n      - file:\n          dir: /run/x\n", "secrets[0].targets[1].file.dir", 8, "contains \"/run/x/.env\""),
+        ];
+        for (items, path, line, needle) in cases {
+            let found = problems(&targets(items));
+            expect_problem(&found, path, line, needle);
+        }
+        let found = problems(&targets(
+            "      - file:\n          path: /run/y\n      - file:\n          path: /run/y\n",
+        ));
+        expect_problem(
+            &found,
+            "secrets[0].targets[1].file.path",
+            8,
+            "already used by",
+        );
+    }
+
     #[test]
     fn example_parses_with_exact_values() {
         let config = parse(EXAMPLE).expect("example is valid");
@@ -2249,7 +2422,7 @@ secrets:
             &found,
             "secrets[0].targets[0].file.owner",
             8,
-            "unknown field `owner`; allowed fields: dir, mode",
+            "unknown field `owner`; allowed fields: dir, path, format, mode",
         );
     }
 
@@ -2259,7 +2432,8 @@ secrets:
         expect_problem(&found, "roles.r.roleArn", 3, "is required");
         expect_problem(&found, "secrets[0].name", 5, "is required");
         expect_problem(&found, "secrets[0].secretId", 5, "is required");
-        expect_problem(&found, "secrets[0].targets[0].file.dir", 6, "is required");
+        // A file target needs one of two fields, so the problem is on the target itself.
+        expect_problem(&found, "secrets[0].targets[0].file", 6, "needs `dir`");
         assert_eq!(found.len(), 4, "{found:#?}");
 
         let found = problems("region: us-east-1\n");

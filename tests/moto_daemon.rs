@@ -615,3 +615,73 @@ async fn throttling_slows_the_daemon_down_and_loses_nothing() {
     );
     assert!(child.stop().status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_file_targets_in_every_format() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config();
+    let hostile = "it's $HOME `id` $(touch pwned)\nline2 \"quoted\" é";
+    let secret = serde_json::json!({"user": "app", "password": hostile, "port": 5432}).to_string();
+    create_secret(&sdk, "app/db", &secret).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let yaml = format!(
+        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    targets:\n      - file:\n          path: {env}\n          format: env\n          mode: \"0440\"\n      - file:\n          path: {json}\n          format: json\n      - file:\n          path: {props}\n          format: properties\n",
+        env = out.join("app.env").display(),
+        json = out.join("app.json").display(),
+        props = out.join("app.properties").display(),
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let run = daemon(&config, &moto.endpoint(), free_port())
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // The env file is safe to source: nothing expands, every byte survives.
+    let sourced = Command::new("sh")
+        .current_dir(tmp.path())
+        .arg("-c")
+        .arg(format!(
+            "set -a; . '{}'; printf %s \"$password\"",
+            out.join("app.env").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        sourced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sourced.stderr)
+    );
+    assert_eq!(String::from_utf8(sourced.stdout).unwrap(), hostile);
+    assert!(
+        !tmp.path().join("pwned").exists(),
+        "a value must never be executed"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("app.env"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o440);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("app.json")).unwrap()).unwrap();
+    assert_eq!(json["password"], hostile);
+    assert_eq!(json["port"], "5432");
+    let props = std::fs::read_to_string(out.join("app.properties")).unwrap();
+    assert!(props.contains("user=app"), "{props}");
+    assert!(
+        props.lines().all(|l| l.is_ascii()),
+        "properties are ASCII with escapes: {props}"
+    );
+    assert!(
+        props.contains("\\n") && props.contains("\\u00e9"),
+        "{props}"
+    );
+}

@@ -8,10 +8,12 @@ mod roles;
 
 pub use roles::Roles;
 
-use crate::config::{Config, CredentialOutput, SecretConfig, Target};
+use crate::config::{Config, CredentialOutput, FileFormat, SecretConfig, Target};
 use crate::metrics::{Metrics, Outcome};
 use crate::shutdown::Signal;
 use crate::sink::file::{FileSink, FileSinkError, WriteOutcome};
+use crate::sink::formats::Format;
+use crate::sink::single_file::{SingleFile, SingleFileError};
 use crate::source::{Budget, Fetched, SecretsManager, SourceError};
 use crate::transform::{self, Rendered, TransformError};
 use aws_config::SdkConfig;
@@ -83,6 +85,12 @@ pub enum SyncError {
         #[source]
         source: FileSinkError,
     },
+    #[error("secret '{secret}': {source}")]
+    SingleFile {
+        secret: String,
+        #[source]
+        source: SingleFileError,
+    },
     #[error("secret '{secret}': the file writer task failed: {reason}")]
     WriterPanicked { secret: String, reason: String },
 }
@@ -94,6 +102,7 @@ impl SyncError {
             Self::Source(e) => e.kind(),
             Self::Transform { source, .. } => source.kind(),
             Self::Sink { source, .. } => source.kind(),
+            Self::SingleFile { source, .. } => source.kind(),
             Self::WriterPanicked { .. } => "internal",
         }
     }
@@ -213,7 +222,7 @@ impl RefreshHandle {
 struct SecretJob {
     config: SecretConfig,
     source: SecretsManager,
-    sinks: Vec<Arc<FileSink>>,
+    sinks: Vec<Sink>,
     /// Version last written to every sink; a poll that sees it again writes nothing.
     last_version: Mutex<Option<String>>,
     /// Wakes the polling loop for an early sync; a permit is kept if it is busy.
@@ -310,13 +319,7 @@ impl App {
                     })?
                     .clone(),
             };
-            let sinks = secret
-                .targets
-                .iter()
-                .map(|t| match t {
-                    Target::File(f) => Arc::new(FileSink::new(f.dir.clone(), f.mode)),
-                })
-                .collect();
+            let sinks = secret.targets.iter().map(Sink::from_target).collect();
             metrics.register_secret(&secret.name);
             jobs.push(Arc::new(SecretJob {
                 config: secret.clone(),
@@ -472,23 +475,58 @@ impl SecretJob {
 
 /// File writes run on the blocking pool and are never cancelled: the drain waits for
 /// them, so a shutdown cannot leave a half-swapped directory.
-async fn write(
-    sink: &Arc<FileSink>,
-    rendered: &Rendered,
-    secret: &str,
-) -> Result<WriteOutcome, SyncError> {
+async fn write(sink: &Sink, rendered: &Rendered, secret: &str) -> Result<WriteOutcome, SyncError> {
     let sink = sink.clone();
     let rendered = rendered.clone();
-    tokio::task::spawn_blocking(move || sink.write(&rendered))
-        .await
-        .map_err(|e| SyncError::WriterPanicked {
-            secret: secret.to_owned(),
-            reason: e.to_string(),
-        })?
-        .map_err(|source| SyncError::Sink {
+    let written = tokio::task::spawn_blocking(move || match sink {
+        Sink::Dir(dir) => dir.write(&rendered).map_err(SinkError::Dir),
+        Sink::File(file) => file.write(&rendered).map_err(SinkError::File),
+    })
+    .await
+    .map_err(|e| SyncError::WriterPanicked {
+        secret: secret.to_owned(),
+        reason: e.to_string(),
+    })?;
+    written.map_err(|e| match e {
+        SinkError::Dir(source) => SyncError::Sink {
             secret: secret.to_owned(),
             source,
-        })
+        },
+        SinkError::File(source) => SyncError::SingleFile {
+            secret: secret.to_owned(),
+            source,
+        },
+    })
+}
+
+enum SinkError {
+    Dir(FileSinkError),
+    File(SingleFileError),
+}
+
+/// Where one secret is written.
+#[derive(Clone)]
+enum Sink {
+    Dir(Arc<FileSink>),
+    File(Arc<SingleFile>),
+}
+
+impl Sink {
+    fn from_target(target: &Target) -> Self {
+        match target {
+            Target::File(f) => Sink::Dir(Arc::new(FileSink::new(f.dir.clone(), f.mode))),
+            Target::SingleFile(f) => Sink::File(Arc::new(SingleFile::new(
+                f.path.clone(),
+                match f.format {
+                    FileFormat::Raw => Format::Raw,
+                    FileFormat::Json => Format::Json,
+                    FileFormat::Env => Format::Env,
+                    FileFormat::Properties => Format::Properties,
+                },
+                f.mode,
+            ))),
+        }
+    }
 }
 
 impl Ctx {

@@ -5,19 +5,14 @@
 //! old complete file or the new complete one, never a half-written mix: SDKs re-read the
 //! file at arbitrary moments and a torn read would be a failed AWS call in the app.
 
-use super::fs::{create_dirs, sync_dir};
+use super::fs::{replace_file, ReplaceError};
 use crate::credentials_endpoint::RoleCredentials;
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+
 use std::path::{Path, PathBuf};
 
 /// Only permission bits: setuid, setgid and sticky mean nothing on a credentials file.
 const PERMISSION_BITS: u32 = 0o777;
-/// Until `set_permissions` applies the configured mode, nobody else may open the file.
-const STAGING_MODE: u32 = 0o600;
-/// `create_new` makes a clash harmless; retrying only matters if names ever repeat.
-const TEMP_NAME_ATTEMPTS: usize = 8;
 
 pub struct CredentialsFile {
     path: PathBuf,
@@ -60,6 +55,15 @@ impl From<super::fs::FsError> for CredentialsFileError {
     }
 }
 
+impl From<ReplaceError> for CredentialsFileError {
+    fn from(e: ReplaceError) -> Self {
+        match e {
+            ReplaceError::Io(e) => e.into(),
+            ReplaceError::NotAFile { path, found } => Self::NotAFile { path, found },
+        }
+    }
+}
+
 impl CredentialsFileError {
     /// Bounded label for logs and metrics.
     pub fn kind(&self) -> &'static str {
@@ -69,11 +73,6 @@ impl CredentialsFileError {
             Self::InvalidValue { .. } => "invalid_value",
         }
     }
-}
-
-fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CredentialsFileError {
-    let path = path.to_path_buf();
-    move |source| CredentialsFileError::Io { op, path, source }
 }
 
 impl CredentialsFile {
@@ -93,66 +92,14 @@ impl CredentialsFile {
     /// it was and no temp file remains.
     pub fn write(&self, creds: &RoleCredentials) -> Result<(), CredentialsFileError> {
         let content = self.render(creds)?;
-        self.refuse_non_file()?;
-        self.replace(content.as_bytes())
+        Ok(replace_file(&self.path, content.as_bytes(), self.mode)?)
     }
 
-    /// Everything after the target check; split out so tests can make the rename fail.
+    #[cfg(test)]
     fn replace(&self, content: &[u8]) -> Result<(), CredentialsFileError> {
-        let name = self.path.file_name().ok_or_else(|| {
-            io_error("pick a temp file name for", &self.path)(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the path has no file name",
-            ))
-        })?;
-        let dir = match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        create_dirs(&dir)?;
-
-        let (tmp, file) = create_temp(&dir, &name.to_string_lossy())?;
-        let staged = Staged(Some(tmp.clone()));
-        self.fill(file, &tmp, content)?;
-        // rename(2) replaces a symlink that appeared since the check above rather than
-        // following it, and fails on a directory, so the race cannot redirect the write.
-        fs::rename(&tmp, &self.path).map_err(io_error("rename a temp file onto", &self.path))?;
-        staged.disarm();
-        // The new file is in place even if this fails; reporting it makes the caller
-        // write again, which is harmless, instead of trusting a rename a crash may undo.
-        Ok(sync_dir(&dir)?)
-    }
-
-    /// `symlink_metadata`, so that a symlink is reported as what it is, never followed.
-    fn refuse_non_file(&self) -> Result<(), CredentialsFileError> {
-        let meta = match fs::symlink_metadata(&self.path) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(io_error("inspect", &self.path)(err)),
-        };
-        let kind = meta.file_type();
-        let found = if kind.is_file() {
-            return Ok(());
-        } else if kind.is_symlink() {
-            "symlink"
-        } else if kind.is_dir() {
-            "directory"
-        } else {
-            "special file"
-        };
-        Err(CredentialsFileError::NotAFile {
-            path: self.path.clone(),
-            found,
-        })
-    }
-
-    fn fill(&self, mut file: File, tmp: &Path, content: &[u8]) -> Result<(), CredentialsFileError> {
-        // fchmod on the open file: the umask applied at creation must not decide who can
-        // read credentials, and the fd stays writable even when the mode is read-only.
-        file.set_permissions(Permissions::from_mode(self.mode))
-            .map_err(io_error("set permissions on", tmp))?;
-        file.write_all(content).map_err(io_error("write", tmp))?;
-        file.sync_all().map_err(io_error("sync", tmp))
+        Ok(super::fs::replace_unchecked(
+            &self.path, content, self.mode,
+        )?)
     }
 
     fn render(&self, c: &RoleCredentials) -> Result<String, CredentialsFileError> {
@@ -196,62 +143,12 @@ impl CredentialsFile {
     }
 }
 
-/// Removes the temp file on every early return, so a failed write leaves nothing behind.
-struct Staged(Option<PathBuf>);
-
-impl Staged {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if let Some(tmp) = self.0.take() {
-            if let Err(err) = fs::remove_file(&tmp) {
-                if err.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %tmp.display(), "could not remove a temp credentials file: {err}");
-                }
-            }
-        }
-    }
-}
-
-/// `.<name>.<random>.tmp` in the target's directory: the same filesystem, so the rename
-/// is atomic, and a dot name, so globs and most directory watchers skip it.
-/// `create_new` (O_EXCL) neither follows nor reuses anything already at that name.
-fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), CredentialsFileError> {
-    let mut last_err = None;
-    for _ in 0..TEMP_NAME_ATTEMPTS {
-        let tmp = dir.join(format!(".{name}.{:016x}.tmp", random_suffix()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(STAGING_MODE)
-            .open(&tmp)
-        {
-            Ok(file) => return Ok((tmp, file)),
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last_err = Some((tmp, err)),
-            Err(err) => return Err(io_error("create a temp file", &tmp)(err)),
-        }
-    }
-    let (tmp, err) = last_err.unwrap_or_else(|| {
-        (
-            dir.to_path_buf(),
-            io::Error::from(io::ErrorKind::AlreadyExists),
-        )
-    });
-    Err(io_error("create a temp file", &tmp)(err))
-}
-
-fn random_suffix() -> u64 {
-    fastrand::u64(..)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::secret::Sensitive;
+    use std::fs::{self, Permissions};
+    use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, UNIX_EPOCH};
 
     const SECRET: &str = "canary-secret-7Qx2";
@@ -493,7 +390,9 @@ mod tests {
 
     #[test]
     fn temp_names_differ() {
-        let names: std::collections::BTreeSet<_> = (0..1000).map(|_| random_suffix()).collect();
+        let names: std::collections::BTreeSet<_> = (0..1000)
+            .map(|_| super::super::fs::random_suffix())
+            .collect();
         assert_eq!(names.len(), 1000);
     }
 }

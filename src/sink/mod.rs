@@ -1,3 +1,5 @@
 pub mod credentials_file;
 pub mod file;
+pub mod formats;
 mod fs;
+pub mod single_file;
