@@ -521,25 +521,8 @@ fn http_with_auth(
     path: &str,
     token: Option<&str>,
 ) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let auth = token
-        .map(|t| format!("Authorization: {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    stream.read_to_end(&mut resp).ok()?;
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+    let headers: Vec<(&str, &str)> = token.map(|t| ("Authorization", t)).into_iter().collect();
+    http_with_headers("GET", addr, path, &headers, None)
 }
 
 fn role_config(yaml_role: &str) -> secret_ferry::config::RoleConfig {

@@ -176,11 +176,24 @@ pub fn http(
     path: &str,
     body: Option<(&str, &str)>,
 ) -> Option<(u16, String)> {
+    http_with_headers(method, addr, path, &[], body)
+}
+
+pub fn http_with_headers(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some((ctype, b)) = body {
         req.push_str(&format!(
             "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{b}",
