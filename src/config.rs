@@ -1687,14 +1687,14 @@ fn read_file_target(
                 );
                 return None;
             }
-            let dir = read_target_dir(c, &dir, dirs);
+            let dir = read_target_path(c, &dir, dirs, true);
             Some(Target::File(FileTarget {
                 dir: dir?,
                 mode: mode?,
             }))
         }
         (None, Some(path)) => {
-            let path = read_target_file(c, &path, dirs);
+            let path = read_target_path(c, &path, dirs, false);
             let format = or_default(format, FileFormat::Raw, |v| read_file_format(c, v));
             Some(Target::SingleFile(SingleFileTarget {
                 path: path?,
@@ -1733,71 +1733,56 @@ fn read_file_format(c: &mut Checker, at: &Field) -> Option<FileFormat> {
 
 /// Target paths (directories and single files) share one map, keyed by path; the value
 /// is the field that claimed it, whose last segment (`dir` or `path`) tells which kind.
-fn read_target_file(
+/// A directory belongs to its target's writer, so no other target may sit inside it.
+fn read_target_path(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
+    is_dir: bool,
 ) -> Option<PathBuf> {
+    // PathBuf compares by components, so "/a/b" and "/a/b/" count as the same directory.
     let path = read_path(c, at)?;
-    let inside = dirs
-        .iter()
-        .find(|(dir, owner)| owner.ends_with(".dir") && path.starts_with(dir));
-    if let Some((dir, owner)) = inside {
-        c.problem(
-            at,
+    let shown = |p: &Path| format!("{:?}", p.display().to_string());
+    let clash = dirs.iter().find(|(other, owner)| {
+        if is_dir {
+            owner.ends_with(".path") && other.starts_with(&path)
+        } else {
+            owner.ends_with(".dir") && path.starts_with(other)
+        }
+    });
+    if let Some((other, owner)) = clash {
+        let message = if is_dir {
             format!(
-                "{:?} is inside {:?}, the directory of {owner}, which that target owns; write the file elsewhere",
-                path.display().to_string(),
-                dir.display().to_string()
-            ),
-        );
+                "{} contains {}, written by {owner}; a target's directory belongs to its secret",
+                shown(&path),
+                shown(other)
+            )
+        } else {
+            format!(
+                "{} is inside {}, the directory of {owner}, which that target owns; write the file elsewhere",
+                shown(&path),
+                shown(other)
+            )
+        };
+        c.problem(at, message);
         return None;
     }
     if let Some(first) = first_use(dirs, path.clone(), &at.path) {
-        c.problem(
-            at,
+        let message = if is_dir {
             format!(
-                "{:?} is already used by {first}; each target needs its own path",
-                path.display().to_string()
-            ),
-        );
+                "directory {} is already used by {first}; each target needs its own directory",
+                shown(&path)
+            )
+        } else {
+            format!(
+                "{} is already used by {first}; each target needs its own path",
+                shown(&path)
+            )
+        };
+        c.problem(at, message);
         return None;
     }
     Some(path)
-}
-
-fn read_target_dir(
-    c: &mut Checker,
-    at: &Field,
-    dirs: &mut BTreeMap<PathBuf, String>,
-) -> Option<PathBuf> {
-    // PathBuf compares by components, so "/a/b" and "/a/b/" count as the same directory.
-    let dir = read_path(c, at)?;
-    let file_inside = dirs
-        .iter()
-        .find(|(path, owner)| owner.ends_with(".path") && path.starts_with(&dir));
-    if let Some((path, owner)) = file_inside {
-        c.problem(
-            at,
-            format!(
-                "{:?} contains {:?}, written by {owner}; a target's directory belongs to its secret",
-                dir.display().to_string(),
-                path.display().to_string()
-            ),
-        );
-        return None;
-    }
-    if let Some(first) = first_use(dirs, dir.clone(), &at.path) {
-        c.problem(
-            at,
-            format!(
-                "directory {:?} is already used by {first}; each target needs its own directory",
-                dir.display().to_string()
-            ),
-        );
-        return None;
-    }
-    Some(dir)
 }
 
 fn read_base_credentials(c: &mut Checker, at: &Field) -> Option<BaseCredentials> {
