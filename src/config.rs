@@ -166,7 +166,52 @@ pub struct SecretConfig {
     pub version: VersionSelector,
     pub refresh_interval: Duration,
     pub targets: Vec<Target>,
+    /// Told after the secret's files changed (not after the first sync of a run).
+    pub on_change: Vec<OnChange>,
+    /// Changes within this long of each other cause one notification.
+    pub debounce: Duration,
 }
+
+/// One way to tell the app that its secret changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnChange {
+    /// Send `signal` to every process whose name (`/proc/PID/comm`) is `process`.
+    Signal { process: String, signal: SignalName },
+    /// Call an HTTP endpoint of the app, e.g. a reload hook.
+    Http {
+        url: String,
+        method: String,
+        timeout: Duration,
+    },
+    /// Create the file or move its modification time to now.
+    Touch(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalName {
+    Hup,
+    Int,
+    Quit,
+    Term,
+    Usr1,
+    Usr2,
+}
+
+const SIGNALS: &[(&str, SignalName)] = &[
+    ("HUP", SignalName::Hup),
+    ("INT", SignalName::Int),
+    ("QUIT", SignalName::Quit),
+    ("TERM", SignalName::Term),
+    ("USR1", SignalName::Usr1),
+    ("USR2", SignalName::Usr2),
+];
+const HTTP_METHODS: &[&str] = &["POST", "PUT", "GET"];
+const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+const NOTIFY_TIMEOUTS: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(60);
+const DEBOUNCES: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(3600);
+/// Linux keeps 15 bytes of a process name in `/proc/PID/comm`.
+const MAX_PROCESS_NAME: usize = 15;
 
 /// Which version of a secret to fetch.
 #[derive(Debug, Clone, PartialEq)]
@@ -1551,6 +1596,12 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
     let targets = f
         .require(c, "targets")
         .and_then(|v| read_targets(c, &v, seen.dirs));
+    let on_change = or_default(f.get("onChange"), Vec::new(), |v| {
+        read_list(c, v, ANY_NUMBER, "onChange action", read_on_change)
+    });
+    let debounce = or_default(f.get("debounce"), DEFAULT_DEBOUNCE, |v| {
+        c.duration_within(v, DEBOUNCES)
+    });
     f.finish(c);
     Some(SecretConfig {
         name: name?,
@@ -1559,6 +1610,88 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
         version: version?,
         refresh_interval: refresh_interval?,
         targets: targets?,
+        on_change: on_change?,
+        debounce: debounce?,
+    })
+}
+
+/// An action is a mapping with a single key naming its kind, like a target.
+fn read_on_change(c: &mut Checker, at: &Field) -> Option<OnChange> {
+    let mut f = Fields::open(c, at)?;
+    let (signal, http, touch) = (f.get("signal"), f.get("http"), f.get("touch"));
+    f.finish(c);
+    match (signal, http, touch) {
+        (Some(v), None, None) => read_signal_action(c, &v),
+        (None, Some(v), None) => read_http_action(c, &v),
+        (None, None, Some(v)) => read_path(c, &v).map(OnChange::Touch),
+        _ => {
+            c.problem(
+                at,
+                "must have exactly one of signal, http or touch; start a new list item for each",
+            );
+            None
+        }
+    }
+}
+
+fn read_signal_action(c: &mut Checker, at: &Field) -> Option<OnChange> {
+    let mut f = Fields::open(c, at)?;
+    let process = f.require(c, "process").and_then(|v| {
+        checked_string(
+            c,
+            &v,
+            |p| !p.is_empty() && p.len() <= MAX_PROCESS_NAME && !p.contains('/'),
+            "a process name as in /proc/PID/comm (1 to 15 bytes, no '/')",
+        )
+    });
+    let signal = f.require(c, "signal").and_then(|v| {
+        let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+        parsed_string(
+            c,
+            &v,
+            |text| {
+                let text = text.strip_prefix("SIG").unwrap_or(text);
+                SIGNALS.iter().find(|(n, _)| *n == text).map(|(_, s)| *s)
+            },
+            &format!("one of {}", names.join(", ")),
+        )
+    });
+    f.finish(c);
+    Some(OnChange::Signal {
+        process: process?,
+        signal: signal?,
+    })
+}
+
+fn read_http_action(c: &mut Checker, at: &Field) -> Option<OnChange> {
+    let mut f = Fields::open(c, at)?;
+    let url = f.require(c, "url").and_then(|v| {
+        checked_string(
+            c,
+            &v,
+            |u| {
+                u.strip_prefix("http://")
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !u.contains(char::is_whitespace))
+            },
+            "an http:// URL of the app (https is not supported: the hook is meant for a loopback endpoint)",
+        )
+    });
+    let method = or_default(f.get("method"), "POST".to_owned(), |v| {
+        checked_string(
+            c,
+            v,
+            |m| HTTP_METHODS.contains(&m),
+            &format!("one of {}", HTTP_METHODS.join(", ")),
+        )
+    });
+    let timeout = or_default(f.get("timeout"), DEFAULT_NOTIFY_TIMEOUT, |v| {
+        c.duration_within(v, NOTIFY_TIMEOUTS)
+    });
+    f.finish(c);
+    Some(OnChange::Http {
+        url: url?,
+        method: method?,
+        timeout: timeout?,
     })
 }
 
@@ -2138,6 +2271,66 @@ secrets:
     }
 
     #[test]
+    fn on_change_actions() {
+        let yaml = format!(
+            "{}    debounce: 5s\n    onChange:\n      - signal: {{process: nginx, signal: SIGHUP}}\n      - http: {{url: \"http://127.0.0.1:8080/-/reload\", timeout: 2s}}\n      - touch: /run/app/.changed\n",
+            secret_with("")
+        );
+        let secret = &parse(&yaml).expect("valid").secrets[0];
+        assert_eq!(secret.debounce, Duration::from_secs(5));
+        assert_eq!(
+            secret.on_change,
+            [
+                OnChange::Signal {
+                    process: "nginx".into(),
+                    signal: SignalName::Hup
+                },
+                OnChange::Http {
+                    url: "http://127.0.0.1:8080/-/reload".into(),
+                    method: "POST".into(),
+                    timeout: Duration::from_secs(2)
+                },
+                OnChange::Touch("/run/app/.changed".into()),
+            ]
+        );
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "      - touch: /a\n        http: {url: \"http://x\"}\n",
+                "secrets[0].onChange[0]",
+                "exactly one of",
+            ),
+            (
+                "      - http: {url: \"https://x/reload\"}\n",
+                "secrets[0].onChange[0].http.url",
+                "https is not supported",
+            ),
+            (
+                "      - signal: {process: nginx, signal: KILL}\n",
+                "secrets[0].onChange[0].signal.signal",
+                "one of HUP",
+            ),
+            (
+                "      - signal: {process: a-very-long-process-name, signal: HUP}\n",
+                "secrets[0].onChange[0].signal.process",
+                "1 to 15 bytes",
+            ),
+            (
+                "      - http: {url: \"http://x\", method: DELETE}\n",
+                "secrets[0].onChange[0].http.method",
+                "one of POST, PUT, GET",
+            ),
+        ];
+        for (item, path, needle) in cases {
+            let found = problems(&format!("{}    onChange:\n{item}", secret_with("")));
+            let hit = found.iter().find(|p| p.path == path);
+            assert!(
+                hit.is_some_and(|p| p.message.contains(needle)),
+                "{path}: {found:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn single_file_targets() {
         let config = parse(&targets(
             "      - file:\n          path: /run/app/.env\n          format: env\n      - file:\n          path: /run/app/raw\n",
@@ -2216,6 +2409,8 @@ secrets:
                 dir: "/var/run/secrets/ferry/db".into(),
                 mode: 0o400,
             })],
+            on_change: Vec::new(),
+            debounce: Duration::from_secs(2),
         };
         let expected = Config {
             region: Some("us-east-1".into()),
@@ -2911,6 +3106,8 @@ credentialsEndpoint:
                     dir: "/var/run/secrets/ferry/db".into(),
                     mode: 0o400,
                 })],
+                on_change: Vec::new(),
+                debounce: Duration::from_secs(2),
             }],
             base_credentials: Some(BaseCredentials {
                 access_key_id_file: "/etc/aws/access-key-id".into(),

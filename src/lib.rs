@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod credentials_endpoint;
 mod http;
 pub mod metrics;
+pub mod notify;
 pub mod secret;
 pub mod shutdown;
 pub mod sink;

@@ -41,6 +41,7 @@ pub struct Metrics {
     versions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     aws_api_calls_total: IntCounterVec,
     aws_throttled_total: IntCounterVec,
+    notify_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -137,6 +138,14 @@ impl Metrics {
             &["service", "operation"],
         )?;
         registry.register(Box::new(aws_throttled_total.clone()))?;
+        let notify_total = IntCounterVec::new(
+            Opts::new(
+                "secret_ferry_notify_total",
+                "Notifications sent to the app after a secret changed, by kind (signal, http, touch) and result.",
+            ),
+            &["secret", "kind", "result"],
+        )?;
+        registry.register(Box::new(notify_total.clone()))?;
         registry.register(Box::new(secret_stale.clone()))?;
         registry.register(Box::new(sync_duration.clone()))?;
         registry.register(Box::new(secret_version_info.clone()))?;
@@ -163,6 +172,7 @@ impl Metrics {
             versions: Default::default(),
             aws_api_calls_total,
             aws_throttled_total,
+            notify_total,
         })
     }
 
@@ -215,6 +225,12 @@ impl Metrics {
         self.secret_version_info
             .with_label_values(&[secret, version_id])
             .set(1);
+    }
+
+    pub fn notified(&self, secret: &str, kind: &str, outcome: Outcome) {
+        self.notify_total
+            .with_label_values(&[secret, kind, outcome.as_str()])
+            .inc();
     }
 
     pub fn aws_throttled(&self, service: &str, operation: &str) {

@@ -685,3 +685,95 @@ async fn single_file_targets_in_every_format() {
         "{props}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_announced_once_per_burst_by_http_signal_and_touch() {
+    use std::os::unix::process::ExitStatusExt;
+    let moto = Moto::start();
+    let sdk = moto.sdk_config();
+    create_secret(&sdk, "app/db", r#"{"v":"0"}"#).await;
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The app's reload hook: counts requests.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = hook.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in hook.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
+            if String::from_utf8_lossy(&buf[..n]).starts_with("POST /-/reload ") {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            );
+        }
+    });
+    // The app's process, under a name no other process has.
+    let name = format!("ferry-sig-{:04}", fastrand::u16(..10_000));
+    let app_bin = tmp.path().join(&name);
+    std::fs::copy("/bin/sleep", &app_bin).unwrap();
+    let mut app = Command::new(&app_bin).arg("300").spawn().unwrap();
+    let touched = tmp.path().join(".changed");
+
+    let dir = tmp.path().join("out");
+    let yaml = format!(
+        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    refreshInterval: 1s\n    debounce: 3s\n    targets:\n      - file:\n          dir: {dir}\n    onChange:\n      - http: {{url: \"http://127.0.0.1:{hook_port}/-/reload\"}}\n      - signal: {{process: {name}, signal: HUP}}\n      - touch: {touch}\n",
+        dir = dir.display(),
+        touch = touched.display(),
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let port = free_port();
+    let child = Running::start(&mut daemon(&config, &moto.endpoint(), port));
+    assert!(wait_for(Duration::from_secs(20), || read(&dir, "v")).is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the first sync is not a change"
+    );
+    assert!(!touched.exists());
+    assert!(
+        app.try_wait().unwrap().is_none(),
+        "the app must not be signalled at start"
+    );
+
+    // A burst of three rotations.
+    for v in 1..=3 {
+        put_secret(&sdk, "app/db", &format!(r#"{{"v":"{v}"}}"#)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(wait_for(Duration::from_secs(10), || read(&dir, "v")
+        .filter(|v| v == "3"))
+    .is_some());
+    let notified = wait_for(Duration::from_secs(10), || {
+        (hits.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
+    assert!(notified.is_some(), "the reload hook must be called");
+    let status = wait_for(Duration::from_secs(5), || app.try_wait().unwrap())
+        .expect("the app must get its signal");
+    assert_eq!(status.signal(), Some(1), "SIGHUP");
+    assert!(touched.exists(), "the touch file must exist");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one notification per debounced burst"
+    );
+
+    let (_, metrics) = get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        "/metrics",
+    )
+    .unwrap();
+    for kind in ["http", "signal", "touch"] {
+        let series =
+            format!(r#"secret_ferry_notify_total{{kind="{kind}",result="success",secret="db"}} 1"#);
+        assert!(metrics.contains(&series), "{series} missing in\n{metrics}");
+    }
+    assert!(child.stop().status.success());
+}

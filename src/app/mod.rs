@@ -227,6 +227,8 @@ struct SecretJob {
     last_version: Mutex<Option<String>>,
     /// Wakes the polling loop for an early sync; a permit is kept if it is busy.
     refresh: Arc<tokio::sync::Notify>,
+    /// Wakes the secret's notifier after its files changed.
+    changed: crate::notify::Changed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +329,7 @@ impl App {
                 sinks,
                 last_version: Mutex::new(None),
                 refresh: Arc::new(tokio::sync::Notify::new()),
+                changed: crate::notify::Changed::default(),
             }));
         }
         let lapsed = roles.clone();
@@ -406,6 +409,20 @@ impl App {
             let span = tracing::info_span!("credentials_file", role = %output.role);
             tasks.spawn(tracing::Instrument::instrument(
                 roles::write_credentials_file(self.roles.clone(), output.clone(), shutdown.clone()),
+                span,
+            ));
+        }
+        for job in self.jobs.iter().filter(|j| !j.config.on_change.is_empty()) {
+            let span = tracing::info_span!("notify", secret = %job.config.name);
+            tasks.spawn(tracing::Instrument::instrument(
+                crate::notify::run(
+                    job.config.name.clone(),
+                    job.config.on_change.clone(),
+                    job.config.debounce,
+                    job.changed.clone(),
+                    self.metrics.clone(),
+                    shutdown.clone(),
+                ),
                 span,
             ));
         }
@@ -554,6 +571,10 @@ impl Ctx {
         self.metrics.sync_took(name, elapsed);
         match &result {
             Ok(outcome) => {
+                // The first write of a run is the app's starting point, not a change.
+                if *outcome == SyncOutcome::Written && self.readiness.has_synced(name) {
+                    job.changed.changed();
+                }
                 self.metrics.secret_synced(name, Outcome::Success);
                 self.metrics.secret_stale(name, false);
                 self.readiness.synced(name);
