@@ -156,7 +156,7 @@ mod tests {
     async fn routes_and_readiness() {
         let metrics = Metrics::new().unwrap();
         metrics.register_secret("db");
-        let readiness = Arc::new(Readiness::new(1, None, || None));
+        let readiness = Arc::new(Readiness::new(["db".to_owned()], None, || None));
         let listener = Admin::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();

@@ -193,6 +193,17 @@ fn xml_code(body: &[u8]) -> Option<String> {
     plausible.then(|| code.to_owned())
 }
 
+/// For errors that arrive as data rather than as a failed call (BatchGetSecretValue's
+/// per-secret errors).
+pub fn from_code(code: &str, message: Option<&str>) -> ErrorInfo {
+    info(
+        class_of(Some(code), message, None),
+        Some(code.to_owned()),
+        None,
+        message.map(str::to_owned),
+    )
+}
+
 fn class_of(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Class {
     let mentions_kms = message.is_some_and(|m| m.contains("KMS") || m.contains("kms:"));
     match code {

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
+use crate::mapping::{Decode, KeyMap, Mapping, TemplateMode};
+
 const DEFAULT_SESSION_NAME: &str = "secret-ferry";
 const DEFAULT_ROLE_DURATION: Duration = Duration::from_secs(60 * 60);
 const ROLE_DURATIONS: RangeInclusive<Duration> =
@@ -75,6 +77,10 @@ pub struct Config {
     pub max_staleness: Option<Duration>,
     /// Secrets Manager calls per second allowed per (account, region).
     pub api_rate_limit: u32,
+    /// Default `fetchStrategy` of secrets that set none.
+    pub fetch_strategy: FetchStrategy,
+    /// Default `failoverRegion` of secrets that set none.
+    pub failover_region: Option<String>,
     /// Settings that are allowed but probably not what was meant, in document order.
     pub warnings: Vec<Problem>,
 }
@@ -170,6 +176,58 @@ pub struct SecretConfig {
     pub on_change: Vec<OnChange>,
     /// Changes within this long of each other cause one notification.
     pub debounce: Duration,
+    /// Set instead of `secret_id`: every secret matching it is synced (`secret_id` is then
+    /// empty) and target paths hold the `{{ name }}` placeholder.
+    pub find: Option<Find>,
+    /// With `find`: remove the targets of a secret that no longer matches.
+    pub prune: bool,
+    pub fetch_strategy: FetchStrategy,
+    /// Read the replica in this region when the primary region fails with a transient error.
+    pub failover_region: Option<String>,
+    /// Applied to the value before any target.
+    pub mapping: Mapping,
+}
+
+/// Which secrets a `find` entry syncs: all whose name starts with `name_prefix` and that
+/// carry every tag in `tags`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Find {
+    pub name_prefix: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The placeholder a `find` entry's target paths use for each matching secret's name.
+pub const NAME_PLACEHOLDER: &str = "{{ name }}";
+
+/// How a group of secrets sharing credentials and region is polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum FetchStrategy {
+    /// `batch` when more than one secret shares credentials and region, else `get`; falls
+    /// back to `get` when BatchGetSecretValue is denied.
+    #[default]
+    Auto,
+    /// GetSecretValue per secret.
+    Get,
+    /// BatchGetSecretValue, up to 20 secrets per call.
+    Batch,
+    /// ListSecrets to learn current versions, then GetSecretValue only for changed secrets.
+    List,
+}
+
+const FETCH_STRATEGIES: &[(&str, FetchStrategy)] = &[
+    ("auto", FetchStrategy::Auto),
+    ("get", FetchStrategy::Get),
+    ("batch", FetchStrategy::Batch),
+    ("list", FetchStrategy::List),
+];
+
+impl FetchStrategy {
+    pub fn as_str(self) -> &'static str {
+        FETCH_STRATEGIES
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("auto", |(name, _)| name)
+    }
 }
 
 /// One way to tell the app that its secret changed.
@@ -823,11 +881,19 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let roles_field = f.get("roles");
     let role_names = declared_keys(roles_field.as_ref());
     let roles = read_roles(c, roles_field, role_names.as_ref());
+    let fetch_strategy = or_default(f.get("fetchStrategy"), FetchStrategy::Auto, |v| {
+        read_fetch_strategy(c, v)
+    });
+    let failover_region = optional(f.get("failoverRegion"), |v| read_region(c, v));
+    let defaults = SecretDefaults {
+        fetch_strategy: fetch_strategy.unwrap_or_default(),
+        failover_region: failover_region.clone().flatten(),
+    };
     // Target directories, for credential outputs to stay out of.
     let mut dirs = BTreeMap::new();
     let secrets = f
         .require(c, "secrets")
-        .and_then(|v| read_secrets(c, &v, role_names.as_ref(), &mut dirs));
+        .and_then(|v| read_secrets(c, &v, role_names.as_ref(), &mut dirs, &defaults));
     let base_credentials = optional(f.get("baseCredentials"), |v| read_base_credentials(c, v));
     let credential_outputs = or_default(f.get("credentialOutputs"), Vec::new(), |v| {
         read_credential_outputs(c, v, role_names.as_ref(), &dirs)
@@ -851,6 +917,8 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         credentials_endpoint: credentials_endpoint?,
         max_staleness: max_staleness?,
         api_rate_limit: api_rate_limit?,
+        fetch_strategy: fetch_strategy?,
+        failover_region: failover_region?,
         warnings: Vec::new(),
     })
 }
@@ -1562,6 +1630,13 @@ struct Seen<'r> {
     names: BTreeMap<String, String>,
     /// Target directory → path of the `dir` field that has it.
     dirs: &'r mut BTreeMap<PathBuf, String>,
+    defaults: &'r SecretDefaults,
+}
+
+/// Top-level settings that secrets inherit.
+struct SecretDefaults {
+    fetch_strategy: FetchStrategy,
+    failover_region: Option<String>,
 }
 
 /// Also collects the target directories into `dirs`, valid secret or not.
@@ -1570,11 +1645,13 @@ fn read_secrets(
     at: &Field,
     roles: Option<&BTreeSet<String>>,
     dirs: &mut BTreeMap<PathBuf, String>,
+    defaults: &SecretDefaults,
 ) -> Option<Vec<SecretConfig>> {
     let mut seen = Seen {
         roles,
         names: BTreeMap::new(),
         dirs,
+        defaults,
     };
     read_list(c, at, AT_LEAST_ONE, "secret", |c, item| {
         read_secret(c, item, &mut seen)
@@ -1586,33 +1663,289 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
     let name = f
         .require(c, "name")
         .and_then(|v| read_secret_name(c, &v, &at.path, &mut seen.names));
-    let secret_id = f.require(c, "secretId").and_then(|v| read_secret_id(c, &v));
+    let (id_field, find_field) = (f.get("secretId"), f.get("find"));
+    let both = both_set(c, &id_field, &find_field);
+    if id_field.is_none() && find_field.is_none() {
+        c.report(
+            &at.child_path("secretId"),
+            Some(at.line()),
+            "is required (or `find`, to sync every secret matching a name prefix and tags)",
+        );
+    }
+    let finds = find_field.is_some();
+    let secret_id = optional(id_field, |v| read_secret_id(c, v));
+    let find = optional(find_field, |v| read_find(c, v));
     let role = optional(f.get("role"), |v| read_reference(c, v, seen.roles, &ROLES));
     let (stage, id) = (f.get("versionStage"), f.get("versionId"));
+    let pinned = id.clone();
     let version = read_version(c, stage, id);
     let refresh_interval = or_default(f.get("refreshInterval"), DEFAULT_REFRESH_INTERVAL, |v| {
         c.duration_within(v, REFRESH_INTERVALS)
     });
     let targets = f
         .require(c, "targets")
-        .and_then(|v| read_targets(c, &v, seen.dirs));
+        .and_then(|v| read_targets(c, &v, seen.dirs, finds));
     let on_change = or_default(f.get("onChange"), Vec::new(), |v| {
         read_list(c, v, ANY_NUMBER, "onChange action", read_on_change)
     });
     let debounce = or_default(f.get("debounce"), DEFAULT_DEBOUNCE, |v| {
         c.duration_within(v, DEBOUNCES)
     });
+    let prune_field = f.get("prune");
+    if let (Some(prune), false) = (&prune_field, finds) {
+        c.problem(
+            prune,
+            "applies only to `find` entries, whose set of secrets can shrink",
+        );
+    }
+    let prune = or_default(prune_field, false, |v| c.boolean(v));
+    let strategy_field = f.get("fetchStrategy");
+    let fetch_strategy = or_default(strategy_field.clone(), seen.defaults.fetch_strategy, |v| {
+        read_fetch_strategy(c, v)
+    });
+    if let (Some(at), Some(strategy)) = (&strategy_field, fetch_strategy) {
+        check_strategy(c, at, strategy, version.as_ref(), pinned.is_some(), finds);
+    }
+    let failover_region = or_default(
+        f.get("failoverRegion"),
+        seen.defaults.failover_region.clone(),
+        |v| read_region(c, v).map(Some),
+    );
+    let mapping = read_mapping(c, &mut f);
     f.finish(c);
+    if both {
+        return None;
+    }
+    let version = version?;
+    let mut fetch_strategy = fetch_strategy?;
+    // A `find` entry learns its secrets from ListSecrets, which also gives their versions.
+    if finds {
+        fetch_strategy = FetchStrategy::List;
+    }
     Some(SecretConfig {
         name: name?,
-        secret_id: secret_id?,
+        secret_id: secret_id?.unwrap_or_default(),
         role: role?,
-        version: version?,
+        version,
         refresh_interval: refresh_interval?,
         targets: targets?,
         on_change: on_change?,
         debounce: debounce?,
+        find: find?,
+        prune: prune?,
+        fetch_strategy,
+        failover_region: failover_region?,
+        mapping: mapping?,
     })
+}
+
+fn read_fetch_strategy(c: &mut Checker, at: &Field) -> Option<FetchStrategy> {
+    let names: Vec<&str> = FETCH_STRATEGIES.iter().map(|(n, _)| *n).collect();
+    parsed_string(
+        c,
+        at,
+        |text| {
+            FETCH_STRATEGIES
+                .iter()
+                .find(|(n, _)| *n == text)
+                .map(|(_, s)| *s)
+        },
+        &format!("one of {}", names.join(", ")),
+    )
+}
+
+/// BatchGetSecretValue only returns AWSCURRENT, and a pinned versionId never changes.
+fn check_strategy(
+    c: &mut Checker,
+    at: &Field,
+    strategy: FetchStrategy,
+    version: Option<&VersionSelector>,
+    pinned: bool,
+    finds: bool,
+) {
+    let current = matches!(version, Some(VersionSelector::Stage(s)) if s == DEFAULT_VERSION_STAGE);
+    let problem = match strategy {
+        FetchStrategy::Get | FetchStrategy::Batch if finds => {
+            Some("a `find` entry is always polled with ListSecrets: use list or auto")
+        }
+        FetchStrategy::Batch if !current && version.is_some() => Some(
+            "batch reads only the AWSCURRENT version (BatchGetSecretValue takes no version): use get, or list for another versionStage",
+        ),
+        FetchStrategy::List if pinned => {
+            Some("a pinned versionId never changes, so there is nothing to list: use get")
+        }
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        c.problem(at, problem);
+    }
+}
+
+fn read_find(c: &mut Checker, at: &Field) -> Option<Find> {
+    let mut f = Fields::open(c, at)?;
+    let name_prefix = optional(f.get("namePrefix"), |v| {
+        checked_string(
+            c,
+            v,
+            |p| !p.is_empty() && p.len() <= 512 && p.chars().all(is_secret_name_char),
+            "the start of a secret name: letters, digits or any of \"/_+=.@-\"",
+        )
+    });
+    let tags = or_default(f.get("tags"), BTreeMap::new(), |v| read_find_tags(c, v));
+    f.finish(c);
+    let find = Find {
+        name_prefix: name_prefix?,
+        tags: tags?,
+    };
+    if find.name_prefix.is_none() && find.tags.is_empty() {
+        c.problem(
+            at,
+            "needs namePrefix or tags: a find matching every secret in the account is almost never meant",
+        );
+        return None;
+    }
+    Some(find)
+}
+
+fn read_find_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    let mut ok = true;
+    for entry in c.entries(at)? {
+        let value = c.scalar(&entry.value);
+        match value {
+            Some(value) if !entry.key.is_empty() => {
+                tags.insert(entry.key, value);
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(tags)
+}
+
+fn is_secret_name_char(ch: char) -> bool {
+    ch.is_ascii_alphanumeric() || "/_+=.@-".contains(ch)
+}
+
+/// `property`, `keys`, `decode`, `templates` and `templateMode`.
+fn read_mapping(c: &mut Checker, f: &mut Fields) -> Option<Mapping> {
+    let property = optional(f.get("property"), |v| {
+        checked_string(
+            c,
+            v,
+            |p| !p.is_empty() && p.split('.').all(|segment| !segment.is_empty()),
+            "a dot-separated path of JSON keys such as \"database.password\"",
+        )
+    });
+    let keys = optional(f.get("keys"), |v| {
+        let mut targets = BTreeMap::new();
+        read_list(c, v, AT_LEAST_ONE, "key", |c, item| {
+            read_key_map(c, item, &mut targets)
+        })
+    });
+    let decode = or_default(f.get("decode"), Decode::None, |v| {
+        parsed_string(
+            c,
+            v,
+            |text| match text {
+                "none" => Some(Decode::None),
+                "base64" => Some(Decode::Base64),
+                _ => None,
+            },
+            "one of none, base64",
+        )
+    });
+    let templates = or_default(f.get("templates"), Vec::new(), |v| read_templates(c, v));
+    let mode_field = f.get("templateMode");
+    let template_mode = or_default(mode_field.clone(), TemplateMode::Add, |v| {
+        parsed_string(
+            c,
+            v,
+            |text| match text {
+                "add" => Some(TemplateMode::Add),
+                "replace" => Some(TemplateMode::Replace),
+                _ => None,
+            },
+            "one of add, replace",
+        )
+    });
+    if let (Some(at), Some(templates)) = (&mode_field, &templates) {
+        if templates.is_empty() {
+            c.problem(at, "applies only with `templates`");
+        }
+    }
+    Some(Mapping {
+        property: property?,
+        keys: keys?,
+        decode: decode?,
+        templates: templates?,
+        template_mode: template_mode?,
+    })
+}
+
+fn read_key_map(
+    c: &mut Checker,
+    at: &Field,
+    targets: &mut BTreeMap<String, String>,
+) -> Option<KeyMap> {
+    let mut f = Fields::open(c, at)?;
+    let from = f.require(c, "from").and_then(|v| c.scalar(&v));
+    let to_field = f.get("to");
+    let to = optional(to_field.clone(), |v| read_output_key(c, v));
+    f.finish(c);
+    let from = from?;
+    let to = to?.unwrap_or_else(|| from.clone());
+    if crate::transform::check_key(&to).is_err() && to_field.is_none() {
+        c.problem(
+            at,
+            format!("key {from:?} is not a safe file name: rename it with `to`"),
+        );
+        return None;
+    }
+    if let Some(first) = first_use(targets, to.clone(), &at.path) {
+        c.problem(
+            at,
+            format!("output key {to:?} is already produced by {first}"),
+        );
+        return None;
+    }
+    Some(KeyMap { from, to })
+}
+
+fn read_output_key(c: &mut Checker, at: &Field) -> Option<String> {
+    let key = c.scalar(at)?;
+    match crate::transform::check_key(&key) {
+        Ok(()) => Some(key),
+        Err(e) => {
+            c.problem(at, format!("must be a safe file name: {e}"));
+            None
+        }
+    }
+}
+
+fn read_templates(c: &mut Checker, at: &Field) -> Option<Vec<(String, String)>> {
+    let mut templates = Vec::new();
+    let mut ok = true;
+    for entry in c.entries(at)? {
+        if let Err(e) = crate::transform::check_key(&entry.key) {
+            c.key_problem(
+                &entry,
+                format!("a template's name is its output key and must be a safe file name: {e}"),
+            );
+            ok = false;
+            continue;
+        }
+        let Some(source) = c.string(&entry.value).map(str::to_owned) else {
+            ok = false;
+            continue;
+        };
+        if let Err(e) = crate::mapping::check_template(&source) {
+            c.problem(&entry.value, format!("template does not parse: {e}"));
+            ok = false;
+            continue;
+        }
+        templates.push((entry.key, source));
+    }
+    ok.then_some(templates)
 }
 
 /// An action is a mapping with a single key naming its kind, like a target.
@@ -1746,13 +2079,15 @@ fn read_version(
     Some(stage?.or(id?).unwrap_or_else(default))
 }
 
+/// `templated`: the targets of a `find` entry, whose paths must hold `{{ name }}`.
 fn read_targets(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
+    templated: bool,
 ) -> Option<Vec<Target>> {
     read_list(c, at, AT_LEAST_ONE, "target", |c, item| {
-        read_target(c, item, dirs)
+        read_target(c, item, dirs, templated)
     })
 }
 
@@ -1761,6 +2096,7 @@ fn read_target(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
+    templated: bool,
 ) -> Option<Target> {
     let kinds = TARGET_KINDS.join(", ");
     let entries = c.entries(at)?;
@@ -1781,7 +2117,7 @@ fn read_target(
         );
     }
     let target = match entry.key.as_str() {
-        "file" if entry.key_is_string => read_file_target(c, &entry.value, dirs),
+        "file" if entry.key_is_string => read_file_target(c, &entry.value, dirs, templated),
         _ => {
             c.key_problem(
                 entry,
@@ -1805,6 +2141,7 @@ fn read_file_target(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
+    templated: bool,
 ) -> Option<Target> {
     let mut f = Fields::open(c, at)?;
     let (dir, path) = (f.get("dir"), f.get("path"));
@@ -1820,14 +2157,14 @@ fn read_file_target(
                 );
                 return None;
             }
-            let dir = read_target_path(c, &dir, dirs, true);
+            let dir = read_target_path(c, &dir, dirs, true, templated);
             Some(Target::File(FileTarget {
                 dir: dir?,
                 mode: mode?,
             }))
         }
         (None, Some(path)) => {
-            let path = read_target_path(c, &path, dirs, false);
+            let path = read_target_path(c, &path, dirs, false, templated);
             let format = or_default(format, FileFormat::Raw, |v| read_file_format(c, v));
             Some(Target::SingleFile(SingleFileTarget {
                 path: path?,
@@ -1872,9 +2209,30 @@ fn read_target_path(
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
     is_dir: bool,
+    templated: bool,
 ) -> Option<PathBuf> {
     // PathBuf compares by components, so "/a/b" and "/a/b/" count as the same directory.
     let path = read_path(c, at)?;
+    let text = path.to_string_lossy().replace("{{name}}", NAME_PLACEHOLDER);
+    let has_placeholder = text.contains(NAME_PLACEHOLDER);
+    if templated && !has_placeholder {
+        c.problem(at, format!("a `find` entry syncs many secrets: the path must contain {NAME_PLACEHOLDER} so that each gets its own"));
+        return None;
+    }
+    if text.replace(NAME_PLACEHOLDER, "").contains("{{") {
+        let only = if templated {
+            format!("{NAME_PLACEHOLDER} is the only placeholder")
+        } else {
+            format!("placeholders such as {NAME_PLACEHOLDER} are only for `find` entries")
+        };
+        c.problem(at, only);
+        return None;
+    }
+    if !templated && has_placeholder {
+        c.problem(at, format!("{NAME_PLACEHOLDER} is only for `find` entries"));
+        return None;
+    }
+    let path = PathBuf::from(text);
     let shown = |p: &Path| format!("{:?}", p.display().to_string());
     let clash = dirs.iter().find(|(other, owner)| {
         if is_dir {
@@ -2411,6 +2769,11 @@ secrets:
             })],
             on_change: Vec::new(),
             debounce: Duration::from_secs(2),
+            find: None,
+            prune: false,
+            fetch_strategy: FetchStrategy::Auto,
+            failover_region: None,
+            mapping: Mapping::default(),
         };
         let expected = Config {
             region: Some("us-east-1".into()),
@@ -2421,6 +2784,8 @@ secrets:
             credentials_endpoint: None,
             max_staleness: None,
             api_rate_limit: 50,
+            fetch_strategy: FetchStrategy::Auto,
+            failover_region: None,
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);
@@ -2596,7 +2961,7 @@ secrets:
             &found,
             "regoin",
             1,
-            "unknown field `regoin`; allowed fields: region, roles, secrets",
+            "unknown field `regoin`; allowed fields: region, roles, fetchStrategy, failoverRegion, secrets",
         );
         expect_problem(
             &found,
@@ -3108,6 +3473,11 @@ credentialsEndpoint:
                 })],
                 on_change: Vec::new(),
                 debounce: Duration::from_secs(2),
+                find: None,
+                prune: false,
+                fetch_strategy: FetchStrategy::Auto,
+                failover_region: None,
+                mapping: Mapping::default(),
             }],
             base_credentials: Some(BaseCredentials {
                 access_key_id_file: "/etc/aws/access-key-id".into(),
@@ -3136,6 +3506,8 @@ credentialsEndpoint:
             }),
             max_staleness: None,
             api_rate_limit: 50,
+            fetch_strategy: FetchStrategy::Auto,
+            failover_region: None,
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);
@@ -3148,7 +3520,7 @@ credentialsEndpoint:
             &found,
             "credentialOutput",
             6,
-            "allowed fields: region, roles, secrets, baseCredentials, credentialOutputs, credentialsEndpoint",
+            "allowed fields: region, roles, fetchStrategy, failoverRegion, secrets, baseCredentials, credentialOutputs, credentialsEndpoint",
         );
         let found = problems(&role_with("    sessionTag: {a: b}\n"));
         expect_problem(&found, "roles.r.sessionTag", 4, "sessionTags, transitiveTagKeys, sourceIdentity, policy, policyArns, region, stsEndpoint, via");

@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod credentials_endpoint;
 mod http;
+pub mod mapping;
 pub mod metrics;
 pub mod notify;
 pub mod secret;

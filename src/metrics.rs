@@ -37,6 +37,9 @@ pub struct Metrics {
     secret_stale: IntGaugeVec,
     sync_duration: HistogramVec,
     secret_version_info: IntGaugeVec,
+    secret_region_info: IntGaugeVec,
+    /// The region last recorded per secret, to remove the old series on a change.
+    regions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     /// The version id each secret's `secret_version_info` series carries, to remove it on change.
     versions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     aws_api_calls_total: IntCounterVec,
@@ -157,8 +160,18 @@ impl Metrics {
         registry.register(Box::new(credential_expiry.clone()))?;
         registry.register(Box::new(secret_sync_total.clone()))?;
         registry.register(Box::new(secret_last_success.clone()))?;
+        let secret_region_info = IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_secret_region_info",
+                "The region that served a secret's last successful sync, as a label; differs from the configured region after a failover.",
+            ),
+            &["secret", "region"],
+        )?;
+        registry.register(Box::new(secret_region_info.clone()))?;
         Ok(Self {
             registry,
+            secret_region_info,
+            regions: Default::default(),
             credential_refresh_total,
             credential_refresh_errors_total,
             credential_expiry,
@@ -225,6 +238,50 @@ impl Metrics {
         self.secret_version_info
             .with_label_values(&[secret, version_id])
             .set(1);
+    }
+
+    /// Like `secret_version`: one series per secret.
+    pub fn secret_region(&self, secret: &str, region: &str) {
+        let mut regions = self
+            .regions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = regions.insert(secret.to_owned(), region.to_owned()) {
+            if old != region {
+                let _ = self.secret_region_info.remove_label_values(&[secret, &old]);
+            }
+        }
+        self.secret_region_info
+            .with_label_values(&[secret, region])
+            .set(1);
+    }
+
+    /// Removes every series of a secret that is no longer synced, so that dashboards and
+    /// alerts do not keep reporting a secret that has gone.
+    pub fn forget_secret(&self, secret: &str) {
+        for outcome in [Outcome::Success, Outcome::Failure] {
+            let _ = self
+                .secret_sync_total
+                .remove_label_values(&[secret, outcome.as_str()]);
+        }
+        let _ = self.secret_last_success.remove_label_values(&[secret]);
+        let _ = self.secret_stale.remove_label_values(&[secret]);
+        let _ = self.sync_duration.remove_label_values(&[secret]);
+        let lock = |m: &std::sync::Mutex<std::collections::BTreeMap<String, String>>| {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(secret)
+        };
+        if let Some(version) = lock(&self.versions) {
+            let _ = self
+                .secret_version_info
+                .remove_label_values(&[secret, &version]);
+        }
+        if let Some(region) = lock(&self.regions) {
+            let _ = self
+                .secret_region_info
+                .remove_label_values(&[secret, &region]);
+        }
     }
 
     pub fn notified(&self, secret: &str, kind: &str, outcome: Outcome) {

@@ -103,7 +103,7 @@ pub fn check_key(key: &str) -> Result<(), TransformError> {
     }
 }
 
-fn key_for_error(key: &str) -> String {
+pub(crate) fn key_for_error(key: &str) -> String {
     if key.chars().count() <= MAX_KEY_CHARS_IN_ERROR {
         key.to_owned()
     } else {
@@ -125,6 +125,29 @@ pub fn render(payload: &Payload) -> Result<Rendered, TransformError> {
                 _ => Ok(single(text.as_bytes().to_vec())),
             }
         }
+    }
+}
+
+/// Renders one JSON value, given as its exact source text, the way `render` renders a
+/// whole secret, except that a JSON string is decoded rather than kept as source text:
+/// callers that select a value out of a larger document want what it says, not its quoting.
+/// `raw` must be valid JSON, such as a `RawValue`'s text.
+pub(crate) fn render_json_value(raw: &str) -> Result<Rendered, TransformError> {
+    if let Some(entries) = object_entries(raw) {
+        return from_entries(entries);
+    }
+    Ok(single(match serde_json::from_str::<String>(raw) {
+        Ok(string) => string.into_bytes(),
+        Err(_) => strip_json_whitespace(raw),
+    }))
+}
+
+/// The top-level entries of `json` in document order, duplicates included, each value
+/// as its exact source text; `None` when `json` is not a JSON object.
+pub(crate) fn object_entries(json: &str) -> Option<Vec<(String, Box<RawValue>)>> {
+    match serde_json::from_str::<Entries>(json) {
+        Ok(Entries(entries)) => entries,
+        Err(_) => None,
     }
 }
 

@@ -468,7 +468,17 @@ async fn refresh_triggers_freshness_metrics_and_max_staleness() {
         "SIGHUP must sync now"
     );
 
-    let (_, metrics) = get(admin, "/metrics").unwrap();
+    // The proxy counts a call when it arrives; the daemon once its answer is handled.
+    let synced = format!(
+        r#"secret_ferry_secret_sync_total{{result="success",secret="db"}} {}"#,
+        before + 1
+    );
+    let metrics = wait_for(Duration::from_secs(5), || {
+        get(admin, "/metrics")
+            .map(|r| r.1)
+            .filter(|m| m.contains(&synced))
+    })
+    .expect("the SIGHUP sync is counted");
     let versions: Vec<_> = metrics
         .lines()
         .filter(|l| l.starts_with("secret_ferry_secret_version_info{"))
@@ -542,7 +552,8 @@ async fn throttling_slows_the_daemon_down_and_loses_nothing() {
     let proxy = common::proxy::Proxy::start(moto.addr());
     let sdk = moto.sdk_config();
     let tmp = tempfile::tempdir().unwrap();
-    let mut yaml = "region: us-east-1\napiRateLimit: 20\nsecrets:\n".to_owned();
+    // Secret by secret, so that 30 secrets a second meet a budget of 20 calls a second.
+    let mut yaml = "region: us-east-1\napiRateLimit: 20\nfetchStrategy: get\nsecrets:\n".to_owned();
     for i in 0..30 {
         create_secret(&sdk, &format!("s{i}"), &format!(r#"{{"v":"{i}"}}"#)).await;
         yaml.push_str(&format!(

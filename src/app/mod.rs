@@ -1,27 +1,32 @@
 //! Builds the pipeline from a validated config and drives it:
-//! credentials → source → transform → sinks, one polling task per secret.
+//! credentials → source → mapping → sinks, one polling task per group of secrets
+//! (see `plan` for how secrets are grouped and `group` for how a group is polled).
 //!
 //! This is the wiring `main.rs` calls; it lives in the library so that tests can run
 //! the whole daemon in-process.
 
+mod group;
+mod job;
+pub mod plan;
 mod roles;
 
+pub use job::SyncOutcome;
 pub use roles::Roles;
 
-use crate::config::{Config, CredentialOutput, FileFormat, SecretConfig, Target};
-use crate::metrics::{Metrics, Outcome};
+use crate::config::{Config, CredentialOutput, SecretConfig};
+use crate::mapping::MappingError;
+use crate::metrics::Metrics;
 use crate::shutdown::Signal;
-use crate::sink::file::{FileSink, FileSinkError, WriteOutcome};
-use crate::sink::formats::Format;
-use crate::sink::single_file::{SingleFile, SingleFileError};
-use crate::source::{Budget, Fetched, SecretsManager, SourceError};
-use crate::transform::{self, Rendered, TransformError};
+use crate::sink::file::FileSinkError;
+use crate::sink::single_file::SingleFileError;
+use crate::source::{Budget, SecretsManager, SourceError};
 use aws_config::SdkConfig;
-use std::collections::BTreeMap;
+use group::Group;
+use job::{Ctx, SecretJob};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -67,6 +72,12 @@ pub enum BuildError {
     NoRegion,
     #[error("secret '{secret}' refers to role '{role}', which is not defined")]
     UnknownRole { secret: String, role: String },
+    #[error("secret '{secret}': {source}")]
+    Mapping {
+        secret: String,
+        #[source]
+        source: MappingError,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,10 +85,10 @@ pub enum SyncError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("secret '{secret}': {source}")]
-    Transform {
+    Mapping {
         secret: String,
         #[source]
-        source: TransformError,
+        source: MappingError,
     },
     #[error("secret '{secret}': {source}")]
     Sink {
@@ -100,7 +111,7 @@ impl SyncError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Source(e) => e.kind(),
-            Self::Transform { source, .. } => source.kind(),
+            Self::Mapping { source, .. } => source.kind(),
             Self::Sink { source, .. } => source.kind(),
             Self::SingleFile { source, .. } => source.kind(),
             Self::WriterPanicked { .. } => "internal",
@@ -113,25 +124,33 @@ impl SyncError {
 /// while a secret's last sync is older than `maxStaleness`, and when the drain starts so
 /// that no new traffic is sent to a pod on its way out.
 pub struct Readiness {
-    total: usize,
     max_staleness: Option<Duration>,
-    /// When each secret last synced; a secret is absent until its first sync.
-    last_synced: std::sync::Mutex<BTreeMap<String, Instant>>,
+    state: std::sync::Mutex<ReadinessState>,
     draining: AtomicBool,
     /// The first role whose credential has lapsed, if any.
     lapsed: Box<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
+#[derive(Default)]
+struct ReadinessState {
+    /// Every secret (and `find` entry) that must sync before the pod is ready.
+    expected: BTreeSet<String>,
+    /// When each expected secret last synced; absent until its first sync.
+    last_synced: BTreeMap<String, Instant>,
+}
+
 impl Readiness {
     pub(crate) fn new(
-        total: usize,
+        expected: impl IntoIterator<Item = String>,
         max_staleness: Option<Duration>,
         lapsed: impl Fn() -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            total,
             max_staleness,
-            last_synced: std::sync::Mutex::new(BTreeMap::new()),
+            state: std::sync::Mutex::new(ReadinessState {
+                expected: expected.into_iter().collect(),
+                last_synced: BTreeMap::new(),
+            }),
             draining: AtomicBool::new(false),
             lapsed: Box::new(lapsed),
         }
@@ -156,8 +175,8 @@ impl Readiness {
             ));
         }
         if let Some(max) = self.max_staleness {
-            let synced = self.synced_map();
-            if let Some((name, at)) = synced.iter().find(|(_, at)| at.elapsed() > max) {
+            let state = self.lock();
+            if let Some((name, at)) = state.last_synced.iter().find(|(_, at)| at.elapsed() > max) {
                 return Err(format!(
                     "secret '{name}' last synced {}s ago, more than maxStaleness ({})",
                     at.elapsed().as_secs(),
@@ -169,21 +188,37 @@ impl Readiness {
     }
 
     pub fn pending(&self) -> usize {
-        self.total.saturating_sub(self.synced_map().len())
+        let state = self.lock();
+        state.expected.len().saturating_sub(state.last_synced.len())
     }
 
     /// Whether `secret` has synced at least once.
     pub fn has_synced(&self, secret: &str) -> bool {
-        self.synced_map().contains_key(secret)
+        self.lock().last_synced.contains_key(secret)
     }
 
     pub(crate) fn synced(&self, secret: &str) {
-        self.synced_map().insert(secret.to_owned(), Instant::now());
+        let mut state = self.lock();
+        if state.expected.contains(secret) {
+            state.last_synced.insert(secret.to_owned(), Instant::now());
+        }
     }
 
-    fn synced_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Instant>> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.last_synced
+    /// A secret found by discovery: the pod waits for it too.
+    pub(crate) fn expect(&self, secret: &str) {
+        self.lock().expected.insert(secret.to_owned());
+    }
+
+    /// A secret that is no longer synced (it stopped matching `find`).
+    pub(crate) fn forget(&self, secret: &str) {
+        let mut state = self.lock();
+        state.expected.remove(secret);
+        state.last_synced.remove(secret);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadinessState> {
+        // A panic while holding this lock cannot leave the maps inconsistent.
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -201,8 +236,14 @@ pub struct RefreshHandle {
 
 impl RefreshHandle {
     pub fn all(&self) {
+        // Secrets of one group share a Notify. Waking it once per secret would leave a
+        // stored permit behind after the first wake-up, and so a second, needless poll.
+        let mut woken: Vec<&Arc<tokio::sync::Notify>> = Vec::new();
         for notify in self.secrets.values() {
-            notify.notify_one();
+            if !woken.iter().any(|w| Arc::ptr_eq(w, notify)) {
+                notify.notify_one();
+                woken.push(notify);
+            }
         }
     }
 
@@ -218,27 +259,10 @@ impl RefreshHandle {
     }
 }
 
-/// Everything one secret needs; owned by its polling task.
-struct SecretJob {
-    config: SecretConfig,
-    source: SecretsManager,
-    sinks: Vec<Sink>,
-    /// Version last written to every sink; a poll that sees it again writes nothing.
-    last_version: Mutex<Option<String>>,
-    /// Wakes the polling loop for an early sync; a permit is kept if it is busy.
-    refresh: Arc<tokio::sync::Notify>,
-    /// Wakes the secret's notifier after its files changed.
-    changed: crate::notify::Changed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncOutcome {
-    Written,
-    Unchanged,
-}
-
 pub struct App {
-    jobs: Vec<Arc<SecretJob>>,
+    groups: Vec<Group>,
+    /// Secrets with `onChange` actions (a `find` entry's members share its notifier).
+    notifiers: Vec<(SecretConfig, crate::notify::Changed)>,
     fetch_permits: Arc<tokio::sync::Semaphore>,
     roles: Roles,
     credential_outputs: Vec<CredentialOutput>,
@@ -264,82 +288,74 @@ impl App {
         }
 
         let roles = Roles::build(config, &base, &metrics);
-        // One budget per (account, region): AWS quotas are per account and region.
-        let mut budgets: BTreeMap<(String, String), Arc<Budget>> = BTreeMap::new();
-        let mut budget_for = |account: &str, region: &str| {
-            budgets
-                .entry((account.to_owned(), region.to_owned()))
-                .or_insert_with(|| Arc::new(Budget::new(config.api_rate_limit)))
-                .clone()
+        let mut sources = Sources {
+            config,
+            base: &base,
+            roles: &roles,
+            metrics: &metrics,
+            region: &region,
+            budgets: BTreeMap::new(),
+            clients: BTreeMap::new(),
         };
-        let mut sources = std::collections::BTreeMap::new();
-        for (name, role) in &config.roles {
-            let Some(session) = roles.get(name) else {
-                continue;
-            };
-            let role_region = role.region.clone().unwrap_or_else(|| region.clone());
-            let sm_config = aws_sdk_secretsmanager::config::Builder::from(&base)
-                .interceptor(crate::aws::CountCalls(metrics.clone()))
-                .region(aws_config::Region::new(role_region.clone()))
-                .credentials_provider(session.clone())
-                // The session is the cache; an SDK cache on top would keep serving the
-                // previous credentials after each refresh.
-                .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache())
-                .build();
-            let account = role.role_arn.split(':').nth(4).unwrap_or_default();
-            let budget = budget_for(account, &role_region);
-            let source = SecretsManager::new(
-                aws_sdk_secretsmanager::Client::from_conf(sm_config),
-                role_region,
-                Some(session.clone()),
-                role.role_arn.clone(),
-                budget,
-            );
-            sources.insert(name.clone(), source);
-        }
-        let base_source = SecretsManager::new(
-            aws_sdk_secretsmanager::Client::from_conf(
-                aws_sdk_secretsmanager::config::Builder::from(&base)
-                    .interceptor(crate::aws::CountCalls(metrics.clone()))
-                    .build(),
-            ),
-            region.clone(),
-            None,
-            "the base identity (the pod's own IAM role or credentials)".to_owned(),
-            budget_for("base", &region),
-        );
+        let region_of = |secret: &SecretConfig| sources.region_of(secret);
+        let planned = plan::plan(&config.secrets, region_of);
 
-        let mut jobs = Vec::new();
-        for secret in &config.secrets {
-            let source = match &secret.role {
-                None => base_source.clone(),
-                Some(role) => sources
-                    .get(role)
-                    .ok_or_else(|| BuildError::UnknownRole {
+        let mut groups = Vec::new();
+        let mut notifiers = Vec::new();
+        let mut expected = Vec::new();
+        for planned in planned {
+            let mut members = Vec::new();
+            for &i in &planned.members {
+                let secret = &config.secrets[i];
+                let source = sources.for_secret(secret, None)?;
+                let failover = match &secret.failover_region {
+                    Some(region) => Some(sources.for_secret(secret, Some(region))?),
+                    None => None,
+                };
+                let changed = crate::notify::Changed::default();
+                if !secret.on_change.is_empty() {
+                    notifiers.push((secret.clone(), changed.clone()));
+                }
+                metrics.register_secret(&secret.name);
+                expected.push(secret.name.clone());
+                if planned.strategy == plan::Strategy::Find {
+                    groups.push(Group::discovering(
+                        secret.clone(),
+                        source,
+                        failover,
+                        changed,
+                    ));
+                    continue;
+                }
+                let job = SecretJob::new(secret.clone(), source, failover, changed).map_err(
+                    |source| BuildError::Mapping {
                         secret: secret.name.clone(),
-                        role: role.clone(),
-                    })?
-                    .clone(),
-            };
-            let sinks = secret.targets.iter().map(Sink::from_target).collect();
-            metrics.register_secret(&secret.name);
-            jobs.push(Arc::new(SecretJob {
-                config: secret.clone(),
-                source,
-                sinks,
-                last_version: Mutex::new(None),
-                refresh: Arc::new(tokio::sync::Notify::new()),
-                changed: crate::notify::Changed::default(),
-            }));
+                        source,
+                    },
+                )?;
+                members.push(Arc::new(job));
+            }
+            if let Some(first) = members.first() {
+                let source = first.source.clone();
+                groups.push(Group::new(planned.strategy, planned.auto, members, source));
+            }
+        }
+        for group in &groups {
+            if group.strategy != plan::Strategy::Get {
+                tracing::debug!(
+                    strategy = group.strategy.as_str(),
+                    secrets = group.members.len(),
+                    "polling a group of secrets together"
+                );
+            }
         }
         let lapsed = roles.clone();
-        let readiness = Arc::new(Readiness::new(
-            jobs.len(),
-            config.max_staleness,
-            move || lapsed.lapsed().map(str::to_owned),
-        ));
+        let readiness = Arc::new(Readiness::new(expected, config.max_staleness, move || {
+            lapsed.lapsed().map(str::to_owned)
+        }));
         Ok(Self {
-            jobs,
+            groups,
+            notifiers,
             fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
             roles,
             credential_outputs: config.credential_outputs.clone(),
@@ -352,14 +368,19 @@ impl App {
         self.readiness.clone()
     }
 
+    /// Wakes the group a secret (or `find` entry) belongs to: its whole group polls.
     pub fn refresh_handle(&self) -> RefreshHandle {
+        let mut secrets = BTreeMap::new();
+        for group in &self.groups {
+            for job in &group.members {
+                secrets.insert(job.config.name.clone(), group.refresh.clone());
+            }
+            if let Some(entry) = group.entry_name() {
+                secrets.insert(entry.to_owned(), group.refresh.clone());
+            }
+        }
         RefreshHandle {
-            secrets: Arc::new(
-                self.jobs
-                    .iter()
-                    .map(|job| (job.config.name.clone(), job.refresh.clone()))
-                    .collect(),
-            ),
+            secrets: Arc::new(secrets),
         }
     }
 
@@ -369,22 +390,17 @@ impl App {
     }
 
     /// Syncs every secret once; returns the failures (empty when all succeeded).
-    pub async fn run_once(&self) -> Vec<SyncError> {
+    pub async fn run_once(self) -> Vec<SyncError> {
         let mut set = JoinSet::new();
-        for job in &self.jobs {
-            let job = job.clone();
-            let ctx = self.ctx();
-            set.spawn(async move {
-                let started = Instant::now();
-                let fetched = ctx.fetch(&job).await;
-                ctx.finish(&job, fetched, started).await.err()
-            });
+        let ctx = self.ctx();
+        for mut group in self.groups {
+            let ctx = ctx.clone();
+            set.spawn(async move { group.cycle(&ctx).await.failures });
         }
         let mut failures = Vec::new();
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok(Some(err)) => failures.push(err),
-                Ok(None) => {}
+                Ok(errors) => failures.extend(errors),
                 Err(e) => failures.push(SyncError::WriterPanicked {
                     secret: "(unknown)".into(),
                     reason: e.to_string(),
@@ -412,24 +428,35 @@ impl App {
                 span,
             ));
         }
-        for job in self.jobs.iter().filter(|j| !j.config.on_change.is_empty()) {
-            let span = tracing::info_span!("notify", secret = %job.config.name);
+        for (secret, changed) in &self.notifiers {
+            let span = tracing::info_span!("notify", secret = %secret.name);
             tasks.spawn(tracing::Instrument::instrument(
                 crate::notify::run(
-                    job.config.name.clone(),
-                    job.config.on_change.clone(),
-                    job.config.debounce,
-                    job.changed.clone(),
+                    secret.name.clone(),
+                    secret.on_change.clone(),
+                    secret.debounce,
+                    changed.clone(),
                     self.metrics.clone(),
                     shutdown.clone(),
                 ),
                 span,
             ));
         }
-        for job in &self.jobs {
-            let span = tracing::info_span!("poll", secret = %job.config.name);
+        let ctx = self.ctx();
+        for group in self.groups {
+            let span = match group.entry_name() {
+                Some(entry) => tracing::info_span!("poll", secret = %entry),
+                None if group.members.len() == 1 => {
+                    tracing::info_span!("poll", secret = %group.members[0].config.name)
+                }
+                None => tracing::info_span!(
+                    "poll",
+                    strategy = group.strategy.as_str(),
+                    secrets = group.members.len()
+                ),
+            };
             tasks.spawn(tracing::Instrument::instrument(
-                poll(job.clone(), self.ctx(), shutdown.clone()),
+                poll(group, ctx.clone(), shutdown.clone()),
                 span,
             ));
         }
@@ -455,177 +482,111 @@ impl App {
     }
 }
 
-#[derive(Clone)]
-struct Ctx {
-    metrics: Metrics,
-    readiness: Arc<Readiness>,
-    fetch_permits: Arc<tokio::sync::Semaphore>,
+/// Secrets Manager clients, one per (identity, region), each with the budget of its
+/// (account, region): AWS quotas are per account and region.
+struct Sources<'a> {
+    config: &'a Config,
+    base: &'a SdkConfig,
+    roles: &'a Roles,
+    metrics: &'a Metrics,
+    /// The default region.
+    region: &'a str,
+    budgets: BTreeMap<(String, String), Arc<Budget>>,
+    clients: BTreeMap<(Option<String>, String), SecretsManager>,
 }
 
-impl SecretJob {
-    async fn fetch(&self) -> Result<Fetched, SourceError> {
-        self.source.fetch(&self.config).await
+impl Sources<'_> {
+    fn region_of(&self, secret: &SecretConfig) -> String {
+        secret
+            .role
+            .as_ref()
+            .and_then(|role| self.config.roles.get(role))
+            .and_then(|role| role.region.clone())
+            .unwrap_or_else(|| self.region.to_owned())
     }
 
-    /// Renders and writes a fetched value unless its version was already written.
-    async fn apply(&self, fetched: Fetched) -> Result<SyncOutcome, SyncError> {
-        let mut last = self.last_version.lock().await;
-        if fetched.version_id.is_some() && *last == fetched.version_id {
-            return Ok(SyncOutcome::Unchanged);
+    /// The client `secret` reads with, in its own region or in `region`.
+    fn for_secret(
+        &mut self,
+        secret: &SecretConfig,
+        region: Option<&str>,
+    ) -> Result<SecretsManager, BuildError> {
+        let region = region.map_or_else(|| self.region_of(secret), str::to_owned);
+        let key = (secret.role.clone(), region.clone());
+        if let Some(client) = self.clients.get(&key) {
+            return Ok(client.clone());
         }
-        let name = &self.config.name;
-        let rendered =
-            transform::render(&fetched.payload).map_err(|source| SyncError::Transform {
-                secret: name.clone(),
-                source,
-            })?;
-        let mut outcome = SyncOutcome::Unchanged;
-        for sink in &self.sinks {
-            if write(sink, &rendered, name).await? == WriteOutcome::Written {
-                outcome = SyncOutcome::Written;
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(self.base)
+            .interceptor(crate::aws::CountCalls(self.metrics.clone()))
+            .region(aws_config::Region::new(region.clone()));
+        let (session, principal, account) = match &secret.role {
+            None => (
+                None,
+                "the base identity (the pod's own IAM role or credentials)".to_owned(),
+                "base".to_owned(),
+            ),
+            Some(name) => {
+                let unknown = || BuildError::UnknownRole {
+                    secret: secret.name.clone(),
+                    role: name.clone(),
+                };
+                let session = self.roles.get(name).ok_or_else(unknown)?;
+                let role = self.config.roles.get(name).ok_or_else(unknown)?;
+                builder = builder
+                    .credentials_provider(session.clone())
+                    // The session is the cache; an SDK cache on top would keep serving the
+                    // previous credentials after each refresh.
+                    .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache());
+                let account = role
+                    .role_arn
+                    .split(':')
+                    .nth(4)
+                    .unwrap_or_default()
+                    .to_owned();
+                (Some(session.clone()), role.role_arn.clone(), account)
             }
-        }
-        *last = fetched.version_id;
-        Ok(outcome)
-    }
-}
-
-/// File writes run on the blocking pool and are never cancelled: the drain waits for
-/// them, so a shutdown cannot leave a half-swapped directory.
-async fn write(sink: &Sink, rendered: &Rendered, secret: &str) -> Result<WriteOutcome, SyncError> {
-    let sink = sink.clone();
-    let rendered = rendered.clone();
-    let written = tokio::task::spawn_blocking(move || match sink {
-        Sink::Dir(dir) => dir.write(&rendered).map_err(SinkError::Dir),
-        Sink::File(file) => file.write(&rendered).map_err(SinkError::File),
-    })
-    .await
-    .map_err(|e| SyncError::WriterPanicked {
-        secret: secret.to_owned(),
-        reason: e.to_string(),
-    })?;
-    written.map_err(|e| match e {
-        SinkError::Dir(source) => SyncError::Sink {
-            secret: secret.to_owned(),
-            source,
-        },
-        SinkError::File(source) => SyncError::SingleFile {
-            secret: secret.to_owned(),
-            source,
-        },
-    })
-}
-
-enum SinkError {
-    Dir(FileSinkError),
-    File(SingleFileError),
-}
-
-/// Where one secret is written.
-#[derive(Clone)]
-enum Sink {
-    Dir(Arc<FileSink>),
-    File(Arc<SingleFile>),
-}
-
-impl Sink {
-    fn from_target(target: &Target) -> Self {
-        match target {
-            Target::File(f) => Sink::Dir(Arc::new(FileSink::new(f.dir.clone(), f.mode))),
-            Target::SingleFile(f) => Sink::File(Arc::new(SingleFile::new(
-                f.path.clone(),
-                match f.format {
-                    FileFormat::Raw => Format::Raw,
-                    FileFormat::Json => Format::Json,
-                    FileFormat::Env => Format::Env,
-                    FileFormat::Properties => Format::Properties,
-                },
-                f.mode,
-            ))),
-        }
-    }
-}
-
-impl Ctx {
-    async fn fetch(&self, job: &SecretJob) -> Result<Fetched, SourceError> {
-        // The semaphore is never closed, so acquiring only fails if that changes.
-        let _permit = self.fetch_permits.acquire().await.ok();
-        job.fetch().await
-    }
-
-    /// Applies a fetch result and records it in metrics, logs and readiness.
-    async fn finish(
-        &self,
-        job: &SecretJob,
-        fetched: Result<Fetched, SourceError>,
-        started: Instant,
-    ) -> Result<SyncOutcome, SyncError> {
-        let name = &job.config.name;
-        let version = fetched.as_ref().ok().and_then(|f| f.version_id.clone());
-        let result = match fetched {
-            Ok(fetched) => job.apply(fetched).await,
-            Err(e) => Err(e.into()),
         };
-        let elapsed = started.elapsed();
-        let elapsed_ms = elapsed.as_millis() as u64;
-        self.metrics.sync_took(name, elapsed);
-        match &result {
-            Ok(outcome) => {
-                // The first write of a run is the app's starting point, not a change.
-                if *outcome == SyncOutcome::Written && self.readiness.has_synced(name) {
-                    job.changed.changed();
-                }
-                self.metrics.secret_synced(name, Outcome::Success);
-                self.metrics.secret_stale(name, false);
-                self.readiness.synced(name);
-                let version = version.as_deref().unwrap_or("-");
-                self.metrics.secret_version(name, version);
-                match outcome {
-                    SyncOutcome::Written => {
-                        tracing::info!(secret = %name, version, elapsed_ms, "secret written")
-                    }
-                    SyncOutcome::Unchanged => {
-                        tracing::debug!(secret = %name, version, "secret unchanged")
-                    }
-                }
-            }
-            Err(err) => {
-                self.metrics.secret_synced(name, Outcome::Failure);
-                // Stale: the files still hold a value that could not be refreshed.
-                self.metrics
-                    .secret_stale(name, self.readiness.has_synced(name));
-                tracing::warn!(secret = %name, reason = err.kind(), "sync failed; last written files kept: {err}");
-            }
-        }
-        result
+        let limit = self.config.api_rate_limit;
+        let budget = self
+            .budgets
+            .entry((account, region.clone()))
+            .or_insert_with(|| Arc::new(Budget::new(limit)))
+            .clone();
+        let client = SecretsManager::new(
+            aws_sdk_secretsmanager::Client::from_conf(builder.build()),
+            region,
+            session,
+            principal,
+            budget,
+        );
+        self.clients.insert(key, client.clone());
+        Ok(client)
     }
 }
 
-async fn poll(job: Arc<SecretJob>, ctx: Ctx, mut shutdown: Signal) {
-    let interval = job.config.refresh_interval;
+async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
+    let interval = group.interval;
     let mut backoff: Option<Box<dyn Iterator<Item = Duration> + Send>> = None;
     loop {
         // A fetch in flight is abandoned on shutdown (nothing has been written yet); a
-        // write in flight is not (see `write`).
-        let started = Instant::now();
-        let fetched = tokio::select! {
-            f = ctx.fetch(&job) => f,
+        // write in flight is not: it runs on the blocking pool, which the runtime waits for.
+        let cycle = tokio::select! {
+            c = group.cycle(&ctx) => c,
             _ = shutdown.wait() => return,
         };
-        let delay = match ctx.finish(&job, fetched, started).await {
-            Ok(_) => {
-                backoff = None;
-                jittered(interval)
-            }
-            Err(_) => backoff
+        let delay = if cycle.all_failed {
+            backoff
                 .get_or_insert_with(|| Box::new(failure_delays(interval)))
                 .next()
-                .unwrap_or(interval),
+                .unwrap_or(interval)
+        } else {
+            backoff = None;
+            jittered(interval)
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = job.refresh.notified() => {
-                tracing::debug!(secret = %job.config.name, "refresh requested");
+            _ = group.refresh.notified() => {
+                tracing::debug!("refresh requested");
             }
             _ = shutdown.wait() => return,
         }
@@ -683,7 +644,7 @@ mod tests {
 
     #[test]
     fn readiness_needs_every_secret_and_drops_when_draining() {
-        let r = Readiness::new(2, None, || None);
+        let r = Readiness::new(["a".to_owned(), "b".to_owned()], None, || None);
         assert!(!r.is_ready());
         r.synced("a");
         assert_eq!(r.pending(), 1);
@@ -697,7 +658,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn readiness_drops_when_a_secret_is_older_than_max_staleness() {
-        let r = Readiness::new(2, Some(Duration::from_secs(300)), || None);
+        let r = Readiness::new(
+            ["a".to_owned(), "b".to_owned()],
+            Some(Duration::from_secs(300)),
+            || None,
+        );
         r.synced("a");
         r.synced("b");
         assert!(r.is_ready());
@@ -750,7 +715,7 @@ mod tests {
     fn readiness_drops_while_a_role_credential_has_lapsed() {
         let lapsed = Arc::new(AtomicBool::new(false));
         let flag = lapsed.clone();
-        let r = Readiness::new(1, None, move || {
+        let r = Readiness::new(["a".to_owned()], None, move || {
             flag.load(Ordering::Acquire).then(|| "shared".to_owned())
         });
         r.synced("a");

@@ -155,6 +155,26 @@ impl FileSink {
         Ok(WriteOutcome::Written)
     }
 
+    /// Takes the secret away (a pruned `find` match): the visible links, `..data` and the
+    /// data directory go; anything else a user put in `dir` stays, and so does `dir` itself
+    /// unless it is left empty. Blocking.
+    pub fn remove(&self) -> Result<(), FileSinkError> {
+        if fs::symlink_metadata(&self.dir).is_err() {
+            return Ok(());
+        }
+        self.prune_visible(&Rendered::default());
+        let current = self.current_data_dir();
+        remove_entry(&self.dir.join(DATA))?;
+        if let Some(current) = current {
+            remove_entry(&self.dir.join(current))?;
+        }
+        self.clean_leftovers()?;
+        sync_dir(&self.dir)?;
+        // Not empty means someone else's files are there: keep them and the directory.
+        let _ = fs::remove_dir(&self.dir);
+        Ok(())
+    }
+
     /// Removes leftover `..<timestamp>` dirs and `..data_tmp` from a crashed run; called at start-up and at the start of write().
     ///
     /// Also removes `..link_tmp`. The directory `..data` currently points to

@@ -82,6 +82,14 @@ impl SingleFile {
         Ok(WriteOutcome::Written)
     }
 
+    /// Deletes the file (a pruned `find` match); a missing file is not an error. Blocking.
+    pub fn remove(&self) -> std::io::Result<()> {
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether a regular file (never read through a symlink) already has these bytes and mode.
     fn holds(&self, content: &[u8]) -> bool {
         let Ok(meta) = fs::symlink_metadata(&self.path) else {

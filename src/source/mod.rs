@@ -1,11 +1,14 @@
-//! Where secret values come from. Today: AWS Secrets Manager's GetSecretValue.
+//! Where secret values come from: AWS Secrets Manager, read with GetSecretValue,
+//! BatchGetSecretValue or ListSecrets (see `app::group` for which is used when).
 
 mod budget;
 mod secrets_manager;
 
 pub use budget::Budget;
 
-pub use secrets_manager::SecretsManager;
+pub use secrets_manager::{
+    id_matches, BatchValue, Listed, SecretsManager, BATCH, BATCH_MAX, GET, LIST,
+};
 
 use crate::aws::ErrorInfo;
 use crate::credentials::CredentialsError;
@@ -16,6 +19,25 @@ use crate::secret::Payload;
 pub struct Fetched {
     pub version_id: Option<String>,
     pub payload: Payload,
+    /// The region that served it: the secret's own, or its failover region.
+    pub region: String,
+}
+
+/// Why a call made for several secrets at once (BatchGetSecretValue, ListSecrets) failed;
+/// turned into one `SourceError` per secret with `SecretsManager::error_for`.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    Credentials(CredentialsError),
+    Aws(ErrorInfo),
+}
+
+impl CallError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Credentials(e) => e.is_transient(),
+            Self::Aws(info) => info.class.is_transient(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,9 +48,10 @@ pub enum SourceError {
         #[source]
         source: CredentialsError,
     },
-    #[error("secret '{secret}': GetSecretValue of {secret_id} in {region} failed: {info}{hint}")]
+    #[error("secret '{secret}': {operation} of {secret_id} in {region} failed: {info}{hint}")]
     Aws {
         secret: String,
+        operation: &'static str,
         secret_id: String,
         region: String,
         info: ErrorInfo,

@@ -1,10 +1,70 @@
-use super::{Fetched, SourceError};
-use crate::aws::{self, Class};
+use super::{CallError, Fetched, SourceError};
+use crate::aws::{self, Class, ErrorInfo};
 use crate::config::{SecretConfig, VersionSelector};
+use crate::credentials::CredentialsError;
 use crate::credentials::{RoleSession, StsAssumer};
 use crate::secret::{Payload, Sensitive};
 use crate::source::Budget;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+pub const GET: &str = "GetSecretValue";
+pub const BATCH: &str = "BatchGetSecretValue";
+pub const LIST: &str = "ListSecrets";
+/// BatchGetSecretValue takes at most 20 secret ids.
+pub const BATCH_MAX: usize = 20;
+/// ListSecrets returns at most 100 secrets per page.
+const LIST_PAGE: i32 = 100;
+
+/// One secret in a BatchGetSecretValue answer; `fetched` is `None` when it had no value.
+pub struct BatchValue {
+    pub name: Option<String>,
+    pub arn: Option<String>,
+    pub fetched: Option<Fetched>,
+}
+
+/// One secret as ListSecrets shows it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub arn: String,
+    /// Version id → staging labels.
+    pub versions: BTreeMap<String, Vec<String>>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Listed {
+    /// The version that carries `stage`, e.g. AWSCURRENT.
+    pub fn version_with(&self, stage: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == stage))
+            .map(|(id, _)| id.as_str())
+    }
+}
+
+/// Whether `id` (a name, a full ARN, or an ARN without the random suffix) names the
+/// secret with this name and ARN.
+pub fn id_matches(id: &str, name: Option<&str>, arn: Option<&str>) -> bool {
+    if Some(id) == name || Some(id) == arn {
+        return true;
+    }
+    // Secrets Manager appends "-" and 6 random characters to every secret ARN.
+    id.starts_with("arn:")
+        && arn
+            .and_then(|arn| arn.strip_prefix(id))
+            .is_some_and(|rest| rest.len() == 7 && rest.starts_with('-'))
+}
+
+fn payload_of(text: Option<&str>, blob: Option<&aws_smithy_types::Blob>) -> Option<Payload> {
+    if let Some(text) = text {
+        Some(Payload::Text(Sensitive::new(text.to_owned())))
+    } else {
+        blob.map(|blob| Payload::Binary(Sensitive::new(blob.as_ref().to_vec())))
+    }
+}
 
 /// A Secrets Manager client for one identity (a role, or the base credentials) in one
 /// region, shared by every secret read with that identity.
@@ -37,68 +97,227 @@ impl SecretsManager {
         }
     }
 
-    pub async fn fetch(&self, secret: &SecretConfig) -> Result<Fetched, SourceError> {
-        // Asking the session first turns a credential failure into its own error, which
-        // names the trust policy, instead of an opaque SDK identity-resolution failure.
-        if let Some(session) = &self.session {
-            session
-                .get()
-                .await
-                .map_err(|source| SourceError::Credentials {
-                    secret: secret.name.clone(),
-                    source,
-                })?;
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Who reads, as the IAM documents name it.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// Asking the session first turns a credential failure into its own error, which
+    /// names the trust policy, instead of an opaque SDK identity-resolution failure.
+    async fn credentials(&self) -> Result<(), CredentialsError> {
+        match &self.session {
+            Some(session) => session.get().await.map(|_| ()),
+            None => Ok(()),
         }
-        let mut request = self.client.get_secret_value().secret_id(&secret.secret_id);
-        request = match &secret.version {
-            VersionSelector::Stage(stage) => request.version_stage(stage),
-            VersionSelector::Id(id) => request.version_id(id),
-        };
+    }
+
+    /// Every call draws from the budget, and a throttled answer slows the budget down.
+    async fn metered<T, E>(
+        &self,
+        operation: &str,
+        send: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
         self.budget.acquire().await;
-        let result = request.send().await;
+        let result = send.await;
         match &result {
             Ok(_) => self.budget.succeeded(),
             Err(err) if aws::classify(err).class == Class::Throttled => {
                 self.budget.throttled();
                 tracing::warn!(
-                    secret = %secret.name,
+                    operation,
+                    region = %self.region,
                     rate_per_second = self.budget.rate(),
                     "Secrets Manager is throttling; slowing down"
                 );
             }
             Err(_) => {}
         }
-        let output = result.map_err(|err| {
-            let info = aws::classify(&err);
-            SourceError::Aws {
-                secret: secret.name.clone(),
-                secret_id: secret.secret_id.clone(),
-                region: self.region.clone(),
-                hint: self.hint(info.class, secret),
-                info,
-            }
-        })?;
-        let payload = if let Some(text) = output.secret_string() {
-            Payload::Text(Sensitive::new(text.to_owned()))
-        } else if let Some(blob) = output.secret_binary() {
-            Payload::Binary(Sensitive::new(blob.as_ref().to_vec()))
-        } else {
-            return Err(SourceError::Empty {
-                secret: secret.name.clone(),
-                secret_id: secret.secret_id.clone(),
-            });
+        result
+    }
+
+    /// GetSecretValue of one secret; `pinned` (a version id learnt from ListSecrets)
+    /// overrides the configured version so that the value read is the one listed.
+    pub async fn fetch(
+        &self,
+        secret: &SecretConfig,
+        pinned: Option<&str>,
+    ) -> Result<Fetched, SourceError> {
+        self.credentials()
+            .await
+            .map_err(|e| self.error_for(secret, GET, CallError::Credentials(e)))?;
+        let mut request = self.client.get_secret_value().secret_id(&secret.secret_id);
+        request = match (pinned, &secret.version) {
+            (Some(id), _) => request.version_id(id),
+            (None, VersionSelector::Stage(stage)) => request.version_stage(stage),
+            (None, VersionSelector::Id(id)) => request.version_id(id),
         };
+        let output = self
+            .metered(GET, request.send())
+            .await
+            .map_err(|err| self.error_for(secret, GET, CallError::Aws(aws::classify(&err))))?;
+        let payload =
+            payload_of(output.secret_string(), output.secret_binary()).ok_or_else(|| {
+                SourceError::Empty {
+                    secret: secret.name.clone(),
+                    secret_id: secret.secret_id.clone(),
+                }
+            })?;
         Ok(Fetched {
             version_id: output.version_id().map(str::to_owned),
             payload,
+            region: self.region.clone(),
         })
     }
 
+    /// BatchGetSecretValue of up to [`BATCH_MAX`] secrets. A secret that could not be read
+    /// comes back in the second list, with its own error, while the others are served.
+    pub async fn batch_get(
+        &self,
+        ids: &[&str],
+    ) -> Result<(Vec<BatchValue>, Vec<(String, ErrorInfo)>), CallError> {
+        self.credentials().await.map_err(CallError::Credentials)?;
+        let mut request = self.client.batch_get_secret_value();
+        for id in ids.iter().take(BATCH_MAX) {
+            request = request.secret_id_list(*id);
+        }
+        let output = self
+            .metered(BATCH, request.send())
+            .await
+            .map_err(|err| CallError::Aws(aws::classify(&err)))?;
+        let values = output
+            .secret_values()
+            .iter()
+            .map(|v| BatchValue {
+                name: v.name().map(str::to_owned),
+                arn: v.arn().map(str::to_owned),
+                fetched: payload_of(v.secret_string(), v.secret_binary()).map(|payload| Fetched {
+                    version_id: v.version_id().map(str::to_owned),
+                    payload,
+                    region: self.region.clone(),
+                }),
+            })
+            .collect();
+        let errors = output
+            .errors()
+            .iter()
+            .map(|e| {
+                let code = e.error_code().unwrap_or("Unknown");
+                (
+                    e.secret_id().unwrap_or_default().to_owned(),
+                    aws::from_code(code, e.message()),
+                )
+            })
+            .collect();
+        Ok((values, errors))
+    }
+
+    /// Every secret ListSecrets shows whose name starts with one of `name_prefixes` (all
+    /// secrets when empty) and that has a tag key in `tag_keys` (any when empty), with the
+    /// version ids of each and their staging labels. Pages of 100.
+    pub async fn list(
+        &self,
+        name_prefixes: &[String],
+        tag_keys: &[String],
+    ) -> Result<Vec<Listed>, CallError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        self.credentials().await.map_err(CallError::Credentials)?;
+        let mut filters = Vec::new();
+        if !name_prefixes.is_empty() {
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .set_values(Some(name_prefixes.to_vec()))
+                    .build(),
+            );
+        }
+        if !tag_keys.is_empty() {
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .set_values(Some(tag_keys.to_vec()))
+                    .build(),
+            );
+        }
+        let mut listed = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let request = self
+                .client
+                .list_secrets()
+                .max_results(LIST_PAGE)
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_next_token(next.take());
+            let page = self
+                .metered(LIST, request.send())
+                .await
+                .map_err(|err| CallError::Aws(aws::classify(&err)))?;
+            for entry in page.secret_list() {
+                let (Some(name), Some(arn)) = (entry.name(), entry.arn()) else {
+                    continue;
+                };
+                listed.push(Listed {
+                    name: name.to_owned(),
+                    arn: arn.to_owned(),
+                    versions: entry
+                        .secret_versions_to_stages()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                    tags: entry
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                        .collect(),
+                });
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(listed)
+    }
+
+    /// The per-secret error for a failed call, with the fix the guides give for it.
+    pub fn error_for(
+        &self,
+        secret: &SecretConfig,
+        operation: &'static str,
+        err: CallError,
+    ) -> SourceError {
+        match err {
+            CallError::Credentials(source) => SourceError::Credentials {
+                secret: secret.name.clone(),
+                source,
+            },
+            CallError::Aws(info) => SourceError::Aws {
+                secret: secret.name.clone(),
+                operation,
+                secret_id: secret.secret_id.clone(),
+                region: self.region.clone(),
+                hint: self.hint(info.class, secret, operation),
+                info,
+            },
+        }
+    }
+
     /// The fix for each failure, as the troubleshooting guides give it.
-    fn hint(&self, class: Class, secret: &SecretConfig) -> String {
+    fn hint(&self, class: Class, secret: &SecretConfig, operation: &str) -> String {
         let principal = &self.principal;
         let id = &secret.secret_id;
         match class {
+            Class::AccessDenied if operation == BATCH => format!(
+                ". The permissions policy of {principal} must allow secretsmanager:BatchGetSecretValue on \"*\" (it takes no resource) besides secretsmanager:GetSecretValue on each secret; or set fetchStrategy: get"
+            ),
+            Class::AccessDenied if operation == LIST => format!(
+                ". The permissions policy of {principal} must allow secretsmanager:ListSecrets on \"*\" (it takes no resource); or set fetchStrategy: batch or get"
+            ),
             Class::AccessDenied => format!(
                 ". The permissions policy of {principal} must allow secretsmanager:GetSecretValue on the secret's ARN with the -* suffix (arn:aws:secretsmanager:{region}:<account>:secret:{name}-*), since Secrets Manager appends 6 random characters to every secret ARN; also check any resource policy on the secret",
                 region = self.region,

@@ -90,6 +90,8 @@ pub struct Fault {
     pub times: Option<usize>,
     /// Sleep this long before answering.
     pub delay: Option<Duration>,
+    /// Only requests signed for this region (SigV4 credential scope).
+    pub region: Option<String>,
 }
 
 impl Fault {
@@ -101,7 +103,14 @@ impl Fault {
             body: body.to_string(),
             times: None,
             delay: None,
+            region: None,
         }
+    }
+
+    /// Apply only to requests signed for `region`.
+    pub fn in_region(mut self, region: &str) -> Fault {
+        self.region = Some(region.to_string());
+        self
     }
 
     /// Apply to the next `n` matching requests only.
@@ -451,7 +460,11 @@ fn handle(shared: &Shared, request: Request) -> Vec<u8> {
         access_key_id,
     });
 
-    if let Some(fault) = take_fault(shared, &operation) {
+    let region = find_header(&request.headers, "authorization")
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|cred| cred.split('/').nth(2))
+        .map(str::to_owned);
+    if let Some(fault) = take_fault(shared, &operation, region.as_deref()) {
         if let Some(delay) = fault.delay {
             thread::sleep(delay);
         }
@@ -464,10 +477,12 @@ fn handle(shared: &Shared, request: Request) -> Vec<u8> {
 }
 
 /// The first active fault for `operation` (decremented; removed when used up).
-fn take_fault(shared: &Shared, operation: &str) -> Option<Fault> {
+fn take_fault(shared: &Shared, operation: &str, region: Option<&str>) -> Option<Fault> {
     let mut faults = lock(&shared.faults);
     let index = faults.iter().position(|f| {
-        (f.operation == operation || f.operation == "*") && f.times.is_none_or(|n| n > 0)
+        (f.operation == operation || f.operation == "*")
+            && f.times.is_none_or(|n| n > 0)
+            && (f.region.is_none() || f.region.as_deref() == region)
     })?;
     let fault = faults[index].clone();
     if let Some(n) = faults[index].times.as_mut() {

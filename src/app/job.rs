@@ -1,0 +1,294 @@
+//! One secret's part of a sync: fetch (with failover), map, write to every target, and
+//! record the outcome in metrics, logs and readiness.
+
+use super::{Readiness, SyncError};
+use crate::config::{FileFormat, SecretConfig, Target};
+use crate::mapping::Mapper;
+use crate::metrics::{Metrics, Outcome};
+use crate::sink::file::{FileSink, WriteOutcome};
+use crate::sink::formats::Format;
+use crate::sink::single_file::SingleFile;
+use crate::source::{Fetched, SecretsManager, SourceError};
+use crate::transform::Rendered;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Everything one secret needs.
+pub(crate) struct SecretJob {
+    pub(crate) config: SecretConfig,
+    pub(crate) source: SecretsManager,
+    /// The same credentials in `failoverRegion`, if one is configured.
+    pub(crate) failover: Option<SecretsManager>,
+    mapper: Mapper,
+    sinks: Vec<Sink>,
+    /// Version last written to every sink; a poll that sees it again writes nothing.
+    last_version: Mutex<Option<String>>,
+    /// Wakes the secret's notifier after its files changed.
+    pub(crate) changed: crate::notify::Changed,
+}
+
+/// What a poll learnt about one secret.
+pub(crate) enum Polled {
+    Value(Fetched),
+    /// ListSecrets shows that the version already written is still current: nothing to read.
+    Same {
+        version: String,
+        region: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    Written,
+    Unchanged,
+}
+
+impl SecretJob {
+    pub(crate) fn new(
+        config: SecretConfig,
+        source: SecretsManager,
+        failover: Option<SecretsManager>,
+        changed: crate::notify::Changed,
+    ) -> Result<Self, crate::mapping::MappingError> {
+        let mapper = Mapper::new(&config.mapping)?;
+        let sinks = config.targets.iter().map(Sink::from_target).collect();
+        Ok(Self {
+            config,
+            source,
+            failover,
+            mapper,
+            sinks,
+            last_version: Mutex::new(None),
+            changed,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub(crate) async fn last_version_is(&self, version: &str) -> bool {
+        self.last_version.lock().await.as_deref() == Some(version)
+    }
+
+    /// GetSecretValue in the secret's region, or in its failover region when that fails
+    /// with a transient error (or when the caller already knows the primary is failing).
+    pub(crate) async fn fetch(
+        &self,
+        pinned: Option<&str>,
+        skip_primary: bool,
+    ) -> Result<Fetched, SourceError> {
+        let skip_primary = skip_primary && self.failover.is_some();
+        let primary = if skip_primary {
+            None
+        } else {
+            match self.source.fetch(&self.config, pinned).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(e) => Some(e),
+            }
+        };
+        match (primary, &self.failover) {
+            (Some(e), None) => Err(e),
+            (Some(e), Some(_)) if !e.is_transient() => Err(e),
+            (primary, Some(failover)) => {
+                if let Some(err) = &primary {
+                    tracing::warn!(
+                        secret = %self.config.name,
+                        region = %self.source.region(),
+                        failover_region = %failover.region(),
+                        reason = err.kind(),
+                        "primary region failing; reading the replica in the failover region"
+                    );
+                }
+                // The replica's current version: version ids only differ between
+                // regions while replication lags.
+                match failover.fetch(&self.config, None).await {
+                    Ok(fetched) => Ok(fetched),
+                    // The primary's error says more about what to fix.
+                    Err(e) => Err(primary.unwrap_or(e)),
+                }
+            }
+            // `skip_primary` is only honoured with a failover, so a failure is known here.
+            (None, None) => self.source.fetch(&self.config, pinned).await,
+        }
+    }
+
+    /// Maps and writes a fetched value unless its version was already written.
+    async fn apply(&self, fetched: Fetched) -> Result<SyncOutcome, SyncError> {
+        let mut last = self.last_version.lock().await;
+        if fetched.version_id.is_some() && *last == fetched.version_id {
+            return Ok(SyncOutcome::Unchanged);
+        }
+        let name = &self.config.name;
+        let rendered =
+            self.mapper
+                .apply(&fetched.payload)
+                .map_err(|source| SyncError::Mapping {
+                    secret: name.clone(),
+                    source,
+                })?;
+        let mut outcome = SyncOutcome::Unchanged;
+        for sink in &self.sinks {
+            if write(sink, &rendered, name).await? == WriteOutcome::Written {
+                outcome = SyncOutcome::Written;
+            }
+        }
+        *last = fetched.version_id;
+        Ok(outcome)
+    }
+
+    /// Removes what was written for this secret (a pruned `find` match). Blocking.
+    pub(crate) fn remove_targets(&self) {
+        for sink in &self.sinks {
+            let result = match sink {
+                Sink::Dir(dir) => dir.remove().map_err(|e| e.to_string()),
+                Sink::File(file) => file.remove().map_err(|e| e.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(secret = %self.config.name, %error, "could not remove a pruned secret's target");
+            }
+        }
+    }
+}
+
+/// File writes run on the blocking pool and are never cancelled: the drain waits for
+/// them, so a shutdown cannot leave a half-swapped directory.
+async fn write(sink: &Sink, rendered: &Rendered, secret: &str) -> Result<WriteOutcome, SyncError> {
+    let sink = sink.clone();
+    let rendered = rendered.clone();
+    let written = tokio::task::spawn_blocking(move || match sink {
+        Sink::Dir(dir) => dir.write(&rendered).map_err(SinkError::Dir),
+        Sink::File(file) => file.write(&rendered).map_err(SinkError::File),
+    })
+    .await
+    .map_err(|e| SyncError::WriterPanicked {
+        secret: secret.to_owned(),
+        reason: e.to_string(),
+    })?;
+    written.map_err(|e| match e {
+        SinkError::Dir(source) => SyncError::Sink {
+            secret: secret.to_owned(),
+            source,
+        },
+        SinkError::File(source) => SyncError::SingleFile {
+            secret: secret.to_owned(),
+            source,
+        },
+    })
+}
+
+enum SinkError {
+    Dir(crate::sink::file::FileSinkError),
+    File(crate::sink::single_file::SingleFileError),
+}
+
+/// Where one secret is written.
+#[derive(Clone)]
+enum Sink {
+    Dir(Arc<FileSink>),
+    File(Arc<SingleFile>),
+}
+
+impl Sink {
+    fn from_target(target: &Target) -> Self {
+        match target {
+            Target::File(f) => Sink::Dir(Arc::new(FileSink::new(f.dir.clone(), f.mode))),
+            Target::SingleFile(f) => Sink::File(Arc::new(SingleFile::new(
+                f.path.clone(),
+                match f.format {
+                    FileFormat::Raw => Format::Raw,
+                    FileFormat::Json => Format::Json,
+                    FileFormat::Env => Format::Env,
+                    FileFormat::Properties => Format::Properties,
+                },
+                f.mode,
+            ))),
+        }
+    }
+}
+
+/// What every sync needs besides its job.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) metrics: Metrics,
+    pub(crate) readiness: Arc<Readiness>,
+    pub(crate) fetch_permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Ctx {
+    /// Bounds the AWS calls in flight; the semaphore is never closed.
+    pub(crate) async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.fetch_permits.acquire().await.ok()
+    }
+
+    /// Fetches one secret with GetSecretValue and applies the result.
+    pub(crate) async fn sync_one(
+        &self,
+        job: &SecretJob,
+        pinned: Option<&str>,
+        skip_primary: bool,
+    ) -> Result<SyncOutcome, SyncError> {
+        let started = Instant::now();
+        let fetched = {
+            let _permit = self.permit().await;
+            job.fetch(pinned, skip_primary).await
+        };
+        self.finish(job, fetched.map(Polled::Value), started).await
+    }
+
+    /// Applies a poll result and records it in metrics, logs and readiness.
+    pub(crate) async fn finish(
+        &self,
+        job: &SecretJob,
+        polled: Result<Polled, SourceError>,
+        started: Instant,
+    ) -> Result<SyncOutcome, SyncError> {
+        let name = &job.config.name;
+        let (version, region) = match &polled {
+            Ok(Polled::Value(f)) => (f.version_id.clone(), Some(f.region.clone())),
+            Ok(Polled::Same { version, region }) => (Some(version.clone()), Some(region.clone())),
+            Err(_) => (None, None),
+        };
+        let result = match polled {
+            Ok(Polled::Value(fetched)) => job.apply(fetched).await,
+            Ok(Polled::Same { .. }) => Ok(SyncOutcome::Unchanged),
+            Err(e) => Err(e.into()),
+        };
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        self.metrics.sync_took(name, elapsed);
+        match &result {
+            Ok(outcome) => {
+                // The first write of a run is the app's starting point, not a change.
+                if *outcome == SyncOutcome::Written && self.readiness.has_synced(name) {
+                    job.changed.changed();
+                }
+                self.metrics.secret_synced(name, Outcome::Success);
+                self.metrics.secret_stale(name, false);
+                self.readiness.synced(name);
+                let version = version.as_deref().unwrap_or("-");
+                self.metrics.secret_version(name, version);
+                let region = region.as_deref().unwrap_or("-");
+                self.metrics.secret_region(name, region);
+                let failover = region != job.source.region();
+                match outcome {
+                    SyncOutcome::Written => {
+                        tracing::info!(secret = %name, version, region, failover, elapsed_ms, "secret written")
+                    }
+                    SyncOutcome::Unchanged => {
+                        tracing::debug!(secret = %name, version, region, "secret unchanged")
+                    }
+                }
+            }
+            Err(err) => {
+                self.metrics.secret_synced(name, Outcome::Failure);
+                // Stale: the files still hold a value that could not be refreshed.
+                self.metrics
+                    .secret_stale(name, self.readiness.has_synced(name));
+                tracing::warn!(secret = %name, reason = err.kind(), "sync failed; last written files kept: {err}");
+            }
+        }
+        result
+    }
+}

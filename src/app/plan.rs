@@ -1,0 +1,305 @@
+//! The fetch plan: which secrets are polled together, and how. Pure, so that the rules
+//! are unit-tested without AWS.
+//!
+//! Secrets read with the same credentials, in the same region, at the same interval (and
+//! with the same failover region) form a group. A group is polled with one strategy:
+//! - `get`: GetSecretValue per secret; a group of one, so each secret keeps its own
+//!   schedule and back-off.
+//! - `batch`: BatchGetSecretValue, 20 secrets per call.
+//! - `list`: ListSecrets pages (100 secrets each) to learn the current versions, then
+//!   GetSecretValue only for the secrets whose version changed.
+//! - `find`: a discovery entry; like `list`, with its members learnt from the listing.
+//!
+//! `auto` becomes `batch` for a group of two or more and `get` otherwise. Secrets that
+//! want another version than AWSCURRENT cannot be batched (BatchGetSecretValue takes no
+//! version), so under `auto` they are read with `get`.
+
+use crate::config::{FetchStrategy, SecretConfig, VersionSelector};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Get,
+    Batch,
+    List,
+    Find,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Get => "get",
+            Strategy::Batch => "batch",
+            Strategy::List => "list",
+            Strategy::Find => "find",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedGroup {
+    pub strategy: Strategy,
+    /// Chosen by `auto`: a denied BatchGetSecretValue falls back to `get`.
+    pub auto: bool,
+    /// Indexes into the config's secrets, in config order.
+    pub members: Vec<usize>,
+}
+
+/// What secrets must share to be polled together.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    role: Option<String>,
+    region: String,
+    interval: Duration,
+    failover: Option<String>,
+    strategy: FetchStrategy,
+}
+
+/// `region_of` gives the region a secret is read in (its role's, or the default).
+pub fn plan(
+    secrets: &[SecretConfig],
+    region_of: impl Fn(&SecretConfig) -> String,
+) -> Vec<PlannedGroup> {
+    let mut plan = Vec::new();
+    let mut shared: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        let current = matches!(&secret.version, VersionSelector::Stage(s) if s == "AWSCURRENT");
+        let pinned = matches!(secret.version, VersionSelector::Id(_));
+        let strategy = match secret.fetch_strategy {
+            _ if secret.find.is_some() => {
+                plan.push(PlannedGroup {
+                    strategy: Strategy::Find,
+                    auto: false,
+                    members: vec![i],
+                });
+                continue;
+            }
+            FetchStrategy::Get => None,
+            FetchStrategy::Auto if !current => None,
+            FetchStrategy::List if pinned => None,
+            other => Some(other),
+        };
+        let Some(strategy) = strategy else {
+            plan.push(single(i));
+            continue;
+        };
+        let key = Key {
+            role: secret.role.clone(),
+            region: region_of(secret),
+            interval: secret.refresh_interval,
+            failover: secret.failover_region.clone(),
+            strategy,
+        };
+        shared.entry(key).or_default().push(i);
+    }
+    for (key, members) in shared {
+        match key.strategy {
+            FetchStrategy::Auto if members.len() == 1 => {
+                plan.extend(members.into_iter().map(single))
+            }
+            FetchStrategy::Auto | FetchStrategy::Batch => plan.push(PlannedGroup {
+                strategy: Strategy::Batch,
+                auto: key.strategy == FetchStrategy::Auto,
+                members,
+            }),
+            FetchStrategy::List => plan.push(PlannedGroup {
+                strategy: Strategy::List,
+                auto: false,
+                members,
+            }),
+            FetchStrategy::Get => plan.extend(members.into_iter().map(single)),
+        }
+    }
+    plan.sort_by_key(|g| g.members.first().copied());
+    plan
+}
+
+fn single(i: usize) -> PlannedGroup {
+    PlannedGroup {
+        strategy: Strategy::Get,
+        auto: false,
+        members: vec![i],
+    }
+}
+
+/// The ListSecrets name filter for a `list` group: the names themselves when there are
+/// few (the filter takes up to 10 values, each a prefix), else their common prefix; no
+/// filter when a secret is named by ARN (ListSecrets cannot filter on it) or the names
+/// share no prefix.
+pub fn name_filter<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for id in ids {
+        if id.starts_with("arn:") {
+            return Vec::new();
+        }
+        if !names.contains(&id) {
+            names.push(id);
+        }
+    }
+    if names.len() <= 10 {
+        return names.into_iter().map(str::to_owned).collect();
+    }
+    let Some(first) = names.first() else {
+        return Vec::new();
+    };
+    let mut prefix = *first;
+    for name in &names[1..] {
+        let common = prefix
+            .char_indices()
+            .zip(name.chars())
+            .find(|((_, a), b)| a != b)
+            .map_or(prefix.len().min(name.len()), |((i, _), _)| i);
+        prefix = &prefix[..common];
+    }
+    if prefix.is_empty() {
+        Vec::new()
+    } else {
+        vec![prefix.to_owned()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Find;
+    use crate::mapping::Mapping;
+
+    fn secret(name: &str, role: Option<&str>, strategy: FetchStrategy) -> SecretConfig {
+        SecretConfig {
+            name: name.into(),
+            secret_id: name.into(),
+            role: role.map(str::to_owned),
+            version: VersionSelector::Stage("AWSCURRENT".into()),
+            refresh_interval: Duration::from_secs(60),
+            targets: Vec::new(),
+            on_change: Vec::new(),
+            debounce: Duration::from_secs(2),
+            find: None,
+            prune: false,
+            fetch_strategy: strategy,
+            failover_region: None,
+            mapping: Mapping::default(),
+        }
+    }
+
+    fn shape(plan: &[PlannedGroup]) -> Vec<(Strategy, bool, Vec<usize>)> {
+        plan.iter()
+            .map(|g| (g.strategy, g.auto, g.members.clone()))
+            .collect()
+    }
+
+    fn region(_: &SecretConfig) -> String {
+        "us-east-1".into()
+    }
+
+    #[test]
+    fn auto_batches_secrets_that_share_credentials_region_and_interval() {
+        use FetchStrategy::*;
+        let mut secrets = vec![
+            secret("a", Some("r"), Auto),
+            secret("b", Some("r"), Auto),
+            secret("c", Some("other"), Auto),
+            secret("d", None, Auto),
+            secret("e", Some("r"), Auto),
+        ];
+        secrets[4].refresh_interval = Duration::from_secs(5);
+        assert_eq!(
+            shape(&plan(&secrets, region)),
+            vec![
+                (Strategy::Batch, true, vec![0, 1]),
+                (Strategy::Get, false, vec![2]),
+                (Strategy::Get, false, vec![3]),
+                (Strategy::Get, false, vec![4]),
+            ]
+        );
+    }
+
+    #[test]
+    fn regions_and_failover_regions_split_groups() {
+        use FetchStrategy::*;
+        let mut secrets = vec![
+            secret("a", Some("r"), Auto),
+            secret("b", Some("r"), Auto),
+            secret("c", Some("r"), Auto),
+        ];
+        secrets[2].failover_region = Some("us-west-2".into());
+        let by_name = |s: &SecretConfig| {
+            if s.name == "b" {
+                "eu-west-1".to_owned()
+            } else {
+                "us-east-1".to_owned()
+            }
+        };
+        let groups = plan(&secrets, by_name);
+        assert!(
+            groups.iter().all(|g| g.strategy == Strategy::Get),
+            "{groups:?}"
+        );
+        assert_eq!(groups.len(), 3);
+    }
+
+    #[test]
+    fn explicit_strategies_are_kept_even_for_one_secret() {
+        use FetchStrategy::*;
+        let secrets = vec![
+            secret("a", None, Batch),
+            secret("b", None, List),
+            secret("c", None, List),
+            secret("d", None, Get),
+            secret("e", None, Get),
+        ];
+        assert_eq!(
+            shape(&plan(&secrets, region)),
+            vec![
+                (Strategy::Batch, false, vec![0]),
+                (Strategy::List, false, vec![1, 2]),
+                (Strategy::Get, false, vec![3]),
+                (Strategy::Get, false, vec![4]),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_versions_are_never_batched_and_find_entries_stand_alone() {
+        use FetchStrategy::*;
+        let mut secrets = vec![
+            secret("a", None, Auto),
+            secret("b", None, Auto),
+            secret("c", None, Auto),
+            secret("d", None, List),
+        ];
+        secrets[0].version = VersionSelector::Stage("AWSPREVIOUS".into());
+        secrets[1].version = VersionSelector::Id("v1".into());
+        secrets[2].find = Some(Find {
+            name_prefix: Some("team/".into()),
+            tags: BTreeMap::new(),
+        });
+        secrets[3].version = VersionSelector::Stage("AWSPREVIOUS".into());
+        assert_eq!(
+            shape(&plan(&secrets, region)),
+            vec![
+                (Strategy::Get, false, vec![0]),
+                (Strategy::Get, false, vec![1]),
+                (Strategy::Find, false, vec![2]),
+                (Strategy::List, false, vec![3]),
+            ]
+        );
+    }
+
+    #[test]
+    fn list_name_filter() {
+        assert_eq!(name_filter(["a/x", "a/y", "a/x"]), vec!["a/x", "a/y"]);
+        let many: Vec<String> = (0..12).map(|i| format!("team-a/db-{i}")).collect();
+        assert_eq!(
+            name_filter(many.iter().map(String::as_str)),
+            vec!["team-a/db-"]
+        );
+        let mut mixed = many.clone();
+        mixed.push("other".into());
+        assert!(name_filter(mixed.iter().map(String::as_str)).is_empty());
+        assert!(name_filter(["a", "arn:aws:secretsmanager:us-east-1:1:secret:b"]).is_empty());
+        let unicode: Vec<String> = (0..11).map(|i| format!("é{i}")).collect();
+        assert_eq!(name_filter(unicode.iter().map(String::as_str)), vec!["é"]);
+    }
+}

@@ -1,0 +1,549 @@
+//! The fetch planner against moto, counted at a recording proxy: call economy of each
+//! strategy, the `auto` fall-back, discovery with and without `prune`, failover.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+mod common;
+
+use common::proxy::{json_error, Proxy};
+use common::*;
+use secret_ferry::app::{App, Readiness, RefreshHandle};
+use secret_ferry::metrics::Metrics;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A daemon running in-process, stopped on `stop`.
+struct Daemon {
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+    refresh: RefreshHandle,
+    trigger: secret_ferry::shutdown::Trigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    fn start(yaml: &str, sdk: &aws_config::SdkConfig) -> Daemon {
+        let cfg = secret_ferry::config::parse(yaml).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let app = App::build(&cfg, sdk, metrics.clone()).unwrap();
+        let readiness = app.readiness();
+        let refresh = app.refresh_handle();
+        let (trigger, signal) = secret_ferry::shutdown::channel();
+        let task = tokio::spawn(app.run(signal));
+        Daemon {
+            metrics,
+            readiness,
+            refresh,
+            trigger,
+            task,
+        }
+    }
+
+    async fn wait_ready(&self, timeout: Duration) {
+        let ready = wait_for_async(timeout, || async {
+            self.readiness.is_ready().then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "not ready: {:?}", self.readiness.status());
+    }
+
+    /// Successful syncs over every secret.
+    fn successes(&self) -> f64 {
+        self.metrics
+            .render()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("secret_ferry_secret_sync_total{result=\"success\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Asks for one more poll of everything and waits until `n` secrets have synced again.
+    async fn poll_once(&self, n: usize) {
+        let before = self.successes();
+        self.refresh.all();
+        let done = wait_for_async(Duration::from_secs(60), || async {
+            (self.successes() >= before + n as f64).then_some(())
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "the poll did not finish: {}",
+            self.successes() - before
+        );
+    }
+
+    async fn stop(self) {
+        self.trigger.fire();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn through(proxy: &Proxy, sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+    sdk.to_builder().endpoint_url(proxy.endpoint()).build()
+}
+
+/// Where each secret's `..data` points: it moves exactly when the secret is rewritten.
+fn data_links(root: &Path, n: usize) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| std::fs::read_link(root.join(format!("s{i:04}")).join("..data")).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_with_list() {
+    const N: usize = 1000;
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(
+        &admin,
+        "Shared",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let admin = admin.clone();
+        set.spawn(async move {
+            create_secret(
+                &admin,
+                &format!("bulk/s{i:04}"),
+                &format!(r#"{{"user":"u{i}","password":"p{i}"}}"#),
+            )
+            .await
+        });
+        if set.len() >= 16 {
+            set.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let proxy = Proxy::start(moto.addr());
+    let sdk = through(&proxy, &moto.sdk_config());
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+
+    let mut figures = Vec::new();
+    for (round, strategy) in ["batch", "list"].into_iter().enumerate() {
+        let root = tmp.path().join(strategy);
+        let mut yaml = format!(
+            "region: us-east-1\napiRateLimit: 10000\nfetchStrategy: {strategy}\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\nsecrets:\n",
+            ext_file.display()
+        );
+        for i in 0..N {
+            yaml.push_str(&format!(
+                "  - {{name: s{i:04}, secretId: bulk/s{i:04}, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
+                root.join(format!("s{i:04}")).display()
+            ));
+        }
+        let daemon = Daemon::start(&yaml, &sdk);
+        daemon.wait_ready(Duration::from_secs(120)).await;
+        let links = data_links(&root, N);
+        assert_eq!(
+            read(&root.join("s0999"), "password").as_deref(),
+            Some("p999")
+        );
+
+        // One poll with nothing changed.
+        proxy.reset_records();
+        daemon.poll_once(N).await;
+        let batch = proxy.count("BatchGetSecretValue");
+        let list = proxy.count("ListSecrets");
+        let get = proxy.count("GetSecretValue");
+        figures.push(format!(
+            "{strategy}: BatchGetSecretValue={batch} ListSecrets={list} GetSecretValue={get}"
+        ));
+        match strategy {
+            "batch" => {
+                assert!(batch <= 50, "{figures:?}");
+                assert_eq!(list + get, 0, "{figures:?}");
+            }
+            _ => {
+                assert!(list <= 10, "{figures:?}");
+                assert_eq!(
+                    batch + get,
+                    0,
+                    "an unchanged secret costs no read: {figures:?}"
+                );
+            }
+        }
+        assert_eq!(
+            data_links(&root, N),
+            links,
+            "an unchanged poll rewrites nothing"
+        );
+
+        // Three rotations: exactly those three directories change.
+        let rotated = [7usize, 500, 998];
+        for &i in &rotated {
+            put_secret(
+                &admin,
+                &format!("bulk/s{i:04}"),
+                &format!(r#"{{"user":"u{i}","password":"new{round}-{i}"}}"#),
+            )
+            .await;
+        }
+        proxy.reset_records();
+        daemon.poll_once(N).await;
+        for &i in &rotated {
+            assert_eq!(
+                read(&root.join(format!("s{i:04}")), "password"),
+                Some(format!("new{round}-{i}"))
+            );
+        }
+        let now = data_links(&root, N);
+        let changed: Vec<usize> = (0..N).filter(|&i| now[i] != links[i]).collect();
+        assert_eq!(changed, rotated, "only the rotated secrets are rewritten");
+        if strategy == "list" {
+            assert_eq!(
+                proxy.count("GetSecretValue"),
+                3,
+                "only changed secrets are read"
+            );
+        }
+        daemon.stop().await;
+    }
+    println!("calls per poll of {N} unchanged secrets: {figures:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_get_when_batch_is_denied_and_keeps_syncing() {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let workload = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
+    // In auth mode moto cannot look up the policies of the assumed admin role: write as a user.
+    let operator = create_user(&admin, "operator", &allow("*")).await;
+    let external_id = canary("extid");
+    // The role may read secrets one by one only (create_role allows GetSecretValue).
+    let role_arn = create_role(&admin, "Shared", &workload.arn, &external_id).await;
+    let first = canary("first");
+    create_secret(&admin, "app/a", &format!(r#"{{"password":"{first}"}}"#)).await;
+    create_secret(&admin, "app/b", r#"{"password":"b"}"#).await;
+    moto.enable_auth();
+    let proxy = Proxy::start(moto.addr());
+    let sdk = through(&proxy, &moto.sdk_config_with(workload.credentials()));
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let yaml = format!(
+        r#"region: us-east-1
+roles:
+  shared:
+    roleArn: {role_arn}
+    externalIdFile: {ext}
+secrets:
+  - {{name: a, secretId: app/a, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {a}}}}}]}}
+  - {{name: b, secretId: app/b, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {b}}}}}]}}
+"#,
+        ext = ext_file.display(),
+        a = tmp.path().join("a").display(),
+        b = tmp.path().join("b").display(),
+    );
+    let daemon = Daemon::start(&yaml, &sdk);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(read(&tmp.path().join("a"), "password"), Some(first.clone()));
+    assert_eq!(
+        read(&tmp.path().join("b"), "password").as_deref(),
+        Some("b")
+    );
+    let batches = proxy.requests_for("BatchGetSecretValue");
+    assert_eq!(batches.len(), 1, "auto tries the batch once");
+    assert_eq!(proxy.count("GetSecretValue"), 2);
+
+    put_secret(
+        &moto.sdk_config_with(operator.credentials()),
+        "app/b",
+        r#"{"password":"b2"}"#,
+    )
+    .await;
+    daemon.poll_once(2).await;
+    assert_eq!(
+        read(&tmp.path().join("b"), "password").as_deref(),
+        Some("b2")
+    );
+    assert_eq!(
+        proxy.count("BatchGetSecretValue"),
+        1,
+        "the fall-back is remembered: no second BatchGetSecretValue"
+    );
+    assert_eq!(proxy.count("GetSecretValue"), 4);
+    let text = daemon.metrics.render().unwrap();
+    assert_no_leak(&text, &[&first, &external_id]);
+    daemon.stop().await;
+}
+
+async fn create_tagged(admin: &aws_config::SdkConfig, name: &str, value: &str, env: &str) {
+    aws_sdk_secretsmanager::Client::new(admin)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("env")
+                .value(env)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn delete(admin: &aws_config::SdkConfig, name: &str) {
+    aws_sdk_secretsmanager::Client::new(admin)
+        .delete_secret()
+        .secret_id(name)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_finds_new_matches_within_an_interval_and_prunes_only_when_asked() {
+    let moto = Moto::start();
+    let admin = moto.sdk_config();
+    create_tagged(&admin, "team-a/one", r#"{"password":"a1"}"#, "prod").await;
+    create_tagged(&admin, "team-a/dev-only", r#"{"password":"x"}"#, "dev").await;
+    create_tagged(&admin, "team-b/one", r#"{"password":"b1"}"#, "prod").await;
+    create_tagged(&admin, "other/one", r#"{"password":"x"}"#, "prod").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let yaml = format!(
+        r#"region: us-east-1
+secrets:
+  - name: a
+    find: {{namePrefix: team-a/, tags: {{env: prod}}}}
+    prune: true
+    refreshInterval: 1s
+    targets: [{{file: {{dir: "{out}/a/{{{{ name }}}}"}}}}]
+  - name: b
+    find: {{namePrefix: team-b/}}
+    refreshInterval: 1s
+    targets: [{{file: {{dir: "{out}/b/{{{{ name }}}}"}}}}]
+"#,
+        out = out.display()
+    );
+    let daemon = Daemon::start(&yaml, &admin);
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    assert_eq!(
+        read(&out.join("a/team-a/one"), "password").as_deref(),
+        Some("a1")
+    );
+    assert_eq!(
+        read(&out.join("b/team-b/one"), "password").as_deref(),
+        Some("b1")
+    );
+    assert!(!out.join("a/team-a/dev-only").exists(), "tags must match");
+    assert!(!out.join("a/other").exists(), "the name prefix must match");
+
+    // A new match is picked up within one interval (1 s; allow for scheduling).
+    create_tagged(&admin, "team-a/two", r#"{"password":"a2"}"#, "prod").await;
+    let found = wait_for_async(Duration::from_secs(5), || async {
+        read(&out.join("a/team-a/two"), "password")
+    })
+    .await;
+    assert_eq!(found.as_deref(), Some("a2"));
+    let text = daemon.metrics.render().unwrap();
+    assert!(text.contains(r#"secret="a/team-a/one""#), "{text}");
+
+    // Gone from AWS: pruned for `a`, kept for `b`.
+    delete(&admin, "team-a/one").await;
+    delete(&admin, "team-b/one").await;
+    let pruned = wait_for_async(Duration::from_secs(5), || async {
+        (!out.join("a/team-a/one").exists()).then_some(())
+    })
+    .await;
+    assert!(
+        pruned.is_some(),
+        "prune: true removes the targets of a secret that went"
+    );
+    // Give `b` the same time to (wrongly) remove its files.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        read(&out.join("b/team-b/one"), "password").as_deref(),
+        Some("b1"),
+        "prune: false keeps the files"
+    );
+    let text = daemon.metrics.render().unwrap();
+    assert!(
+        !text.contains(r#"secret="a/team-a/one""#) && !text.contains(r#"secret="b/team-b/one""#),
+        "series of secrets that are no longer synced are removed:\n{text}"
+    );
+    assert!(
+        daemon.readiness.is_ready(),
+        "{:?}",
+        daemon.readiness.status()
+    );
+
+    // Rotation of a discovered secret.
+    put_secret(&admin, "team-a/two", r#"{"password":"a2b"}"#).await;
+    let rotated = wait_for_async(Duration::from_secs(5), || async {
+        read(&out.join("a/team-a/two"), "password").filter(|v| v == "a2b")
+    })
+    .await;
+    assert!(rotated.is_some());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_region_serves_the_replica_while_the_primary_fails() {
+    let moto = Moto::start();
+    let admin = moto.sdk_config();
+    aws_sdk_secretsmanager::Client::new(&admin)
+        .create_secret()
+        .name("app/db")
+        .secret_string(r#"{"password":"one"}"#)
+        .add_replica_regions(
+            aws_sdk_secretsmanager::types::ReplicaRegionType::builder()
+                .region("us-west-2")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let proxy = Proxy::start(moto.addr());
+    let sdk = through(&proxy, &admin);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let yaml = format!(
+        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    failoverRegion: us-west-2\n    refreshInterval: 1s\n    targets: [{{file: {{dir: {}}}}}]\n",
+        dir.display()
+    );
+    let daemon = Daemon::start(&yaml, &sdk);
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    let region_of = |d: &Daemon| {
+        let text = d.metrics.render().unwrap();
+        ["us-east-1", "us-west-2"]
+            .into_iter()
+            .find(|r| {
+                text.contains(&format!(
+                    r#"secret_ferry_secret_region_info{{region="{r}",secret="db"}} 1"#
+                ))
+            })
+            .map(str::to_owned)
+    };
+    assert_eq!(region_of(&daemon).as_deref(), Some("us-east-1"));
+
+    // The primary region fails with a transient error; the replica is read instead.
+    proxy.inject(
+        json_error("GetSecretValue", "InternalServiceError", "try later", 500)
+            .in_region("us-east-1"),
+    );
+    put_secret(&admin, "app/db", r#"{"password":"two"}"#).await;
+    let served = wait_for_async(Duration::from_secs(15), || async {
+        (region_of(&daemon).as_deref() == Some("us-west-2")).then_some(())
+    })
+    .await;
+    assert!(
+        served.is_some(),
+        "the failover region must serve: {:?}",
+        region_of(&daemon)
+    );
+    let west = proxy
+        .requests_for("GetSecretValue")
+        .iter()
+        .filter(|r| {
+            r.header("authorization")
+                .is_some_and(|a| a.contains("/us-west-2/"))
+        })
+        .count();
+    assert!(west >= 1);
+    assert!(read(&dir, "password").is_some(), "the files stay in place");
+
+    // The primary recovers and serves again.
+    proxy.clear_faults();
+    let back = wait_for_async(Duration::from_secs(10), || async {
+        (region_of(&daemon).as_deref() == Some("us-east-1")).then_some(())
+    })
+    .await;
+    assert!(back.is_some());
+    assert_eq!(read(&dir, "password").as_deref(), Some("two"));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_and_templates_shape_the_files_and_a_template_error_keeps_the_last_good_output() {
+    let moto = Moto::start();
+    let admin = moto.sdk_config();
+    let password = canary("pw");
+    create_secret(
+        &admin,
+        "app/db",
+        &format!(
+            r#"{{"db":{{"username":"app","password":"{password}","host":"db.internal","port":5432}},"other":"x"}}"#
+        ),
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let env_file = tmp.path().join("app.env");
+    let dir = tmp.path().join("db");
+    let yaml = format!(
+        r#"region: us-east-1
+secrets:
+  - name: db
+    secretId: app/db
+    property: db
+    keys: [{{from: password, to: DB_PASSWORD}}]
+    templates:
+      DATABASE_URL: "postgres://{{{{ username }}}}:{{{{ password }}}}@{{{{ host }}}}:{{{{ port }}}}/app"
+    targets:
+      - file: {{path: {env}, format: env}}
+      - file: {{dir: {dir}}}
+"#,
+        env = env_file.display(),
+        dir = dir.display()
+    );
+    let cfg = secret_ferry::config::parse(&yaml).unwrap();
+    let app = App::build(&cfg, &admin, Metrics::new().unwrap()).unwrap();
+    assert!(app.run_once().await.is_empty());
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        env.contains(&format!(
+            "DATABASE_URL='postgres://app:{password}@db.internal:5432/app'"
+        )) || env.contains(&format!(
+            "DATABASE_URL=\"postgres://app:{password}@db.internal:5432/app\""
+        )),
+        "{env}"
+    );
+    assert!(env.contains("DB_PASSWORD="), "{env}");
+    assert!(
+        !env.contains("other") && !env.contains("username="),
+        "only mapped keys: {env}"
+    );
+    let (names, _) = layout(&dir);
+    let keys: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !n.starts_with(".."))
+        .collect();
+    assert_eq!(keys, vec!["DATABASE_URL", "DB_PASSWORD"]);
+
+    // The new value lacks `host`: the template fails, names itself and the secret, and the
+    // files keep the last good output.
+    let rotated = canary("rotated");
+    put_secret(
+        &admin,
+        "app/db",
+        &format!(r#"{{"db":{{"username":"app","password":"{rotated}","port":5432}}}}"#),
+    )
+    .await;
+    let app = App::build(&cfg, &admin, Metrics::new().unwrap()).unwrap();
+    let failures = app.run_once().await;
+    assert_eq!(failures.len(), 1);
+    let message = failures[0].to_string();
+    assert!(
+        message.contains("'db'") && message.contains("DATABASE_URL") && message.contains("host"),
+        "{message}"
+    );
+    assert_eq!(failures[0].kind(), "template");
+    assert_no_leak(&message, &[&rotated, &password]);
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), env);
+    assert_eq!(read(&dir, "DB_PASSWORD"), Some(password));
+}
