@@ -2972,6 +2972,99 @@ secrets:
     }
 
     #[test]
+    fn fetch_planner_discovery_and_mapping_settings_parse() {
+        let yaml = r#"region: us-east-1
+fetchStrategy: list
+failoverRegion: us-west-2
+secrets:
+  - name: team
+    find: {namePrefix: team-a/, tags: {env: prod}}
+    prune: true
+    targets: [{file: {dir: "/out/{{name}}"}}]
+  - name: db
+    secretId: app/db
+    fetchStrategy: batch
+    failoverRegion: eu-west-1
+    property: db.main
+    keys: [{from: password, to: DB_PASSWORD}, {from: user}]
+    decode: base64
+    templates: {DATABASE_URL: "postgres://{{ user }}@h/app"}
+    templateMode: replace
+    targets: [{file: {path: /out/db.env, format: env}}]
+"#;
+        let config = parse(yaml).unwrap();
+        assert_eq!(config.fetch_strategy, FetchStrategy::List);
+        let team = &config.secrets[0];
+        assert_eq!(team.fetch_strategy, FetchStrategy::List);
+        assert!(team.prune);
+        assert_eq!(team.failover_region.as_deref(), Some("us-west-2"));
+        let find = team.find.as_ref().unwrap();
+        assert_eq!(find.name_prefix.as_deref(), Some("team-a/"));
+        assert_eq!(find.tags.get("env").map(String::as_str), Some("prod"));
+        let Target::File(dir) = &team.targets[0] else {
+            panic!("{:?}", team.targets)
+        };
+        assert_eq!(
+            dir.dir,
+            PathBuf::from("/out/{{ name }}"),
+            "placeholder spelled one way"
+        );
+        let db = &config.secrets[1];
+        assert_eq!(db.fetch_strategy, FetchStrategy::Batch);
+        assert_eq!(db.failover_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(db.mapping.property.as_deref(), Some("db.main"));
+        assert_eq!(
+            db.mapping.keys,
+            Some(vec![
+                KeyMap {
+                    from: "password".into(),
+                    to: "DB_PASSWORD".into()
+                },
+                KeyMap {
+                    from: "user".into(),
+                    to: "user".into()
+                },
+            ])
+        );
+        assert_eq!(db.mapping.decode, Decode::Base64);
+        assert_eq!(db.mapping.template_mode, TemplateMode::Replace);
+        assert_eq!(db.mapping.templates[0].0, "DATABASE_URL");
+    }
+
+    #[test]
+    fn fetch_planner_discovery_and_mapping_mistakes_are_named() {
+        let t = "    targets: [{file: {dir: /out/x}}]\n";
+        let cases: Vec<(String, &str, &str)> = vec![
+            (format!("  - name: a\n    secretId: x\n    fetchStrategy: fast\n{t}"), "secrets[0].fetchStrategy", "one of auto, get, batch, list"),
+            (format!("  - name: a\n    secretId: x\n    versionStage: AWSPREVIOUS\n    fetchStrategy: batch\n{t}"), "secrets[0].fetchStrategy", "AWSCURRENT"),
+            (format!("  - name: a\n    secretId: x\n    versionId: v1\n    fetchStrategy: list\n{t}"), "secrets[0].fetchStrategy", "pinned versionId"),
+            (format!("  - name: a\n    secretId: x\n    find: {{namePrefix: a/}}\n{t}"), "secrets[0].find", "cannot both be set"),
+            ("  - name: a\n    find: {namePrefix: a/}\n    targets: [{file: {dir: /out/x}}]\n".to_owned(), "secrets[0].targets[0].file.dir", "must contain {{ name }}"),
+            ("  - name: a\n    find: {}\n    targets: [{file: {dir: \"/o/{{ name }}\"}}]\n".to_owned(), "secrets[0].find", "needs namePrefix or tags"),
+            ("  - name: a\n    find: {namePrefix: a/}\n    fetchStrategy: batch\n    targets: [{file: {dir: \"/o/{{ name }}\"}}]\n".to_owned(), "secrets[0].fetchStrategy", "always polled with ListSecrets"),
+            ("  - name: a\n    secretId: x\n    targets: [{file: {dir: \"/o/{{ name }}\"}}]\n".to_owned(), "secrets[0].targets[0].file.dir", "only for `find` entries"),
+            ("  - name: a\n    find: {namePrefix: a/}\n    targets: [{file: {dir: \"/o/{{ name }}/{{ other }}\"}}]\n".to_owned(), "secrets[0].targets[0].file.dir", "the only placeholder"),
+            (format!("  - name: a\n    secretId: x\n    prune: true\n{t}"), "secrets[0].prune", "only to `find` entries"),
+            (format!("  - name: a\n    secretId: x\n    failoverRegion: Mars\n{t}"), "secrets[0].failoverRegion", "an AWS region"),
+            (format!("  - name: a\n    secretId: x\n    property: a..b\n{t}"), "secrets[0].property", "dot-separated path"),
+            (format!("  - name: a\n    secretId: x\n    keys: [{{from: a, to: K}}, {{from: b, to: K}}]\n{t}"), "secrets[0].keys[1]", "already produced"),
+            (format!("  - name: a\n    secretId: x\n    keys: [{{from: a, to: ../K}}]\n{t}"), "secrets[0].keys[0].to", "safe file name"),
+            (format!("  - name: a\n    secretId: x\n    decode: hex\n{t}"), "secrets[0].decode", "one of none, base64"),
+            (format!("  - name: a\n    secretId: x\n    templates: {{URL: \"{{{{ user \"}}\n{t}"), "secrets[0].templates.URL", "template does not parse"),
+            (format!("  - name: a\n    secretId: x\n    templateMode: replace\n{t}"), "secrets[0].templateMode", "only with `templates`"),
+        ];
+        for (secret, path, needle) in cases {
+            let yaml = format!("secrets:\n{secret}");
+            let found = problems(&yaml);
+            let hit = found.iter().find(|p| p.path == path);
+            assert!(
+                hit.is_some_and(|p| p.message.contains(needle)),
+                "{path} should say {needle:?} for\n{yaml}\ngot {found:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn missing_required_fields_point_at_their_mapping() {
         let found = problems("roles:\n  r:\n    sessionName: x1\nsecrets:\n  - targets:\n      - file: {mode: \"0600\"}\n");
         expect_problem(&found, "roles.r.roleArn", 3, "is required");
