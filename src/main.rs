@@ -6,6 +6,8 @@ use secret_ferry::admin::Admin;
 use secret_ferry::app::{App, Roles};
 use secret_ferry::credentials::FileCredentials;
 use secret_ferry::credentials_endpoint::CredentialsEndpoint;
+use secret_ferry::k8s::leader::{self, Elector, LeaderConfig};
+use secret_ferry::k8s::Kube;
 use secret_ferry::metrics::Metrics;
 use secret_ferry::telemetry::{self, LogFormat};
 use secret_ferry::{config, shutdown};
@@ -69,6 +71,24 @@ struct RunArgs {
     /// Address of the admin server (/metrics, /healthz, /readyz).
     #[arg(long, env = "SECRET_FERRY_LISTEN", default_value = "0.0.0.0:9779")]
     listen: SocketAddr,
+    /// Run several replicas: only the holder of a coordination.k8s.io/v1 Lease polls and writes.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Name of the Lease (also marks the Secrets this instance may delete).
+    #[arg(long, default_value = "secret-ferry")]
+    lease_name: String,
+    /// Namespace of the Lease; default: the daemon's own namespace.
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    /// How long a Lease holds without renewal before another replica may take it.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    lease_duration: Duration,
+    /// The leader stops when it could not renew for this long (must be below --lease-duration).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    lease_renew_deadline: Duration,
+    /// How often the Lease is renewed, or tried by a follower.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    lease_retry_period: Duration,
 }
 
 fn main() -> ExitCode {
@@ -160,7 +180,19 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
     }
     let sdk = loader.load().await;
     let metrics = Metrics::new().context("cannot register metrics")?;
-    let app = App::build(&cfg, &sdk, metrics.clone())?;
+    if args.leader_elect && args.lease_renew_deadline >= args.lease_duration {
+        anyhow::bail!(
+            "--lease-renew-deadline ({:?}) must be shorter than --lease-duration ({:?}): the leader must stop before a follower may take over",
+            args.lease_renew_deadline,
+            args.lease_duration
+        );
+    }
+    let kube = if needs_kube(&cfg, args) {
+        Some(Kube::connect(metrics.clone(), args.lease_name.clone()).await?)
+    } else {
+        None
+    };
+    let app = App::build_with(&cfg, &sdk, metrics.clone(), kube.as_ref())?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         secrets = cfg.secrets.len(),
@@ -209,19 +241,82 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
         tokio::spawn(server.serve(listener, signal.clone()));
     }
     let refresh = app.refresh_handle();
-    let admin = Admin::new(metrics, app.readiness(), refresh.clone());
+    let readiness = app.readiness();
+    let admin = Admin::new(metrics.clone(), readiness.clone(), refresh.clone());
     tokio::spawn(admin.serve(listener, signal.clone()));
     tokio::spawn(async move {
         if let Err(e) = shutdown::refresh_on_sighup(move || refresh.all()).await {
             tracing::error!("cannot install the SIGHUP handler: {e}");
         }
     });
+    let os_trigger = trigger.clone();
     tokio::spawn(async move {
-        if let Err(e) = shutdown::watch_os_signals(trigger).await {
+        if let Err(e) = shutdown::watch_os_signals(os_trigger).await {
             tracing::error!("cannot install signal handlers: {e}");
         }
     });
+    let (Some(kube), true) = (kube, args.leader_elect) else {
+        metrics.set_leader(true);
+        app.run(signal).await;
+        tracing::info!("stopped");
+        return Ok(exit::OK);
+    };
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| kube.namespace.clone())
+        .context("--leader-elect: cannot tell the namespace for the Lease; set --lease-namespace or POD_NAMESPACE")?;
+    let elector = std::sync::Arc::new(Elector::new(
+        kube.clone(),
+        LeaderConfig {
+            lease_name: args.lease_name.clone(),
+            namespace,
+            identity: leader::identity(),
+            lease_duration: args.lease_duration,
+            renew_deadline: args.lease_renew_deadline,
+            retry_period: args.lease_retry_period,
+        },
+        metrics.clone(),
+    ));
+    readiness.set_standby(true);
+    let mut waiting = signal.clone();
+    if !elector.acquire(&mut waiting).await {
+        tracing::info!("stopped while standing by");
+        return Ok(exit::OK);
+    }
+    readiness.set_standby(false);
+    let holder = {
+        let elector = elector.clone();
+        let signal = signal.clone();
+        tokio::spawn(async move {
+            let held = elector.hold(signal).await;
+            if held == leader::Held::Lost {
+                // Stop writing now: a follower may take over once the Lease expires.
+                trigger.fire();
+            }
+            held
+        })
+    };
+    app.delete_unconfigured_secrets(&kube).await;
     app.run(signal).await;
+    let held = holder.await.unwrap_or(leader::Held::Lost);
+    if held == leader::Held::Lost {
+        tracing::error!("lost the leader Lease; exiting so that a restart stands by");
+        return Ok(exit::FAILURE);
+    }
+    elector.release().await;
     tracing::info!("stopped");
     Ok(exit::OK)
+}
+
+/// The Kubernetes client is only built when something needs it, so a file-only sidecar
+/// needs no service-account token or RBAC at all.
+fn needs_kube(cfg: &config::Config, args: &RunArgs) -> bool {
+    args.leader_elect
+        || !cfg.tenants.is_empty()
+        || cfg
+            .secrets
+            .iter()
+            .flat_map(|s| &s.targets)
+            .any(|t| matches!(t, config::Target::KubernetesSecret(_)))
 }

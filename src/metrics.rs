@@ -38,6 +38,8 @@ pub struct Metrics {
     sync_duration: HistogramVec,
     secret_version_info: IntGaugeVec,
     secret_region_info: IntGaugeVec,
+    kube_requests_total: IntCounterVec,
+    leader: prometheus::IntGauge,
     /// The region last recorded per secret, to remove the old series on a change.
     regions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     /// The version id each secret's `secret_version_info` series carries, to remove it on change.
@@ -168,8 +170,23 @@ impl Metrics {
             &["secret", "region"],
         )?;
         registry.register(Box::new(secret_region_info.clone()))?;
+        let kube_requests_total = IntCounterVec::new(
+            Opts::new(
+                "secret_ferry_kube_requests_total",
+                "Requests made to the Kubernetes API, by verb and result (success, not_found, conflict, forbidden, invalid, throttled, server_error, timeout, error).",
+            ),
+            &["verb", "result"],
+        )?;
+        registry.register(Box::new(kube_requests_total.clone()))?;
+        let leader = prometheus::IntGauge::new(
+            "secret_ferry_leader",
+            "1 while this replica holds the leader Lease (--leader-elect) or runs without leader election; 0 while it stands by.",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
         Ok(Self {
             registry,
+            kube_requests_total,
+            leader,
             secret_region_info,
             regions: Default::default(),
             credential_refresh_total,
@@ -282,6 +299,16 @@ impl Metrics {
                 .secret_region_info
                 .remove_label_values(&[secret, &region]);
         }
+    }
+
+    pub fn kube_request(&self, verb: &str, result: &str) {
+        self.kube_requests_total
+            .with_label_values(&[verb, result])
+            .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn notified(&self, secret: &str, kind: &str, outcome: Outcome) {

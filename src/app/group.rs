@@ -237,11 +237,7 @@ impl Group {
             ctx.readiness.forget(job.name());
             if d.entry.prune {
                 tracing::info!(secret = %job.name(), "no longer matches `find`: removing its targets (prune)");
-                let removing = job.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || removing.remove_targets()).await
-                {
-                    tracing::warn!(secret = %job.name(), "removing the targets failed: {e}");
-                }
+                job.remove_targets().await;
             } else {
                 tracing::info!(secret = %job.name(), "no longer matches `find`: its files are kept (prune: false)");
             }
@@ -296,17 +292,20 @@ fn member(d: &Discovery, source: &SecretsManager, name: &str) -> Result<SecretJo
         let path = match target {
             crate::config::Target::File(f) => &mut f.dir,
             crate::config::Target::SingleFile(f) => &mut f.path,
+            crate::config::Target::KubernetesSecret(_) => continue,
         };
         *path = path
             .to_string_lossy()
             .replace(NAME_PLACEHOLDER, name)
             .into();
     }
+    // `find` entries have file targets only, so no Kubernetes client is needed.
     SecretJob::new(
         config,
         source.clone(),
         d.failover.clone(),
         d.changed.clone(),
+        None,
     )
     .map_err(|e| e.to_string())
 }

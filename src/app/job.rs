@@ -3,10 +3,12 @@
 
 use super::{Readiness, SyncError};
 use crate::config::{FileFormat, SecretConfig, Target};
+use crate::k8s::Kube;
 use crate::mapping::Mapper;
 use crate::metrics::{Metrics, Outcome};
 use crate::sink::file::{FileSink, WriteOutcome};
 use crate::sink::formats::Format;
+use crate::sink::kube_secret::KubeSecretSink;
 use crate::sink::single_file::SingleFile;
 use crate::source::{Fetched, SecretsManager, SourceError};
 use crate::transform::Rendered;
@@ -50,9 +52,17 @@ impl SecretJob {
         source: SecretsManager,
         failover: Option<SecretsManager>,
         changed: crate::notify::Changed,
-    ) -> Result<Self, crate::mapping::MappingError> {
-        let mapper = Mapper::new(&config.mapping)?;
-        let sinks = config.targets.iter().map(Sink::from_target).collect();
+        kube: Option<&Kube>,
+    ) -> Result<Self, super::BuildError> {
+        let mapper = Mapper::new(&config.mapping).map_err(|source| super::BuildError::Mapping {
+            secret: config.name.clone(),
+            source,
+        })?;
+        let sinks = config
+            .targets
+            .iter()
+            .map(|t| Sink::from_target(t, kube, &config.name))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             config,
             source,
@@ -138,15 +148,24 @@ impl SecretJob {
         Ok(outcome)
     }
 
-    /// Removes what was written for this secret (a pruned `find` match). Blocking.
-    pub(crate) fn remove_targets(&self) {
+    /// Removes what was written for this secret (a pruned `find` match).
+    pub(crate) async fn remove_targets(&self) {
         for sink in &self.sinks {
-            let result = match sink {
-                Sink::Dir(dir) => dir.remove().map_err(|e| e.to_string()),
-                Sink::File(file) => file.remove().map_err(|e| e.to_string()),
+            let result = match sink.clone() {
+                Sink::Dir(dir) => {
+                    tokio::task::spawn_blocking(move || dir.remove().map_err(|e| e.to_string()))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                }
+                Sink::File(file) => {
+                    tokio::task::spawn_blocking(move || file.remove().map_err(|e| e.to_string()))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                }
+                Sink::Kube(secret) => secret.remove().await.map_err(|e| e.to_string()),
             };
             if let Err(error) = result {
-                tracing::warn!(secret = %self.config.name, %error, "could not remove a pruned secret's target");
+                tracing::warn!(secret = %self.config.name, %error, "could not remove a target of a secret no longer synced");
             }
         }
     }
@@ -155,11 +174,22 @@ impl SecretJob {
 /// File writes run on the blocking pool and are never cancelled: the drain waits for
 /// them, so a shutdown cannot leave a half-swapped directory.
 async fn write(sink: &Sink, rendered: &Rendered, secret: &str) -> Result<WriteOutcome, SyncError> {
+    // An apply is atomic on the API server: dropping it half-way leaves either state.
+    if let Sink::Kube(target) = sink {
+        return target
+            .write(rendered)
+            .await
+            .map_err(|source| SyncError::KubeSecret {
+                secret: secret.to_owned(),
+                source,
+            });
+    }
     let sink = sink.clone();
     let rendered = rendered.clone();
     let written = tokio::task::spawn_blocking(move || match sink {
         Sink::Dir(dir) => dir.write(&rendered).map_err(SinkError::Dir),
         Sink::File(file) => file.write(&rendered).map_err(SinkError::File),
+        Sink::Kube(_) => Ok(WriteOutcome::Unchanged),
     })
     .await
     .map_err(|e| SyncError::WriterPanicked {
@@ -188,11 +218,35 @@ enum SinkError {
 enum Sink {
     Dir(Arc<FileSink>),
     File(Arc<SingleFile>),
+    Kube(Arc<KubeSecretSink>),
 }
 
 impl Sink {
-    fn from_target(target: &Target) -> Self {
-        match target {
+    fn from_target(
+        target: &Target,
+        kube: Option<&Kube>,
+        secret: &str,
+    ) -> Result<Self, super::BuildError> {
+        Ok(match target {
+            Target::KubernetesSecret(t) => {
+                let kube = kube.ok_or_else(|| super::BuildError::NoKube {
+                    secret: secret.to_owned(),
+                })?;
+                let namespace = t
+                    .namespace
+                    .clone()
+                    .or_else(|| kube.namespace.clone())
+                    .ok_or(crate::k8s::KubeSetupError::NoNamespace)?;
+                if t.owner_pod && kube.pod.is_none() {
+                    return Err(crate::k8s::KubeSetupError::NoPod.into());
+                }
+                Sink::Kube(Arc::new(KubeSecretSink::new(
+                    kube.clone(),
+                    t.clone(),
+                    namespace,
+                    secret.to_owned(),
+                )))
+            }
             Target::File(f) => Sink::Dir(Arc::new(FileSink::new(f.dir.clone(), f.mode))),
             Target::SingleFile(f) => Sink::File(Arc::new(SingleFile::new(
                 f.path.clone(),
@@ -204,7 +258,7 @@ impl Sink {
                 },
                 f.mode,
             ))),
-        }
+        })
     }
 }
 

@@ -9,6 +9,7 @@ mod group;
 mod job;
 pub mod plan;
 mod roles;
+mod tenants;
 
 pub use job::SyncOutcome;
 pub use roles::Roles;
@@ -78,6 +79,12 @@ pub enum BuildError {
         #[source]
         source: MappingError,
     },
+    #[error(
+        "secret '{secret}' has a kubernetesSecret target, but no Kubernetes client was set up"
+    )]
+    NoKube { secret: String },
+    #[error(transparent)]
+    Kube(#[from] crate::k8s::KubeSetupError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +109,12 @@ pub enum SyncError {
         #[source]
         source: SingleFileError,
     },
+    #[error("secret '{secret}': {source}")]
+    KubeSecret {
+        secret: String,
+        #[source]
+        source: crate::sink::kube_secret::KubeSecretError,
+    },
     #[error("secret '{secret}': the file writer task failed: {reason}")]
     WriterPanicked { secret: String, reason: String },
 }
@@ -114,6 +127,7 @@ impl SyncError {
             Self::Mapping { source, .. } => source.kind(),
             Self::Sink { source, .. } => source.kind(),
             Self::SingleFile { source, .. } => source.kind(),
+            Self::KubeSecret { source, .. } => source.kind(),
             Self::WriterPanicked { .. } => "internal",
         }
     }
@@ -125,6 +139,8 @@ impl SyncError {
 /// that no new traffic is sent to a pod on its way out.
 pub struct Readiness {
     max_staleness: Option<Duration>,
+    /// A follower under `--leader-elect`: it syncs nothing and is ready to take over.
+    standby: AtomicBool,
     state: std::sync::Mutex<ReadinessState>,
     draining: AtomicBool,
     /// The first role whose credential has lapsed, if any.
@@ -152,6 +168,7 @@ impl Readiness {
                 last_synced: BTreeMap::new(),
             }),
             draining: AtomicBool::new(false),
+            standby: AtomicBool::new(false),
             lapsed: Box::new(lapsed),
         }
     }
@@ -164,6 +181,9 @@ impl Readiness {
     pub fn status(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Acquire) {
             return Err("shutting down".to_owned());
+        }
+        if self.standby.load(Ordering::Acquire) {
+            return Ok(());
         }
         let pending = self.pending();
         if pending > 0 {
@@ -223,6 +243,10 @@ impl Readiness {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Release);
+    }
+
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
@@ -261,6 +285,8 @@ impl RefreshHandle {
 
 pub struct App {
     groups: Vec<Group>,
+    /// Fills annotated Secrets under the `tenants` rules (controller mode).
+    tenants: Option<tenants::TenantController>,
     /// Secrets with `onChange` actions (a `find` entry's members share its notifier).
     notifiers: Vec<(SecretConfig, crate::notify::Changed)>,
     fetch_permits: Arc<tokio::sync::Semaphore>,
@@ -273,6 +299,16 @@ pub struct App {
 impl App {
     /// Builds clients and sinks; makes no network call (credentials are obtained on first use).
     pub fn build(config: &Config, base: &SdkConfig, metrics: Metrics) -> Result<Self, BuildError> {
+        Self::build_with(config, base, metrics, None)
+    }
+
+    /// `kube` is needed when a secret has a `kubernetesSecret` target.
+    pub fn build_with(
+        config: &Config,
+        base: &SdkConfig,
+        metrics: Metrics,
+        kube: Option<&crate::k8s::Kube>,
+    ) -> Result<Self, BuildError> {
         let region = config
             .region
             .clone()
@@ -327,12 +363,7 @@ impl App {
                     ));
                     continue;
                 }
-                let job = SecretJob::new(secret.clone(), source, failover, changed).map_err(
-                    |source| BuildError::Mapping {
-                        secret: secret.name.clone(),
-                        source,
-                    },
-                )?;
+                let job = SecretJob::new(secret.clone(), source, failover, changed, kube)?;
                 members.push(Arc::new(job));
             }
             if let Some(first) = members.first() {
@@ -349,12 +380,30 @@ impl App {
                 );
             }
         }
+        let tenants = if config.tenants.is_empty() {
+            None
+        } else {
+            let kube = kube.ok_or(BuildError::NoKube {
+                secret: "tenants".to_owned(),
+            })?;
+            let mut role_sources = BTreeMap::new();
+            for name in config.roles.keys() {
+                let region = sources.region_of_role(Some(name));
+                role_sources.insert(name.clone(), sources.client(Some(name), region, "tenants")?);
+            }
+            Some(tenants::TenantController::new(
+                kube.clone(),
+                config.tenants.clone(),
+                role_sources,
+            ))
+        };
         let lapsed = roles.clone();
         let readiness = Arc::new(Readiness::new(expected, config.max_staleness, move || {
             lapsed.lapsed().map(str::to_owned)
         }));
         Ok(Self {
             groups,
+            tenants,
             notifiers,
             fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
             roles,
@@ -381,6 +430,28 @@ impl App {
         }
         RefreshHandle {
             secrets: Arc::new(secrets),
+        }
+    }
+
+    /// Deletes the Secrets this instance wrote with `deletionPolicy: Delete` that the config
+    /// no longer has (the leader does it once, at start). Only namespaces the config still
+    /// writes to (and the daemon's own) are looked at.
+    pub async fn delete_unconfigured_secrets(&self, kube: &crate::k8s::Kube) {
+        let mut configured = BTreeSet::new();
+        let mut namespaces: BTreeSet<String> = kube.namespace.iter().cloned().collect();
+        for job in self.groups.iter().flat_map(|g| g.members.iter()) {
+            for target in &job.config.targets {
+                if let crate::config::Target::KubernetesSecret(t) = target {
+                    let namespace = t.namespace.clone().or_else(|| kube.namespace.clone());
+                    if let Some(namespace) = namespace {
+                        namespaces.insert(namespace.clone());
+                        configured.insert((namespace, t.name.clone()));
+                    }
+                }
+            }
+        }
+        for namespace in namespaces {
+            crate::k8s::delete_unconfigured(kube, &namespace, &configured).await;
         }
     }
 
@@ -443,6 +514,13 @@ impl App {
             ));
         }
         let ctx = self.ctx();
+        if let Some(tenants) = self.tenants {
+            let span = tracing::info_span!("tenants");
+            tasks.spawn(tracing::Instrument::instrument(
+                tenants.run(ctx.clone(), shutdown.clone()),
+                span,
+            ));
+        }
         for group in self.groups {
             let span = match group.entry_name() {
                 Some(entry) => tracing::info_span!("poll", secret = %entry),
@@ -497,10 +575,11 @@ struct Sources<'a> {
 
 impl Sources<'_> {
     fn region_of(&self, secret: &SecretConfig) -> String {
-        secret
-            .role
-            .as_ref()
-            .and_then(|role| self.config.roles.get(role))
+        self.region_of_role(secret.role.as_deref())
+    }
+
+    fn region_of_role(&self, role: Option<&str>) -> String {
+        role.and_then(|role| self.config.roles.get(role))
             .and_then(|role| role.region.clone())
             .unwrap_or_else(|| self.region.to_owned())
     }
@@ -512,14 +591,25 @@ impl Sources<'_> {
         region: Option<&str>,
     ) -> Result<SecretsManager, BuildError> {
         let region = region.map_or_else(|| self.region_of(secret), str::to_owned);
-        let key = (secret.role.clone(), region.clone());
+        self.client(secret.role.as_deref(), region, &secret.name)
+    }
+
+    /// The client of `role` (`None`: the base identity) in `region`; `reader` names who
+    /// asks, for the error when the role is not defined.
+    fn client(
+        &mut self,
+        role: Option<&str>,
+        region: String,
+        reader: &str,
+    ) -> Result<SecretsManager, BuildError> {
+        let key = (role.map(str::to_owned), region.clone());
         if let Some(client) = self.clients.get(&key) {
             return Ok(client.clone());
         }
         let mut builder = aws_sdk_secretsmanager::config::Builder::from(self.base)
             .interceptor(crate::aws::CountCalls(self.metrics.clone()))
             .region(aws_config::Region::new(region.clone()));
-        let (session, principal, account) = match &secret.role {
+        let (session, principal, account) = match role {
             None => (
                 None,
                 "the base identity (the pod's own IAM role or credentials)".to_owned(),
@@ -527,8 +617,8 @@ impl Sources<'_> {
             ),
             Some(name) => {
                 let unknown = || BuildError::UnknownRole {
-                    secret: secret.name.clone(),
-                    role: name.clone(),
+                    secret: reader.to_owned(),
+                    role: name.to_owned(),
                 };
                 let session = self.roles.get(name).ok_or_else(unknown)?;
                 let role = self.config.roles.get(name).ok_or_else(unknown)?;

@@ -14,6 +14,10 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
 use crate::mapping::{Decode, KeyMap, Mapping, TemplateMode};
 
+mod kube;
+
+pub use kube::{glob_matches, CreationPolicy, DeletionPolicy, KubeSecretTarget, TenantRule};
+
 const DEFAULT_SESSION_NAME: &str = "secret-ferry";
 const DEFAULT_ROLE_DURATION: Duration = Duration::from_secs(60 * 60);
 const ROLE_DURATIONS: RangeInclusive<Duration> =
@@ -43,7 +47,7 @@ const SESSION_NAME_VARIABLES: &[(&str, &str)] = &[
     ("HOSTNAME", "metadata.name"),
 ];
 /// Keys allowed in a `targets` item; keep in step with `read_target`.
-const TARGET_KINDS: &[&str] = &["file"];
+const TARGET_KINDS: &[&str] = &["file", "kubernetesSecret"];
 
 const ROLE_ARN_FORM: &str = "arn:<partition>:iam::<12-digit account id>:role/<name>";
 const POLICY_ARN_FORM: &str = "arn:<partition>:iam::<aws or a 12-digit account id>:policy/<name>";
@@ -81,6 +85,8 @@ pub struct Config {
     pub fetch_strategy: FetchStrategy,
     /// Default `failoverRegion` of secrets that set none.
     pub failover_region: Option<String>,
+    /// Which namespaces may ask the controller for which secrets, through annotated Secrets.
+    pub tenants: Vec<TenantRule>,
     /// Settings that are allowed but probably not what was meant, in document order.
     pub warnings: Vec<Problem>,
 }
@@ -283,6 +289,7 @@ pub enum VersionSelector {
 pub enum Target {
     File(FileTarget),
     SingleFile(SingleFileTarget),
+    KubernetesSecret(KubeSecretTarget),
 }
 
 /// Write the secret as one file in a format an app can load.
@@ -891,9 +898,20 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     };
     // Target directories, for credential outputs to stay out of.
     let mut dirs = BTreeMap::new();
-    let secrets = f
-        .require(c, "secrets")
-        .and_then(|v| read_secrets(c, &v, role_names.as_ref(), &mut dirs, &defaults));
+    let secrets_field = f.get("secrets");
+    let tenants_field = f.get("tenants");
+    let secrets = match (secrets_field, &tenants_field) {
+        (Some(v), _) => read_secrets(c, &v, role_names.as_ref(), &mut dirs, &defaults),
+        // A controller that only serves tenants has no secrets of its own.
+        (None, Some(_)) => Some(Vec::new()),
+        (None, None) => {
+            c.report(&at.child_path("secrets"), Some(at.line()), "is required");
+            None
+        }
+    };
+    let tenants = or_default(tenants_field, Vec::new(), |v| {
+        kube::read_tenants(c, v, role_names.as_ref())
+    });
     let base_credentials = optional(f.get("baseCredentials"), |v| read_base_credentials(c, v));
     let credential_outputs = or_default(f.get("credentialOutputs"), Vec::new(), |v| {
         read_credential_outputs(c, v, role_names.as_ref(), &dirs)
@@ -919,6 +937,7 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         api_rate_limit: api_rate_limit?,
         fetch_strategy: fetch_strategy?,
         failover_region: failover_region?,
+        tenants: tenants?,
         warnings: Vec::new(),
     })
 }
@@ -2118,6 +2137,14 @@ fn read_target(
     }
     let target = match entry.key.as_str() {
         "file" if entry.key_is_string => read_file_target(c, &entry.value, dirs, templated),
+        "kubernetesSecret" if entry.key_is_string => {
+            if templated {
+                c.key_problem(entry, "kubernetesSecret targets are not supported in `find` entries; use a file target with {{ name }}");
+                None
+            } else {
+                kube::read_kube_secret_target(c, &entry.value, dirs).map(Target::KubernetesSecret)
+            }
+        }
         _ => {
             c.key_problem(
                 entry,
@@ -2786,6 +2813,7 @@ secrets:
             api_rate_limit: 50,
             fetch_strategy: FetchStrategy::Auto,
             failover_region: None,
+            tenants: Vec::new(),
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);
@@ -3601,6 +3629,7 @@ credentialsEndpoint:
             api_rate_limit: 50,
             fetch_strategy: FetchStrategy::Auto,
             failover_region: None,
+            tenants: Vec::new(),
             warnings: Vec::new(),
         };
         assert_eq!(config, expected);
@@ -3613,7 +3642,7 @@ credentialsEndpoint:
             &found,
             "credentialOutput",
             6,
-            "allowed fields: region, roles, fetchStrategy, failoverRegion, secrets, baseCredentials, credentialOutputs, credentialsEndpoint",
+            "allowed fields: region, roles, fetchStrategy, failoverRegion, secrets, tenants, baseCredentials, credentialOutputs, credentialsEndpoint",
         );
         let found = problems(&role_with("    sessionTag: {a: b}\n"));
         expect_problem(&found, "roles.r.sessionTag", 4, "sessionTags, transitiveTagKeys, sourceIdentity, policy, policyArns, region, stsEndpoint, via");

@@ -1,0 +1,240 @@
+//! Runs tenant requests: watches the annotated Secrets (label `secret-ferry.io/managed:
+//! "true"`), asks `k8s::tenants::decide` about each, and keeps one polling task per allowed
+//! Secret; a refused one gets a Warning Event and no task, so nothing is fetched for it.
+
+use super::group::Group;
+use super::job::{Ctx, SecretJob};
+use super::plan::Strategy;
+use crate::config::{
+    CreationPolicy, DeletionPolicy, FetchStrategy, KubeSecretTarget, SecretConfig, Target,
+    TenantRule, VersionSelector,
+};
+use crate::k8s::tenants::{decide, watched_namespaces, TenantRequest, MANAGED_LABEL};
+use crate::k8s::Kube;
+use crate::mapping::Mapping;
+use crate::shutdown::Signal;
+use crate::source::SecretsManager;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::Api;
+use kube::runtime::watcher;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Namespace labels are re-read at most this often (only rules with a namespaceSelector
+/// need them).
+const NAMESPACE_LABELS_TTL: Duration = Duration::from_secs(30);
+
+pub(crate) struct TenantController {
+    kube: Kube,
+    rules: Vec<TenantRule>,
+    /// One client per role, in the role's region.
+    sources: BTreeMap<String, SecretsManager>,
+}
+
+struct Running {
+    request: TenantRequest,
+    job: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Key = (String, String);
+
+impl TenantController {
+    pub(crate) fn new(
+        kube: Kube,
+        rules: Vec<TenantRule>,
+        sources: BTreeMap<String, SecretsManager>,
+    ) -> Self {
+        Self {
+            kube,
+            rules,
+            sources,
+        }
+    }
+
+    pub(crate) async fn run(self, ctx: Ctx, mut shutdown: Signal) {
+        let selector = format!("{MANAGED_LABEL}=true");
+        let config = watcher::Config::default().labels(&selector);
+        let apis: Vec<Api<Secret>> = match watched_namespaces(&self.rules) {
+            Some(namespaces) => namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.kube.client.clone(), ns))
+                .collect(),
+            None => vec![Api::all(self.kube.client.clone())],
+        };
+        let streams = apis
+            .into_iter()
+            .map(|api| watcher(api, config.clone()).boxed());
+        let mut events = futures_util::stream::select_all(streams);
+        let mut running: BTreeMap<Key, Running> = BTreeMap::new();
+        let mut refused: BTreeMap<Key, String> = BTreeMap::new();
+        let mut labels_cache: BTreeMap<String, (Instant, BTreeMap<String, String>)> =
+            BTreeMap::new();
+        loop {
+            let event = tokio::select! {
+                e = events.next() => e,
+                _ = shutdown.wait() => break,
+            };
+            let Some(event) = event else { break };
+            let (secret, deleted) = match event {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => (s, false),
+                Ok(watcher::Event::Delete(s)) => (s, true),
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+                Err(e) => {
+                    tracing::warn!("watching annotated Secrets failed; retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let (Some(namespace), Some(name)) = (
+                secret.metadata.namespace.clone(),
+                secret.metadata.name.clone(),
+            ) else {
+                continue;
+            };
+            let key = (namespace.clone(), name.clone());
+            if deleted {
+                stop(&ctx, running.remove(&key));
+                refused.remove(&key);
+                continue;
+            }
+            let ns_labels = self.namespace_labels(&namespace, &mut labels_cache).await;
+            let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+            match decide(&self.rules, &namespace, &ns_labels, &annotations) {
+                Ok(request) => {
+                    if running.get(&key).is_some_and(|r| r.request == request) {
+                        continue;
+                    }
+                    stop(&ctx, running.remove(&key));
+                    refused.remove(&key);
+                    match self.start(&ctx, &namespace, &name, &request, shutdown.clone()) {
+                        Ok(run) => {
+                            tracing::info!(secret = %run.job, secret_id = %request.secret_id, role = %request.role, rule = request.rule, "tenant Secret allowed; syncing it");
+                            running.insert(key, run);
+                        }
+                        Err(e) => {
+                            tracing::warn!(namespace = %namespace, name = %name, "cannot sync a tenant Secret: {e}")
+                        }
+                    }
+                }
+                Err(reason) => {
+                    stop(&ctx, running.remove(&key));
+                    if refused.get(&key) != Some(&reason) {
+                        tracing::warn!(namespace = %namespace, name = %name, "tenant Secret refused: {reason}");
+                        let reference = crate::sink::kube_secret::reference(&secret, &namespace);
+                        self.kube
+                            .event(&reference, true, "Refused", reason.clone())
+                            .await;
+                        refused.insert(key, reason);
+                    }
+                }
+            }
+        }
+        for (_, run) in running {
+            run.task.abort();
+        }
+    }
+
+    fn start(
+        &self,
+        ctx: &Ctx,
+        namespace: &str,
+        name: &str,
+        request: &TenantRequest,
+        shutdown: Signal,
+    ) -> Result<Running, super::BuildError> {
+        let source = self.sources.get(&request.role).cloned().ok_or_else(|| {
+            super::BuildError::UnknownRole {
+                secret: format!("{namespace}/{name}"),
+                role: request.role.clone(),
+            }
+        })?;
+        let config = tenant_secret(namespace, name, request);
+        let job_name = config.name.clone();
+        let job = SecretJob::new(
+            config,
+            source.clone(),
+            None,
+            crate::notify::Changed::default(),
+            Some(&self.kube),
+        )?;
+        ctx.metrics.register_secret(&job_name);
+        let group = Group::new(Strategy::Get, false, vec![Arc::new(job)], source);
+        let task = tokio::spawn(super::poll(group, ctx.clone(), shutdown));
+        Ok(Running {
+            request: request.clone(),
+            job: job_name,
+            task,
+        })
+    }
+
+    async fn namespace_labels(
+        &self,
+        namespace: &str,
+        cache: &mut BTreeMap<String, (Instant, BTreeMap<String, String>)>,
+    ) -> BTreeMap<String, String> {
+        if self.rules.iter().all(|r| r.namespace_selector.is_none()) {
+            return BTreeMap::new();
+        }
+        if let Some((at, labels)) = cache.get(namespace) {
+            if at.elapsed() < NAMESPACE_LABELS_TTL {
+                return labels.clone();
+            }
+        }
+        let api: Api<Namespace> = Api::all(self.kube.client.clone());
+        let labels = match self.kube.call("get", api.get_opt(namespace)).await {
+            Ok(found) => found.and_then(|n| n.metadata.labels).unwrap_or_default(),
+            Err(e) => {
+                // Without its labels a namespace matches no selector: refused, never leaked.
+                tracing::warn!(%namespace, "cannot read the namespace's labels: {e}");
+                BTreeMap::new()
+            }
+        };
+        cache.insert(namespace.to_owned(), (Instant::now(), labels.clone()));
+        labels
+    }
+}
+
+fn stop(ctx: &Ctx, run: Option<Running>) {
+    if let Some(run) = run {
+        run.task.abort();
+        ctx.metrics.forget_secret(&run.job);
+        tracing::info!(secret = %run.job, "tenant Secret no longer synced");
+    }
+}
+
+/// The secret entry for an allowed request: the annotated Secret itself is the target, and
+/// secret-ferry only adds its keys to it (the tenant owns the Secret).
+fn tenant_secret(namespace: &str, name: &str, request: &TenantRequest) -> SecretConfig {
+    SecretConfig {
+        name: format!("{namespace}/{name}"),
+        secret_id: request.secret_id.clone(),
+        role: Some(request.role.clone()),
+        version: VersionSelector::Stage("AWSCURRENT".to_owned()),
+        refresh_interval: request.refresh_interval,
+        targets: vec![Target::KubernetesSecret(KubeSecretTarget {
+            name: name.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            secret_type: "Opaque".to_owned(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            creation_policy: CreationPolicy::Merge,
+            deletion_policy: DeletionPolicy::Retain,
+            immutable: false,
+            owner_pod: false,
+        })],
+        on_change: Vec::new(),
+        debounce: Duration::from_secs(2),
+        find: None,
+        prune: false,
+        fetch_strategy: FetchStrategy::Get,
+        failover_region: None,
+        mapping: Mapping {
+            property: request.property.clone(),
+            ..Mapping::default()
+        },
+    }
+}
