@@ -223,7 +223,8 @@ mod tests {
             rule(&["team-a", "team-b"], &["shared", "other"], &["common/*"]),
         ];
         let none = BTreeMap::new();
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("team-a", &[], "secret-id is missing"),
             ("team-c", &[(SECRET_ID_ANNOTATION, "team-a/db")], "no tenants rule covers namespace team-c"),
             ("team-b", &[(SECRET_ID_ANNOTATION, "team-a/db"), (ROLE_ANNOTATION, "shared")], "tenants[1] lets namespace team-b use role shared only for secret ids matching common/*"),
