@@ -34,6 +34,15 @@ OPERATION = {"batch": "BatchGetSecretValue", "list": "ListSecrets", "get": "GetS
 PER_CALL = {"batch": 20, "list": 100, "get": 1}
 
 
+def create_secrets(endpoint, n):
+    """N secrets under their own prefix (`benchN/`), as a team's secrets would be, so that
+    ListSecrets' name filter selects exactly them and not the other sizes' secrets."""
+    sm = admin_client(endpoint)
+    for i in range(n):
+        sm.create_secret(Name=f"bench{n}/s{i}", SecretString=json.dumps(
+            {"username": f"user{i}", "password": "p" * 40, "host": "db.example", "port": 5432}))
+
+
 def config(work, role, n, strategy, interval, rate=10000):
     ext = os.path.join(work, "external-id")
     with open(ext, "w") as f:
@@ -41,7 +50,7 @@ def config(work, role, n, strategy, interval, rate=10000):
     lines = ["region: us-east-1", f"apiRateLimit: {rate}", f"fetchStrategy: {strategy}", "roles:", "  r:",
              f"    roleArn: {role}", f"    externalIdFile: {ext}", "secrets:"]
     for i in range(n):
-        lines.append(f"  - {{name: s{i}, secretId: bench/s{i}, role: r, refreshInterval: {interval}, "
+        lines.append(f"  - {{name: s{i}, secretId: bench{n}/s{i}, role: r, refreshInterval: {interval}, "
                      f"targets: [{{file: {{dir: {work}/out-{strategy}-{n}/s{i}}}}}]}}")
     path = os.path.join(work, f"config-{strategy}-{n}.yaml")
     with open(path, "w") as f:
@@ -107,7 +116,7 @@ def rotation_latency(binary, work, role, moto, samples):
             i = k % n
             marker = f"rotated-{k}-{time.time_ns()}"
             path = os.path.join(work, f"out-auto-{n}", f"s{i}", "password")
-            sm.put_secret_value(SecretId=f"bench/s{i}", SecretString=json.dumps({"username": f"user{i}", "password": marker}))
+            sm.put_secret_value(SecretId=f"bench{n}/s{i}", SecretString=json.dumps({"username": f"user{i}", "password": marker}))
             t0 = time.perf_counter()
             deadline = t0 + 10
             while time.perf_counter() < deadline:
@@ -139,7 +148,7 @@ def moto_floor(moto):
     took = []
     for _ in range(50):
         t0 = time.perf_counter()
-        sm.get_secret_value(SecretId="bench/s0")
+        sm.get_secret_value(SecretId="bench10/s0")
         took.append((time.perf_counter() - t0) * 1000)
     return round(statistics.median(took), 2)
 
@@ -166,7 +175,9 @@ def main():
         wait_http(f"{moto}/moto-api/data.json")
         wait_http(f"{proxy}/__counts")
         t0 = time.time()
-        role = setup(moto, max(sizes))
+        role = setup(moto, 0)
+        for n in sorted(set(sizes + [10])):
+            create_secrets(moto, n)
         results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
                    "binary": a.binary, "binary_bytes": os.path.getsize(a.binary),
                    "setup_s": round(time.time() - t0, 1), "moto_get_secret_value_ms": moto_floor(moto), "polls": []}

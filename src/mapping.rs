@@ -134,7 +134,9 @@ pub struct Mapper {
     decode: Decode,
     templates: Vec<CompiledTemplate>,
     mode: TemplateMode,
-    env: Environment<'static>,
+    /// Only built when there are templates: an environment costs several KiB, times
+    /// thousands of secrets.
+    env: Option<Environment<'static>>,
 }
 
 #[derive(Clone)]
@@ -251,7 +253,7 @@ impl Mapper {
             decode: mapping.decode,
             templates,
             mode: mapping.template_mode,
-            env,
+            env: (!mapping.templates.is_empty()).then_some(env),
         })
     }
 
@@ -300,13 +302,16 @@ impl Mapper {
         context: &TemplateContext,
     ) -> Result<Vec<u8>, MappingError> {
         let name = || key_for_error(&template.name);
-        let compiled =
-            self.env
-                .get_template(&template.name)
-                .map_err(|e| MappingError::Template {
-                    name: name(),
-                    reason: compile_error_message(&e),
-                })?;
+        let env = self.env.as_ref().ok_or_else(|| MappingError::Template {
+            name: name(),
+            reason: "not compiled".to_owned(),
+        })?;
+        let compiled = env
+            .get_template(&template.name)
+            .map_err(|e| MappingError::Template {
+                name: name(),
+                reason: compile_error_message(&e),
+            })?;
         let mut out = CappedOutput::default();
         match compiled.render_captured_to(&context.values, &mut out) {
             Ok(_) => Ok(out.buf),
