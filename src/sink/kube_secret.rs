@@ -25,8 +25,9 @@ use std::time::Duration;
 
 /// Kubernetes refuses Secrets whose data exceeds 1 MiB.
 pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
-/// Attempts of one apply on 409, 429, 5xx and timeouts before the sync is reported failed
-/// (the next poll tries again).
+/// Attempts of one apply on 409, 5xx and timeouts before the sync is reported failed (the
+/// next poll tries again). 429 is not among them: the kube client already retries it,
+/// honouring Retry-After.
 const APPLY_ATTEMPTS: u32 = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 
@@ -378,7 +379,7 @@ impl KubeSecretSink {
                 kube::Error::Api(status) => Some(status.code),
                 _ => None,
             };
-            let retry = matches!(code, None | Some(409 | 429 | 500..=599));
+            let retry = matches!(code, None | Some(409 | 500..=599));
             if !retry || attempt >= APPLY_ATTEMPTS {
                 return Err(self.apply_error(&err, code));
             }
