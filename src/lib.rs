@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod credentials_endpoint;
 mod http;
+pub mod iam;
 pub mod k8s;
 pub mod mapping;
 pub mod metrics;

@@ -52,6 +52,38 @@ enum Command {
     Run(RunArgs),
     /// Parse and validate a configuration file, printing every problem.
     Validate(ConfigArg),
+    /// Walk the chain (base identity, roles, secrets, targets) once and report every link.
+    Check(CheckArgs),
+    /// Print the IAM documents the configuration needs, for every role.
+    IamPolicy(IamPolicyArgs),
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Args, Debug)]
+struct IamPolicyArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The identity the daemon runs as (the trust policy's Principal); `check` prints it.
+    #[arg(long)]
+    caller_arn: Option<String>,
+    /// Also require the caller to be in this AWS Organization (aws:PrincipalOrgID).
+    #[arg(long)]
+    org_id: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +127,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate(args) => validate(&args.config),
+        Command::IamPolicy(args) => iam_policy(&args),
+        Command::Check(args) => {
+            telemetry::init(cli.log_format);
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(check(args)),
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    exit::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             telemetry::init(cli.log_format);
             // Two workers are plenty for a poller; the blocking pool only runs file
@@ -149,6 +195,91 @@ fn validate(path: &std::path::Path) -> u8 {
     }
 }
 
+fn iam_policy(args: &IamPolicyArgs) -> u8 {
+    let cfg = match load(&args.config.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let documents =
+        secret_ferry::iam::documents(&cfg, args.caller_arn.as_deref(), args.org_id.as_deref());
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&documents).unwrap_or_default()
+        ),
+        Output::Text => print!("{}", secret_ferry::iam::render_text(&documents)),
+    }
+    exit::OK
+}
+
+async fn check(args: CheckArgs) -> u8 {
+    let cfg = match load(&args.config.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let sdk = sdk_config(&cfg).await;
+    let metrics = match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let needs = cfg
+        .secrets
+        .iter()
+        .flat_map(|s| &s.targets)
+        .any(|t| matches!(t, config::Target::KubernetesSecret(_)));
+    let kube = if needs {
+        match Kube::connect(metrics.clone(), "secret-ferry".to_owned()).await {
+            Ok(kube) => Some(kube),
+            Err(e) => {
+                eprintln!("error: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let app = match App::build_with(&cfg, &sdk, metrics, kube.as_ref()) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let links = app.check(&cfg, &sdk, kube.as_ref()).await;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&secret_ferry::app::check::render_json(&links))
+                .unwrap_or_default()
+        ),
+        Output::Text => print!("{}", secret_ferry::app::check::render_text(&links)),
+    }
+    if links.iter().all(|l| l.ok) {
+        exit::OK
+    } else {
+        exit::FAILURE
+    }
+}
+
+/// The AWS SDK configuration the daemon runs with: the default chain (IRSA, Pod Identity,
+/// instance profile, environment), or the configured base credential files.
+async fn sdk_config(cfg: &config::Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &cfg.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(files) = &cfg.base_credentials {
+        loader = loader.credentials_provider(FileCredentials::new(
+            files.access_key_id_file.clone(),
+            files.secret_access_key_file.clone(),
+        ));
+    }
+    loader.load().await
+}
+
 async fn run(args: RunArgs) -> u8 {
     let cfg = match load(&args.config.config) {
         Ok(cfg) => cfg,
@@ -168,17 +299,7 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
     for warning in &cfg.warnings {
         tracing::warn!("config: {warning}");
     }
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &cfg.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(files) = &cfg.base_credentials {
-        loader = loader.credentials_provider(FileCredentials::new(
-            files.access_key_id_file.clone(),
-            files.secret_access_key_file.clone(),
-        ));
-    }
-    let sdk = loader.load().await;
+    let sdk = sdk_config(&cfg).await;
     let metrics = Metrics::new().context("cannot register metrics")?;
     if args.leader_elect && args.lease_renew_deadline >= args.lease_duration {
         anyhow::bail!(

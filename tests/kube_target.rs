@@ -478,3 +478,50 @@ tenants:
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_removed_from_the_config_are_deleted_only_with_deletion_policy_delete() {
+    let moto = Moto::start();
+    let admin = moto.sdk_config();
+    create_secret(&admin, "app/db", r#"{"password":"p"}"#).await;
+    let emulator = KubeEmulator::start();
+    let metrics = Metrics::new().unwrap();
+    let kube = kube_for(&emulator, &metrics).await;
+    let before = r#"region: us-east-1
+secrets:
+  - {name: kept, secretId: app/db, targets: [{kubernetesSecret: {name: kept}}]}
+  - {name: gone-delete, secretId: app/db, targets: [{kubernetesSecret: {name: gone-delete, deletionPolicy: Delete}}]}
+  - {name: gone-retain, secretId: app/db, targets: [{kubernetesSecret: {name: gone-retain}}]}
+"#;
+    let cfg = secret_ferry::config::parse(before).unwrap();
+    let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
+    all_synced(app.run_once().await);
+    // Another instance's Secret with the same policy is not ours to delete.
+    let mut theirs = emulator.get("Secret", "app", "gone-delete").unwrap();
+    theirs["metadata"]["name"] = json!("other-instance");
+    theirs["metadata"]["annotations"]["secret-ferry.io/instance"] = json!("another");
+    emulator.put(theirs);
+
+    let after = "region: us-east-1\nsecrets:\n  - {name: kept, secretId: app/db, targets: [{kubernetesSecret: {name: kept}}]}\n";
+    let cfg = secret_ferry::config::parse(after).unwrap();
+    let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
+    app.delete_unconfigured_secrets(&kube).await;
+    assert!(
+        emulator.get("Secret", "app", "gone-delete").is_none(),
+        "deletionPolicy: Delete"
+    );
+    assert!(
+        emulator.get("Secret", "app", "gone-retain").is_some(),
+        "deletionPolicy: Retain"
+    );
+    assert!(
+        emulator.get("Secret", "app", "kept").is_some(),
+        "still configured"
+    );
+    assert!(
+        emulator.get("Secret", "app", "other-instance").is_some(),
+        "another instance's"
+    );
+    // Already gone: deleting again is not an error (NotFound counts as success).
+    app.delete_unconfigured_secrets(&kube).await;
+}

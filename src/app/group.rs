@@ -113,6 +113,51 @@ impl Group {
         self.discovery.as_ref().map(|d| d.entry.name.as_str())
     }
 
+    /// For `check`: whether the discovery listing works, and how many secrets match.
+    pub(crate) async fn check_discovery(&self, entry: &str) -> super::check::Link {
+        let Some(find) = self.discovery.as_ref().and_then(|d| d.entry.find.clone()) else {
+            return super::check::Link::failed("secret", entry, "not a find entry", "");
+        };
+        let prefixes: Vec<String> = find.name_prefix.iter().cloned().collect();
+        let tag_keys: Vec<String> = find.tags.keys().cloned().collect();
+        match self.source.list(&prefixes, &tag_keys).await {
+            Ok(listed) => {
+                let matches: Vec<String> = listed
+                    .into_iter()
+                    .filter(|l| {
+                        find.name_prefix
+                            .as_ref()
+                            .is_none_or(|p| l.name.starts_with(p.as_str()))
+                            && find.tags.iter().all(|(k, v)| l.tags.get(k) == Some(v))
+                    })
+                    .map(|l| l.name)
+                    .collect();
+                super::check::Link::ok(
+                    "secret",
+                    entry,
+                    format!(
+                        "find matches {} secret(s): {}",
+                        matches.len(),
+                        matches.join(", ")
+                    ),
+                )
+            }
+            Err(e) => {
+                let config = self.discovery.as_ref().map(|d| &d.entry);
+                let message = match config {
+                    Some(c) => self.source.error_for(c, LIST, e).to_string(),
+                    None => format!("{e:?}"),
+                };
+                super::check::Link::failed(
+                    "secret",
+                    entry,
+                    message,
+                    "the reading role needs secretsmanager:ListSecrets on \"*\" for find entries",
+                )
+            }
+        }
+    }
+
     /// Polls every member once.
     pub(crate) async fn cycle(&mut self, ctx: &Ctx) -> Cycle {
         let results = match self.strategy {

@@ -124,6 +124,14 @@ impl SecretJob {
         }
     }
 
+    /// The key names the mapping makes of a value (for `check`: names, never values).
+    pub(crate) fn keys_of(&self, fetched: &Fetched) -> Result<Vec<String>, String> {
+        self.mapper
+            .apply(&fetched.payload)
+            .map(|rendered| rendered.files.keys().cloned().collect())
+            .map_err(|e| e.to_string())
+    }
+
     /// Maps and writes a fetched value unless its version was already written.
     async fn apply(&self, fetched: Fetched) -> Result<SyncOutcome, SyncError> {
         let mut last = self.last_version.lock().await;

@@ -5,6 +5,7 @@
 //! This is the wiring `main.rs` calls; it lives in the library so that tests can run
 //! the whole daemon in-process.
 
+pub mod check;
 mod group;
 mod job;
 pub mod plan;

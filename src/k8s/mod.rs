@@ -243,6 +243,40 @@ pub async fn delete_unconfigured(
     }
 }
 
+/// SelfSubjectAccessReview: may this service account `verb` the named object?
+pub async fn can_i(
+    kube: &Kube,
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.to_owned()),
+                resource: Some(resource.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                name: Some(name.to_owned()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let api: kube::Api<SelfSubjectAccessReview> = kube::Api::all(kube.client.clone());
+    let answer = kube
+        .call(
+            "create",
+            api.create(&kube::api::PostParams::default(), &review),
+        )
+        .await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
 /// A readable description of an API error: a 403 names the verb, resource and namespace so
 /// that the operator knows which RBAC rule to add.
 pub fn describe(err: &kube::Error, verb: &str, resource: &str, namespace: &str) -> String {

@@ -1,0 +1,239 @@
+//! `secret-ferry check` and `secret-ferry iam-policy` as an operator runs them.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+mod common;
+mod kube_emulator;
+
+use common::*;
+use kube_emulator::KubeEmulator;
+use std::process::{Command, Output};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_walks_every_link_and_names_the_fix_for_each_failure() {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    // The workload may assume roles but read nothing with its own identity.
+    let workload = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
+    let right_id = canary("extid");
+    let role_arn = create_role(&admin, "Shared", &workload.arn, &right_id).await;
+    let value = canary("value");
+    create_secret(
+        &admin,
+        "app/db",
+        &format!(r#"{{"username":"app","password":"{value}"}}"#),
+    )
+    .await;
+    moto.enable_auth();
+    let emulator = KubeEmulator::start();
+    emulator.add_namespace("app", &[]);
+    emulator.deny("patch", "secrets", Some("app"));
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = emulator.write_kubeconfig(tmp.path(), "app");
+    let good = tmp.path().join("good-id");
+    std::fs::write(&good, &right_id).unwrap();
+    let wrong = tmp.path().join("wrong-id");
+    std::fs::write(&wrong, canary("wrong")).unwrap();
+    let yaml = format!(
+        r#"region: us-east-1
+roles:
+  shared: {{roleArn: "{role_arn}", externalIdFile: {good}}}
+  broken: {{roleArn: "{role_arn}", externalIdFile: {wrong}, sessionName: broken}}
+secrets:
+  - name: db
+    secretId: app/db
+    role: shared
+    targets:
+      - file: {{dir: {dir}}}
+      - kubernetesSecret: {{name: db}}
+  - name: own
+    secretId: app/db
+    targets: [{{file: {{dir: {dir2}}}}}]
+  - name: missing
+    secretId: app/nope
+    role: shared
+    targets: [{{file: {{dir: {dir3}}}}}]
+"#,
+        good = good.display(),
+        wrong = wrong.display(),
+        dir = tmp.path().join("out/db").display(),
+        dir2 = tmp.path().join("out/own").display(),
+        dir3 = tmp.path().join("out/missing").display(),
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", workload.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", workload.secret_access_key.clone()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("POD_NAMESPACE", "app".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run(&["check", "--config", config.to_str().unwrap()], &env);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let line = |prefix: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in\n{report}"))
+            .to_owned()
+    };
+    let fix_after = |prefix: &str| {
+        let mut lines = report.lines().skip_while(|l| !l.starts_with(prefix));
+        lines.next();
+        lines.next().unwrap_or_default().to_owned()
+    };
+    assert!(
+        line("ok    base   identity").contains(&workload.arn),
+        "{report}"
+    );
+    assert!(line("ok    role   shared").contains("expires"), "{report}");
+    assert!(line("FAIL  role   broken").contains(&role_arn), "{report}");
+    assert!(
+        fix_after("FAIL  role   broken").contains("trust policy"),
+        "{report}"
+    );
+    let db = line("ok    secret db");
+    assert!(
+        db.contains("keys: password, username") && db.contains("version"),
+        "{report}"
+    );
+    assert!(line("ok    target db").contains("writable"), "{report}");
+    assert!(
+        line("FAIL  target db").contains("not allowed to patch"),
+        "{report}"
+    );
+    assert!(
+        fix_after("FAIL  target db").contains("verbs [\"patch\"]"),
+        "{report}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // The base identity may not read: the permissions policy and the -* suffix.
+    assert!(
+        line("FAIL  secret own").contains("GetSecretValue"),
+        "{report}"
+    );
+    assert!(
+        fix_after("FAIL  secret own").contains("-* suffix"),
+        "{report}"
+    );
+    // moto's auth mode answers an unknown secret with 403 too; either way it is named.
+    assert!(
+        line("FAIL  secret missing").contains("app/nope"),
+        "{report}"
+    );
+    assert_no_leak(&report, &[&value, &right_id]);
+
+    let out = run(
+        &[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    let links = json["links"].as_array().unwrap();
+    assert!(links.iter().any(|l| l["kind"] == "role"
+        && l["name"] == "broken"
+        && l["ok"] == false
+        && l["fix"].is_string()));
+    assert_no_leak(&text(&out), &[&value, &right_id]);
+}
+
+#[test]
+fn iam_policy_prints_valid_documents_and_never_the_external_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id_file = tmp.path().join("external-id");
+    let external_id = canary("extid");
+    std::fs::write(&id_file, &external_id).unwrap();
+    let yaml = format!(
+        r#"region: eu-west-1
+roles:
+  shared: {{roleArn: "arn:aws:iam::111111111111:role/Shared", externalIdFile: {}}}
+secrets:
+  - {{name: a, secretId: app/a, role: shared, targets: [{{file: {{dir: /o/a}}}}]}}
+  - {{name: b, secretId: app/b, role: shared, targets: [{{file: {{dir: /o/b}}}}]}}
+"#,
+        id_file.display()
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let caller = "arn:aws:iam::123456789012:role/eks-pod";
+    let out = run(
+        &[
+            "iam-policy",
+            "--config",
+            config.to_str().unwrap(),
+            "--caller-arn",
+            caller,
+            "--org-id",
+            "o-abc123def4",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shared = &docs["shared"];
+    for key in [
+        "trustPolicy",
+        "permissionsPolicy",
+        "kmsKeyPolicyStatement",
+        "callerPolicy",
+    ] {
+        assert!(shared[key].is_object(), "{key}: {docs}");
+    }
+    let trust = &shared["trustPolicy"]["Statement"][0];
+    assert_eq!(trust["Principal"]["AWS"], caller);
+    assert!(trust["Condition"]["StringEquals"]["sts:ExternalId"].is_string());
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["aws:PrincipalOrgID"],
+        "o-abc123def4"
+    );
+    let perms = &shared["permissionsPolicy"]["Statement"];
+    assert_eq!(
+        perms[0]["Resource"],
+        serde_json::json!([
+            "arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/a-*",
+            "arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/b-*"
+        ])
+    );
+    assert_eq!(
+        perms[1]["Action"], "secretsmanager:BatchGetSecretValue",
+        "two secrets are batched"
+    );
+    assert_no_leak(&text(&out), &[&external_id]);
+
+    let out = run(&["iam-policy", "--config", config.to_str().unwrap()], &[]);
+    assert!(out.status.success());
+    let report = text(&out);
+    assert!(
+        report.contains("## Trust policy") && report.contains("## Caller policy"),
+        "{report}"
+    );
+    assert_no_leak(&report, &[&external_id]);
+}
