@@ -40,6 +40,9 @@ pub struct Metrics {
     secret_region_info: IntGaugeVec,
     kube_requests_total: IntCounterVec,
     leader: prometheus::IntGauge,
+    secrets_by_state: IntGaugeVec,
+    /// Each secret's state, so that the per-state counts can move on a change.
+    states: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, SecretState>>>,
     /// The region last recorded per secret, to remove the old series on a change.
     regions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     /// The version id each secret's `secret_version_info` series carries, to remove it on change.
@@ -183,8 +186,32 @@ impl Metrics {
             "1 while this replica holds the leader Lease (--leader-elect) or runs without leader election; 0 while it stands by.",
         )?;
         registry.register(Box::new(leader.clone()))?;
+        let secrets_by_state = IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_secrets",
+                "Secrets by state: synced (last sync succeeded), stale (last sync failed, the last good value is served), failing (never synced, last attempt failed), pending (not tried yet).",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(secrets_by_state.clone()))?;
+        for state in SecretState::ALL {
+            secrets_by_state.with_label_values(&[state.as_str()]).set(0);
+        }
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_build_info",
+                "Always 1; the label carries the version of the running binary.",
+            ),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         Ok(Self {
             registry,
+            secrets_by_state,
+            states: Default::default(),
             kube_requests_total,
             leader,
             secret_region_info,
@@ -218,7 +245,28 @@ impl Metrics {
             .set(0);
     }
 
+    /// Moves a secret to `state` in `secret_ferry_secrets{state}`.
+    pub fn secret_state(&self, secret: &str, state: SecretState) {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = states.insert(secret.to_owned(), state);
+        if old == Some(state) {
+            return;
+        }
+        if let Some(old) = old {
+            self.secrets_by_state
+                .with_label_values(&[old.as_str()])
+                .dec();
+        }
+        self.secrets_by_state
+            .with_label_values(&[state.as_str()])
+            .inc();
+    }
+
     pub fn register_secret(&self, secret: &str) {
+        self.secret_state(secret, SecretState::Pending);
         for outcome in [Outcome::Success, Outcome::Failure] {
             self.secret_sync_total
                 .with_label_values(&[secret, outcome.as_str()]);
@@ -293,6 +341,16 @@ impl Metrics {
             let _ = self
                 .secret_version_info
                 .remove_label_values(&[secret, &version]);
+        }
+        let gone = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(secret);
+        if let Some(state) = gone {
+            self.secrets_by_state
+                .with_label_values(&[state.as_str()])
+                .dec();
         }
         if let Some(region) = lock(&self.regions) {
             let _ = self
@@ -378,6 +436,28 @@ impl Metrics {
     }
 }
 
+/// The states counted by `secret_ferry_secrets{state}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretState {
+    Synced,
+    Stale,
+    Failing,
+    Pending,
+}
+
+impl SecretState {
+    pub const ALL: [SecretState; 4] = [Self::Synced, Self::Stale, Self::Failing, Self::Pending];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Synced => "synced",
+            Self::Stale => "stale",
+            Self::Failing => "failing",
+            Self::Pending => "pending",
+        }
+    }
+}
+
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -415,5 +495,47 @@ mod tests {
             "the old version's series must go: {text}"
         );
         assert!(text.contains(r#"secret_ferry_secret_stale{secret="db"} 0"#));
+    }
+
+    #[test]
+    fn states_build_info_and_forgetting_a_secret() {
+        let m = Metrics::new().unwrap();
+        let state = |m: &Metrics, s: &str| {
+            let text = m.render().unwrap();
+            let series = format!("secret_ferry_secrets{{state=\"{s}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series).map(|v| v.parse::<i64>().unwrap()))
+                .unwrap()
+        };
+        m.register_secret("a");
+        m.register_secret("b");
+        assert_eq!(state(&m, "pending"), 2);
+        m.secret_state("a", SecretState::Synced);
+        m.secret_state("b", SecretState::Failing);
+        m.secret_state("a", SecretState::Stale);
+        m.secret_state("a", SecretState::Stale);
+        assert_eq!(
+            (
+                state(&m, "pending"),
+                state(&m, "synced"),
+                state(&m, "stale"),
+                state(&m, "failing")
+            ),
+            (0, 0, 1, 1)
+        );
+        m.secret_version("a", "v1");
+        m.secret_region("a", "us-east-1");
+        m.sync_took("a", Duration::from_millis(5));
+        m.forget_secret("a");
+        let text = m.render().unwrap();
+        assert!(
+            !text.contains(r#"secret="a""#),
+            "every series of a forgotten secret goes: {text}"
+        );
+        assert_eq!(state(&m, "stale"), 0);
+        assert!(text.contains(&format!(
+            "secret_ferry_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
     }
 }

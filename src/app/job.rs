@@ -5,7 +5,7 @@ use super::{Readiness, SyncError};
 use crate::config::{FileFormat, SecretConfig, Target};
 use crate::k8s::Kube;
 use crate::mapping::Mapper;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, SecretState};
 use crate::sink::file::{FileSink, WriteOutcome};
 use crate::sink::formats::Format;
 use crate::sink::kube_secret::KubeSecretSink;
@@ -328,27 +328,38 @@ impl Ctx {
                 }
                 self.metrics.secret_synced(name, Outcome::Success);
                 self.metrics.secret_stale(name, false);
+                self.metrics.secret_state(name, SecretState::Synced);
                 self.readiness.synced(name);
                 let version = version.as_deref().unwrap_or("-");
                 self.metrics.secret_version(name, version);
                 let region = region.as_deref().unwrap_or("-");
                 self.metrics.secret_region(name, region);
                 let failover = region != job.source.region();
+                // One event per sync; unchanged polls at debug, so that thousands of
+                // secrets do not flood the log at the default level.
                 match outcome {
                     SyncOutcome::Written => {
-                        tracing::info!(secret = %name, version, region, failover, elapsed_ms, "secret written")
+                        tracing::info!(secret = %name, version, region, failover, duration_ms = elapsed_ms, result = "written", "secret written")
                     }
                     SyncOutcome::Unchanged => {
-                        tracing::debug!(secret = %name, version, region, "secret unchanged")
+                        tracing::debug!(secret = %name, version, region, duration_ms = elapsed_ms, result = "unchanged", "secret unchanged")
                     }
                 }
             }
             Err(err) => {
                 self.metrics.secret_synced(name, Outcome::Failure);
                 // Stale: the files still hold a value that could not be refreshed.
-                self.metrics
-                    .secret_stale(name, self.readiness.has_synced(name));
-                tracing::warn!(secret = %name, reason = err.kind(), "sync failed; last written files kept: {err}");
+                let synced_before = self.readiness.has_synced(name);
+                self.metrics.secret_stale(name, synced_before);
+                self.metrics.secret_state(
+                    name,
+                    if synced_before {
+                        SecretState::Stale
+                    } else {
+                        SecretState::Failing
+                    },
+                );
+                tracing::warn!(secret = %name, duration_ms = elapsed_ms, result = "failed", reason = err.kind(), "sync failed; last written files kept: {err}");
             }
         }
         result

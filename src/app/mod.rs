@@ -197,7 +197,12 @@ impl Readiness {
         }
         if let Some(max) = self.max_staleness {
             let state = self.lock();
-            if let Some((name, at)) = state.last_synced.iter().find(|(_, at)| at.elapsed() > max) {
+            let stale = state
+                .last_synced
+                .iter()
+                .filter(|(name, _)| state.expected.contains(*name))
+                .find(|(_, at)| at.elapsed() > max);
+            if let Some((name, at)) = stale {
                 return Err(format!(
                     "secret '{name}' last synced {}s ago, more than maxStaleness ({})",
                     at.elapsed().as_secs(),
@@ -210,7 +215,11 @@ impl Readiness {
 
     pub fn pending(&self) -> usize {
         let state = self.lock();
-        state.expected.len().saturating_sub(state.last_synced.len())
+        state
+            .expected
+            .iter()
+            .filter(|name| !state.last_synced.contains_key(*name))
+            .count()
     }
 
     /// Whether `secret` has synced at least once.
@@ -218,11 +227,12 @@ impl Readiness {
         self.lock().last_synced.contains_key(secret)
     }
 
+    /// Also for secrets readiness does not wait for (tenants'), so that their failures are
+    /// told apart from never having synced.
     pub(crate) fn synced(&self, secret: &str) {
-        let mut state = self.lock();
-        if state.expected.contains(secret) {
-            state.last_synced.insert(secret.to_owned(), Instant::now());
-        }
+        self.lock()
+            .last_synced
+            .insert(secret.to_owned(), Instant::now());
     }
 
     /// A secret found by discovery: the pod waits for it too.

@@ -202,6 +202,7 @@ fn stop(ctx: &Ctx, run: Option<Running>) {
     if let Some(run) = run {
         run.task.abort();
         ctx.metrics.forget_secret(&run.job);
+        ctx.readiness.forget(&run.job);
         tracing::info!(secret = %run.job, "tenant Secret no longer synced");
     }
 }

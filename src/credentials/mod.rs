@@ -297,6 +297,7 @@ impl<A: AssumeRole> RoleSession<A> {
                 inner.metrics.credential_failures_in_a_row(&inner.role, 0);
                 tracing::info!(
                     role = %inner.role,
+                    expires_at = %humantime::format_rfc3339_seconds(issued.expires_at),
                     expires_in_secs = issued.valid_for.as_secs(),
                     refresh_in_secs = delay.as_secs(),
                     "assumed role"
