@@ -237,3 +237,227 @@ secrets:
     );
     assert_no_leak(&report, &[&external_id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_is_green_for_a_good_setup_and_names_kms_permission_dir_and_region_failures() {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(
+        &admin,
+        "Shared",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
+    let value = canary("value");
+    create_secret(&admin, "app/db", &format!(r#"{{"password":"{value}"}}"#)).await;
+    let proxy = common::proxy::Proxy::start(moto.addr());
+    let tmp = tempfile::tempdir().unwrap();
+    let id_file = tmp.path().join("external-id");
+    std::fs::write(&id_file, &external_id).unwrap();
+    let in_the_way = tmp.path().join("a-file");
+    std::fs::write(&in_the_way, "not a directory").unwrap();
+    let config_with = |dir: &std::path::Path, region: bool| {
+        let yaml = format!(
+            "{}roles:\n  shared: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\nsecrets:\n  - {{name: db, secretId: app/db, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n",
+            if region { "region: us-east-1\n" } else { "" },
+            id_file.display(),
+            dir.display()
+        );
+        let path = tmp
+            .path()
+            .join(format!("config-{}.yaml", fastrand::u32(..)));
+        std::fs::write(&path, yaml).unwrap();
+        path
+    };
+    let endpoint = proxy.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let good = config_with(&tmp.path().join("out/db"), true);
+    let out = run(&["check", "--config", good.to_str().unwrap()], &env);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("all 4 links ok"), "{report}");
+    assert_no_leak(&report, &[&value, &external_id]);
+
+    // KMS refused the decrypt, as real AWS says it (a JSON AccessDeniedException body).
+    proxy.inject(common::proxy::json_error(
+        "GetSecretValue",
+        "AccessDeniedException",
+        "Access to KMS is not allowed. The key policy does not allow kms:Decrypt",
+        400,
+    ));
+    let out = run(&["check", "--config", good.to_str().unwrap()], &env);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("kms:Decrypt for the reading role"),
+        "{report}"
+    );
+    proxy.clear_faults();
+    // The permissions policy refused it: JSON body with a code, or a bare 403 (moto auth mode).
+    for fault in [
+        common::proxy::json_error(
+            "GetSecretValue",
+            "AccessDeniedException",
+            "User is not authorized to perform: secretsmanager:GetSecretValue",
+            400,
+        ),
+        common::proxy::Fault::new(
+            "GetSecretValue",
+            403,
+            "text/xml",
+            "<ErrorResponse><Error><Message>denied</Message></Error></ErrorResponse>",
+        ),
+    ] {
+        proxy.inject(fault);
+        let out = run(&["check", "--config", good.to_str().unwrap()], &env);
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{report}");
+        assert!(report.contains("-* suffix"), "{report}");
+        proxy.clear_faults();
+    }
+
+    // A file in the way of the target directory.
+    let blocked = config_with(&in_the_way.join("db"), true);
+    let out = run(&["check", "--config", blocked.to_str().unwrap()], &env);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("is not a directory"), "{report}");
+
+    // No region anywhere.
+    let no_region = config_with(&tmp.path().join("out/db"), false);
+    let out = run(&["check", "--config", no_region.to_str().unwrap()], &env);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{report}");
+    assert!(report.contains("set `region`"), "{report}");
+}
+
+/// The documents `iam-policy` prints, applied to moto in auth mode, are what the daemon needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let workload = create_user(&admin, "workload", &allow("sts:GetCallerIdentity")).await;
+    let operator = create_user(&admin, "operator", &allow("*")).await;
+    create_secret(&admin, "app/a", r#"{"k":"a"}"#).await;
+    create_secret(&admin, "app/b", r#"{"k":"b"}"#).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let external_id = canary("extid");
+    let id_file = tmp.path().join("external-id");
+    std::fs::write(&id_file, &external_id).unwrap();
+    let role_arn = format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Generated");
+    let yaml = format!(
+        "region: us-east-1\nfetchStrategy: batch\nroles:\n  shared: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\nsecrets:\n  - {{name: a, secretId: app/a, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n  - {{name: b, secretId: app/b, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n",
+        id_file.display(),
+        tmp.path().join("out/a").display(),
+        tmp.path().join("out/b").display()
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let out = run(
+        &[
+            "iam-policy",
+            "--config",
+            config.to_str().unwrap(),
+            "--caller-arn",
+            &workload.arn,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shared = &docs["shared"];
+
+    // Structure of the permissions policy: account and region from the role ARN, -* suffix.
+    let perms = shared["permissionsPolicy"].clone();
+    assert_eq!(
+        perms["Statement"][0]["Resource"],
+        serde_json::json!([
+            format!("arn:aws:secretsmanager:us-east-1:{SECRETS_ACCOUNT}:secret:app/a-*"),
+            format!("arn:aws:secretsmanager:us-east-1:{SECRETS_ACCOUNT}:secret:app/b-*"),
+        ])
+    );
+    // moto only evaluates Secrets Manager permissions against "*": the same actions on "*".
+    let mut anywhere = perms.clone();
+    for statement in anywhere["Statement"].as_array_mut().unwrap() {
+        statement["Resource"] = serde_json::json!("*");
+    }
+    // The operator pastes the ExternalId's value where the placeholder is.
+    let trust = shared["trustPolicy"].to_string();
+    let placeholder = shared["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]
+        ["sts:ExternalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let trust = trust.replace(&placeholder, &external_id);
+    let iam = aws_sdk_iam::Client::new(&admin);
+    iam.create_role()
+        .role_name("Generated")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name("Generated")
+        .policy_name("perms")
+        .policy_document(anywhere.to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.put_user_policy()
+        .user_name("workload")
+        .policy_name("caller")
+        .policy_document(shared["callerPolicy"].to_string())
+        .send()
+        .await
+        .unwrap();
+    moto.enable_auth();
+
+    let once = |config: &std::path::Path| {
+        let endpoint = moto.endpoint();
+        let out = run(
+            &["run", "--once", "--config", config.to_str().unwrap()],
+            &[
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("AWS_ACCESS_KEY_ID", workload.access_key_id.as_str()),
+                ("AWS_SECRET_ACCESS_KEY", workload.secret_access_key.as_str()),
+            ],
+        );
+        (out.status.code(), text(&out))
+    };
+    let (code, log) = once(&config);
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(read(&tmp.path().join("out/b"), "k").as_deref(), Some("b"));
+
+    // A wrong ExternalId is refused by the generated trust policy.
+    std::fs::write(&id_file, canary("wrong")).unwrap();
+    let (code, log) = once(&config);
+    assert_eq!(code, Some(1), "{log}");
+    std::fs::write(&id_file, &external_id).unwrap();
+
+    // Without the batch action the (explicitly batched) secrets cannot be read.
+    let operator_iam = aws_sdk_iam::Client::new(&moto.sdk_config_with(operator.credentials()));
+    let mut fewer = anywhere.clone();
+    fewer["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["Action"] != "secretsmanager:BatchGetSecretValue");
+    operator_iam
+        .put_role_policy()
+        .role_name("Generated")
+        .policy_name("perms")
+        .policy_document(fewer.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (code, log) = once(&config);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("BatchGetSecretValue"), "{log}");
+    assert_no_leak(&log, &[&external_id]);
+}

@@ -275,7 +275,10 @@ async fn check_target(secret: &str, target: &Target, kube: Option<&Kube>) -> Lin
 /// Whether the daemon could write under `dir`: the directory itself, or the nearest
 /// existing parent it would create it in.
 fn writable(kind: &'static str, secret: &str, dir: &Path) -> Link {
-    let existing = dir.ancestors().find(|p| p.is_dir());
+    // The nearest path that exists; it must be a directory for the rest to be creatable.
+    let existing = dir
+        .ancestors()
+        .find(|p| std::fs::symlink_metadata(p).is_ok());
     let Some(existing) = existing else {
         return Link::failed(
             kind,
@@ -284,6 +287,18 @@ fn writable(kind: &'static str, secret: &str, dir: &Path) -> Link {
             "mount the shared volume",
         );
     };
+    if !existing.is_dir() {
+        return Link::failed(
+            kind,
+            secret,
+            format!(
+                "cannot create {}: {} is not a directory",
+                dir.display(),
+                existing.display()
+            ),
+            "point the target at a directory on the shared volume",
+        );
+    }
     let probe = existing.join(format!(".secret-ferry-check-{:08x}", fastrand::u32(..)));
     match std::fs::File::create(&probe) {
         Ok(_) => {
