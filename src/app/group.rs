@@ -195,17 +195,24 @@ impl Group {
 
     async fn batch(&mut self, ctx: &Ctx) -> Vec<Result<SyncOutcome, SyncError>> {
         let mut set = JoinSet::new();
-        for chunk in &self.chunks {
-            set.spawn(batch_chunk(
-                ctx.clone(),
-                self.source.clone(),
-                chunk.clone(),
-                self.auto,
-            ));
-        }
+        let mut chunks = self.chunks.iter();
         let mut results = Vec::new();
         let mut denied = Vec::new();
-        while let Some(joined) = set.join_next().await {
+        loop {
+            while set.len() < super::MAX_CONCURRENT_FETCHES {
+                let Some(chunk) = chunks.next() else {
+                    break;
+                };
+                set.spawn(batch_chunk(
+                    ctx.clone(),
+                    self.source.clone(),
+                    chunk.clone(),
+                    self.auto,
+                ));
+            }
+            let Some(joined) = set.join_next().await else {
+                break;
+            };
             match joined {
                 Ok(ChunkResult::Done(done)) => results.extend(done),
                 Ok(ChunkResult::Denied(chunk)) => denied.push(chunk),
@@ -376,13 +383,21 @@ async fn get_all(
     if let [(job, pinned)] = members.as_slice() {
         return vec![ctx.sync_one(job, pinned.as_deref(), skip_primary).await];
     }
+    // Never more tasks than fetches can run: each waiting task would hold its request state.
     let mut set = JoinSet::new();
-    for (job, pinned) in members {
-        let ctx = ctx.clone();
-        set.spawn(async move { ctx.sync_one(&job, pinned.as_deref(), skip_primary).await });
-    }
+    let mut pending = members.into_iter();
     let mut results = Vec::new();
-    while let Some(joined) = set.join_next().await {
+    loop {
+        while set.len() < super::MAX_CONCURRENT_FETCHES {
+            let Some((job, pinned)) = pending.next() else {
+                break;
+            };
+            let ctx = ctx.clone();
+            set.spawn(async move { ctx.sync_one(&job, pinned.as_deref(), skip_primary).await });
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
         results.push(match joined {
             Ok(result) => result,
             Err(e) => Err(SyncError::WriterPanicked {

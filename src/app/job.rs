@@ -276,6 +276,7 @@ pub(crate) struct Ctx {
     pub(crate) metrics: Metrics,
     pub(crate) readiness: Arc<Readiness>,
     pub(crate) fetch_permits: Arc<tokio::sync::Semaphore>,
+    pub(crate) cycle_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {

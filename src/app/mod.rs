@@ -38,7 +38,11 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(4);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Fetches in flight at once, in both modes: thousands of secrets starting together must
 /// not open thousands of connections (and time out on a slow endpoint) at once.
-const MAX_CONCURRENT_FETCHES: usize = 16;
+pub(crate) const MAX_CONCURRENT_FETCHES: usize = 16;
+/// Polls of groups running at once. A poll's future holds the AWS SDK's request state
+/// (kilobytes); thousands of single-secret groups starting together must not all hold
+/// one while they wait for a fetch permit.
+const MAX_CONCURRENT_CYCLES: usize = 2 * MAX_CONCURRENT_FETCHES;
 
 /// The SDK sets no read timeout by default: a hung endpoint would stall a secret's
 /// polling loop (or a role's refresh) forever. These bound every AWS call.
@@ -301,6 +305,7 @@ pub struct App {
     /// Secrets with `onChange` actions (a `find` entry's members share its notifier).
     notifiers: Vec<(SecretConfig, crate::notify::Changed)>,
     fetch_permits: Arc<tokio::sync::Semaphore>,
+    cycle_slots: Arc<tokio::sync::Semaphore>,
     roles: Roles,
     credential_outputs: Vec<CredentialOutput>,
     metrics: Metrics,
@@ -417,6 +422,7 @@ impl App {
             tenants,
             notifiers,
             fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
+            cycle_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CYCLES)),
             roles,
             credential_outputs: config.credential_outputs.clone(),
             metrics,
@@ -477,7 +483,7 @@ impl App {
         let ctx = self.ctx();
         for mut group in self.groups {
             let ctx = ctx.clone();
-            set.spawn(async move { group.cycle(&ctx).await.failures });
+            set.spawn(async move { cycle(&mut group, &ctx).await.failures });
         }
         let mut failures = Vec::new();
         while let Some(joined) = set.join_next().await {
@@ -567,6 +573,7 @@ impl App {
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
             fetch_permits: self.fetch_permits.clone(),
+            cycle_slots: self.cycle_slots.clone(),
         }
     }
 }
@@ -665,6 +672,13 @@ impl Sources<'_> {
     }
 }
 
+/// One poll of `group`, in a bounded number of slots, its (large) future on the heap only
+/// while it runs: an idle group's task stays small.
+async fn cycle(group: &mut Group, ctx: &Ctx) -> group::Cycle {
+    let _slot = ctx.cycle_slots.acquire().await.ok();
+    Box::pin(group.cycle(ctx)).await
+}
+
 async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
     let interval = group.interval;
     let mut backoff: Option<Box<dyn Iterator<Item = Duration> + Send>> = None;
@@ -672,7 +686,7 @@ async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
         // A fetch in flight is abandoned on shutdown (nothing has been written yet); a
         // write in flight is not: it runs on the blocking pool, which the runtime waits for.
         let cycle = tokio::select! {
-            c = group.cycle(&ctx) => c,
+            c = cycle(&mut group, &ctx) => c,
             _ = shutdown.wait() => return,
         };
         let delay = if cycle.all_failed {
