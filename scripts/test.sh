@@ -8,3 +8,4 @@ ensure_venv
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+SECRET_FERRY_BIN="$(cargo metadata --locked --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/secret-ferry" scripts/chart-check.sh

@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# secret-ferry container image.
+#   docker build -t secret-ferry:0.1.0 .
+#   docker run --rm --read-only secret-ferry:0.1.0 --version
+#
+# Runtime: gcr.io/distroless/cc-debian12 (glibc, libgcc, CA certificates, tzdata, user 65532,
+# no shell, no package manager). Not distroless/static: that needs a fully static (musl)
+# binary, and a musl build of aws-lc-sys (the TLS crypto under rustls) plus musl's slow
+# multi-threaded malloc are risks this build avoids. The builder is Debian 12 as well, so the
+# binary links against the same glibc (2.36) that the runtime image ships.
+
+FROM rust:1.95.0-bookworm AS build
+WORKDIR /src
+# Only what the build needs (see .dockerignore): the manifest, the lock file and the sources.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+# Release profile (Cargo.toml): lto, codegen-units = 1, strip, opt-level "s".
+# The cache mounts keep the registry and target directory between builds (BuildKit).
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked \
+    && install -D -m 0755 target/release/secret-ferry /out/secret-ferry \
+    && /out/secret-ferry --version
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/secret-ferry /usr/local/bin/secret-ferry
+# The distroless "nonroot" user; the daemon writes only to its target volume, so the root
+# filesystem can be mounted read-only.
+USER 65532:65532
+EXPOSE 9779
+ENTRYPOINT ["/usr/local/bin/secret-ferry"]
+CMD ["run", "--config", "/etc/secret-ferry/config/config.yaml"]
