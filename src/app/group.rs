@@ -124,12 +124,7 @@ impl Group {
             Ok(listed) => {
                 let matches: Vec<String> = listed
                     .into_iter()
-                    .filter(|l| {
-                        find.name_prefix
-                            .as_ref()
-                            .is_none_or(|p| l.name.starts_with(p.as_str()))
-                            && find.tags.iter().all(|(k, v)| l.tags.get(k) == Some(v))
-                    })
+                    .filter(|l| finds(&find, l))
                     .map(|l| l.name)
                     .collect();
                 super::check::Link::ok(
@@ -265,15 +260,7 @@ impl Group {
                 };
             }
         };
-        let matches: Vec<Listed> = listed
-            .into_iter()
-            .filter(|l| {
-                find.name_prefix
-                    .as_ref()
-                    .is_none_or(|p| l.name.starts_with(p.as_str()))
-                    && find.tags.iter().all(|(k, v)| l.tags.get(k) == Some(v))
-            })
-            .collect();
+        let matches: Vec<Listed> = listed.into_iter().filter(|l| finds(&find, l)).collect();
         let names: BTreeSet<&str> = matches.iter().map(|l| l.name.as_str()).collect();
         let gone: Vec<String> = d
             .known
@@ -320,6 +307,14 @@ impl Group {
         cycle.all_failed = false;
         cycle
     }
+}
+
+/// ListSecrets filters by name prefix and tag *key*; the tag values are matched here.
+fn finds(find: &crate::config::Find, listed: &Listed) -> bool {
+    find.name_prefix
+        .as_ref()
+        .is_none_or(|p| listed.name.starts_with(p.as_str()))
+        && find.tags.iter().all(|(k, v)| listed.tags.get(k) == Some(v))
 }
 
 /// A member of a `find` entry for the matching secret `name`.

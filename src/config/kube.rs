@@ -1,7 +1,7 @@
 //! The Kubernetes parts of the config: `kubernetesSecret` targets and `tenants` rules.
 
 use super::{
-    first_use, optional, or_default, read_list, read_reference, Checker, Field, Fields,
+    first_use, optional, or_default, read_enum, read_list, read_reference, Checker, Field, Fields,
     AT_LEAST_ONE, REFRESH_INTERVALS, ROLES,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -202,16 +202,6 @@ pub(super) fn read_kube_secret_target(
         owner_pod: owner_pod?,
     };
     ok.then_some(target)
-}
-
-fn read_enum<T: Copy>(c: &mut Checker, at: &Field, values: &[(&str, T)]) -> Option<T> {
-    let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
-    super::parsed_string(
-        c,
-        at,
-        |text| values.iter().find(|(n, _)| *n == text).map(|(_, v)| *v),
-        &format!("one of {}", names.join(", ")),
-    )
 }
 
 fn read_metadata_map(

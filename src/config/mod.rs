@@ -1759,16 +1759,16 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
 }
 
 fn read_fetch_strategy(c: &mut Checker, at: &Field) -> Option<FetchStrategy> {
-    let names: Vec<&str> = FETCH_STRATEGIES.iter().map(|(n, _)| *n).collect();
+    read_enum(c, at, FETCH_STRATEGIES)
+}
+
+/// A string that must be one of the names in `values`.
+fn read_enum<T: Copy>(c: &mut Checker, at: &Field, values: &[(&str, T)]) -> Option<T> {
+    let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
     parsed_string(
         c,
         at,
-        |text| {
-            FETCH_STRATEGIES
-                .iter()
-                .find(|(n, _)| *n == text)
-                .map(|(_, s)| *s)
-        },
+        |text| values.iter().find(|(n, _)| *n == text).map(|(_, v)| *v),
         &format!("one of {}", names.join(", ")),
     )
 }
@@ -1862,29 +1862,18 @@ fn read_mapping(c: &mut Checker, f: &mut Fields) -> Option<Mapping> {
         })
     });
     let decode = or_default(f.get("decode"), Decode::None, |v| {
-        parsed_string(
-            c,
-            v,
-            |text| match text {
-                "none" => Some(Decode::None),
-                "base64" => Some(Decode::Base64),
-                _ => None,
-            },
-            "one of none, base64",
-        )
+        read_enum(c, v, &[("none", Decode::None), ("base64", Decode::Base64)])
     });
     let templates = or_default(f.get("templates"), Vec::new(), |v| read_templates(c, v));
     let mode_field = f.get("templateMode");
     let template_mode = or_default(mode_field.clone(), TemplateMode::Add, |v| {
-        parsed_string(
+        read_enum(
             c,
             v,
-            |text| match text {
-                "add" => Some(TemplateMode::Add),
-                "replace" => Some(TemplateMode::Replace),
-                _ => None,
-            },
-            "one of add, replace",
+            &[
+                ("add", TemplateMode::Add),
+                ("replace", TemplateMode::Replace),
+            ],
         )
     });
     if let (Some(at), Some(templates)) = (&mode_field, &templates) {
@@ -2214,18 +2203,7 @@ fn read_file_target(
 }
 
 fn read_file_format(c: &mut Checker, at: &Field) -> Option<FileFormat> {
-    let names: Vec<&str> = FILE_FORMATS.iter().map(|(name, _)| *name).collect();
-    parsed_string(
-        c,
-        at,
-        |text| {
-            FILE_FORMATS
-                .iter()
-                .find(|(name, _)| *name == text)
-                .map(|(_, f)| *f)
-        },
-        &format!("one of {}", names.join(", ")),
-    )
+    read_enum(c, at, FILE_FORMATS)
 }
 
 /// Target paths (directories and single files) share one map, keyed by path; the value
