@@ -240,22 +240,13 @@ secrets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_is_green_for_a_good_setup_and_names_kms_permission_dir_and_region_failures() {
-    let moto = Moto::start();
-    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let external_id = canary("extid");
-    let role_arn = create_role(
-        &admin,
-        "Shared",
-        "arn:aws:iam::123456789012:root",
-        &external_id,
-    )
-    .await;
     let value = canary("value");
-    create_secret(&admin, "app/db", &format!(r#"{{"password":"{value}"}}"#)).await;
+    let fx = cross_account("app/db", &format!(r#"{{"password":"{value}"}}"#)).await;
+    let (moto, role_arn, external_id) = (&fx.moto, &fx.role_arn, &fx.external_id);
     let proxy = common::proxy::Proxy::start(moto.addr());
     let tmp = tempfile::tempdir().unwrap();
     let id_file = tmp.path().join("external-id");
-    std::fs::write(&id_file, &external_id).unwrap();
+    std::fs::write(&id_file, external_id).unwrap();
     let in_the_way = tmp.path().join("a-file");
     std::fs::write(&in_the_way, "not a directory").unwrap();
     let config_with = |dir: &std::path::Path, region: bool| {
@@ -282,7 +273,7 @@ async fn check_is_green_for_a_good_setup_and_names_kms_permission_dir_and_region
     let report = text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains("all 4 links ok"), "{report}");
-    assert_no_leak(&report, &[&value, &external_id]);
+    assert_no_leak(&report, &[&value, external_id]);
 
     // KMS refused the decrypt, as real AWS says it (a JSON AccessDeniedException body).
     proxy.inject(common::proxy::json_error(

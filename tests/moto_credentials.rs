@@ -326,17 +326,12 @@ struct Vending {
 }
 
 async fn vending() -> Vending {
-    let moto = Moto::start();
-    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let external_id = canary("extid");
-    let role_arn = create_role(
-        &admin,
-        "Shared",
-        "arn:aws:iam::123456789012:root",
-        &external_id,
-    )
-    .await;
-    create_secret(&admin, "app/db", r#"{"k":"v"}"#).await;
+    let CrossAccount {
+        moto,
+        role_arn,
+        external_id,
+        ..
+    } = cross_account("app/db", r#"{"k":"v"}"#).await;
     let tmp = tempfile::tempdir().unwrap();
     let ext = tmp.path().join("external-id");
     std::fs::write(&ext, &external_id).unwrap();
@@ -433,7 +428,9 @@ async fn credentials_file_works_for_boto3_and_is_rewritten_after_refresh() {
     )
     .unwrap();
     assert!(
-        arn.contains(&format!("{SECRETS_ACCOUNT}:assumed-role/Shared/")),
+        arn.contains(&format!(
+            "{SECRETS_ACCOUNT}:assumed-role/CrossAccountSecretsRole/"
+        )),
         "boto3 must act as the assumed role, got {arn}"
     );
 
@@ -475,7 +472,9 @@ async fn credentials_endpoint_serves_boto3_and_refuses_bad_tokens() {
     )
     .unwrap();
     assert!(
-        arn.contains(&format!("{SECRETS_ACCOUNT}:assumed-role/Shared/")),
+        arn.contains(&format!(
+            "{SECRETS_ACCOUNT}:assumed-role/CrossAccountSecretsRole/"
+        )),
         "boto3 must act as the assumed role, got {arn}"
     );
 

@@ -10,35 +10,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Base identity (default moto account) → cross-account role with an ExternalId in
-/// 111111111111 → a JSON secret that exists only in that account.
-struct CrossAccount {
-    moto: Moto,
-    admin: aws_config::SdkConfig,
-    role_arn: String,
-    external_id: String,
-}
-
-async fn cross_account(secret_name: &str, value: &str) -> CrossAccount {
-    let moto = Moto::start();
-    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let external_id = canary("extid");
-    let role_arn = create_role(
-        &admin,
-        "CrossAccountSecretsRole",
-        "arn:aws:iam::123456789012:root",
-        &external_id,
-    )
-    .await;
-    create_secret(&admin, secret_name, value).await;
-    CrossAccount {
-        moto,
-        admin,
-        role_arn,
-        external_id,
-    }
-}
-
 fn config_yaml(
     role_arn: &str,
     external_id_file: &Path,

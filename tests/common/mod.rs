@@ -513,3 +513,32 @@ impl Drop for Running {
         }
     }
 }
+
+/// Base identity (default moto account) → cross-account role with an ExternalId in
+/// 111111111111 → a JSON secret that exists only in that account.
+pub struct CrossAccount {
+    pub moto: Moto,
+    pub admin: aws_config::SdkConfig,
+    pub role_arn: String,
+    pub external_id: String,
+}
+
+pub async fn cross_account(secret_name: &str, value: &str) -> CrossAccount {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(
+        &admin,
+        "CrossAccountSecretsRole",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
+    create_secret(&admin, secret_name, value).await;
+    CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    }
+}
