@@ -1,10 +1,14 @@
 //! Prometheus metrics. Label values are config names (bounded by the config file) or
 //! fixed enums (`result`); never error text, secret ids from the wire, or values.
 
+mod per_secret;
+
+use per_secret::PerSecret;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,21 +36,13 @@ pub struct Metrics {
     credential_expiry: GaugeVec,
     assume_role_duration: HistogramVec,
     credential_consecutive_failures: IntGaugeVec,
-    secret_sync_total: IntCounterVec,
-    secret_last_success: GaugeVec,
-    secret_stale: IntGaugeVec,
-    sync_duration: HistogramVec,
-    secret_version_info: IntGaugeVec,
-    secret_region_info: IntGaugeVec,
+    /// sync_total, last_success, stale, sync_duration, version_info and region_info.
+    per_secret: Arc<PerSecret>,
     kube_requests_total: IntCounterVec,
     leader: prometheus::IntGauge,
     secrets_by_state: IntGaugeVec,
     /// Each secret's state, so that the per-state counts can move on a change.
     states: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, SecretState>>>,
-    /// The region last recorded per secret, to remove the old series on a change.
-    regions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
-    /// The version id each secret's `secret_version_info` series carries, to remove it on change.
-    versions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     aws_api_calls_total: IntCounterVec,
     aws_throttled_total: IntCounterVec,
     notify_total: IntCounterVec,
@@ -93,44 +89,6 @@ impl Metrics {
             ),
             &["role"],
         )?;
-        let secret_sync_total = IntCounterVec::new(
-            Opts::new(
-                "secret_ferry_secret_sync_total",
-                "Sync attempts of a secret (fetch, render and write to every target), by result.",
-            ),
-            &["secret", "result"],
-        )?;
-        let secret_last_success = GaugeVec::new(
-            Opts::new(
-                "secret_ferry_secret_last_success_timestamp_seconds",
-                "Unix time of the last successful sync of a secret.",
-            ),
-            &["secret"],
-        )?;
-        let secret_stale = IntGaugeVec::new(
-            Opts::new(
-                "secret_ferry_secret_stale",
-                "1 while a secret's files hold the last good value because its latest sync failed.",
-            ),
-            &["secret"],
-        )?;
-        let sync_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "secret_ferry_sync_duration_seconds",
-                "Time taken by one sync of a secret: fetch, render and write.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["secret"],
-        )?;
-        let secret_version_info = IntGaugeVec::new(
-            Opts::new(
-                "secret_ferry_secret_version_info",
-                "The Secrets Manager version id last synced, as a label; one series per secret.",
-            ),
-            &["secret", "version_id"],
-        )?;
         let aws_api_calls_total = IntCounterVec::new(
             Opts::new(
                 "secret_ferry_aws_api_calls_total",
@@ -154,25 +112,12 @@ impl Metrics {
             &["secret", "kind", "result"],
         )?;
         registry.register(Box::new(notify_total.clone()))?;
-        registry.register(Box::new(secret_stale.clone()))?;
-        registry.register(Box::new(sync_duration.clone()))?;
-        registry.register(Box::new(secret_version_info.clone()))?;
         registry.register(Box::new(aws_api_calls_total.clone()))?;
         registry.register(Box::new(credential_refresh_total.clone()))?;
         registry.register(Box::new(credential_refresh_errors_total.clone()))?;
         registry.register(Box::new(assume_role_duration.clone()))?;
         registry.register(Box::new(credential_consecutive_failures.clone()))?;
         registry.register(Box::new(credential_expiry.clone()))?;
-        registry.register(Box::new(secret_sync_total.clone()))?;
-        registry.register(Box::new(secret_last_success.clone()))?;
-        let secret_region_info = IntGaugeVec::new(
-            Opts::new(
-                "secret_ferry_secret_region_info",
-                "The region that served a secret's last successful sync, as a label; differs from the configured region after a failover.",
-            ),
-            &["secret", "region"],
-        )?;
-        registry.register(Box::new(secret_region_info.clone()))?;
         let kube_requests_total = IntCounterVec::new(
             Opts::new(
                 "secret_ferry_kube_requests_total",
@@ -208,25 +153,20 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let per_secret = Arc::new(PerSecret::new()?);
+        registry.register(Box::new(SharedCollector(per_secret.clone())))?;
         Ok(Self {
             registry,
+            per_secret,
             secrets_by_state,
             states: Default::default(),
             kube_requests_total,
             leader,
-            secret_region_info,
-            regions: Default::default(),
             credential_refresh_total,
             credential_refresh_errors_total,
             credential_expiry,
             assume_role_duration,
             credential_consecutive_failures,
-            secret_sync_total,
-            secret_last_success,
-            secret_stale,
-            sync_duration,
-            secret_version_info,
-            versions: Default::default(),
             aws_api_calls_total,
             aws_throttled_total,
             notify_total,
@@ -267,81 +207,32 @@ impl Metrics {
 
     pub fn register_secret(&self, secret: &str) {
         self.secret_state(secret, SecretState::Pending);
-        for outcome in [Outcome::Success, Outcome::Failure] {
-            self.secret_sync_total
-                .with_label_values(&[secret, outcome.as_str()]);
-        }
-        self.secret_stale.with_label_values(&[secret]).set(0);
+        self.per_secret.register(secret);
     }
 
     pub fn secret_stale(&self, secret: &str, stale: bool) {
-        self.secret_stale
-            .with_label_values(&[secret])
-            .set(i64::from(stale));
+        self.per_secret.stale(secret, stale);
     }
 
     pub fn sync_took(&self, secret: &str, took: Duration) {
-        self.sync_duration
-            .with_label_values(&[secret])
-            .observe(took.as_secs_f64());
+        self.per_secret.took(secret, took.as_secs_f64());
     }
 
     /// Keeps exactly one `secret_version_info` series per secret: the old version's
-    /// series is removed when the version changes.
+    /// series goes when the version changes.
     pub fn secret_version(&self, secret: &str, version_id: &str) {
-        let mut versions = self
-            .versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(old) = versions.insert(secret.to_owned(), version_id.to_owned()) {
-            if old != version_id {
-                let _ = self
-                    .secret_version_info
-                    .remove_label_values(&[secret, &old]);
-            }
-        }
-        self.secret_version_info
-            .with_label_values(&[secret, version_id])
-            .set(1);
+        self.per_secret.version(secret, version_id);
     }
 
     /// Like `secret_version`: one series per secret.
     pub fn secret_region(&self, secret: &str, region: &str) {
-        let mut regions = self
-            .regions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(old) = regions.insert(secret.to_owned(), region.to_owned()) {
-            if old != region {
-                let _ = self.secret_region_info.remove_label_values(&[secret, &old]);
-            }
-        }
-        self.secret_region_info
-            .with_label_values(&[secret, region])
-            .set(1);
+        self.per_secret.region(secret, region);
     }
 
     /// Removes every series of a secret that is no longer synced, so that dashboards and
     /// alerts do not keep reporting a secret that has gone.
     pub fn forget_secret(&self, secret: &str) {
-        for outcome in [Outcome::Success, Outcome::Failure] {
-            let _ = self
-                .secret_sync_total
-                .remove_label_values(&[secret, outcome.as_str()]);
-        }
-        let _ = self.secret_last_success.remove_label_values(&[secret]);
-        let _ = self.secret_stale.remove_label_values(&[secret]);
-        let _ = self.sync_duration.remove_label_values(&[secret]);
-        let lock = |m: &std::sync::Mutex<std::collections::BTreeMap<String, String>>| {
-            m.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(secret)
-        };
-        if let Some(version) = lock(&self.versions) {
-            let _ = self
-                .secret_version_info
-                .remove_label_values(&[secret, &version]);
-        }
+        self.per_secret.forget(secret);
         let gone = self
             .states
             .lock()
@@ -351,11 +242,6 @@ impl Metrics {
             self.secrets_by_state
                 .with_label_values(&[state.as_str()])
                 .dec();
-        }
-        if let Some(region) = lock(&self.regions) {
-            let _ = self
-                .secret_region_info
-                .remove_label_values(&[secret, &region]);
         }
     }
 
@@ -418,14 +304,9 @@ impl Metrics {
     }
 
     pub fn secret_synced(&self, secret: &str, outcome: Outcome) {
-        self.secret_sync_total
-            .with_label_values(&[secret, outcome.as_str()])
-            .inc();
-        if outcome == Outcome::Success {
-            self.secret_last_success
-                .with_label_values(&[secret])
-                .set(unix_seconds(SystemTime::now()));
-        }
+        let now = unix_seconds(SystemTime::now());
+        self.per_secret
+            .synced(secret, outcome == Outcome::Success, now);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -433,6 +314,19 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// Lets the registry own a handle while `Metrics` keeps updating the same collector.
+struct SharedCollector(Arc<PerSecret>);
+
+impl prometheus::core::Collector for SharedCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
     }
 }
 
