@@ -183,6 +183,13 @@ fn validate(path: &std::path::Path) -> u8 {
             for warning in &cfg.warnings {
                 eprintln!("warning: {warning}");
             }
+            // Not an error here: the region may come from the environment the daemon runs in.
+            let region_from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|r| !r.is_empty()));
+            if cfg.region.is_none() && !region_from_env {
+                eprintln!("warning: region: no region is configured: set `region` in the config file, or AWS_REGION where the daemon runs (without either, `run` exits 78)");
+            }
             println!(
                 "{}: valid ({} role(s), {} secret(s))",
                 path.display(),

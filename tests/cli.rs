@@ -130,6 +130,28 @@ fn no_region_anywhere_is_a_config_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("region"), "{err}");
+
+    // `validate` cannot know the daemon's environment: a warning, not an error.
+    let out = bin()
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: region") && err.contains("exits 78"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env("AWS_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning: region"));
 }
 
 #[test]
