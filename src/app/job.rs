@@ -159,14 +159,13 @@ impl SecretJob {
     /// Removes what was written for this secret (a pruned `find` match).
     pub(crate) async fn remove_targets(&self) {
         for sink in &self.sinks {
+            let name = &self.config.name;
             let result = match sink.clone() {
-                Sink::Dir(dir) => {
-                    tokio::task::spawn_blocking(move || dir.remove().map_err(|e| e.to_string()))
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()))
-                }
+                Sink::Dir(dir) => blocking(name, move || dir.remove().map_err(|e| e.to_string()))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string())),
                 Sink::File(file) => {
-                    tokio::task::spawn_blocking(move || file.remove().map_err(|e| e.to_string()))
+                    blocking(name, move || file.remove().map_err(|e| e.to_string()))
                         .await
                         .unwrap_or_else(|e| Err(e.to_string()))
                 }
@@ -180,45 +179,41 @@ impl SecretJob {
 }
 
 /// File writes run on the blocking pool and are never cancelled: the drain waits for
-/// them, so a shutdown cannot leave a half-swapped directory.
+/// them, so a shutdown cannot leave a half-swapped directory. An apply is atomic on the API
+/// server: dropping it half-way leaves either state.
 async fn write(sink: &Sink, rendered: &Rendered, secret: &str) -> Result<WriteOutcome, SyncError> {
-    // An apply is atomic on the API server: dropping it half-way leaves either state.
-    if let Sink::Kube(target) = sink {
-        return target
+    let secret = secret.to_owned();
+    match sink {
+        Sink::Kube(target) => target
             .write(rendered)
             .await
-            .map_err(|source| SyncError::KubeSecret {
-                secret: secret.to_owned(),
-                source,
-            });
+            .map_err(|source| SyncError::KubeSecret { secret, source }),
+        Sink::Dir(dir) => {
+            let (dir, rendered) = (dir.clone(), rendered.clone());
+            blocking(&secret, move || dir.write(&rendered))
+                .await?
+                .map_err(|source| SyncError::Sink { secret, source })
+        }
+        Sink::File(file) => {
+            let (file, rendered) = (file.clone(), rendered.clone());
+            blocking(&secret, move || file.write(&rendered))
+                .await?
+                .map_err(|source| SyncError::SingleFile { secret, source })
+        }
     }
-    let sink = sink.clone();
-    let rendered = rendered.clone();
-    let written = tokio::task::spawn_blocking(move || match sink {
-        Sink::Dir(dir) => dir.write(&rendered).map_err(SinkError::Dir),
-        Sink::File(file) => file.write(&rendered).map_err(SinkError::File),
-        Sink::Kube(_) => Ok(WriteOutcome::Unchanged),
-    })
-    .await
-    .map_err(|e| SyncError::WriterPanicked {
-        secret: secret.to_owned(),
-        reason: e.to_string(),
-    })?;
-    written.map_err(|e| match e {
-        SinkError::Dir(source) => SyncError::Sink {
-            secret: secret.to_owned(),
-            source,
-        },
-        SinkError::File(source) => SyncError::SingleFile {
-            secret: secret.to_owned(),
-            source,
-        },
-    })
 }
 
-enum SinkError {
-    Dir(crate::sink::file::FileSinkError),
-    File(crate::sink::single_file::SingleFileError),
+/// Runs file I/O on the blocking pool; a panic there is the secret's sync failure.
+async fn blocking<T: Send + 'static>(
+    secret: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SyncError::WriterPanicked {
+            secret: secret.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// Where one secret is written.
