@@ -116,6 +116,7 @@ async fn metrics_parse_as_prometheus_text_with_the_documented_names_and_labels()
             &["operation", "result", "service"],
         ),
         ("secret_ferry_leader", "gauge", &[]),
+        ("secret_ferry_runtime_tasks", "gauge", &[]),
     ];
     for (name, kind, labels) in expected {
         let family = families

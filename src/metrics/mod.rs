@@ -40,6 +40,7 @@ pub struct Metrics {
     per_secret: Arc<PerSecret>,
     kube_requests_total: IntCounterVec,
     leader: prometheus::IntGauge,
+    runtime_tasks: prometheus::IntGauge,
     secrets_by_state: IntGaugeVec,
     /// Each secret's state, so that the per-state counts can move on a change.
     states: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, SecretState>>>,
@@ -131,6 +132,11 @@ impl Metrics {
             "1 while this replica holds the leader Lease (--leader-elect) or runs without leader election; 0 while it stands by.",
         )?;
         registry.register(Box::new(leader.clone()))?;
+        let runtime_tasks = prometheus::IntGauge::new(
+            "secret_ferry_runtime_tasks",
+            "Tasks alive in the daemon's async runtime at scrape time; flat in steady state, so growth means a leak.",
+        )?;
+        registry.register(Box::new(runtime_tasks.clone()))?;
         let secrets_by_state = IntGaugeVec::new(
             Opts::new(
                 "secret_ferry_secrets",
@@ -162,6 +168,7 @@ impl Metrics {
             states: Default::default(),
             kube_requests_total,
             leader,
+            runtime_tasks,
             credential_refresh_total,
             credential_refresh_errors_total,
             credential_expiry,
@@ -311,6 +318,13 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, prometheus::Error> {
+        // Read at scrape time: a task count is only meaningful as a sample, and
+        // sampling costs nothing between scrapes.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let alive = handle.metrics().num_alive_tasks();
+            self.runtime_tasks
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))

@@ -319,13 +319,71 @@ pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
         .expect("put secret value");
 }
 
-/// A unique marker per test run, for leak checks.
+/// Where this test run keeps the leak-scan inputs (`canaries.txt`, `captures/`) and the
+/// reliability figures (`figures/`). `scripts/test.sh` empties it before `cargo test` and
+/// scans it afterwards (`.ci/leak_scan.py`).
+pub fn harness_dir() -> PathBuf {
+    std::env::var_os("SECRET_FERRY_HARNESS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness"))
+}
+
+/// Appends one line to a harness file; `O_APPEND` keeps lines from concurrent tests and
+/// processes whole.
+fn append_line(name: &str, line: &str) {
+    let dir = harness_dir();
+    std::fs::create_dir_all(&dir).expect("create the harness dir");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .expect("open a harness file");
+    f.write_all(format!("{line}\n").as_bytes())
+        .expect("write a harness file");
+}
+
+/// A unique marker for one secret value, ExternalId or token. It is registered with the
+/// leak scan, which fails the run if it shows up in any captured output.
 pub fn canary(label: &str) -> String {
-    format!(
-        "canary-{label}-{}-{}",
+    let c = format!(
+        "canary-{label}-{}-{:016x}",
         std::process::id(),
         fastrand::u64(..)
-    )
+    );
+    register_canary(&c);
+    c
+}
+
+/// Registers a secret that the test did not make up (a session token or secret key that
+/// moto issued) with the leak scan.
+pub fn register_canary(value: &str) {
+    assert!(
+        value.len() >= 12 && !value.contains('\n'),
+        "a canary must be a distinctive single line"
+    );
+    append_line("canaries.txt", value);
+}
+
+/// Keeps `text` (daemon logs, a metrics scrape, `check` output, Events) for the leak scan.
+pub fn capture(kind: &str, text: &[u8]) {
+    let dir = harness_dir().join("captures");
+    std::fs::create_dir_all(&dir).expect("create the captures dir");
+    let name = format!(
+        "{kind}-{}-{:016x}.txt",
+        std::process::id(),
+        fastrand::u64(..)
+    );
+    std::fs::write(dir.join(name), text).expect("write a capture");
+}
+
+/// Records the figures a reliability test measured, for docs/reliability.md
+/// (`.ci/reliability_report.py` prints them all).
+pub fn record_figures(name: &str, figures: serde_json::Value) {
+    let dir = harness_dir().join("figures");
+    std::fs::create_dir_all(&dir).expect("create the figures dir");
+    let text = serde_json::to_string_pretty(&figures).expect("figures as JSON");
+    std::fs::write(dir.join(format!("{name}.json")), text).expect("write figures");
+    println!("figures {name}: {figures}");
 }
 
 /// The file names visible in a target dir, and where `..data` points.
