@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit tests and the end-to-end tests against
-# a real AWS API stand-in (moto), which this script installs on first use.
+# The whole test suite: formatting, lints, unit tests, the end-to-end tests against a real
+# AWS API stand-in (moto, installed here on first use), the reliability suite, the leak
+# scan over everything the tests captured, and the chart checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
 ensure_venv
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+TARGET_DIR="$(cargo metadata --locked --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+# Canaries, captured daemon output and reliability figures of this run only.
+export SECRET_FERRY_HARNESS_DIR="$TARGET_DIR/harness"
+rm -rf "$SECRET_FERRY_HARNESS_DIR"
 cargo test --locked
-SECRET_FERRY_BIN="$(cargo metadata --locked --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/secret-ferry" scripts/chart-check.sh
+python3 .ci/leak_scan.py --self-test
+python3 .ci/leak_scan.py "$SECRET_FERRY_HARNESS_DIR"
+python3 .ci/reliability_report.py "$SECRET_FERRY_HARNESS_DIR"
+SECRET_FERRY_BIN="$TARGET_DIR/debug/secret-ferry" scripts/chart-check.sh

@@ -29,12 +29,21 @@ const CAPPED: &[&str] = &[
     "rustls",
 ];
 
-pub fn init(format: LogFormat) {
-    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// `wanted` with the AWS SDK and HTTP crates capped at `debug`; the tests' in-process
+/// log capture applies the same filter as the daemon.
+pub fn capped<S>(wanted: EnvFilter) -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     let cap = Targets::new()
         .with_default(Level::TRACE)
         .with_targets(CAPPED.iter().map(|t| (*t, Level::DEBUG)));
-    let filter = wanted.and(cap);
+    wanted.and(cap)
+}
+
+pub fn init(format: LogFormat) {
+    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = capped(wanted);
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));

@@ -17,7 +17,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    let out = cmd.output().unwrap();
+    capture("check-stdout", &out.stdout);
+    capture("check-stderr", &out.stderr);
+    out
 }
 
 fn text(out: &Output) -> String {

@@ -57,7 +57,7 @@ async fn metrics_parse_as_prometheus_text_with_the_documented_names_and_labels()
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = captured(child.wait_with_output().unwrap());
     assert!(
         out.status.success(),
         "the parser refused the exposition:\n{text}"

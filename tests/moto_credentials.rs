@@ -94,6 +94,7 @@ secrets:
         .env("POD_NAME", "app-7f9c")
         .env("POD_NAMESPACE", "shop")
         .output()
+        .map(captured)
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{log}");
@@ -685,6 +686,7 @@ async fn static_keys_from_files_are_only_used_to_assume_the_role() {
         .env("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY00000")
         .env("AWS_SECRET_ACCESS_KEY", "not-a-secret")
         .output()
+        .map(captured)
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{log}");
@@ -709,6 +711,7 @@ async fn static_keys_from_files_are_only_used_to_assume_the_role() {
     let out = daemon(&config, &proxy.endpoint(), free_port())
         .arg("--once")
         .output()
+        .map(captured)
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{log}");

@@ -209,6 +209,7 @@ async fn wrong_external_id_is_refused_by_the_trust_policy() {
             .env("AWS_ACCESS_KEY_ID", &user.access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &user.secret_access_key)
             .output()
+            .map(captured)
             .unwrap()
     };
 
@@ -261,6 +262,7 @@ async fn unsafe_key_names_are_refused_and_nothing_escapes_the_dir() {
     let out = daemon(&config, &fx.moto.endpoint(), free_port())
         .arg("--once")
         .output()
+        .map(captured)
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{log}");
@@ -276,6 +278,7 @@ async fn unsafe_key_names_are_refused_and_nothing_escapes_the_dir() {
     let out = daemon(&config, &fx.moto.endpoint(), free_port())
         .arg("--once")
         .output()
+        .map(captured)
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(walk(tmp.path()), before);
@@ -617,6 +620,7 @@ async fn single_file_targets_in_every_format() {
     let run = daemon(&config, &moto.endpoint(), free_port())
         .arg("--once")
         .output()
+        .map(captured)
         .unwrap();
     assert!(
         run.status.success(),

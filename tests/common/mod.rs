@@ -114,6 +114,25 @@ impl Moto {
         }
     }
 
+    /// Freezes moto (SIGSTOP): connections are accepted by the kernel but never answered,
+    /// like a hung endpoint.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("moto is running").id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "cannot signal moto");
+    }
+
     /// Turns on IAM enforcement: from now on only known keys work and policies apply.
     pub fn enable_auth(&self) {
         let (status, body) = http(
@@ -206,6 +225,15 @@ pub fn http_with_headers(
     let mut resp = Vec::new();
     stream.read_to_end(&mut resp).ok()?;
     let text = String::from_utf8_lossy(&resp).into_owned();
+    // The daemon's admin answers (metrics, readiness reasons) go to the leak scan. Not
+    // moto's control API (the test's own secrets) nor the credentials endpoint, whose job
+    // is to hand out a session token.
+    if ["/metrics", "/readyz", "/healthz", "/refresh"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        capture("admin-http", text.as_bytes());
+    }
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text
         .split_once("\r\n\r\n")
@@ -374,6 +402,37 @@ pub fn capture(kind: &str, text: &[u8]) {
         fastrand::u64(..)
     );
     std::fs::write(dir.join(name), text).expect("write a capture");
+}
+
+/// Hands a finished daemon run's output to the leak scan; for `Command::output().map(captured)`.
+pub fn captured(out: Output) -> Output {
+    capture("daemon-stdout", &out.stdout);
+    capture("daemon-stderr", &out.stderr);
+    out
+}
+
+/// Sends this test process's own logs (the library run in-process) to a capture for the
+/// leak scan, at `trace` with the daemon's caps on the AWS SDK and HTTP crates.
+pub fn capture_logs() {
+    use tracing_subscriber::prelude::*;
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let dir = harness_dir().join("captures");
+        std::fs::create_dir_all(&dir).expect("create the captures dir");
+        let file = std::fs::File::create(dir.join(format!(
+            "inprocess-log-{}-{:016x}.txt",
+            std::process::id(),
+            fastrand::u64(..)
+        )))
+        .expect("create the log capture");
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .with_filter(secret_ferry::telemetry::capped(
+                tracing_subscriber::EnvFilter::new("trace"),
+            ));
+        let _ = tracing_subscriber::registry().with(layer).try_init();
+    });
 }
 
 /// Records the figures a reliability test measured, for docs/reliability.md
@@ -550,16 +609,37 @@ impl Running {
             .expect("kill");
         assert!(status.success(), "cannot signal the daemon");
         let status = child.wait().expect("wait for the daemon");
-        let mut outputs = std::mem::take(&mut self.readers)
-            .into_iter()
-            .map(|r| r.join().unwrap_or_default());
-        let stdout = outputs.next().unwrap_or_default();
-        let stderr = outputs.next().unwrap_or_default();
+        let (stdout, stderr) = self.drain();
         Output {
             status,
             stdout,
             stderr,
         }
+    }
+
+    /// SIGKILL (a crash), then wait; its output so far.
+    pub fn kill(mut self) -> Output {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let status = child.wait().expect("wait for the daemon");
+        let (stdout, stderr) = self.drain();
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Joins the output readers (the child has exited) and hands the output to the leak scan.
+    fn drain(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let mut outputs = std::mem::take(&mut self.readers)
+            .into_iter()
+            .map(|r| r.join().unwrap_or_default());
+        let stdout = outputs.next().unwrap_or_default();
+        let stderr = outputs.next().unwrap_or_default();
+        capture("daemon-stdout", &stdout);
+        capture("daemon-stderr", &stderr);
+        (stdout, stderr)
     }
 }
 
@@ -568,6 +648,8 @@ impl Drop for Running {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            // Output of a daemon a failed test left behind is scanned too.
+            self.drain();
         }
     }
 }

@@ -149,10 +149,16 @@ pub fn json_error(operation: &str, code: &str, message: &str, status: u16) -> Fa
     Fault::new(operation, status, "application/x-amz-json-1.1", &body)
 }
 
+/// Rewrites the body of an upstream response (for example to shorten a credential's life).
+pub type Rewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 struct Shared {
     upstream: SocketAddr,
     records: Mutex<Vec<Recorded>>,
     faults: Mutex<Vec<Fault>>,
+    rewrites: Mutex<Vec<(String, Rewrite)>>,
+    /// While set, every connection is closed as soon as it is accepted: the endpoint is down.
+    down: AtomicBool,
 }
 
 /// The running proxy; stops accepting (and frees its port) when dropped.
@@ -175,6 +181,8 @@ impl Proxy {
             upstream,
             records: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
+            rewrites: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
@@ -213,6 +221,21 @@ impl Proxy {
 
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+    }
+
+    /// Rewrite the body of every upstream response to `operation` (`"*"`: all).
+    pub fn rewrite(&self, operation: &str, f: impl Fn(&str) -> String + Send + Sync + 'static) {
+        lock(&self.shared.rewrites).push((operation.to_string(), Arc::new(f)));
+    }
+
+    pub fn clear_rewrites(&self) {
+        lock(&self.shared.rewrites).clear();
+    }
+
+    /// Takes the endpoint down (connections are accepted and closed at once, before any
+    /// byte is read) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
     }
 
     /// A copy of every request recorded so far.
@@ -280,6 +303,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
         }
         match conn {
             Ok(stream) => {
+                if shared.down.load(Ordering::SeqCst) {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    continue;
+                }
                 let shared = Arc::clone(&shared);
                 // If the thread cannot be spawned the stream is dropped (closed).
                 let _ = thread::Builder::new()
@@ -339,6 +366,10 @@ fn serve_client(stream: TcpStream, shared: &Shared) {
                 break;
             }
         };
+        // A down endpoint also drops the connections a client pooled before it went down.
+        if shared.down.load(Ordering::SeqCst) {
+            break;
+        }
         let keep_alive = request.keep_alive;
         let response = handle(shared, request);
         if writer
@@ -470,7 +501,11 @@ fn handle(shared: &Shared, request: Request) -> Vec<u8> {
         }
         return fault_response(&fault, request.keep_alive);
     }
-    match forward(shared.upstream, &request) {
+    let rewrite = lock(&shared.rewrites)
+        .iter()
+        .find(|(op, _)| op == &operation || op == "*")
+        .map(|(_, f)| Arc::clone(f));
+    match forward(shared.upstream, &request, rewrite) {
         Ok(response) => response,
         Err(msg) => simple_response(502, &format!("proxy: {msg}"), request.keep_alive),
     }
@@ -538,7 +573,11 @@ fn connection_value(keep_alive: bool) -> &'static str {
 // ---------------------------------------------------------------------------
 
 /// Send `request` on a new connection and build the response for the client.
-fn forward(upstream: SocketAddr, request: &Request) -> Result<Vec<u8>, String> {
+fn forward(
+    upstream: SocketAddr,
+    request: &Request,
+    rewrite: Option<Rewrite>,
+) -> Result<Vec<u8>, String> {
     let stream = TcpStream::connect_timeout(&upstream, CONNECT_TIMEOUT)
         .map_err(|e| format!("cannot connect to upstream {upstream}: {e}"))?;
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
@@ -616,6 +655,11 @@ fn forward(upstream: SocketAddr, request: &Request) -> Result<Vec<u8>, String> {
         }
     };
     let _ = writer.shutdown(Shutdown::Both);
+    harvest_canaries(&body);
+    let body = match rewrite {
+        Some(f) => f(&String::from_utf8_lossy(&body)).into_bytes(),
+        None => body,
+    };
 
     let mut response = Vec::with_capacity(1024 + body.len());
     response.extend_from_slice(format!("HTTP/1.1 {status} {status_reason}\r\n").as_bytes());
@@ -989,5 +1033,25 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Status",
+    }
+}
+
+/// Registers every credential secret that passes through (moto's session tokens and
+/// secret keys) with the leak scan: the tests never see them otherwise.
+fn harvest_canaries(body: &[u8]) {
+    let text = String::from_utf8_lossy(body);
+    for tag in ["SessionToken", "SecretAccessKey"] {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        let mut rest = text.as_ref();
+        while let Some(start) = rest.find(&open) {
+            rest = &rest[start + open.len()..];
+            let Some(end) = rest.find(&close) else { break };
+            let value = &rest[..end];
+            if value.len() >= 12 {
+                super::register_canary(value);
+            }
+            rest = &rest[end..];
+        }
     }
 }

@@ -281,6 +281,28 @@ impl KubeEmulator {
             .collect()
     }
 
+    /// Hands every Event recorded to the leak scan (see `tests/common::capture`; the same
+    /// directory rules, repeated here because the emulator is also used without `common`).
+    fn capture_events(&self) {
+        let events = self.events();
+        if events.is_empty() {
+            return;
+        }
+        let dir = std::env::var_os("SECRET_FERRY_HARNESS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness"))
+            .join("captures");
+        let text = serde_json::to_string_pretty(&events).unwrap_or_default();
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let name = format!(
+                "kube-events-{}-{:016x}.txt",
+                std::process::id(),
+                fastrand::u64(..)
+            );
+            let _ = std::fs::write(dir.join(name), text);
+        }
+    }
+
     /// Allows `verb` on `resource` (plural) in `namespace` (None: every namespace and
     /// cluster-wide requests). The first call turns RBAC on: from then on requests that
     /// no allow rule covers are refused with 403. "*" matches any verb or resource.
@@ -334,6 +356,7 @@ impl KubeEmulator {
 
 impl Drop for KubeEmulator {
     fn drop(&mut self) {
+        self.capture_events();
         if let Some(stop) = self.stop.take() {
             // The server may already be gone if its thread panicked; nothing to stop then.
             let _ = stop.send(());

@@ -1,0 +1,587 @@
+//! Fault matrix: the daemon (the built binary) against moto behind the fault-injecting
+//! proxy, one fault at a time. For each fault: the last good files stay exactly as they
+//! were, the failure shows in the metrics and `/readyz` says what docs/operations.md says,
+//! the new value lands within the back-off cap once the fault clears, and memory and
+//! tasks do not grow across the whole matrix. Figures go to docs/reliability.md.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+mod common;
+mod kube_emulator;
+
+use common::proxy::{json_error, sts_error, Fault, Proxy};
+use common::*;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+const SECRET: &str = "app/db";
+/// The poll interval; after a failure the retry delay backs off from 1 s and is capped
+/// at the interval, so this is also the back-off cap.
+const INTERVAL: Duration = Duration::from_secs(1);
+/// Allowed on top of the cap for recovery: a slow debug build on a shared 2-core machine.
+const SLACK: Duration = Duration::from_secs(4);
+
+/// Every entry under `dir`, symlink targets and file contents included: any change at
+/// all (a rewritten file, a swapped `..data`, a removed key) makes two snapshots differ.
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(rel, format!("-> {}", target.display()));
+            } else if meta.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A multi-key JSON secret whose password is a fresh canary.
+fn value(tag: &str) -> (String, String) {
+    let password = canary(tag);
+    let json = serde_json::json!({"username": "app", "password": password, "port": 5432});
+    (json.to_string(), password)
+}
+
+/// The running daemon and what the tests read from it.
+struct Daemon {
+    child: Option<Running>,
+    admin: SocketAddr,
+}
+
+impl Daemon {
+    fn start(config: &Path, endpoint: &str) -> Daemon {
+        let port = free_port();
+        let child = Running::start(&mut daemon(config, endpoint, port));
+        Daemon {
+            child: Some(child),
+            admin: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        get(self.admin, "/metrics").map(|r| r.1).unwrap_or_default()
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        metric_or_zero(&self.metrics(), series)
+    }
+
+    fn readyz(&self) -> (u16, String) {
+        get(self.admin, "/readyz").unwrap()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().pid()
+    }
+
+    /// Resident memory from /proc, KiB.
+    fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    fn tasks(&self) -> f64 {
+        self.metric("secret_ferry_runtime_tasks ")
+    }
+
+    fn stop(mut self) -> String {
+        let out = self.child.take().unwrap().stop();
+        assert!(out.status.success(), "the daemon must exit 0 on SIGTERM");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn failures(d: &Daemon) -> f64 {
+    d.metric(r#"secret_ferry_secret_sync_total{result="failure",secret="db"}"#)
+}
+
+fn config(fx: &CrossAccount, dir: &Path, ext: &Path) -> String {
+    format!(
+        "region: us-east-1\nroles:\n  shared:\n    roleArn: {}\n    externalIdFile: {}\nsecrets:\n  - name: db\n    secretId: {SECRET}\n    role: shared\n    refreshInterval: 1s\n    targets:\n      - file:\n          dir: {}\n",
+        fx.role_arn,
+        ext.display(),
+        dir.display()
+    )
+}
+
+/// How a fault is made and taken away.
+enum Kind {
+    /// The proxy answers GetSecretValue itself.
+    Answer(Fault),
+    /// The proxy closes every connection at once.
+    Down,
+    /// moto is frozen with SIGSTOP: connections open, nothing ever answers.
+    Hang,
+    /// The secret is scheduled for deletion (restored to clear).
+    ScheduledDeletion,
+    /// The secret is deleted for good (created again to clear).
+    Deleted,
+}
+
+struct Case {
+    name: &'static str,
+    kind: Kind,
+    /// The reason the daemon must log for it.
+    reason: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    let json = "application/x-amz-json-1.1";
+    vec![
+        Case {
+            name: "endpoint down",
+            kind: Kind::Down,
+            reason: "network",
+        },
+        Case {
+            name: "connection hangs (moto SIGSTOP)",
+            kind: Kind::Hang,
+            reason: "timeout",
+        },
+        Case {
+            name: "GetSecretValue AccessDenied",
+            kind: Kind::Answer(json_error(
+                "GetSecretValue",
+                "AccessDeniedException",
+                "User is not authorized to perform: secretsmanager:GetSecretValue",
+                400,
+            )),
+            reason: "access_denied",
+        },
+        Case {
+            name: "ThrottlingException",
+            kind: Kind::Answer(json_error(
+                "GetSecretValue",
+                "ThrottlingException",
+                "Rate exceeded",
+                400,
+            )),
+            reason: "throttled",
+        },
+        Case {
+            name: "HTTP 500",
+            kind: Kind::Answer(json_error(
+                "GetSecretValue",
+                "InternalServiceError",
+                "internal error",
+                500,
+            )),
+            reason: "server",
+        },
+        Case {
+            name: "malformed JSON body",
+            kind: Kind::Answer(Fault::new("GetSecretValue", 200, json, "{\"ARN\": \"arn:")),
+            reason: "other",
+        },
+        Case {
+            name: "wrong JSON types",
+            kind: Kind::Answer(Fault::new(
+                "GetSecretValue",
+                200,
+                json,
+                r#"{"Name": 7, "SecretString": {"nested": true}, "VersionId": []}"#,
+            )),
+            reason: "other",
+        },
+        Case {
+            name: "KMS decryption failure",
+            kind: Kind::Answer(json_error(
+                "GetSecretValue",
+                "DecryptionFailure",
+                "Access to KMS is not allowed",
+                400,
+            )),
+            reason: "kms",
+        },
+        Case {
+            name: "secret scheduled for deletion",
+            kind: Kind::ScheduledDeletion,
+            reason: "invalid_request",
+        },
+        Case {
+            name: "secret deleted",
+            kind: Kind::Deleted,
+            reason: "not_found",
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_faults_keep_the_last_good_files_and_recover_within_the_backoff_cap() {
+    let (first, first_password) = value("first");
+    let fx = cross_account(SECRET, &first).await;
+    let proxy = Proxy::start(fx.moto.addr());
+    let sm = aws_sdk_secretsmanager::Client::new(&fx.admin);
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &fx.external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let cfg = write_config(tmp.path(), &config(&fx, &dir, &ext));
+    let d = Daemon::start(&cfg, &proxy.endpoint());
+    assert_eq!(
+        wait_for(Duration::from_secs(30), || read(&dir, "password")).as_deref(),
+        Some(first_password.as_str()),
+        "first sync"
+    );
+    // A few polls in, so that the baseline is the steady state, not the start-up.
+    std::thread::sleep(3 * INTERVAL);
+    let rss_start = d.rss_kib();
+    let tasks_start = d.tasks();
+
+    let mut figures = Vec::new();
+    let mut rss_max = rss_start;
+    let mut tasks_max = tasks_start;
+    for case in cases() {
+        let before = snapshot(&dir);
+        let failed_before = failures(&d);
+        let (next, next_password) = value("next");
+        // Rotate while the fault holds where the fault allows it: the daemon then has a
+        // newer value it cannot get, and must still leave the old one alone.
+        let rotated_during = match &case.kind {
+            Kind::Answer(fault) => {
+                proxy.inject(fault.clone());
+                put_secret(&fx.admin, SECRET, &next).await;
+                true
+            }
+            Kind::Down => {
+                proxy.set_down(true);
+                put_secret(&fx.admin, SECRET, &next).await;
+                true
+            }
+            Kind::Hang => {
+                fx.moto.pause();
+                false
+            }
+            Kind::ScheduledDeletion => {
+                sm.delete_secret()
+                    .secret_id(SECRET)
+                    .recovery_window_in_days(7)
+                    .send()
+                    .await
+                    .unwrap();
+                false
+            }
+            Kind::Deleted => {
+                sm.delete_secret()
+                    .secret_id(SECRET)
+                    .force_delete_without_recovery(true)
+                    .send()
+                    .await
+                    .unwrap();
+                false
+            }
+        };
+        let fault_at = Instant::now();
+        // Two failed syncs prove it is retried, not given up on; a hang takes up to the
+        // SDK's attempt timeouts (3 × 10 s) to fail once.
+        let (want, within) = match case.kind {
+            Kind::Hang => (1.0, Duration::from_secs(50)),
+            _ => (2.0, Duration::from_secs(20)),
+        };
+        let failed = wait_for(within, || {
+            let n = failures(&d);
+            (n >= failed_before + want).then_some(n - failed_before)
+        });
+        assert!(
+            failed.is_some(),
+            "{}: the failure must be counted (secret_ferry_secret_sync_total)",
+            case.name
+        );
+        let metrics = d.metrics();
+        assert_eq!(
+            snapshot(&dir),
+            before,
+            "{}: the last good files must be untouched",
+            case.name
+        );
+        assert_eq!(
+            metric_value(&metrics, r#"secret_ferry_secret_stale{secret="db"} "#),
+            1.0,
+            "{}: the secret must be reported stale",
+            case.name
+        );
+        assert_eq!(
+            metric_value(&metrics, r#"secret_ferry_secrets{state="stale"} "#),
+            1.0,
+            "{}",
+            case.name
+        );
+        // Documented: a stale secret keeps the pod ready (the old value still works);
+        // only maxStaleness or a lapsed credential turns /readyz to 503.
+        let (ready, why) = d.readyz();
+        assert_eq!(ready, 200, "{}: {why}", case.name);
+        rss_max = rss_max.max(d.rss_kib());
+        tasks_max = tasks_max.max(d.tasks());
+
+        match &case.kind {
+            Kind::Answer(_) => proxy.clear_faults(),
+            Kind::Down => proxy.set_down(false),
+            Kind::Hang => fx.moto.resume(),
+            Kind::ScheduledDeletion => {
+                sm.restore_secret().secret_id(SECRET).send().await.unwrap();
+            }
+            Kind::Deleted => {
+                create_secret(&fx.admin, SECRET, &next).await;
+            }
+        }
+        let cleared_at = Instant::now();
+        if !rotated_during && !matches!(case.kind, Kind::Deleted) {
+            put_secret(&fx.admin, SECRET, &next).await;
+        }
+        let recovered = wait_for(INTERVAL + SLACK + Duration::from_secs(10), || {
+            read(&dir, "password")
+                .filter(|p| *p == next_password)
+                .map(|_| cleared_at.elapsed())
+        });
+        let recovery = recovered.unwrap_or_else(|| panic!("{}: no recovery", case.name));
+        assert!(
+            recovery <= INTERVAL + SLACK,
+            "{}: recovered after {recovery:?}, more than the back-off cap ({INTERVAL:?}) + {SLACK:?}",
+            case.name
+        );
+        let ok = wait_for(Duration::from_secs(5), || {
+            (d.metric(r#"secret_ferry_secret_stale{secret="db"} "#) == 0.0).then_some(())
+        });
+        assert!(ok.is_some(), "{}: stale must clear", case.name);
+        assert_eq!(d.readyz().0, 200, "{}", case.name);
+        figures.push(serde_json::json!({
+            "fault": case.name,
+            "failed_syncs_seen": failed.unwrap(),
+            "fault_held_ms": fault_at.elapsed().as_millis() - recovery.as_millis(),
+            "recovery_ms": recovery.as_millis(),
+        }));
+    }
+    // Settle, then compare with the steady state before the first fault.
+    std::thread::sleep(3 * INTERVAL);
+    let rss_end = d.rss_kib();
+    let tasks_end = d.tasks();
+    assert!(
+        tasks_end <= tasks_start + 4.0,
+        "tasks grew across the faults: {tasks_start} → {tasks_end}"
+    );
+    assert!(
+        rss_end <= rss_start + 8 * 1024,
+        "memory grew across the faults: {rss_start} KiB → {rss_end} KiB"
+    );
+    let log = d.stop();
+    for case in cases() {
+        assert!(
+            log.contains(&format!("reason={}", case.reason))
+                || log.contains(&format!("reason=\"{}\"", case.reason)),
+            "{}: the log must say `reason={}`",
+            case.name,
+            case.reason
+        );
+    }
+    assert_no_leak(&log, &[&fx.external_id, &first_password]);
+    record_figures(
+        "faults_aws",
+        serde_json::json!({
+            "faults": figures,
+            "rss_kib": {"start": rss_start, "max": rss_max, "end": rss_end},
+            "tasks": {"start": tasks_start, "max": tasks_max, "end": tasks_end},
+            "back_off_cap_ms": INTERVAL.as_millis(),
+        }),
+    );
+}
+
+/// Shortens every credential moto issues to `secs` from now, so that an STS outage can
+/// outlast it within a test.
+fn short_lived(proxy: &Proxy, secs: u64) {
+    proxy.rewrite("AssumeRole", move |body| {
+        let Some(start) = body.find("<Expiration>") else {
+            return body.to_string();
+        };
+        let Some(end) = body.find("</Expiration>") else {
+            return body.to_string();
+        };
+        let at = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(secs));
+        format!(
+            "{}<Expiration>{at}</Expiration>{}",
+            &body[..start],
+            &body[end + "</Expiration>".len()..]
+        )
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sts_outage_longer_than_the_credential_is_reported_and_heals_on_the_first_assume_role() {
+    let (first, first_password) = value("lapse-first");
+    let fx = cross_account(SECRET, &first).await;
+    let proxy = Proxy::start(fx.moto.addr());
+    // The daemon treats any credential as valid for at least 60 s (a guard against
+    // skewed clocks), so this is the shortest life that can lapse.
+    const LIFE: u64 = 60;
+    short_lived(&proxy, LIFE);
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &fx.external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let cfg = write_config(tmp.path(), &config(&fx, &dir, &ext));
+    let d = Daemon::start(&cfg, &proxy.endpoint());
+    assert_eq!(
+        wait_for(Duration::from_secs(30), || read(&dir, "password")).as_deref(),
+        Some(first_password.as_str()),
+        "first sync"
+    );
+    let issued_at = Instant::now();
+    let assumed = proxy.count("AssumeRole");
+    let expiry = d.metric(r#"secret_ferry_credential_expiry_timestamp_seconds{role="shared"} "#);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (expiry - now - LIFE as f64).abs() < 3.0,
+        "the expiry metric must follow the credential: {expiry} vs now {now}"
+    );
+
+    // STS goes away: refused first, then failing with 500s.
+    proxy.inject(
+        sts_error(
+            "AccessDenied",
+            "not authorized to perform sts:AssumeRole",
+            403,
+        )
+        .times(2),
+    );
+    proxy.inject(sts_error("InternalFailure", "internal failure", 500));
+    let refresh_failed = wait_for(Duration::from_secs(LIFE), || {
+        (d.metric(r#"secret_ferry_credential_consecutive_failures{role="shared"} "#) >= 1.0)
+            .then_some(())
+    });
+    assert!(
+        refresh_failed.is_some(),
+        "the refresh must fail and be counted"
+    );
+    // The refresh is due half-way through the life (±10 %): many seconds are left,
+    // in which the old credential must keep serving. A rotation made now lands.
+    let left = Duration::from_secs(LIFE).saturating_sub(issued_at.elapsed());
+    assert!(
+        left >= Duration::from_secs(3),
+        "the refresh must be tried well before the expiry ({left:?} left)"
+    );
+    let (next, next_password) = value("lapse-next");
+    put_secret(&fx.admin, SECRET, &next).await;
+    let served = wait_for(left - Duration::from_millis(500), || {
+        read(&dir, "password").filter(|p| *p == next_password)
+    });
+    assert!(
+        served.is_some(),
+        "until it expires the old credential keeps serving after a failed refresh"
+    );
+    let denied = d.metric(
+        r#"secret_ferry_credential_refresh_errors_total{reason="trust_policy_denied",role="shared"} "#,
+    ) + d.metric(
+        r#"secret_ferry_credential_refresh_errors_total{reason="other",role="shared"} "#,
+    );
+    let server =
+        d.metric(r#"secret_ferry_credential_refresh_errors_total{reason="server",role="shared"} "#);
+
+    // Past the expiry: reported, and nothing stale is passed off as fresh.
+    let lapse = wait_for(Duration::from_secs(LIFE + 10), || {
+        let (status, body) = d.readyz();
+        (status == 503).then_some(body)
+    })
+    .expect("/readyz must turn 503 once the credential lapsed");
+    assert!(
+        lapse.contains("shared"),
+        "the reason names the role: {lapse}"
+    );
+    let lapsed_at = Instant::now();
+    let (third, third_password) = value("lapse-third");
+    put_secret(&fx.admin, SECRET, &third).await;
+    let before = snapshot(&dir);
+    let failed_before = failures(&d);
+    assert!(
+        wait_for(Duration::from_secs(10), || (failures(&d)
+            >= failed_before + 2.0)
+            .then_some(()))
+        .is_some(),
+        "syncs must fail while the credential is lapsed"
+    );
+    let metrics = d.metrics();
+    assert_eq!(
+        snapshot(&dir),
+        before,
+        "the files must be left as they were"
+    );
+    assert_eq!(
+        metric_value(&metrics, r#"secret_ferry_secret_stale{secret="db"} "#),
+        1.0
+    );
+    let last_success = metric_value(
+        &metrics,
+        r#"secret_ferry_secret_last_success_timestamp_seconds{secret="db"} "#,
+    );
+    std::thread::sleep(2 * INTERVAL);
+    assert_eq!(
+        d.metric(r#"secret_ferry_secret_last_success_timestamp_seconds{secret="db"} "#),
+        last_success,
+        "no sync may count as a success while the credential is lapsed"
+    );
+    assert!(
+        d.metric(r#"secret_ferry_credential_consecutive_failures{role="shared"} "#) >= 2.0,
+        "every failed refresh is counted"
+    );
+
+    // STS is back: the first successful AssumeRole heals everything.
+    let before_heal = proxy.count("AssumeRole");
+    proxy.clear_faults();
+    proxy.clear_rewrites();
+    let cleared_at = Instant::now();
+    let healed = wait_for(Duration::from_secs(15), || {
+        read(&dir, "password")
+            .filter(|p| *p == third_password)
+            .map(|_| cleared_at.elapsed())
+    })
+    .expect("the rotation must land once STS answers again");
+    let ready = wait_for(Duration::from_secs(5), || {
+        (d.readyz().0 == 200).then_some(())
+    });
+    assert!(ready.is_some(), "/readyz must be 200 again");
+    assert_eq!(
+        d.metric(r#"secret_ferry_credential_consecutive_failures{role="shared"} "#),
+        0.0
+    );
+    // Healing takes exactly one AssumeRole: the refresher and every secret waiting for a
+    // credential share it.
+    let calls_to_heal = proxy.count("AssumeRole") - before_heal;
+    assert_eq!(calls_to_heal, 1);
+    let log = d.stop();
+    assert!(log.contains("expired") || log.contains("lapsed"), "{log}");
+    assert_no_leak(&log, &[&fx.external_id, &third_password]);
+    record_figures(
+        "credential_lapse",
+        serde_json::json!({
+            "credential_life_s": LIFE,
+            "outage_s": cleared_at.duration_since(issued_at).as_secs(),
+            "refresh_failures_denied": denied,
+            "refresh_failures_server": server,
+            "assume_role_calls_before_outage": assumed,
+            "readyz_503_after_issue_s": lapsed_at.duration_since(issued_at).as_secs_f64(),
+            "heal_ms": healed.as_millis(),
+            "assume_role_calls_to_heal": calls_to_heal,
+        }),
+    );
+}
