@@ -13,6 +13,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const SECRET: &str = "app/db";
@@ -584,4 +585,335 @@ async fn an_sts_outage_longer_than_the_credential_is_reported_and_heals_on_the_f
             "assume_role_calls_to_heal": calls_to_heal,
         }),
     );
+}
+
+/// What one fault did, once it was injected and the secret rotated behind it.
+struct Held {
+    failed_syncs: f64,
+    recovery: Duration,
+}
+
+/// The common part of a fault case: wait for two counted failures, check that the target
+/// (`state`) did not move and the daemon reports the secret stale but ready, `clear` the
+/// fault and time the recovery (`landed`).
+fn hold_then_clear<S: PartialEq + std::fmt::Debug>(
+    name: &str,
+    d: &Daemon,
+    failed_before: f64,
+    state: impl Fn() -> S,
+    before: &S,
+    clear: impl FnOnce(),
+    landed: impl Fn() -> bool,
+) -> Held {
+    let failed = wait_for(Duration::from_secs(40), || {
+        let n = failures(d);
+        (n >= failed_before + 2.0).then_some(n - failed_before)
+    })
+    .unwrap_or_else(|| panic!("{name}: two failed syncs must be counted"));
+    assert_eq!(
+        &state(),
+        before,
+        "{name}: the last good value must be untouched"
+    );
+    let metrics = d.metrics();
+    assert_eq!(
+        metric_value(&metrics, r#"secret_ferry_secret_stale{secret="db"} "#),
+        1.0,
+        "{name}: the secret must be reported stale"
+    );
+    let (ready, why) = d.readyz();
+    assert_eq!(
+        ready, 200,
+        "{name}: a stale secret keeps the pod ready: {why}"
+    );
+    clear();
+    let cleared_at = Instant::now();
+    let recovery = wait_for(INTERVAL + SLACK + Duration::from_secs(10), || {
+        landed().then(|| cleared_at.elapsed())
+    })
+    .unwrap_or_else(|| panic!("{name}: no recovery after the fault cleared"));
+    assert!(
+        recovery <= INTERVAL + SLACK,
+        "{name}: recovered after {recovery:?}, more than the back-off cap ({INTERVAL:?}) + {SLACK:?}"
+    );
+    Held {
+        failed_syncs: failed,
+        recovery,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_api_faults_leave_the_secret_as_it_was_and_recover() {
+    use kube_emulator::{Fault as KubeFault, KubeEmulator};
+    capture_logs();
+    let moto = Moto::start();
+    let admin = moto.sdk_config();
+    let (first, _) = value("kube-first");
+    create_secret(&admin, SECRET, &first).await;
+    let emulator = KubeEmulator::start();
+    emulator.add_namespace("app", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = emulator.write_kubeconfig(tmp.path(), "app");
+    let cfg = write_config(
+        tmp.path(),
+        &format!("region: us-east-1\nsecrets:\n  - name: db\n    secretId: {SECRET}\n    refreshInterval: 1s\n    targets: [{{kubernetesSecret: {{name: db}}}}]\n"),
+    );
+    let port = free_port();
+    let mut cmd = daemon(&cfg, &moto.endpoint(), port);
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", "app");
+    let d = Daemon {
+        child: Some(Running::start(&mut cmd)),
+        admin: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let secret = || {
+        emulator
+            .get("Secret", "app", "db")
+            .map(|s| s["data"].clone())
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), secret).is_some(),
+        "first sync"
+    );
+    std::thread::sleep(3 * INTERVAL);
+    let tasks_start = d.tasks();
+    let rss_start = d.rss_kib();
+    let kube_result = |verb: &str, result: &str| {
+        d.metric(&format!(
+            r#"secret_ferry_kube_requests_total{{result="{result}",verb="{verb}"}} "#
+        ))
+    };
+    let cases = [
+        (
+            "409 Conflict",
+            KubeFault::new("patch", "secrets", 409),
+            "conflict",
+        ),
+        (
+            // The kube client retries 429 itself, honouring Retry-After, until the
+            // request's 10 s budget runs out: a lasting 429 counts as a timeout.
+            "429 Too Many Requests",
+            KubeFault::new("patch", "secrets", 429).retry_after(1),
+            "timeout",
+        ),
+        (
+            "500",
+            KubeFault::new("patch", "secrets", 500),
+            "server_error",
+        ),
+        (
+            // Never answered within the client's 10 s request timeout.
+            "hang",
+            KubeFault::new("patch", "secrets", 504).delay(Duration::from_secs(15)),
+            "timeout",
+        ),
+    ];
+    let mut figures = Vec::new();
+    for (name, fault, result) in cases {
+        let before = secret();
+        let failed_before = failures(&d);
+        let counted_before = kube_result("patch", result);
+        emulator.inject(fault);
+        let (next, next_password) = value("kube-next");
+        put_secret(&admin, SECRET, &next).await;
+        let want = base64_of(&next_password);
+        let held = hold_then_clear(
+            name,
+            &d,
+            failed_before,
+            secret,
+            &before,
+            || emulator.clear_faults(),
+            || secret().is_some_and(|data| data["password"] == want.as_str()),
+        );
+        assert!(
+            kube_result("patch", result) > counted_before,
+            "{name}: secret_ferry_kube_requests_total{{result=\"{result}\"}} must count it"
+        );
+        figures.push(serde_json::json!({
+            "fault": name,
+            "failed_syncs_seen": held.failed_syncs,
+            "recovery_ms": held.recovery.as_millis(),
+        }));
+    }
+    std::thread::sleep(3 * INTERVAL);
+    let tasks_end = d.tasks();
+    let rss_end = d.rss_kib();
+    assert!(
+        tasks_end <= tasks_start + 4.0,
+        "tasks: {tasks_start} → {tasks_end}"
+    );
+    assert!(
+        rss_end <= rss_start + 8 * 1024,
+        "RSS: {rss_start} → {rss_end} KiB"
+    );
+    let log = d.stop();
+    assert_no_leak(&log, &[&first]);
+    record_figures(
+        "faults_kubernetes",
+        serde_json::json!({
+            "faults": figures,
+            "rss_kib": {"start": rss_start, "end": rss_end},
+            "tasks": {"start": tasks_start, "end": tasks_end},
+        }),
+    );
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
+        .unwrap_or(false)
+}
+
+/// Runs `cmd` in its own mount namespace with a 1 MiB tmpfs on `dir`, so that the test can
+/// fill that filesystem or make it read-only without touching the machine's.
+fn in_small_filesystem(cmd: &Command, dir: &Path) -> Command {
+    let mut wrapped = Command::new("unshare");
+    if !running_as_root() {
+        wrapped.args(["--user", "--map-root-user"]);
+    }
+    wrapped
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=1m,mode=0755 tmpfs "$0" && exec "$@""#)
+        .arg(dir)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            wrapped.env(k, v);
+        }
+    }
+    wrapped
+}
+
+/// Runs `args` inside the mount namespace of `pid`.
+fn in_namespace_of(pid: u32, args: &[&str]) {
+    let mut cmd = Command::new("nsenter");
+    cmd.args(["-t", &pid.to_string()]);
+    if !running_as_root() {
+        cmd.args(["-U", "--preserve-credentials"]);
+    }
+    let status = cmd.arg("-m").args(args).status().unwrap();
+    assert!(status.success(), "nsenter {args:?} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_target_filesystem_keeps_the_last_good_files_and_recovers() {
+    let (first, first_password) = value("disk-first");
+    let fx = cross_account(SECRET, &first).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &fx.external_id).unwrap();
+    let dir = tmp.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let cfg = write_config(tmp.path(), &config(&fx, &dir, &ext));
+    let port = free_port();
+    let mut cmd = in_small_filesystem(&daemon(&cfg, &fx.moto.endpoint(), port), &dir);
+    let d = Daemon {
+        child: Some(Running::start(&mut cmd)),
+        admin: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    // The daemon's view of `dir` (its own tmpfs), seen from outside its namespace.
+    let seen = Path::new("/proc")
+        .join(d.pid().to_string())
+        .join("root")
+        .join(dir.strip_prefix("/").unwrap());
+    assert_eq!(
+        wait_for(Duration::from_secs(30), || read(&seen, "password")).as_deref(),
+        Some(first_password.as_str()),
+        "first sync into the small filesystem"
+    );
+    assert!(
+        !dir.join("password").exists(),
+        "the daemon must write into its own tmpfs, not the directory underneath"
+    );
+    let filler = seen.join("filler");
+    let files = || {
+        let mut s = snapshot(&seen);
+        s.remove("filler");
+        s
+    };
+    let mut figures = Vec::new();
+
+    // Disk full: a user file takes every free block.
+    let before = files();
+    let failed_before = failures(&d);
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        let full = loop {
+            if let Err(e) = f.write_all(&block) {
+                break e;
+            }
+        };
+        assert_eq!(full.raw_os_error(), Some(28), "ENOSPC expected: {full}");
+        // Partial blocks may remain; fill them byte by byte.
+        while f.write_all(&[0]).is_ok() {}
+    }
+    let (next, next_password) = value("disk-next");
+    put_secret(&fx.admin, SECRET, &next).await;
+    let held = hold_then_clear(
+        "disk full",
+        &d,
+        failed_before,
+        files,
+        &before,
+        || std::fs::remove_file(&filler).unwrap(),
+        || read(&seen, "password").is_some_and(|p| p == next_password),
+    );
+    figures.push(serde_json::json!({
+        "fault": "disk full (ENOSPC)",
+        "failed_syncs_seen": held.failed_syncs,
+        "recovery_ms": held.recovery.as_millis(),
+    }));
+
+    // Read-only: the filesystem is remounted read-only under the daemon.
+    let before = files();
+    let failed_before = failures(&d);
+    let pid = d.pid();
+    let dir_arg = dir.display().to_string();
+    in_namespace_of(pid, &["mount", "-o", "remount,ro", &dir_arg]);
+    let (third, third_password) = value("disk-third");
+    put_secret(&fx.admin, SECRET, &third).await;
+    let held = hold_then_clear(
+        "read-only target",
+        &d,
+        failed_before,
+        files,
+        &before,
+        || in_namespace_of(pid, &["mount", "-o", "remount,rw", &dir_arg]),
+        || read(&seen, "password").is_some_and(|p| p == third_password),
+    );
+    figures.push(serde_json::json!({
+        "fault": "read-only filesystem (EROFS)",
+        "failed_syncs_seen": held.failed_syncs,
+        "recovery_ms": held.recovery.as_millis(),
+    }));
+    // Whatever a failed write left behind is gone once a write succeeds.
+    let (names, data) = layout(&seen);
+    let dirs: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("..") && *n != "..data")
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one timestamped dir, no leftovers: {names:?}"
+    );
+    assert_eq!(data.as_deref(), Some(Path::new(dirs[0].as_str())));
+    let log = d.stop();
+    assert_no_leak(&log, &[&fx.external_id, &first_password]);
+    record_figures("faults_disk", serde_json::json!({"faults": figures}));
 }

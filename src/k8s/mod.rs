@@ -15,6 +15,15 @@ use std::time::Duration;
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 /// Every API request is bounded: a hung API server must not stall a sync forever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// True for the error `Kube::call` returns when the API did not answer within
+/// [`REQUEST_TIMEOUT`].
+pub fn is_timeout(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Service(e)
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut))
+}
+
 /// The field manager of every write, as server-side apply records it.
 pub const FIELD_MANAGER: &str = "secret-ferry";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

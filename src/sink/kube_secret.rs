@@ -25,9 +25,11 @@ use std::time::Duration;
 
 /// Kubernetes refuses Secrets whose data exceeds 1 MiB.
 pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
-/// Attempts of one apply on 409, 5xx and timeouts before the sync is reported failed (the
-/// next poll tries again). 429 is not among them: the kube client already retries it,
-/// honouring Retry-After.
+/// Attempts of one apply on 409, 5xx and connection errors before the sync is reported
+/// failed (the next poll tries again). Neither 429 nor a request that ran out of time is
+/// among them: the kube client already retries 429/503/504 honouring Retry-After, and a
+/// timeout already spent the whole request budget on such retries; trying again would
+/// only hold the secret's task (and a draining shutdown) for several budgets.
 const APPLY_ATTEMPTS: u32 = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 
@@ -379,7 +381,10 @@ impl KubeSecretSink {
                 kube::Error::Api(status) => Some(status.code),
                 _ => None,
             };
-            let retry = matches!(code, None | Some(409 | 500..=599));
+            let retry = match code {
+                Some(code) => code == 409 || (500..=599).contains(&code),
+                None => !crate::k8s::is_timeout(&err),
+            };
             if !retry || attempt >= APPLY_ATTEMPTS {
                 return Err(self.apply_error(&err, code));
             }
