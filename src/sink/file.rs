@@ -132,17 +132,28 @@ impl FileSink {
         let new_name = timestamp_dir_name(SystemTime::now());
         let mut staging = Staging::default();
         self.stage(&new_name, rendered, &mut staging)?;
-
-        let tmp_link = self.dir.join(DATA_TMP);
-        symlink(&new_name, &tmp_link).map_err(io_error("create symlink", &tmp_link))?;
-        staging.link = Some(tmp_link.clone());
-        let data = self.dir.join(DATA);
-        fs::rename(&tmp_link, &data).map_err(io_error("replace", &data))?;
-        // From here on `..data` points at the new directory: it must survive.
-        staging.disarm();
-        sync_dir(&self.dir)?;
-
-        self.link_visible(rendered)?;
+        // The links of keys this version adds go in before the swap: until `..data`
+        // moves they point at nothing (a reader sees the key as absent, as in the old
+        // version), and the one rename below makes every key of the new version visible
+        // at once. Made after the swap, a crash in between would leave the new version
+        // published with some of its keys missing until the next write.
+        let added: Vec<PathBuf> = rendered
+            .files
+            .keys()
+            .map(|key| self.dir.join(key))
+            .filter(|path| fs::symlink_metadata(path).is_err())
+            .collect();
+        let published = self
+            .link_visible(rendered)
+            .and_then(|()| Ok(sync_dir(&self.dir)?))
+            .and_then(|()| self.swap(&new_name, &mut staging));
+        if let Err(err) = published {
+            // The old version stays exactly as it was, without links to keys it lacks.
+            for path in &added {
+                let _ = fs::remove_file(path);
+            }
+            return Err(err);
+        }
         sync_dir(&self.dir)?;
 
         // Housekeeping only: readers already see the new secret, so an error
@@ -392,6 +403,18 @@ impl FileSink {
             file.sync_all().map_err(io_error("sync", &file_path))?;
         }
         Ok(sync_dir(&path)?)
+    }
+
+    /// Points `..data` at `new_name` with one rename; from then on the new directory
+    /// must survive, so `staging` no longer removes it.
+    fn swap(&self, new_name: &str, staging: &mut Staging) -> Result<(), FileSinkError> {
+        let tmp_link = self.dir.join(DATA_TMP);
+        symlink(new_name, &tmp_link).map_err(io_error("create symlink", &tmp_link))?;
+        staging.link = Some(tmp_link.clone());
+        let data = self.dir.join(DATA);
+        fs::rename(&tmp_link, &data).map_err(io_error("replace", &data))?;
+        staging.disarm();
+        Ok(())
     }
 
     fn link_visible(&self, rendered: &Rendered) -> Result<(), FileSinkError> {
