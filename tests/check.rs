@@ -338,8 +338,9 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let workload = create_user(&admin, "workload", &allow("sts:GetCallerIdentity")).await;
     let operator = create_user(&admin, "operator", &allow("*")).await;
-    create_secret(&admin, "app/a", r#"{"k":"a"}"#).await;
-    create_secret(&admin, "app/b", r#"{"k":"b"}"#).await;
+    let (a, b) = (canary("a"), canary("b"));
+    create_secret(&admin, "app/a", &format!(r#"{{"k":"{a}"}}"#)).await;
+    create_secret(&admin, "app/b", &format!(r#"{{"k":"{b}"}}"#)).await;
     let tmp = tempfile::tempdir().unwrap();
     let external_id = canary("extid");
     let id_file = tmp.path().join("external-id");
@@ -427,7 +428,10 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
     };
     let (code, log) = once(&config);
     assert_eq!(code, Some(0), "{log}");
-    assert_eq!(read(&tmp.path().join("out/b"), "k").as_deref(), Some("b"));
+    assert_eq!(
+        read(&tmp.path().join("out/b"), "k").as_deref(),
+        Some(b.as_str())
+    );
 
     // A wrong ExternalId is refused by the generated trust policy.
     std::fs::write(&id_file, canary("wrong")).unwrap();
@@ -453,5 +457,5 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
     let (code, log) = once(&config);
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("BatchGetSecretValue"), "{log}");
-    assert_no_leak(&log, &[&external_id]);
+    assert_no_leak(&log, &[&external_id, &a, &b]);
 }

@@ -41,11 +41,13 @@ async fn controller_rss_and_requests_at_1000_kubernetes_secrets() {
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = emulator.write_kubeconfig(tmp.path(), "app");
     let mut yaml = "region: us-east-1\napiRateLimit: 10000\nsecrets:\n".to_owned();
+    // One canary for the bulk: every password starts with it (about 40 bytes, as before).
+    let prefix = canary("bench");
     for i in 0..N {
         create_secret(
             &admin,
             &format!("k/s{i}"),
-            &format!(r#"{{"user":"u{i}","password":"{}"}}"#, "p".repeat(40)),
+            &format!(r#"{{"user":"u{i}","password":"{prefix}-{i}"}}"#),
         )
         .await;
         yaml.push_str(&format!(
@@ -88,7 +90,13 @@ async fn controller_rss_and_requests_at_1000_kubernetes_secrets() {
     }
     let unchanged_requests = emulator.requests().len();
 
-    put_secret(&admin, "k/s7", r#"{"user":"u7","password":"rotated"}"#).await;
+    let rotated = canary("rotated");
+    put_secret(
+        &admin,
+        "k/s7",
+        &format!(r#"{{"user":"u7","password":"{rotated}"}}"#),
+    )
+    .await;
     emulator.reset_log();
     http("POST", admin_addr, "/refresh", Some(("text/plain", ""))).unwrap();
     std::thread::sleep(Duration::from_secs(3));

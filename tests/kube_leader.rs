@@ -77,7 +77,8 @@ fn replica(
 async fn exactly_one_replica_writes_and_a_follower_takes_over() {
     let moto = Moto::start();
     let admin = moto.sdk_config();
-    create_secret(&admin, "app/db", r#"{"password":"one"}"#).await;
+    let (one, two) = (canary("one"), canary("two"));
+    create_secret(&admin, "app/db", &format!(r#"{{"password":"{one}"}}"#)).await;
     let emulator = KubeEmulator::start();
     emulator.add_namespace("app", &[]);
     let tmp = tempfile::tempdir().unwrap();
@@ -89,7 +90,7 @@ async fn exactly_one_replica_writes_and_a_follower_takes_over() {
     let a = replica(&config, &moto, &kubeconfig, "replica-a");
     let b = replica(&config, &moto, &kubeconfig, "replica-b");
     let written = wait_for(Duration::from_secs(20), || {
-        password(&emulator).filter(|p| p == "one")
+        password(&emulator).filter(|p| *p == one)
     });
     assert!(written.is_some(), "the leader writes");
     let gauges = wait_for(Duration::from_secs(10), || {
@@ -107,9 +108,9 @@ async fn exactly_one_replica_writes_and_a_follower_takes_over() {
     // Kill the leader outright (no release): the follower takes over once the Lease expires.
     let killed_at = Instant::now();
     drop(leader.running);
-    put_secret(&admin, "app/db", r#"{"password":"two"}"#).await;
+    put_secret(&admin, "app/db", &format!(r#"{{"password":"{two}"}}"#)).await;
     let took_over = wait_for(LEASE_DURATION + Duration::from_secs(10), || {
-        password(&emulator).filter(|p| p == "two")
+        password(&emulator).filter(|p| *p == two)
     });
     assert!(took_over.is_some(), "the follower must take over and write");
     let failover = killed_at.elapsed();

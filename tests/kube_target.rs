@@ -64,6 +64,7 @@ async fn synced(metrics: &Metrics, secret: &str, at_least: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_lands_in_a_kubernetes_secret_and_unchanged_polls_make_no_requests() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
     let password = canary("pw");
@@ -171,19 +172,23 @@ secrets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_refuses_a_foreign_secret_and_merge_keeps_foreign_keys() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
-    create_secret(&admin, "app/db", r#"{"password":"new"}"#).await;
+    let new = canary("new");
+    create_secret(&admin, "app/db", &format!(r#"{{"password":"{new}"}}"#)).await;
+    // What other owners keep in Kubernetes is secret too.
+    let (theirs, foreign) = (canary("theirs"), canary("foreign"));
     let emulator = KubeEmulator::start();
     emulator.put(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "taken", "namespace": "app"},
-        "data": {"password": b64("theirs")}
+        "data": {"password": b64(&theirs)}
     }));
     emulator.put(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "shared", "namespace": "app"},
-        "data": {"keep": b64("foreign")}
+        "data": {"keep": b64(&foreign)}
     }));
     let metrics = Metrics::new().unwrap();
     let kube = kube_for(&emulator, &metrics).await;
@@ -228,7 +233,7 @@ secrets:
     let taken = emulator.get("Secret", "app", "taken").unwrap();
     assert_eq!(
         data(&taken, "password").as_deref(),
-        Some("theirs"),
+        Some(theirs.as_str()),
         "not taken over"
     );
     assert!(
@@ -242,10 +247,10 @@ secrets:
     let shared = emulator.get("Secret", "app", "shared").unwrap();
     assert_eq!(
         data(&shared, "keep").as_deref(),
-        Some("foreign"),
+        Some(foreign.as_str()),
         "Merge keeps foreign keys"
     );
-    assert_eq!(data(&shared, "password").as_deref(), Some("new"));
+    assert_eq!(data(&shared, "password").as_deref(), Some(new.as_str()));
     assert!(
         emulator.get("Secret", "app", "absent").is_none(),
         "Merge never creates"
@@ -258,9 +263,17 @@ secrets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
-    create_secret(&admin, "app/db", r#"{"password":"one"}"#).await;
+    let pw = |v: &str| format!(r#"{{"password":"{v}"}}"#);
+    let (one, two, three, four) = (
+        canary("one"),
+        canary("two"),
+        canary("three"),
+        canary("four"),
+    );
+    create_secret(&admin, "app/db", &pw(&one)).await;
     let emulator = KubeEmulator::start();
     let metrics = Metrics::new().unwrap();
     let kube = kube_for(&emulator, &metrics).await;
@@ -273,12 +286,12 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
     all_synced(app.run_once().await);
     assert_eq!(
         data(&emulator.get("Secret", "app", "db").unwrap(), "password").as_deref(),
-        Some("one")
+        Some(one.as_str())
     );
     assert_eq!(emulator.count("patch", "secrets"), 2);
 
     // 429: the client backs off (honouring Retry-After) and the write gets through.
-    put_secret(&admin, "app/db", r#"{"password":"two"}"#).await;
+    put_secret(&admin, "app/db", &pw(&two)).await;
     emulator.reset_log();
     emulator.inject(Fault::new("patch", "secrets", 429).times(2));
     let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
@@ -292,7 +305,7 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
     assert_eq!(statuses, vec![429, 429, 200]);
 
     // 500s: the sync fails after its retries, and the Secret keeps its content.
-    put_secret(&admin, "app/db", r#"{"password":"three"}"#).await;
+    put_secret(&admin, "app/db", &pw(&three)).await;
     emulator.inject(Fault::new("patch", "secrets", 500));
     let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
     let failures = app.run_once().await;
@@ -300,7 +313,7 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
     assert_eq!(failures[0].kind(), "server");
     assert_eq!(
         data(&emulator.get("Secret", "app", "db").unwrap(), "password").as_deref(),
-        Some("two"),
+        Some(two.as_str()),
         "a failure never clears what was written"
     );
     emulator.clear_faults();
@@ -310,10 +323,10 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
     all_synced(app.run_once().await);
     assert_eq!(
         data(&emulator.get("Secret", "app", "db").unwrap(), "password").as_deref(),
-        Some("three")
+        Some(three.as_str())
     );
 
-    put_secret(&admin, "app/db", r#"{"password":"four"}"#).await;
+    put_secret(&admin, "app/db", &pw(&four)).await;
     // 403: the message names the verb, the resource and the namespace.
     emulator.deny("patch", "secrets", Some("app"));
     let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
@@ -322,7 +335,7 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
     let message = failures[0].to_string();
     assert_eq!(
         data(&emulator.get("Secret", "app", "db").unwrap(), "password").as_deref(),
-        Some("three"),
+        Some(three.as_str()),
         "a refused write leaves the Secret as it was"
     );
     assert!(
@@ -331,15 +344,25 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
             && message.contains("namespace app"),
         "{message}"
     );
+    assert_no_leak(&message, &[&one, &two, &three, &four]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_get_what_a_rule_allows_and_refusals_fetch_nothing() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let role_arn = create_role(&admin, "Shared", "arn:aws:iam::123456789012:root", "x").await;
-    create_secret(&admin, "team-a/db", r#"{"password":"a-db"}"#).await;
-    create_secret(&admin, "team-b/db", r#"{"password":"b-db"}"#).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(
+        &admin,
+        "Shared",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
+    let (a_db, b_db) = (canary("adb"), canary("bdb"));
+    create_secret(&admin, "team-a/db", &format!(r#"{{"password":"{a_db}"}}"#)).await;
+    create_secret(&admin, "team-b/db", &format!(r#"{{"password":"{b_db}"}}"#)).await;
     let proxy = Proxy::start(moto.addr());
     let sdk = moto
         .sdk_config()
@@ -401,7 +424,7 @@ tenants:
             .and_then(|s| data(&s, "password"))
     })
     .await;
-    assert_eq!(filled.as_deref(), Some("a-db"));
+    assert_eq!(filled.as_deref(), Some(a_db.as_str()));
     let refusals = wait_for_async(Duration::from_secs(10), || async {
         let refused: Vec<serde_json::Value> = emulator
             .events()
@@ -471,7 +494,7 @@ tenants:
             .and_then(|s| data(&s, "password"))
     })
     .await;
-    assert_eq!(now_filled.as_deref(), Some("a-db"));
+    assert_eq!(now_filled.as_deref(), Some(a_db.as_str()));
     trigger.fire();
     tokio::time::timeout(Duration::from_secs(10), daemon)
         .await
@@ -481,9 +504,11 @@ tenants:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_removed_from_the_config_are_deleted_only_with_deletion_policy_delete() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
-    create_secret(&admin, "app/db", r#"{"password":"p"}"#).await;
+    let p = canary("p");
+    create_secret(&admin, "app/db", &format!(r#"{{"password":"{p}"}}"#)).await;
     let emulator = KubeEmulator::start();
     let metrics = Metrics::new().unwrap();
     let kube = kube_for(&emulator, &metrics).await;

@@ -180,8 +180,15 @@ async fn hundred_secrets_share_one_assume_role_per_refresh_period() {
         "region: us-east-1\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\n    duration: 15m\n    refreshBefore: 14m50s\nsecrets:\n",
         ext.display()
     );
+    // One canary for the 100 secrets: every value starts with it.
+    let prefix = canary("hundred");
     for i in 0..100 {
-        create_secret(&admin, &format!("s{i}"), r#"{"k":"v"}"#).await;
+        create_secret(
+            &admin,
+            &format!("s{i}"),
+            &format!(r#"{{"k":"{prefix}-{i}"}}"#),
+        )
+        .await;
         yaml.push_str(&format!(
             "  - name: s{i}\n    secretId: s{i}\n    role: shared\n    refreshInterval: 5m\n    targets:\n      - file:\n          dir: {}\n",
             tmp.path().join(format!("out/s{i}")).display()
@@ -225,7 +232,10 @@ async fn hundred_secrets_share_one_assume_role_per_refresh_period() {
         metrics.contains(r#"secret_ferry_credential_consecutive_failures{role="shared"} 0"#),
         "{metrics}"
     );
-    assert_no_leak(&String::from_utf8_lossy(&out.stderr), &[&external_id]);
+    assert_no_leak(
+        &String::from_utf8_lossy(&out.stderr),
+        &[&external_id, &prefix],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +248,8 @@ async fn rotated_external_id_is_used_on_the_next_refresh() {
     let old_id = canary("old-extid");
     let new_id = canary("new-extid");
     let role_arn = create_role(&admin, "Shared", &workload.arn, &old_id).await;
-    create_secret(&admin, "app/db", r#"{"k":"v"}"#).await;
+    let value = canary("value");
+    create_secret(&admin, "app/db", &format!(r#"{{"k":"{value}"}}"#)).await;
     moto.enable_auth();
 
     let tmp = tempfile::tempdir().unwrap();
@@ -260,8 +271,9 @@ async fn rotated_external_id_is_used_on_the_next_refresh() {
             .env("AWS_ACCESS_KEY_ID", &workload.access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &workload.secret_access_key),
     );
-    assert!(
-        wait_for(Duration::from_secs(20), || read(&dir, "k")).is_some(),
+    assert_eq!(
+        wait_for(Duration::from_secs(20), || read(&dir, "k")).as_deref(),
+        Some(value.as_str()),
         "first sync failed"
     );
     let metric = |series: &str| metric_or_zero(&get(admin_addr, "/metrics").unwrap().1, series);
@@ -308,6 +320,7 @@ async fn rotated_external_id_is_used_on_the_next_refresh() {
         &[
             &old_id,
             &new_id,
+            &value,
             &workload.secret_access_key,
             &operator.secret_access_key,
         ],
@@ -324,15 +337,17 @@ struct Vending {
     token_file: std::path::PathBuf,
     endpoint_port: u16,
     external_id: String,
+    value: String,
 }
 
 async fn vending() -> Vending {
+    let value = canary("vended");
     let CrossAccount {
         moto,
         role_arn,
         external_id,
         ..
-    } = cross_account("app/db", r#"{"k":"v"}"#).await;
+    } = cross_account("app/db", &format!(r#"{{"k":"{value}"}}"#)).await;
     let tmp = tempfile::tempdir().unwrap();
     let ext = tmp.path().join("external-id");
     std::fs::write(&ext, &external_id).unwrap();
@@ -380,6 +395,7 @@ secrets:
         token_file,
         endpoint_port,
         external_id,
+        value,
     }
 }
 
@@ -417,6 +433,8 @@ async fn credentials_file_works_for_boto3_and_is_rewritten_after_refresh() {
     let first_key = ini_value(&text, "aws_access_key_id").unwrap();
     let secret = ini_value(&text, "aws_secret_access_key").unwrap();
     let token = ini_value(&text, "aws_session_token").unwrap();
+    register_canary(&secret);
+    register_canary(&token);
 
     let creds_path = v.creds_file.display().to_string();
     let arn = boto3_caller_arn(
@@ -445,7 +463,7 @@ async fn credentials_file_works_for_boto3_and_is_rewritten_after_refresh() {
         "the credentials file must be rewritten after a refresh"
     );
     let log = stop(v.child);
-    assert_no_leak(&log, &[&v.external_id, &secret, &token]);
+    assert_no_leak(&log, &[&v.external_id, &v.value, &secret, &token]);
     drop(v.tmp);
 }
 
@@ -462,6 +480,8 @@ async fn credentials_endpoint_serves_boto3_and_refuses_bad_tokens() {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let secret = json["SecretAccessKey"].as_str().unwrap().to_owned();
     let session_token = json["Token"].as_str().unwrap().to_owned();
+    register_canary(&secret);
+    register_canary(&session_token);
 
     let token_path = v.token_file.display().to_string();
     let arn = boto3_caller_arn(
@@ -483,8 +503,10 @@ async fn credentials_endpoint_serves_boto3_and_refuses_bad_tokens() {
         http_with_auth(addr, "/v1/credentials/shared", None).map(|r| r.0),
         Some(401)
     );
+    // Wrong tokens are canaries too: the daemon must not echo what a client presented.
+    let (wrong_token, wrong_boto3_token) = (canary("badtoken"), canary("badtoken"));
     assert_eq!(
-        http_with_auth(addr, "/v1/credentials/shared", Some("wrong")).map(|r| r.0),
+        http_with_auth(addr, "/v1/credentials/shared", Some(&wrong_token)).map(|r| r.0),
         Some(401)
     );
     assert_eq!(
@@ -504,7 +526,7 @@ async fn credentials_endpoint_serves_boto3_and_refuses_bad_tokens() {
         &v.moto.endpoint(),
         &[
             ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
-            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "not-the-token"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", &wrong_boto3_token),
         ],
     );
     assert!(
@@ -513,7 +535,18 @@ async fn credentials_endpoint_serves_boto3_and_refuses_bad_tokens() {
     );
 
     let log = stop(v.child);
-    assert_no_leak(&log, &[&v.external_id, &secret, &session_token, &token]);
+    assert_no_leak(
+        &log,
+        &[
+            &v.external_id,
+            &v.value,
+            &secret,
+            &session_token,
+            &token,
+            &wrong_token,
+            &wrong_boto3_token,
+        ],
+    );
 }
 
 fn http_with_auth(
@@ -630,7 +663,7 @@ async fn every_error_kind_names_the_role_and_the_fix() {
     // moto's own auth-mode refusal: an XML body the SDK cannot parse, classified anyway.
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let user = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
-    create_role(&admin, "Shared", &user.arn, "right-id").await;
+    create_role(&admin, "Shared", &user.arn, &canary("extid")).await;
     moto.enable_auth();
     let unknown = Moto::sdk_config_with(
         &moto,

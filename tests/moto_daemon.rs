@@ -248,7 +248,12 @@ async fn wrong_external_id_is_refused_by_the_trust_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_key_names_are_refused_and_nothing_escapes_the_dir() {
-    let mut fx = cross_account("app/evil", r#"{"ok":"1","../escape":"x"}"#).await;
+    let (ok, escape) = (canary("ok"), canary("escape"));
+    let mut fx = cross_account(
+        "app/evil",
+        &format!(r#"{{"ok":"{ok}","../escape":"{escape}"}}"#),
+    )
+    .await;
     let tmp = tempfile::tempdir().unwrap();
     let ext_file = tmp.path().join("external-id");
     std::fs::write(&ext_file, &fx.external_id).unwrap();
@@ -274,7 +279,13 @@ async fn unsafe_key_names_are_refused_and_nothing_escapes_the_dir() {
     assert!(!tmp.path().join("out/escape").exists());
 
     // A key starting with `..` could collide with the layout's own entries.
-    put_secret(&fx.admin, "app/evil", r#"{"..data":"x"}"#).await;
+    let dot_data = canary("dotdata");
+    put_secret(
+        &fx.admin,
+        "app/evil",
+        &format!(r#"{{"..data":"{dot_data}"}}"#),
+    )
+    .await;
     let out = daemon(&config, &fx.moto.endpoint(), free_port())
         .arg("--once")
         .output()
@@ -303,6 +314,7 @@ fn walk(root: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_down_keeps_files_counts_failures_and_recovers() {
+    capture_logs();
     // The base identity reads here: a restarted moto has forgotten every assumed-role key
     // and would file them under its default account, which says nothing about us.
     let mut moto = Moto::start();
@@ -385,7 +397,8 @@ async fn moto_down_keeps_files_counts_failures_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_triggers_freshness_metrics_and_max_staleness() {
-    let mut fx = cross_account("app/db", r#"{"password":"one"}"#).await;
+    let one = canary("one");
+    let mut fx = cross_account("app/db", &format!(r#"{{"password":"{one}"}}"#)).await;
     let proxy = common::proxy::Proxy::start(fx.moto.addr());
     let tmp = tempfile::tempdir().unwrap();
     let ext_file = tmp.path().join("external-id");
@@ -404,7 +417,8 @@ async fn refresh_triggers_freshness_metrics_and_max_staleness() {
     assert_eq!(reads(), 1);
 
     // POST /refresh?secret=db syncs at once although the interval is an hour.
-    put_secret(&fx.admin, "app/db", r#"{"password":"two"}"#).await;
+    let two = canary("two");
+    put_secret(&fx.admin, "app/db", &format!(r#"{{"password":"{two}"}}"#)).await;
     assert_eq!(
         http(
             "POST",
@@ -415,10 +429,10 @@ async fn refresh_triggers_freshness_metrics_and_max_staleness() {
         .map(|r| r.0),
         Some(202)
     );
-    let two = wait_for(Duration::from_secs(5), || {
-        read(&dir, "password").filter(|v| v == "two")
+    let synced_two = wait_for(Duration::from_secs(5), || {
+        read(&dir, "password").filter(|v| *v == two)
     });
-    assert!(two.is_some(), "POST /refresh must sync now");
+    assert!(synced_two.is_some(), "POST /refresh must sync now");
     assert_eq!(
         http(
             "POST",
@@ -513,7 +527,7 @@ async fn refresh_triggers_freshness_metrics_and_max_staleness() {
     assert!(body.contains("maxStaleness"), "{body}");
     assert_eq!(
         read(&dir, "password").as_deref(),
-        Some("two"),
+        Some(two.as_str()),
         "files stay while stale"
     );
     let out = child.stop();
@@ -528,8 +542,15 @@ async fn throttling_slows_the_daemon_down_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     // Secret by secret, so that 30 secrets a second meet a budget of 20 calls a second.
     let mut yaml = "region: us-east-1\napiRateLimit: 20\nfetchStrategy: get\nsecrets:\n".to_owned();
+    // One canary for the 30 secrets: every value starts with it.
+    let prefix = canary("throttled");
     for i in 0..30 {
-        create_secret(&sdk, &format!("s{i}"), &format!(r#"{{"v":"{i}"}}"#)).await;
+        create_secret(
+            &sdk,
+            &format!("s{i}"),
+            &format!(r#"{{"v":"{prefix}-{i}"}}"#),
+        )
+        .await;
         yaml.push_str(&format!(
             "  - name: s{i}\n    secretId: s{i}\n    refreshInterval: 1s\n    targets:\n      - file:\n          dir: {}\n",
             tmp.path().join(format!("out/s{i}")).display()
@@ -573,7 +594,7 @@ async fn throttling_slows_the_daemon_down_and_loses_nothing() {
         let dir = tmp.path().join(format!("out/s{i}"));
         assert_eq!(
             read(&dir, "v"),
-            Some(i.to_string()),
+            Some(format!("{prefix}-{i}")),
             "files must stay while throttled"
         );
     }
@@ -589,10 +610,11 @@ async fn throttling_slows_the_daemon_down_and_loses_nothing() {
 
     // Throttling ends: the rate recovers and a rotation gets through.
     proxy.clear_faults();
-    put_secret(&sdk, "s7", r#"{"v":"rotated"}"#).await;
+    let rotated_value = canary("rotated");
+    put_secret(&sdk, "s7", &format!(r#"{{"v":"{rotated_value}"}}"#)).await;
     let dir = tmp.path().join("out/s7");
     let rotated = wait_for(Duration::from_secs(20), || {
-        read(&dir, "v").filter(|v| v == "rotated")
+        read(&dir, "v").filter(|v| *v == rotated_value)
     });
     assert!(
         rotated.is_some(),
@@ -605,8 +627,11 @@ async fn throttling_slows_the_daemon_down_and_loses_nothing() {
 async fn single_file_targets_in_every_format() {
     let moto = Moto::start();
     let sdk = moto.sdk_config();
-    let hostile = "it's $HOME `id` $(touch pwned)\nline2 \"quoted\" é";
-    let secret = serde_json::json!({"user": "app", "password": hostile, "port": 5432}).to_string();
+    let hostile = format!(
+        "it's $HOME `id` $(touch pwned) {}\nline2 \"quoted\" é",
+        canary("hostile")
+    );
+    let secret = serde_json::json!({"user": "app", "password": &hostile, "port": 5432}).to_string();
     create_secret(&sdk, "app/db", &secret).await;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -677,7 +702,9 @@ async fn changes_are_announced_once_per_burst_by_http_signal_and_touch() {
     use std::os::unix::process::ExitStatusExt;
     let moto = Moto::start();
     let sdk = moto.sdk_config();
-    create_secret(&sdk, "app/db", r#"{"v":"0"}"#).await;
+    // One canary for the four values: every value starts with it.
+    let prefix = canary("burst");
+    create_secret(&sdk, "app/db", &format!(r#"{{"v":"{prefix}-0"}}"#)).await;
     let tmp = tempfile::tempdir().unwrap();
 
     // The app's reload hook: counts requests.
@@ -730,11 +757,12 @@ async fn changes_are_announced_once_per_burst_by_http_signal_and_touch() {
 
     // A burst of three rotations.
     for v in 1..=3 {
-        put_secret(&sdk, "app/db", &format!(r#"{{"v":"{v}"}}"#)).await;
+        put_secret(&sdk, "app/db", &format!(r#"{{"v":"{prefix}-{v}"}}"#)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let last = format!("{prefix}-3");
     assert!(wait_for(Duration::from_secs(10), || read(&dir, "v")
-        .filter(|v| v == "3"))
+        .filter(|v| *v == last))
     .is_some());
     let notified = wait_for(Duration::from_secs(10), || {
         (hits.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())

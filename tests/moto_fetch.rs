@@ -95,6 +95,7 @@ fn data_links(root: &Path, n: usize) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_with_list() {
+    capture_logs();
     const N: usize = 1000;
     let moto = Moto::start();
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
@@ -106,14 +107,17 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
         &external_id,
     )
     .await;
+    // One canary for the whole bulk: every password starts with it.
+    let prefix = canary("bulk");
     let mut set = tokio::task::JoinSet::new();
     for i in 0..N {
         let admin = admin.clone();
+        let prefix = prefix.clone();
         set.spawn(async move {
             create_secret(
                 &admin,
                 &format!("bulk/s{i:04}"),
-                &format!(r#"{{"user":"u{i}","password":"p{i}"}}"#),
+                &format!(r#"{{"user":"u{i}","password":"{prefix}-p{i}"}}"#),
             )
             .await
         });
@@ -147,8 +151,8 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
         daemon.wait_ready(Duration::from_secs(120)).await;
         let links = data_links(&root, N);
         assert_eq!(
-            read(&root.join("s0999"), "password").as_deref(),
-            Some("p999")
+            read(&root.join("s0999"), "password"),
+            Some(format!("{prefix}-p999"))
         );
 
         // One poll with nothing changed.
@@ -186,7 +190,7 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
             put_secret(
                 &admin,
                 &format!("bulk/s{i:04}"),
-                &format!(r#"{{"user":"u{i}","password":"new{round}-{i}"}}"#),
+                &format!(r#"{{"user":"u{i}","password":"{prefix}-new{round}-{i}"}}"#),
             )
             .await;
         }
@@ -195,7 +199,7 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
         for &i in &rotated {
             assert_eq!(
                 read(&root.join(format!("s{i:04}")), "password"),
-                Some(format!("new{round}-{i}"))
+                Some(format!("{prefix}-new{round}-{i}"))
             );
         }
         let now = data_links(&root, N);
@@ -215,6 +219,7 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_falls_back_to_get_when_batch_is_denied_and_keeps_syncing() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let workload = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
@@ -225,7 +230,8 @@ async fn auto_falls_back_to_get_when_batch_is_denied_and_keeps_syncing() {
     let role_arn = create_role(&admin, "Shared", &workload.arn, &external_id).await;
     let first = canary("first");
     create_secret(&admin, "app/a", &format!(r#"{{"password":"{first}"}}"#)).await;
-    create_secret(&admin, "app/b", r#"{"password":"b"}"#).await;
+    let b = canary("b");
+    create_secret(&admin, "app/b", &format!(r#"{{"password":"{b}"}}"#)).await;
     moto.enable_auth();
     let proxy = Proxy::start(moto.addr());
     let sdk = through(&proxy, &moto.sdk_config_with(workload.credentials()));
@@ -251,22 +257,23 @@ secrets:
     assert_eq!(read(&tmp.path().join("a"), "password"), Some(first.clone()));
     assert_eq!(
         read(&tmp.path().join("b"), "password").as_deref(),
-        Some("b")
+        Some(b.as_str())
     );
     let batches = proxy.requests_for("BatchGetSecretValue");
     assert_eq!(batches.len(), 1, "auto tries the batch once");
     assert_eq!(proxy.count("GetSecretValue"), 2);
 
+    let b2 = canary("b2");
     put_secret(
         &moto.sdk_config_with(operator.credentials()),
         "app/b",
-        r#"{"password":"b2"}"#,
+        &format!(r#"{{"password":"{b2}"}}"#),
     )
     .await;
     daemon.poll_once(2).await;
     assert_eq!(
         read(&tmp.path().join("b"), "password").as_deref(),
-        Some("b2")
+        Some(b2.as_str())
     );
     assert_eq!(
         proxy.count("BatchGetSecretValue"),
@@ -275,11 +282,12 @@ secrets:
     );
     assert_eq!(proxy.count("GetSecretValue"), 4);
     let text = daemon.metrics.render().unwrap();
-    assert_no_leak(&text, &[&first, &external_id]);
+    assert_no_leak(&text, &[&first, &b, &b2, &external_id]);
     daemon.stop().await;
 }
 
 async fn create_tagged(admin: &aws_config::SdkConfig, name: &str, value: &str, env: &str) {
+    assert_canaried(value);
     aws_sdk_secretsmanager::Client::new(admin)
         .create_secret()
         .name(name)
@@ -307,12 +315,20 @@ async fn delete(admin: &aws_config::SdkConfig, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_finds_new_matches_within_an_interval_and_prunes_only_when_asked() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
-    create_tagged(&admin, "team-a/one", r#"{"password":"a1"}"#, "prod").await;
-    create_tagged(&admin, "team-a/dev-only", r#"{"password":"x"}"#, "dev").await;
-    create_tagged(&admin, "team-b/one", r#"{"password":"b1"}"#, "prod").await;
-    create_tagged(&admin, "other/one", r#"{"password":"x"}"#, "prod").await;
+    let pw = |v: &str| format!(r#"{{"password":"{v}"}}"#);
+    let (a1, dev_only, b1, other) = (
+        canary("a1"),
+        canary("devonly"),
+        canary("b1"),
+        canary("other"),
+    );
+    create_tagged(&admin, "team-a/one", &pw(&a1), "prod").await;
+    create_tagged(&admin, "team-a/dev-only", &pw(&dev_only), "dev").await;
+    create_tagged(&admin, "team-b/one", &pw(&b1), "prod").await;
+    create_tagged(&admin, "other/one", &pw(&other), "prod").await;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let yaml = format!(
@@ -334,22 +350,23 @@ secrets:
     daemon.wait_ready(Duration::from_secs(20)).await;
     assert_eq!(
         read(&out.join("a/team-a/one"), "password").as_deref(),
-        Some("a1")
+        Some(a1.as_str())
     );
     assert_eq!(
         read(&out.join("b/team-b/one"), "password").as_deref(),
-        Some("b1")
+        Some(b1.as_str())
     );
     assert!(!out.join("a/team-a/dev-only").exists(), "tags must match");
     assert!(!out.join("a/other").exists(), "the name prefix must match");
 
     // A new match is picked up within one interval (1 s; allow for scheduling).
-    create_tagged(&admin, "team-a/two", r#"{"password":"a2"}"#, "prod").await;
+    let a2 = canary("a2");
+    create_tagged(&admin, "team-a/two", &pw(&a2), "prod").await;
     let found = wait_for_async(Duration::from_secs(5), || async {
         read(&out.join("a/team-a/two"), "password")
     })
     .await;
-    assert_eq!(found.as_deref(), Some("a2"));
+    assert_eq!(found.as_deref(), Some(a2.as_str()));
     let text = daemon.metrics.render().unwrap();
     assert!(text.contains(r#"secret="a/team-a/one""#), "{text}");
 
@@ -368,7 +385,7 @@ secrets:
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         read(&out.join("b/team-b/one"), "password").as_deref(),
-        Some("b1"),
+        Some(b1.as_str()),
         "prune: false keeps the files"
     );
     let text = daemon.metrics.render().unwrap();
@@ -383,9 +400,10 @@ secrets:
     );
 
     // Rotation of a discovered secret.
-    put_secret(&admin, "team-a/two", r#"{"password":"a2b"}"#).await;
+    let a2b = canary("a2b");
+    put_secret(&admin, "team-a/two", &pw(&a2b)).await;
     let rotated = wait_for_async(Duration::from_secs(5), || async {
-        read(&out.join("a/team-a/two"), "password").filter(|v| v == "a2b")
+        read(&out.join("a/team-a/two"), "password").filter(|v| *v == a2b)
     })
     .await;
     assert!(rotated.is_some());
@@ -394,12 +412,16 @@ secrets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_region_serves_the_replica_while_the_primary_fails() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
+    let one = canary("one");
+    let first_value = format!(r#"{{"password":"{one}"}}"#);
+    assert_canaried(&first_value);
     aws_sdk_secretsmanager::Client::new(&admin)
         .create_secret()
         .name("app/db")
-        .secret_string(r#"{"password":"one"}"#)
+        .secret_string(first_value)
         .add_replica_regions(
             aws_sdk_secretsmanager::types::ReplicaRegionType::builder()
                 .region("us-west-2")
@@ -436,7 +458,8 @@ async fn failover_region_serves_the_replica_while_the_primary_fails() {
         json_error("GetSecretValue", "InternalServiceError", "try later", 500)
             .in_region("us-east-1"),
     );
-    put_secret(&admin, "app/db", r#"{"password":"two"}"#).await;
+    let two = canary("two");
+    put_secret(&admin, "app/db", &format!(r#"{{"password":"{two}"}}"#)).await;
     let served = wait_for_async(Duration::from_secs(15), || async {
         (region_of(&daemon).as_deref() == Some("us-west-2")).then_some(())
     })
@@ -464,12 +487,14 @@ async fn failover_region_serves_the_replica_while_the_primary_fails() {
     })
     .await;
     assert!(back.is_some());
-    assert_eq!(read(&dir, "password").as_deref(), Some("two"));
+    assert_eq!(read(&dir, "password").as_deref(), Some(two.as_str()));
+    assert_no_leak(&daemon.metrics.render().unwrap(), &[&one, &two]);
     daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapping_and_templates_shape_the_files_and_a_template_error_keeps_the_last_good_output() {
+    capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
     let password = canary("pw");

@@ -324,7 +324,17 @@ pub async fn create_role(
     role.role().unwrap().arn().to_owned()
 }
 
+/// Every secret value a test stores carries a canary, so that the leak scan would see it
+/// anywhere the daemon might print it.
+pub fn assert_canaried(value: &str) {
+    assert!(
+        value.contains("canary-"),
+        "a test secret value must embed a canary (common::canary) for the leak scan"
+    );
+}
+
 pub async fn create_secret(admin: &SdkConfig, name: &str, value: &str) -> String {
+    assert_canaried(value);
     let sm = aws_sdk_secretsmanager::Client::new(admin);
     sm.create_secret()
         .name(name)
@@ -338,6 +348,7 @@ pub async fn create_secret(admin: &SdkConfig, name: &str, value: &str) -> String
 }
 
 pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
+    assert_canaried(value);
     aws_sdk_secretsmanager::Client::new(admin)
         .put_secret_value()
         .secret_id(name)
