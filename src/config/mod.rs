@@ -14,6 +14,7 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
 use crate::mapping::{Decode, KeyMap, Mapping, TemplateMode};
 
+mod depth;
 mod kube;
 
 pub use kube::{glob_matches, CreationPolicy, DeletionPolicy, KubeSecretTarget, TenantRule};
@@ -411,6 +412,16 @@ pub fn parse_with_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    if let Some(line) = depth::too_deep(text) {
+        return Err(ConfigErrors(vec![Problem {
+            path: String::new(),
+            line: Some(line),
+            message: format!(
+                "the document nests deeper than {} levels; a config never needs that many",
+                depth::MAX_NESTING
+            ),
+        }]));
+    }
     // saphyr rejects duplicate mapping keys itself, so they arrive here as a load error.
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         ConfigErrors(vec![Problem {
@@ -421,6 +432,12 @@ pub fn parse_with_env(
     })?;
     let mut c = Checker {
         source: text,
+        char_offsets: (!text.is_ascii()).then(|| {
+            text.char_indices()
+                .map(|(byte, _)| byte)
+                .chain(std::iter::once(text.len()))
+                .collect()
+        }),
         env,
         problems: Vec::new(),
         warnings: Vec::new(),
@@ -455,6 +472,10 @@ type Node<'a> = MarkedYaml<'a>;
 /// Collects problems and knows the source text, to quote values as the user wrote them.
 struct Checker<'s> {
     source: &'s str,
+    /// Byte offset of every char (and the end) when the text is not ASCII: the parser
+    /// marks positions in chars, and looking each one up by walking the text made
+    /// describing many values quadratic.
+    char_offsets: Option<Vec<usize>>,
     /// Looks up the environment variables that session name placeholders refer to.
     env: &'s dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
@@ -597,9 +618,16 @@ impl<'s> Checker<'s> {
     }
 
     /// The node as written in the source, such as `0400` or `"db"`.
+    fn char_to_byte(&self, char_index: usize) -> Option<usize> {
+        match &self.char_offsets {
+            Some(offsets) => offsets.get(char_index).copied(),
+            None => (char_index <= self.source.len()).then_some(char_index),
+        }
+    }
+
     fn source_text(&self, node: &Node) -> Option<&'s str> {
-        let start = char_to_byte(self.source, node.span.start.index())?;
-        let end = char_to_byte(self.source, node.span.end.index())?;
+        let start = self.char_to_byte(node.span.start.index())?;
+        let end = self.char_to_byte(node.span.end.index())?;
         self.source.get(start..end).filter(|s| !s.is_empty())
     }
 
@@ -778,13 +806,6 @@ impl<'s> Checker<'s> {
         self.problem(at, format!("must be {allowed}, got {got}"));
         None
     }
-}
-
-fn char_to_byte(text: &str, char_index: usize) -> Option<usize> {
-    text.char_indices()
-        .map(|(byte, _)| byte)
-        .chain(std::iter::once(text.len()))
-        .nth(char_index)
 }
 
 /// Reads the fields of a mapping. Every key asked for is an allowed key; `finish` reports the
@@ -3381,11 +3402,14 @@ secrets:
     #[test]
     fn odd_documents_do_not_panic() {
         let deep_list = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let deep_secrets = format!("secrets: {}{}", "[".repeat(100), "]".repeat(100));
+        let deep_secrets = format!("secrets: {}{}", "[".repeat(50), "]".repeat(50));
+        // The parser recurses per level: past the limit it is never called, so no stack
+        // overflows, however deep a document nests.
+        let deep_dashes = format!("secrets:\n  {}x\n", "- ".repeat(100_000));
         let deep_maps = format!(
             "secrets:\n  - name: {}1{}\n",
-            "{a: ".repeat(100),
-            "}".repeat(100)
+            "{a: ".repeat(50),
+            "}".repeat(50)
         );
         let cases: Vec<(&str, &str)> = vec![
             ("", "the config is empty"),
@@ -3425,7 +3449,8 @@ secrets:
             ("secrets: []\n---\nsecrets: []\n", "single YAML document"),
             ("\t- a", "must be a mapping, got a list"),
             ("secrets: [\"\u{1F980}\", \"\u{e9}\"]", "got \"\u{1F980}\""),
-            (&deep_list, "invalid YAML"),
+            (&deep_list, "nests deeper than 64 levels"),
+            (&deep_dashes, "nests deeper than 64 levels"),
             (&deep_secrets, "must be a mapping, got a list"),
             (&deep_maps, "must be a string, got a mapping"),
         ];

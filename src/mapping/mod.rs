@@ -22,6 +22,8 @@ use std::io;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+mod bounds;
+
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
 use serde_json::value::RawValue;
 
@@ -30,8 +32,9 @@ use crate::transform::{self, key_for_error, Rendered, TransformError};
 
 /// Instructions a single template render may execute. Generous for any real
 /// config file (a loop over a few hundred items), small enough that a runaway
-/// loop fails in milliseconds instead of stalling every sync.
-pub const TEMPLATE_FUEL: u64 = 100_000;
+/// loop fails in milliseconds instead of stalling every sync: one step does at most
+/// work linear in a 64 KiB value (see `bounds`), so this also bounds the time.
+pub const TEMPLATE_FUEL: u64 = 20_000;
 
 /// Largest output of one template. Templates build small config strings; anything
 /// bigger is almost certainly a mistake, and the cap keeps it from filling memory
@@ -119,6 +122,7 @@ impl MappingError {
 /// Validates template syntax at config load. The message may quote the template
 /// (it is config), never a secret: no secret is in scope here.
 pub fn check_template(source: &str) -> Result<(), String> {
+    bounds::check_source(source)?;
     let env = environment();
     match env.template_from_str(source) {
         Ok(_) => Ok(()),
@@ -216,6 +220,10 @@ impl Mapper {
                     key_for_error(name)
                 )));
             }
+            bounds::check_source(source).map_err(|reason| MappingError::Template {
+                name: key_for_error(name),
+                reason,
+            })?;
             env.add_template_owned(name.clone(), source.clone())
                 .map_err(|e| MappingError::Template {
                     name: key_for_error(name),
@@ -313,7 +321,18 @@ impl Mapper {
                 reason: compile_error_message(&e),
             })?;
         let mut out = CappedOutput::default();
-        match compiled.render_captured_to(&context.values, &mut out) {
+        // A panic inside the engine (minijinja has had some on hostile input) fails this
+        // template, not the task that syncs the secret.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            compiled.render_captured_to(&context.values, &mut out)
+        }));
+        let Ok(rendered) = rendered else {
+            return Err(MappingError::Template {
+                name: name(),
+                reason: "the template engine failed on this template".to_owned(),
+            });
+        };
+        match rendered {
             Ok(_) => Ok(out.buf),
             Err(_) if out.overflowed => Err(MappingError::TooLarge {
                 name: name(),
@@ -344,6 +363,7 @@ fn environment() -> Environment<'static> {
     // (`|` vs `|-`), so a second, silent strip would only surprise.
     env.set_keep_trailing_newline(true);
     env.set_fuel(Some(TEMPLATE_FUEL));
+    bounds::restrict(&mut env);
     env
 }
 
@@ -815,8 +835,8 @@ mod tests {
             ),
             (
                 "output exactly at the cap is fine",
-                templates(&[("t", "{{ 'x' * 65536 }}")], TemplateMode::Replace),
-                text("{}"),
+                templates(&[("t", "{{ x }}")], TemplateMode::Replace),
+                text(&format!(r#"{{"x":"{at_cap}"}}"#)),
                 vec![("t", at_cap.as_bytes())],
             ),
         ];
@@ -1019,7 +1039,13 @@ mod tests {
             ),
             (
                 "integer overflow over a secret number",
-                templates(&[("t", "{{ (pin | int) ** 100 }}")], TemplateMode::Add),
+                templates(
+                    &[(
+                        "t",
+                        "{{ (pin | int) + 170141183460469231731687303715884105727 }}",
+                    )],
+                    TemplateMode::Add,
+                ),
                 text(&format!(r#"{{"pin":"{NUMERIC_CANARY}"}}"#)),
                 "template",
                 "invalid operation on line 1",
@@ -1052,29 +1078,29 @@ mod tests {
                 ),
                 t.clone(),
                 "template",
-                "engine ran out of fuel (more than 100000 steps",
+                "engine ran out of fuel (more than 20000 steps",
             ),
             (
                 "one huge value",
-                templates(&[("t", r#"{{ "x" * 100000 }}"#)], TemplateMode::Add),
-                t.clone(),
+                templates(&[("t", "{{ big }}")], TemplateMode::Add),
+                text(&format!(r#"{{"big":"{}"}}"#, "x".repeat(100_000))),
                 "value_too_large",
                 r#"template "t": output is larger than 65536 bytes"#,
             ),
             (
                 "output one byte past the cap",
-                templates(&[("t", "{{ 'x' * 65536 }}!")], TemplateMode::Add),
-                t.clone(),
+                templates(&[("t", "{{ big }}!")], TemplateMode::Add),
+                text(&format!(r#"{{"big":"{}"}}"#, "x".repeat(65_536))),
                 "value_too_large",
                 "65536",
             ),
             (
                 "a loop of values",
                 templates(
-                    &[("t", "{% for i in range(10000) %}{{ password }}{% endfor %}")],
+                    &[("t", "{% for i in range(100) %}{{ big }}{% endfor %}")],
                     TemplateMode::Add,
                 ),
-                t.clone(),
+                text(&format!(r#"{{"big":"{}"}}"#, "x".repeat(1_000))),
                 "value_too_large",
                 "larger than",
             ),
@@ -1247,7 +1273,7 @@ mod tests {
         }
         // Each render gets its own fuel, not a shared budget that runs dry.
         let looping = Mapper::new(&templates(
-            &[("t", "{% for i in range(20000) %}{% endfor %}")],
+            &[("t", "{% for i in range(5000) %}{% endfor %}")],
             TemplateMode::Replace,
         ))
         .unwrap();
