@@ -2,17 +2,20 @@
 
 Operations are read from `X-Amz-Target` (JSON protocols such as Secrets Manager) or
 the `Action=` form field (query protocols such as STS). GET /__counts returns the
-counts as JSON; POST /__counts/reset zeroes them.
+counts as JSON; POST /__counts/reset zeroes them (and the times). GET /__times?op=OP returns
+the arrival times (Unix seconds) of every call of OP since the last reset.
 """
 import http.client
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UPSTREAM = None
 COUNTS = {}
+TIMES = {}
 LOCK = threading.Lock()
 
 
@@ -50,13 +53,20 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 if self.command == "POST":
                     COUNTS.clear()
+                    TIMES.clear()
                 body = json.dumps(COUNTS).encode()
+            return self.reply(200, body, [("Content-Type", "application/json")])
+        if self.path.startswith("/__times"):
+            op = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("op", [""])[0]
+            with LOCK:
+                body = json.dumps(TIMES.get(op, [])).encode()
             return self.reply(200, body, [("Content-Type", "application/json")])
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         op = operation(self.headers, body)
         with LOCK:
             COUNTS[op] = COUNTS.get(op, 0) + 1
+            TIMES.setdefault(op, []).append(time.time())
         conn = http.client.HTTPConnection(*UPSTREAM, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
         headers["Host"] = f"{UPSTREAM[0]}:{UPSTREAM[1]}"

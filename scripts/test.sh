@@ -17,3 +17,6 @@ python3 .ci/leak_scan.py --self-test
 python3 .ci/leak_scan.py "$SECRET_FERRY_HARNESS_DIR"
 python3 .ci/reliability_report.py "$SECRET_FERRY_HARNESS_DIR"
 SECRET_FERRY_BIN="$TARGET_DIR/debug/secret-ferry" scripts/chart-check.sh
+# The benchmark harness in its smoke mode (N = 10, seconds): it fails only if a figure could
+# not be measured, never on a figure's value.
+python3 bench/run.py --smoke --binary "$TARGET_DIR/debug/secret-ferry"

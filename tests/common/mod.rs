@@ -2,6 +2,7 @@
 //! through the AWS API, and small HTTP helpers.
 #![allow(dead_code)]
 
+pub mod fake_aws;
 pub mod proxy;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -205,6 +206,33 @@ pub fn http_with_headers(
     headers: &[(&str, &str)],
     body: Option<(&str, &str)>,
 ) -> Option<(u16, String)> {
+    let (status, body, raw) = http_uncaptured(method, addr, path, headers, body)?;
+    // The daemon's admin answers (metrics, readiness reasons) go to the leak scan. Not
+    // moto's control API (the test's own secrets) nor the credentials endpoint, whose job
+    // is to hand out a session token.
+    if ["/metrics", "/readyz", "/healthz", "/refresh"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        capture("admin-http", raw.as_bytes());
+    }
+    Some((status, body))
+}
+
+/// A `/metrics` scrape that is not kept for the leak scan: for tests that scrape a large
+/// daemon many times (each answer is scanned once, by capturing it explicitly).
+pub fn scrape_uncaptured(addr: SocketAddr) -> Option<(u16, String)> {
+    http_uncaptured("GET", addr, "/metrics", &[], None).map(|(status, body, _)| (status, body))
+}
+
+/// Status, body and the whole raw answer.
+fn http_uncaptured(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Option<(u16, String, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -225,21 +253,12 @@ pub fn http_with_headers(
     let mut resp = Vec::new();
     stream.read_to_end(&mut resp).ok()?;
     let text = String::from_utf8_lossy(&resp).into_owned();
-    // The daemon's admin answers (metrics, readiness reasons) go to the leak scan. Not
-    // moto's control API (the test's own secrets) nor the credentials endpoint, whose job
-    // is to hand out a session token.
-    if ["/metrics", "/readyz", "/healthz", "/refresh"]
-        .iter()
-        .any(|p| path.starts_with(p))
-    {
-        capture("admin-http", text.as_bytes());
-    }
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    Some((status, body))
+    Some((status, body, text))
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
