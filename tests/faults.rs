@@ -95,6 +95,22 @@ impl Daemon {
         self.metric("secret_ferry_runtime_tasks ")
     }
 
+    /// Lets a few polls pass, then checks that memory and tasks are back near where they
+    /// were before the faults (debug build: a few MiB of allocator noise); the end values.
+    fn assert_flat_since(&self, rss_start: u64, tasks_start: f64) -> (u64, f64) {
+        std::thread::sleep(3 * INTERVAL);
+        let (rss_end, tasks_end) = (self.rss_kib(), self.tasks());
+        assert!(
+            tasks_end <= tasks_start + 4.0,
+            "tasks grew across the faults: {tasks_start} → {tasks_end}"
+        );
+        assert!(
+            rss_end <= rss_start + 8 * 1024,
+            "memory grew across the faults: {rss_start} KiB → {rss_end} KiB"
+        );
+        (rss_end, tasks_end)
+    }
+
     fn stop(mut self) -> String {
         let out = self.child.take().unwrap().stop();
         assert!(out.status.success(), "the daemon must exit 0 on SIGTERM");
@@ -372,18 +388,7 @@ async fn aws_faults_keep_the_last_good_files_and_recover_within_the_backoff_cap(
             "recovery_ms": recovery.as_millis(),
         }));
     }
-    // Settle, then compare with the steady state before the first fault.
-    std::thread::sleep(3 * INTERVAL);
-    let rss_end = d.rss_kib();
-    let tasks_end = d.tasks();
-    assert!(
-        tasks_end <= tasks_start + 4.0,
-        "tasks grew across the faults: {tasks_start} → {tasks_end}"
-    );
-    assert!(
-        rss_end <= rss_start + 8 * 1024,
-        "memory grew across the faults: {rss_start} KiB → {rss_end} KiB"
-    );
+    let (rss_end, tasks_end) = d.assert_flat_since(rss_start, tasks_start);
     let log = d.stop();
     for case in cases() {
         assert!(
@@ -736,17 +741,7 @@ async fn kubernetes_api_faults_leave_the_secret_as_it_was_and_recover() {
             "recovery_ms": held.recovery.as_millis(),
         }));
     }
-    std::thread::sleep(3 * INTERVAL);
-    let tasks_end = d.tasks();
-    let rss_end = d.rss_kib();
-    assert!(
-        tasks_end <= tasks_start + 4.0,
-        "tasks: {tasks_start} → {tasks_end}"
-    );
-    assert!(
-        rss_end <= rss_start + 8 * 1024,
-        "RSS: {rss_start} → {rss_end} KiB"
-    );
+    let (rss_end, tasks_end) = d.assert_flat_since(rss_start, tasks_start);
     let log = d.stop();
     assert_no_leak(&log, &[&first]);
     record_figures(
