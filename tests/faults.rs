@@ -141,6 +141,27 @@ fn config(fx: &CrossAccount, dir: &Path, ext: &Path) -> String {
     )
 }
 
+/// The daemon reading `fx`'s secret through `proxy` into a fresh directory, once it has
+/// written `password` there: the temp dir (kept alive by the caller), the target, the daemon.
+fn synced_through(
+    fx: &CrossAccount,
+    proxy: &Proxy,
+    password: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &fx.external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let cfg = write_config(tmp.path(), &config(fx, &dir, &ext));
+    let d = Daemon::start(&cfg, &proxy.endpoint());
+    assert_eq!(
+        wait_for(Duration::from_secs(30), || read(&dir, "password")).as_deref(),
+        Some(password),
+        "first sync"
+    );
+    (tmp, dir, d)
+}
+
 /// How a fault is made and taken away.
 enum Kind {
     /// The proxy answers GetSecretValue itself.
@@ -249,17 +270,7 @@ async fn aws_faults_keep_the_last_good_files_and_recover_within_the_backoff_cap(
     let fx = cross_account(SECRET, &first).await;
     let proxy = Proxy::start(fx.moto.addr());
     let sm = aws_sdk_secretsmanager::Client::new(&fx.admin);
-    let tmp = tempfile::tempdir().unwrap();
-    let ext = tmp.path().join("external-id");
-    std::fs::write(&ext, &fx.external_id).unwrap();
-    let dir = tmp.path().join("out");
-    let cfg = write_config(tmp.path(), &config(&fx, &dir, &ext));
-    let d = Daemon::start(&cfg, &proxy.endpoint());
-    assert_eq!(
-        wait_for(Duration::from_secs(30), || read(&dir, "password")).as_deref(),
-        Some(first_password.as_str()),
-        "first sync"
-    );
+    let (_tmp, dir, d) = synced_through(&fx, &proxy, &first_password);
     // A few polls in, so that the baseline is the steady state, not the start-up.
     std::thread::sleep(3 * INTERVAL);
     let rss_start = d.rss_kib();
@@ -439,17 +450,7 @@ async fn an_sts_outage_longer_than_the_credential_is_reported_and_heals_on_the_f
     // skewed clocks), so this is the shortest life that can lapse.
     const LIFE: u64 = 60;
     short_lived(&proxy, LIFE);
-    let tmp = tempfile::tempdir().unwrap();
-    let ext = tmp.path().join("external-id");
-    std::fs::write(&ext, &fx.external_id).unwrap();
-    let dir = tmp.path().join("out");
-    let cfg = write_config(tmp.path(), &config(&fx, &dir, &ext));
-    let d = Daemon::start(&cfg, &proxy.endpoint());
-    assert_eq!(
-        wait_for(Duration::from_secs(30), || read(&dir, "password")).as_deref(),
-        Some(first_password.as_str()),
-        "first sync"
-    );
+    let (_tmp, dir, d) = synced_through(&fx, &proxy, &first_password);
     let issued_at = Instant::now();
     let assumed = proxy.count("AssumeRole");
     let expiry = d.metric(r#"secret_ferry_credential_expiry_timestamp_seconds{role="shared"} "#);
