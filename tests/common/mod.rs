@@ -632,25 +632,24 @@ impl Running {
 
     /// SIGTERM, then wait for the exit; its output.
     pub fn stop(mut self) -> Output {
-        let mut child = self.child.take().expect("running");
+        let child = self.child.take().expect("running");
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success(), "cannot signal the daemon");
-        let status = child.wait().expect("wait for the daemon");
-        let (stdout, stderr) = self.drain();
-        Output {
-            status,
-            stdout,
-            stderr,
-        }
+        self.reap(child)
     }
 
     /// SIGKILL (a crash), then wait; its output so far.
     pub fn kill(mut self) -> Output {
         let mut child = self.child.take().expect("running");
         let _ = child.kill();
+        self.reap(child)
+    }
+
+    /// Waits for the signalled child and collects its output.
+    fn reap(&mut self, mut child: Child) -> Output {
         let status = child.wait().expect("wait for the daemon");
         let (stdout, stderr) = self.drain();
         Output {
