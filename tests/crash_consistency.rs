@@ -81,12 +81,24 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// Returns once the admin server answers: a restart can find the dir already settled
+    /// (the kill landed after the write), and a `POST /refresh` sent before the listener is
+    /// bound would be refused.
     fn start(config: &Path, endpoint: &str) -> Self {
         let port = free_port();
-        Daemon {
+        let d = Daemon {
             running: Running::start(&mut daemon(config, endpoint, port)),
             admin: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http("GET", d.admin, "/healthz", None).map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "the admin server did not answer within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
+        d
     }
 
     fn refresh(&self) {
