@@ -350,16 +350,12 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_get_what_a_rule_allows_and_refusals_fetch_nothing() {
     capture_logs();
-    let moto = Moto::start();
-    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let external_id = canary("extid");
-    let role_arn = create_role(
-        &admin,
-        "Shared",
-        "arn:aws:iam::123456789012:root",
-        &external_id,
-    )
-    .await;
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id: _,
+    } = cross_account_role().await;
     let (a_db, b_db) = (canary("adb"), canary("bdb"));
     create_secret(&admin, "team-a/db", &format!(r#"{{"password":"{a_db}"}}"#)).await;
     create_secret(&admin, "team-b/db", &format!(r#"{{"password":"{b_db}"}}"#)).await;

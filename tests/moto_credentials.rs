@@ -162,17 +162,13 @@ secrets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_secrets_share_one_assume_role_per_refresh_period() {
-    let moto = Moto::start();
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
     let proxy = Proxy::start(moto.addr());
-    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let external_id = canary("extid");
-    let role_arn = create_role(
-        &admin,
-        "Shared",
-        "arn:aws:iam::123456789012:root",
-        &external_id,
-    )
-    .await;
     let tmp = tempfile::tempdir().unwrap();
     let ext = tmp.path().join("external-id");
     std::fs::write(&ext, &external_id).unwrap();

@@ -97,16 +97,12 @@ fn data_links(root: &Path, n: usize) -> Vec<PathBuf> {
 async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_with_list() {
     capture_logs();
     const N: usize = 1000;
-    let moto = Moto::start();
-    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let external_id = canary("extid");
-    let role_arn = create_role(
-        &admin,
-        "Shared",
-        "arn:aws:iam::123456789012:root",
-        &external_id,
-    )
-    .await;
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
     // One canary for the whole bulk: every password starts with it.
     let prefix = canary("bulk");
     let mut set = tokio::task::JoinSet::new();

@@ -693,6 +693,13 @@ pub struct CrossAccount {
 }
 
 pub async fn cross_account(secret_name: &str, value: &str) -> CrossAccount {
+    let fx = cross_account_role().await;
+    create_secret(&fx.admin, secret_name, value).await;
+    fx
+}
+
+/// The role of [`cross_account`] with no secret yet, for tests that create their own.
+pub async fn cross_account_role() -> CrossAccount {
     let moto = Moto::start();
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let external_id = canary("extid");
@@ -703,7 +710,6 @@ pub async fn cross_account(secret_name: &str, value: &str) -> CrossAccount {
         &external_id,
     )
     .await;
-    create_secret(&admin, secret_name, value).await;
     CrossAccount {
         moto,
         admin,
