@@ -726,7 +726,8 @@ async fn changes_are_announced_once_per_burst_by_http_signal_and_touch() {
             );
         }
     });
-    // The app's process, under a name no other process has.
+    // The app's process, under a name no other process has. It is sent USR1, not HUP: a
+    // test run started under nohup passes SIGHUP ignored on to `sleep`, which then survives it.
     let name = format!("ferry-sig-{:04}", fastrand::u16(..10_000));
     let app_bin = tmp.path().join(&name);
     std::fs::copy("/bin/sleep", &app_bin).unwrap();
@@ -735,7 +736,7 @@ async fn changes_are_announced_once_per_burst_by_http_signal_and_touch() {
 
     let dir = tmp.path().join("out");
     let yaml = format!(
-        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    refreshInterval: 1s\n    debounce: 3s\n    targets:\n      - file:\n          dir: {dir}\n    onChange:\n      - http: {{url: \"http://127.0.0.1:{hook_port}/-/reload\"}}\n      - signal: {{process: {name}, signal: HUP}}\n      - touch: {touch}\n",
+        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    refreshInterval: 1s\n    debounce: 3s\n    targets:\n      - file:\n          dir: {dir}\n    onChange:\n      - http: {{url: \"http://127.0.0.1:{hook_port}/-/reload\"}}\n      - signal: {{process: {name}, signal: USR1}}\n      - touch: {touch}\n",
         dir = dir.display(),
         touch = touched.display(),
     );
@@ -770,7 +771,7 @@ async fn changes_are_announced_once_per_burst_by_http_signal_and_touch() {
     assert!(notified.is_some(), "the reload hook must be called");
     let status = wait_for(Duration::from_secs(5), || app.try_wait().unwrap())
         .expect("the app must get its signal");
-    assert_eq!(status.signal(), Some(1), "SIGHUP");
+    assert_eq!(status.signal(), Some(10), "SIGUSR1");
     assert!(touched.exists(), "the touch file must exist");
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
