@@ -342,11 +342,38 @@ def env_for(endpoint):
     return env
 
 
+def image_env(path=os.path.join(ROOT, "Dockerfile")):
+    """The `ENV NAME=value` lines of the runtime image (the last stage of the Dockerfile)."""
+    env = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("FROM "):
+                env = {}
+            elif line.startswith("ENV "):
+                for pair in line.split()[1:]:
+                    name, sep, value = pair.partition("=")
+                    if not sep:
+                        raise ValueError(f"{path}: only `ENV NAME=value` is understood: {line.strip()}")
+                    env[name] = value
+    return env
+
+
+# What `daemon_env` adds; run.py --no-image-env empties it to measure the bare binary.
+IMAGE_ENV = image_env()
+
+
+def daemon_env(endpoint):
+    """`env_for` plus the image's ENV lines: the daemon is measured as the image runs it."""
+    env = env_for(endpoint)
+    env.update(IMAGE_ENV)
+    return env
+
+
 def start_daemon(binary, config, endpoint, stderr=subprocess.DEVNULL):
     """`secret-ferry run` with its admin server on a free port; returns (process, admin URL)."""
     port = free_port()
     p = subprocess.Popen([binary, "run", "--config", config, "--listen", f"127.0.0.1:{port}"],
-                         env=env_for(endpoint), stdout=subprocess.DEVNULL, stderr=stderr)
+                         env=daemon_env(endpoint), stdout=subprocess.DEVNULL, stderr=stderr)
     return p, f"http://127.0.0.1:{port}"
 
 

@@ -70,8 +70,9 @@ except ImportError:
     raise SystemExit("boto3 is missing: run `. scripts/venv.sh; ensure_venv` and use ~/.cache/secret-ferry-venv/bin/python")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 from common import (EXTERNAL_ID, HERE, REGION, ROOT, CpuMeter, Stack, admin_client, admin_credentials,  # noqa: E402
-                    create_role, create_secrets, elf_stripped, env_for, log, machine, moto_server, percentile,
+                    create_role, create_secrets, daemon_env, elf_stripped, env_for, log, machine, moto_server, percentile,
                     secret_value, start_daemon, status_kib, stop, summary_ms, tail, wait_http, write_baseline_config,
                     write_daemon_config, write_external_id)
 
@@ -285,7 +286,8 @@ class Bench:
             err = self.logfile(f"first-{who}-{k}")
             with open(err, "w") as ef:
                 t0 = time.perf_counter()
-                p = subprocess.Popen(cmd, env=env_for(self.small.moto), stdout=subprocess.DEVNULL, stderr=ef)
+                env = daemon_env(self.small.moto) if who == "daemon" else env_for(self.small.moto)
+                p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=ef)
                 try:
                     poll_until(lambda: os.path.exists(paths[0]), 60, 0.0005, "the first file", p, err)
                     took.append((time.perf_counter() - t0) * 1000)
@@ -310,7 +312,8 @@ class Bench:
             err = self.logfile(name)
             with open(err, "w") as ef:
                 t0 = time.perf_counter()
-                p = subprocess.Popen(cmd, env=env_for(stack.moto), stdout=subprocess.DEVNULL, stderr=ef)
+                env = daemon_env(stack.moto) if who == "daemon" else env_for(stack.moto)
+                p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=ef)
                 try:
                     rc = p.wait(timeout=self.a.timeout)
                 except subprocess.TimeoutExpired:
@@ -923,6 +926,8 @@ def parse_args(argv=None):
     ap.add_argument("--timeout", type=int, default=1800, help="per start-up or poll, seconds")
     ap.add_argument("--kube-timeout", type=int, default=1800)
     ap.add_argument("--no-kube", action="store_true", help="skip the Kubernetes figure")
+    ap.add_argument("--no-image-env", action="store_true",
+                    help="run the daemon without the Dockerfile's ENV lines (MALLOC_ARENA_MAX), to measure their effect")
     ap.add_argument("--smoke", action="store_true", help="N=10, 200 B, a few seconds per window; for CI")
     ap.add_argument("--out", help="output path without extension (default bench/results/run-DATE)")
     a = ap.parse_args(argv)
@@ -953,6 +958,8 @@ def parse_args(argv=None):
 
 def main():
     a = parse_args()
+    if a.no_image_env:
+        common.IMAGE_ENV.clear()
     t_start = time.time()
     started = time.strftime("%Y-%m-%d %H:%M:%S %z")
     if not a.binary:
@@ -962,6 +969,7 @@ def main():
     a.binary = os.path.abspath(a.binary)
     b = Bench(a)
     b.r["machine"] = machine()
+    b.r["image_env"] = dict(common.IMAGE_ENV)
     b.r["started"] = started
     b.r["settings"] = {k: v for k, v in vars(a).items()}
     try:
@@ -1034,7 +1042,9 @@ def render(b, table):
         "",
         f"- Machine: {m['arch']}, {m['cores']} cores ({m['cpu']}), {m['memory']}, Linux {m['kernel']}; "
         f"load average {m['loadavg']} at the start, {m['loadavg_end']} at the end.",
-        f"- Binary: `{a.binary}`. The whole run took {b.r['took_s']:.0f} s (setup {b.r.get('setup_s', '?')} s).",
+        f"- Binary: `{a.binary}`, run with the image's environment "
+        f"({', '.join(f'`{k}={v}`' for k, v in b.r['image_env'].items()) or 'none'}; Dockerfile `ENV`). "
+        f"The whole run took {b.r['took_s']:.0f} s (setup {b.r.get('setup_s', '?')} s).",
         f"- Workload: one cross-account role (account 111111111111, ExternalId) shared by N JSON secrets of "
         f"{', '.join(f'{s:,}' for s in a.value_bytes)} bytes; `apiRateLimit: {RATE}` so that the budget does not pace "
         f"the figures; moto {_moto_version()} on loopback, one server per value size plus a small one for latencies.",
