@@ -29,9 +29,9 @@ COPY --from=build /out/secret-ferry /usr/local/bin/secret-ferry
 USER 65532:65532
 # One malloc arena instead of glibc's default of eight per core: the daemon's work is a few
 # threads of small, short-lived allocations, and spare arenas only keep freed memory. Measured
-# with bench/ (release binary, 200 B secrets, batch): RssAnon after the first sync 13.9 → 11.5
-# MiB at 2,000 secrets and 58.8 → 52.5 MiB at 10,000, CPU per poll unchanged. bench/ runs the
-# daemon with the ENV lines of this file, so its figures are the image's.
+# with bench/run.py (release binary, 200 B secrets, batch, after 120 s of polling): RssAnon
+# 9.2 → 6.9 MiB at 1,000 secrets, 60.6 → 52.1 MiB at 10,000 (docs/performance.md). bench/ runs
+# the daemon with the ENV lines of this file, so its figures are the image's.
 ENV MALLOC_ARENA_MAX=1
 EXPOSE 9779
 ENTRYPOINT ["/usr/local/bin/secret-ferry"]
