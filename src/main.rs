@@ -328,8 +328,8 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
         once = args.once,
         "secret-ferry starting"
     );
-    // The jobs hold what they need; the parsed config is about 600 B per secret that the
-    // first sync can reuse instead.
+    // Each job holds its own copy of its secret's settings: keeping the parsed config too
+    // would hold a second copy (about 340 B per secret, docs/performance.md).
     let (secrets, credentials_endpoint) = (cfg.secrets.len(), cfg.credentials_endpoint.clone());
     drop(cfg);
 
