@@ -1,10 +1,11 @@
 //! `secret-ferry iam-policy`: the IAM documents a config needs, generated from it, so that
-//! nobody writes a trust policy, a permissions policy with the `-*` suffix or a KMS key policy
+//! nobody writes a trust policy, a permissions policy with the `-??????` suffix or a KMS key policy
 //! statement by hand. Pure: reads no file and calls no AWS API. The ExternalId is never read
 //! or printed; its place in the trust policy holds a placeholder naming where it comes from.
 
 use crate::app::plan::{plan, Strategy};
 use crate::config::{Config, ExternalIdSource, RoleConfig, SecretConfig};
+use crate::source::secret_id;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,22 +69,23 @@ pub fn documents(
             .filter(|r| r.via.as_deref() == Some(role.name.as_str()))
             .map(|r| r.role_arn.as_str())
             .collect();
+        let (permissions, mut read_regions) = permissions_policy(
+            &role.role_arn,
+            &region,
+            &reads,
+            &batched,
+            &listed,
+            &children,
+        );
+        if read_regions.is_empty() {
+            read_regions.insert(region.clone());
+        }
         let mut doc = Map::new();
         doc.insert("trustPolicy".into(), trust_policy(role, &caller, org_id));
-        doc.insert(
-            "permissionsPolicy".into(),
-            permissions_policy(
-                &role.role_arn,
-                &region,
-                &reads,
-                &batched,
-                &listed,
-                &children,
-            ),
-        );
+        doc.insert("permissionsPolicy".into(), permissions);
         doc.insert(
             "kmsKeyPolicyStatement".into(),
-            kms_statement(&role.role_arn, &region),
+            kms_statement(&role.role_arn, &read_regions),
         );
         doc.insert("callerPolicy".into(), caller_policy(role));
         out.insert(role.name.clone(), Value::Object(doc));
@@ -102,21 +104,19 @@ pub fn documents(
         .collect();
     if !base_reads.is_empty() {
         let caller = caller_arn.unwrap_or(CALLER_PLACEHOLDER);
-        let mut doc = Map::new();
-        doc.insert(
-            "permissionsPolicy".into(),
-            permissions_policy(
-                caller,
-                &default_region,
-                &base_reads,
-                &batched,
-                &listed,
-                &roots,
-            ),
+        let (permissions, read_regions) = permissions_policy(
+            caller,
+            &default_region,
+            &base_reads,
+            &batched,
+            &listed,
+            &roots,
         );
+        let mut doc = Map::new();
+        doc.insert("permissionsPolicy".into(), permissions);
         doc.insert(
             "kmsKeyPolicyStatement".into(),
-            kms_statement(caller, &default_region),
+            kms_statement(caller, &read_regions),
         );
         out.insert(BASE_IDENTITY.to_owned(), Value::Object(doc));
     }
@@ -156,9 +156,10 @@ fn trust_policy(role: &RoleConfig, caller: &str, org_id: Option<&str>) -> Value 
     json!({"Version": "2012-10-17", "Statement": [statement]})
 }
 
-/// Least privilege for exactly these secrets: GetSecretValue on each (names get the `-*`
-/// suffix: Secrets Manager appends 6 random characters to every secret ARN), and the
-/// no-resource actions on `*` only when the fetch strategy uses them.
+/// Least privilege for exactly these secrets: GetSecretValue on each, in its region and in its
+/// failover region (a replica has the primary's ARN with the other region), and the
+/// no-resource actions on `*` only when the fetch strategy uses them. Also returns the regions
+/// the secrets are read in, for the KMS statement's `kms:ViaService`.
 fn permissions_policy(
     reader_arn: &str,
     region: &str,
@@ -166,23 +167,18 @@ fn permissions_policy(
     batched: &BTreeSet<usize>,
     listed: &BTreeSet<usize>,
     assumes: &[&str],
-) -> Value {
+) -> (Value, BTreeSet<String>) {
     let (partition, account) = arn_parts(reader_arn);
     let mut resources = BTreeSet::new();
+    let mut regions = BTreeSet::new();
     for (_, secret) in reads {
-        let mut regions = vec![region.to_owned()];
-        regions.extend(secret.failover_region.clone());
-        for region in regions {
-            let base = format!("arn:{partition}:secretsmanager:{region}:{account}:secret:");
-            let resource = match (&secret.find, secret.secret_id.strip_prefix("arn:")) {
-                (Some(find), _) => format!("{base}{}*", find.name_prefix.as_deref().unwrap_or("")),
-                (None, Some(_)) if is_full_secret_arn(&secret.secret_id) => {
-                    secret.secret_id.clone()
-                }
-                (None, Some(_)) => format!("{}-*", secret.secret_id),
-                (None, None) => format!("{base}{}-*", secret.secret_id),
-            };
-            resources.insert(resource);
+        // An ARN is read where it says; a name in the region of its reader.
+        let home = secret_id::arn_region(&secret.secret_id).unwrap_or(region);
+        let mut read_in = vec![home];
+        read_in.extend(secret.failover_region.as_deref());
+        for region in read_in {
+            regions.insert(region.to_owned());
+            resources.extend(secret_resources(secret, &partition, &account, region));
         }
     }
     let mut statements = Vec::new();
@@ -218,18 +214,61 @@ fn permissions_policy(
             "Resource": one_or_many(assumes),
         }));
     }
-    json!({"Version": "2012-10-17", "Statement": statements})
+    (
+        json!({"Version": "2012-10-17", "Statement": statements}),
+        regions,
+    )
 }
 
-/// For customer-managed KMS keys only (the AWS-managed key needs nothing).
-fn kms_statement(reader_arn: &str, region: &str) -> Value {
+/// The resource ARNs that grant GetSecretValue on `secret` in `region`.
+///
+/// Secrets Manager appends `-` and six random characters to every secret ARN, so a name
+/// `app/db` is granted as `app/db-??????`: `?` matches exactly one character, where `-*` would
+/// also grant `app/db-admin-AbCdEf`. An ARN that may be complete may also be partial (see
+/// `source::secret_id`): nothing in the string tells, so both readings are granted.
+fn secret_resources(
+    secret: &SecretConfig,
+    partition: &str,
+    account: &str,
+    region: &str,
+) -> Vec<String> {
+    const SUFFIX: &str = "-??????";
+    if let Some(find) = &secret.find {
+        let prefix = find.name_prefix.as_deref().unwrap_or("");
+        return vec![format!(
+            "arn:{partition}:secretsmanager:{region}:{account}:secret:{prefix}*"
+        )];
+    }
+    let id = &secret.secret_id;
+    if !id.starts_with("arn:") {
+        return vec![format!(
+            "arn:{partition}:secretsmanager:{region}:{account}:secret:{id}{SUFFIX}"
+        )];
+    }
+    let arn = secret_id::in_region(id, region);
+    if secret_id::may_be_complete_arn(&arn) {
+        vec![arn.clone(), format!("{arn}{SUFFIX}")]
+    } else {
+        vec![format!("{arn}{SUFFIX}")]
+    }
+}
+
+/// For customer-managed KMS keys only (the AWS-managed key needs nothing). Secrets Manager
+/// decrypts in the region it is called in, so every region a secret is read in (its own, its
+/// failover region) must be a `kms:ViaService` value.
+fn kms_statement(reader_arn: &str, regions: &BTreeSet<String>) -> Value {
+    let services: Vec<String> = regions
+        .iter()
+        .map(|r| format!("secretsmanager.{r}.amazonaws.com"))
+        .collect();
+    let services: Vec<&str> = services.iter().map(String::as_str).collect();
     json!({
         "Sid": "AllowSecretFerryDecrypt",
         "Effect": "Allow",
         "Principal": {"AWS": reader_arn},
         "Action": ["kms:Decrypt", "kms:DescribeKey"],
         "Resource": "*",
-        "Condition": {"StringEquals": {"kms:ViaService": format!("secretsmanager.{region}.amazonaws.com")}}
+        "Condition": {"StringEquals": {"kms:ViaService": one_or_many(&services)}}
     })
 }
 
@@ -275,13 +314,26 @@ fn arn_parts(arn: &str) -> (String, String) {
     }
 }
 
-/// A full secret ARN ends with `-` and six random characters.
-fn is_full_secret_arn(arn: &str) -> bool {
-    arn.rsplit_once(":secret:")
-        .and_then(|(_, name)| name.rsplit_once('-'))
-        .is_some_and(|(_, suffix)| {
-            suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
+/// Whether an IAM Resource pattern grants `arn`: `*` matches any run of characters, `?`
+/// exactly one (IAM's wildcards). For tests that hold the generated documents against the
+/// ARNs AWS assigns, since the stand-in evaluates Secrets Manager calls against `*` only.
+pub fn resource_matches(pattern: &str, arn: &str) -> bool {
+    let (p, a) = (pattern.as_bytes(), arn.as_bytes());
+    // rest[i][j]: p[i..] matches a[j..]; filled from the end, so no recursion and no
+    // exponential blow-up on many `*`.
+    let mut rest = vec![vec![false; a.len() + 1]; p.len() + 1];
+    rest[p.len()][a.len()] = true;
+    for i in (0..p.len()).rev() {
+        for j in (0..=a.len()).rev() {
+            let one = j < a.len() && rest[i + 1][j + 1];
+            rest[i][j] = match p[i] {
+                b'*' => rest[i + 1][j] || (j < a.len() && rest[i][j + 1]),
+                b'?' => one,
+                c => one && a[j] == c,
+            };
+        }
+    }
+    rest[0][0]
 }
 
 /// The text output: every document under a heading, ready to paste into the console.
@@ -366,10 +418,11 @@ secrets:
         assert_eq!(
             perms[0]["Resource"],
             json!([
-                "arn:aws:secretsmanager:us-east-1:111111111111:secret:app/a-*",
-                "arn:aws:secretsmanager:us-east-1:111111111111:secret:app/b-*",
+                "arn:aws:secretsmanager:us-east-1:111111111111:secret:app/a-??????",
+                "arn:aws:secretsmanager:us-east-1:111111111111:secret:app/b-??????",
                 "arn:aws:secretsmanager:us-east-1:111111111111:secret:full-AbCdEf",
-                "arn:aws:secretsmanager:us-west-2:111111111111:secret:app/b-*",
+                "arn:aws:secretsmanager:us-east-1:111111111111:secret:full-AbCdEf-??????",
+                "arn:aws:secretsmanager:us-west-2:111111111111:secret:app/b-??????",
             ])
         );
         // a and b share role and interval but not failover region: no batch group.
@@ -386,12 +439,16 @@ secrets:
         );
         assert_eq!(
             shared["kmsKeyPolicyStatement"]["Condition"]["StringEquals"]["kms:ViaService"],
-            "secretsmanager.us-east-1.amazonaws.com"
+            json!([
+                "secretsmanager.us-east-1.amazonaws.com",
+                "secretsmanager.us-west-2.amazonaws.com"
+            ]),
+            "b is also read in its failover region"
         );
         let base = &docs[BASE_IDENTITY]["permissionsPolicy"]["Statement"];
         assert_eq!(
             base[0]["Resource"],
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:mine-*"
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:mine-??????"
         );
         assert_eq!(
             base[1]["Resource"], "arn:aws:iam::222222222222:role/Hub",
@@ -424,6 +481,154 @@ secrets:
         )));
         let trust = &docs["r"]["trustPolicy"]["Statement"][0];
         assert_eq!(trust["Principal"]["AWS"], CALLER_PLACEHOLDER);
+    }
+
+    #[test]
+    fn resource_wildcards_match_as_iam_does() {
+        assert!(resource_matches("x:app/db-??????", "x:app/db-AbCdEf"));
+        assert!(!resource_matches(
+            "x:app/db-??????",
+            "x:app/db-admin-AbCdEf"
+        ));
+        assert!(!resource_matches("x:app/db-??????", "x:app/db-AbCdE"));
+        assert!(resource_matches("x:app/db-*", "x:app/db-admin-AbCdEf"));
+        assert!(resource_matches("x:team/*", "x:team/"));
+        assert!(!resource_matches("x:app/db", "x:app/db-AbCdEf"));
+    }
+
+    fn granted(docs: &BTreeMap<String, Value>, role: &str, arn: &str) -> bool {
+        docs[role]["permissionsPolicy"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Action"] == "secretsmanager:GetSecretValue")
+            .flat_map(|s| match &s["Resource"] {
+                Value::Array(all) => all.clone(),
+                one => vec![one.clone()],
+            })
+            .any(|r| resource_matches(r.as_str().unwrap(), arn))
+    }
+
+    const SM: &str = "arn:aws:secretsmanager";
+
+    #[test]
+    fn a_name_is_granted_with_exactly_six_suffix_characters() {
+        let yaml = r#"region: us-east-1
+roles:
+  r: {roleArn: "arn:aws:iam::111111111111:role/R"}
+secrets:
+  - {name: db, secretId: app/db, role: r, targets: [{file: {dir: /o/db}}]}
+"#;
+        let docs = documents(&config(yaml), None, None);
+        assert!(granted(
+            &docs,
+            "r",
+            &format!("{SM}:us-east-1:111111111111:secret:app/db-AbCdEf")
+        ));
+        // `-*` would grant these too.
+        for other in ["app/db-admin-AbCdEf", "app/db-AbCdEfG", "app/db-AbCdE"] {
+            assert!(
+                !granted(
+                    &docs,
+                    "r",
+                    &format!("{SM}:us-east-1:111111111111:secret:{other}")
+                ),
+                "{other} must not be granted"
+            );
+        }
+    }
+
+    #[test]
+    fn an_arn_that_may_be_partial_is_granted_in_both_readings() {
+        // `app/my-secret` ends in `-secret`: six letters, like a random suffix.
+        let yaml = format!(
+            r#"region: us-east-1
+roles:
+  r: {{roleArn: "arn:aws:iam::111111111111:role/R"}}
+secrets:
+  - {{name: a, secretId: "{SM}:us-east-1:111111111111:secret:app/my-secret", role: r, fetchStrategy: get, targets: [{{file: {{dir: /o/a}}}}]}}
+  - {{name: b, secretId: "{SM}:us-east-1:111111111111:secret:app/plain", role: r, fetchStrategy: get, targets: [{{file: {{dir: /o/b}}}}]}}
+"#
+        );
+        let docs = documents(&config(&yaml), None, None);
+        // As a partial ARN: the secret AWS named app/my-secret-XyZ123.
+        assert!(granted(
+            &docs,
+            "r",
+            &format!("{SM}:us-east-1:111111111111:secret:app/my-secret-XyZ123")
+        ));
+        // As a complete ARN: the secret named app/my.
+        assert!(granted(
+            &docs,
+            "r",
+            &format!("{SM}:us-east-1:111111111111:secret:app/my-secret")
+        ));
+        assert!(granted(
+            &docs,
+            "r",
+            &format!("{SM}:us-east-1:111111111111:secret:app/plain-XyZ123")
+        ));
+        assert!(!granted(
+            &docs,
+            "r",
+            &format!("{SM}:us-east-1:111111111111:secret:app/plain")
+        ));
+        assert!(!granted(
+            &docs,
+            "r",
+            &format!("{SM}:us-east-1:111111111111:secret:app/my-secret-XyZ123-AbCdEf")
+        ));
+    }
+
+    #[test]
+    fn an_arn_with_a_failover_region_is_granted_on_its_replica() {
+        let yaml = format!(
+            r#"region: us-east-1
+roles:
+  r: {{roleArn: "arn:aws:iam::111111111111:role/R", region: eu-west-1}}
+secrets:
+  - {{name: a, secretId: "{SM}:us-east-1:222222222222:secret:app/a-AbCdEf", role: r, failoverRegion: us-west-2, targets: [{{file: {{dir: /o/a}}}}]}}
+"#
+        );
+        let docs = documents(&config(&yaml), None, None);
+        for region in ["us-east-1", "us-west-2"] {
+            assert!(
+                granted(
+                    &docs,
+                    "r",
+                    &format!("{SM}:{region}:222222222222:secret:app/a-AbCdEf")
+                ),
+                "{region}"
+            );
+        }
+        assert_eq!(
+            docs["r"]["kmsKeyPolicyStatement"]["Condition"]["StringEquals"]["kms:ViaService"],
+            json!([
+                "secretsmanager.us-east-1.amazonaws.com",
+                "secretsmanager.us-west-2.amazonaws.com"
+            ]),
+            "the regions the secret is read in, not the role's region"
+        );
+    }
+
+    #[test]
+    fn a_role_in_another_region_decrypts_there() {
+        let yaml = r#"region: us-east-1
+roles:
+  r: {roleArn: "arn:aws:iam::111111111111:role/R", region: eu-west-1}
+secrets:
+  - {name: a, secretId: app/a, role: r, targets: [{file: {dir: /o/a}}]}
+"#;
+        let docs = documents(&config(yaml), None, None);
+        assert!(granted(
+            &docs,
+            "r",
+            &format!("{SM}:eu-west-1:111111111111:secret:app/a-AbCdEf")
+        ));
+        assert_eq!(
+            docs["r"]["kmsKeyPolicyStatement"]["Condition"]["StringEquals"]["kms:ViaService"],
+            "secretsmanager.eu-west-1.amazonaws.com"
+        );
     }
 
     #[test]

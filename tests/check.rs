@@ -131,13 +131,13 @@ secrets:
         "{report}"
     );
     assert_eq!(out.status.code(), Some(1));
-    // The base identity may not read: the permissions policy and the -* suffix.
+    // The base identity may not read: the permissions policy and the -?????? suffix.
     assert!(
         line("FAIL  secret own").contains("GetSecretValue"),
         "{report}"
     );
     assert!(
-        fix_after("FAIL  secret own").contains("-* suffix"),
+        fix_after("FAIL  secret own").contains("-?????? suffix"),
         "{report}"
     );
     // moto's auth mode answers an unknown secret with 403 too; either way it is named.
@@ -221,8 +221,8 @@ secrets:
     assert_eq!(
         perms[0]["Resource"],
         serde_json::json!([
-            "arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/a-*",
-            "arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/b-*"
+            "arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/a-??????",
+            "arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/b-??????"
         ])
     );
     assert_eq!(
@@ -312,7 +312,7 @@ async fn check_is_green_for_a_good_setup_and_names_kms_permission_dir_and_region
         let out = run(&["check", "--config", good.to_str().unwrap()], &env);
         let report = text(&out);
         assert_eq!(out.status.code(), Some(1), "{report}");
-        assert!(report.contains("-* suffix"), "{report}");
+        assert!(report.contains("-?????? suffix"), "{report}");
         proxy.clear_faults();
     }
 
@@ -338,19 +338,23 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let workload = create_user(&admin, "workload", &allow("sts:GetCallerIdentity")).await;
     let operator = create_user(&admin, "operator", &allow("*")).await;
-    let (a, b) = (canary("a"), canary("b"));
-    create_secret(&admin, "app/a", &format!(r#"{{"k":"{a}"}}"#)).await;
-    create_secret(&admin, "app/b", &format!(r#"{{"k":"{b}"}}"#)).await;
+    let (a, b, c) = (canary("a"), canary("b"), canary("c"));
+    let arn_a = create_secret(&admin, "app/a", &format!(r#"{{"k":"{a}"}}"#)).await;
+    let arn_b = create_secret(&admin, "app/b", &format!(r#"{{"k":"{b}"}}"#)).await;
+    // Read by an ARN without its random suffix, whose name ends like one (`-secret`).
+    let arn_c = create_secret(&admin, "app/my-secret", &format!(r#"{{"k":"{c}"}}"#)).await;
+    let partial_c = arn_c[..arn_c.len() - 7].to_owned();
     let tmp = tempfile::tempdir().unwrap();
     let external_id = canary("extid");
     let id_file = tmp.path().join("external-id");
     std::fs::write(&id_file, &external_id).unwrap();
     let role_arn = format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Generated");
     let yaml = format!(
-        "region: us-east-1\nfetchStrategy: batch\nroles:\n  shared: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\nsecrets:\n  - {{name: a, secretId: app/a, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n  - {{name: b, secretId: app/b, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n",
+        "region: us-east-1\nfetchStrategy: batch\nroles:\n  shared: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\nsecrets:\n  - {{name: a, secretId: app/a, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n  - {{name: b, secretId: app/b, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n  - {{name: c, secretId: \"{partial_c}\", role: shared, fetchStrategy: get, targets: [{{file: {{dir: {}}}}}]}}\n",
         id_file.display(),
         tmp.path().join("out/a").display(),
-        tmp.path().join("out/b").display()
+        tmp.path().join("out/b").display(),
+        tmp.path().join("out/c").display()
     );
     let config = write_config(tmp.path(), &yaml);
     let out = run(
@@ -369,15 +373,33 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let shared = &docs["shared"];
 
-    // Structure of the permissions policy: account and region from the role ARN, -* suffix.
+    // Structure of the permissions policy: account and region from the role ARN, -?????? suffix.
     let perms = shared["permissionsPolicy"].clone();
     assert_eq!(
         perms["Statement"][0]["Resource"],
         serde_json::json!([
-            format!("arn:aws:secretsmanager:us-east-1:{SECRETS_ACCOUNT}:secret:app/a-*"),
-            format!("arn:aws:secretsmanager:us-east-1:{SECRETS_ACCOUNT}:secret:app/b-*"),
+            format!("arn:aws:secretsmanager:us-east-1:{SECRETS_ACCOUNT}:secret:app/a-??????"),
+            format!("arn:aws:secretsmanager:us-east-1:{SECRETS_ACCOUNT}:secret:app/b-??????"),
+            partial_c.clone(),
+            format!("{partial_c}-??????"),
         ])
     );
+    // moto evaluates Secrets Manager calls against "*" only, so what the generated Resource
+    // patterns grant is checked here, with IAM's wildcards, against the ARNs moto assigned.
+    let resources: Vec<String> = perms["Statement"][0]["Resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    for arn in [&arn_a, &arn_b, &arn_c] {
+        assert!(
+            resources
+                .iter()
+                .any(|r| secret_ferry::iam::resource_matches(r, arn)),
+            "{arn} is not granted by {resources:?}"
+        );
+    }
     // moto only evaluates Secrets Manager permissions against "*": the same actions on "*".
     let mut anywhere = perms.clone();
     for statement in anywhere["Statement"].as_array_mut().unwrap() {
@@ -432,6 +454,11 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
         read(&tmp.path().join("out/b"), "k").as_deref(),
         Some(b.as_str())
     );
+    assert_eq!(
+        read(&tmp.path().join("out/c"), "k").as_deref(),
+        Some(c.as_str()),
+        "the partial ARN is read"
+    );
 
     // A wrong ExternalId is refused by the generated trust policy.
     std::fs::write(&id_file, canary("wrong")).unwrap();
@@ -457,5 +484,5 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
     let (code, log) = once(&config);
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("BatchGetSecretValue"), "{log}");
-    assert_no_leak(&log, &[&external_id, &a, &b]);
+    assert_no_leak(&log, &[&external_id, &a, &b, &c]);
 }

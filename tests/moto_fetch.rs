@@ -408,13 +408,23 @@ secrets:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_region_serves_the_replica_while_the_primary_fails() {
+    failover_serves_the_replica(false).await;
+}
+
+/// An ARN names its region: the replica is read by its own ARN, in the failover region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_reads_a_replica_by_its_own_arn() {
+    failover_serves_the_replica(true).await;
+}
+
+async fn failover_serves_the_replica(by_arn: bool) {
     capture_logs();
     let moto = Moto::start();
     let admin = moto.sdk_config();
     let one = canary("one");
     let first_value = format!(r#"{{"password":"{one}"}}"#);
     assert_canaried(&first_value);
-    aws_sdk_secretsmanager::Client::new(&admin)
+    let created = aws_sdk_secretsmanager::Client::new(&admin)
         .create_secret()
         .name("app/db")
         .secret_string(first_value)
@@ -426,12 +436,15 @@ async fn failover_region_serves_the_replica_while_the_primary_fails() {
         .send()
         .await
         .unwrap();
+    let primary_arn = created.arn().unwrap().to_owned();
+    let replica_arn = primary_arn.replace(":us-east-1:", ":us-west-2:");
+    let secret_id = if by_arn { primary_arn.as_str() } else { "app/db" };
     let proxy = Proxy::start(moto.addr());
     let sdk = through(&proxy, &admin);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let yaml = format!(
-        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    failoverRegion: us-west-2\n    refreshInterval: 1s\n    targets: [{{file: {{dir: {}}}}}]\n",
+        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: \"{secret_id}\"\n    failoverRegion: us-west-2\n    refreshInterval: 1s\n    targets: [{{file: {{dir: {}}}}}]\n",
         dir.display()
     );
     let daemon = Daemon::start(&yaml, &sdk);
@@ -465,15 +478,22 @@ async fn failover_region_serves_the_replica_while_the_primary_fails() {
         "the failover region must serve: {:?}",
         region_of(&daemon)
     );
-    let west = proxy
+    let west: Vec<String> = proxy
         .requests_for("GetSecretValue")
         .iter()
         .filter(|r| {
             r.header("authorization")
                 .is_some_and(|a| a.contains("/us-west-2/"))
         })
-        .count();
-    assert!(west >= 1);
+        .map(|r| r.body_text())
+        .collect();
+    assert!(!west.is_empty());
+    if by_arn {
+        // moto would also resolve the primary's ARN in the replica region; AWS does not.
+        for body in &west {
+            assert!(body.contains(&replica_arn), "{body}");
+        }
+    }
     assert!(read(&dir, "password").is_some(), "the files stay in place");
 
     // The primary recovers and serves again.

@@ -195,9 +195,17 @@ async fn check_secret(job: &super::job::SecretJob) -> Link {
                 "secret",
                 name,
                 format!(
-                    "{} readable in {}; version {}; keys: {}",
+                    "{} readable in {}{}; version {}; keys: {}",
                     job.config.secret_id,
                     fetched.region,
+                    // The complete ARN settles what a partial one named (and what the
+                    // permissions policy must grant).
+                    fetched
+                        .arn
+                        .as_deref()
+                        .filter(|arn| *arn != job.config.secret_id)
+                        .map(|arn| format!(" as {arn}"))
+                        .unwrap_or_default(),
                     fetched.version_id.as_deref().unwrap_or("-"),
                     keys.join(", ")
                 ),
@@ -211,9 +219,9 @@ async fn check_secret(job: &super::job::SecretJob) -> Link {
         },
         Err(e) => {
             let fix = match e.kind() {
-                "access_denied" => "the permissions policy of the reading role must allow secretsmanager:GetSecretValue on the secret's ARN with the -* suffix (`secret-ferry iam-policy` prints it)",
+                "access_denied" => "the permissions policy of the reading role must allow secretsmanager:GetSecretValue on the secret's ARN with the -?????? suffix (`secret-ferry iam-policy` prints it)",
                 "kms" => "the secret's customer-managed KMS key policy must allow kms:Decrypt for the reading role",
-                "not_found" => "check secretId and the region: the name must match exactly",
+                "not_found" => "check secretId and the region: the name must match exactly; an ARN without its random suffix must not end in '-' and six characters (give the complete ARN)",
                 "expired_token" => "the credentials expired: check the role's session duration and the base credential refresh",
                 "invalid_request" => "the secret may be scheduled for deletion (restore it), or the version does not exist",
                 _ => "see the error above",

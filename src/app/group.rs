@@ -508,12 +508,13 @@ async fn sync_listed(
             .or_else(|| by_arn.get(id))
             .copied()
             .or_else(|| {
-                // An ARN without its random suffix sorts right before the full ARN.
+                // An ARN without its random suffix sorts before the full ARN, though
+                // secrets whose names extend it (`app/db-2-...`) may sort in between.
                 by_arn
                     .range(id..)
-                    .next()
+                    .take_while(|(arn, _)| arn.starts_with(id))
                     .map(|(_, l)| *l)
-                    .filter(|l| id_matches(id, None, Some(&l.arn)))
+                    .find(|l| id_matches(id, None, Some(&l.arn)))
             });
         let stage = match &job.config.version {
             VersionSelector::Stage(stage) => stage.as_str(),

@@ -113,7 +113,7 @@ impl SecretJob {
                 }
                 // The replica's current version: version ids only differ between
                 // regions while replication lags.
-                match failover.fetch(&self.config, None).await {
+                match failover.fetch_replica(&self.config).await {
                     Ok(fetched) => Ok(fetched),
                     // The primary's error says more about what to fix.
                     Err(e) => Err(primary.unwrap_or(e)),

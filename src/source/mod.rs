@@ -2,13 +2,13 @@
 //! BatchGetSecretValue or ListSecrets (see `app::group` for which is used when).
 
 mod budget;
+pub mod secret_id;
 mod secrets_manager;
 
 pub use budget::Budget;
 
-pub use secrets_manager::{
-    id_matches, BatchValue, Listed, SecretsManager, BATCH, BATCH_MAX, GET, LIST,
-};
+pub use secret_id::id_matches;
+pub use secrets_manager::{BatchValue, Listed, SecretsManager, BATCH, BATCH_MAX, GET, LIST};
 
 use crate::aws::ErrorInfo;
 use crate::credentials::CredentialsError;
@@ -21,6 +21,8 @@ pub struct Fetched {
     pub payload: Payload,
     /// The region that served it: the secret's own, or its failover region.
     pub region: String,
+    /// The complete ARN AWS answered with: settles what a partial ARN named.
+    pub arn: Option<String>,
 }
 
 /// Why a call made for several secrets at once (BatchGetSecretValue, ListSecrets) failed;

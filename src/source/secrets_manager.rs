@@ -4,7 +4,7 @@ use crate::config::{SecretConfig, VersionSelector};
 use crate::credentials::CredentialsError;
 use crate::credentials::{RoleSession, StsAssumer};
 use crate::secret::{Payload, Sensitive};
-use crate::source::Budget;
+use crate::source::{secret_id, Budget};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::collections::BTreeMap;
@@ -43,19 +43,6 @@ impl Listed {
             .find(|(_, stages)| stages.iter().any(|s| s == stage))
             .map(|(id, _)| id.as_str())
     }
-}
-
-/// Whether `id` (a name, a full ARN, or an ARN without the random suffix) names the
-/// secret with this name and ARN.
-pub fn id_matches(id: &str, name: Option<&str>, arn: Option<&str>) -> bool {
-    if Some(id) == name || Some(id) == arn {
-        return true;
-    }
-    // Secrets Manager appends "-" and 6 random characters to every secret ARN.
-    id.starts_with("arn:")
-        && arn
-            .and_then(|arn| arn.strip_prefix(id))
-            .is_some_and(|rest| rest.len() == 7 && rest.starts_with('-'))
 }
 
 fn payload_of(text: Option<&str>, blob: Option<&aws_smithy_types::Blob>) -> Option<Payload> {
@@ -149,10 +136,27 @@ impl SecretsManager {
         secret: &SecretConfig,
         pinned: Option<&str>,
     ) -> Result<Fetched, SourceError> {
+        self.fetch_id(secret, &secret.secret_id, pinned).await
+    }
+
+    /// GetSecretValue of the replica of `secret` in this client's region (its failover
+    /// region). An ARN names the primary's region, and Secrets Manager only finds a secret
+    /// by an ARN of its own region; the replica's ARN is the primary's with this region.
+    pub async fn fetch_replica(&self, secret: &SecretConfig) -> Result<Fetched, SourceError> {
+        let id = secret_id::in_region(&secret.secret_id, &self.region);
+        self.fetch_id(secret, &id, None).await
+    }
+
+    async fn fetch_id(
+        &self,
+        secret: &SecretConfig,
+        id: &str,
+        pinned: Option<&str>,
+    ) -> Result<Fetched, SourceError> {
         self.credentials()
             .await
             .map_err(|e| self.error_for(secret, GET, CallError::Credentials(e)))?;
-        let mut request = self.client.get_secret_value().secret_id(&secret.secret_id);
+        let mut request = self.client.get_secret_value().secret_id(id);
         request = match (pinned, &secret.version) {
             (Some(id), _) => request.version_id(id),
             (None, VersionSelector::Stage(stage)) => request.version_stage(stage),
@@ -173,6 +177,7 @@ impl SecretsManager {
             version_id: output.version_id().map(str::to_owned),
             payload,
             region: self.region.clone(),
+            arn: output.arn().map(str::to_owned),
         })
     }
 
@@ -201,6 +206,7 @@ impl SecretsManager {
                     version_id: v.version_id().map(str::to_owned),
                     payload,
                     region: self.region.clone(),
+                    arn: v.arn().map(str::to_owned),
                 }),
             })
             .collect();
@@ -319,12 +325,16 @@ impl SecretsManager {
                 ". The permissions policy of {principal} must allow secretsmanager:ListSecrets on \"*\" (it takes no resource); or set fetchStrategy: batch or get"
             ),
             Class::AccessDenied => format!(
-                ". The permissions policy of {principal} must allow secretsmanager:GetSecretValue on the secret's ARN with the -* suffix (arn:aws:secretsmanager:{region}:<account>:secret:{name}-*), since Secrets Manager appends 6 random characters to every secret ARN; also check any resource policy on the secret",
+                ". The permissions policy of {principal} must allow secretsmanager:GetSecretValue on the secret's ARN with the -?????? suffix (arn:aws:secretsmanager:{region}:<account>:secret:{name}-??????), since Secrets Manager appends 6 random characters to every secret ARN; also check any resource policy on the secret",
                 region = self.region,
                 name = secret_name_of(id),
             ),
             Class::Kms => format!(
                 ". The secret is encrypted with a customer-managed KMS key: its key policy must allow kms:Decrypt (and kms:DescribeKey) for {principal}"
+            ),
+            Class::NotFound if id.starts_with("arn:") && secret_id::may_be_complete_arn(id) => format!(
+                ". Check secretId and region: no secret {id} (or no such version) in {region}. If this ARN omits the random suffix, its name ends in '-' and six characters, which Secrets Manager takes for the suffix: give the complete ARN (with the suffix, as the console shows it)",
+                region = self.region,
             ),
             Class::NotFound => format!(
                 ". Check secretId and region: no secret {id} (or no such version) in {region}; a name must match exactly, an ARN may omit the random suffix",
