@@ -18,9 +18,12 @@ with a plain sidecar, a native sidecar, init-only, and a sidecar writing a Kuber
     (native sidecar: restartPolicy Always + startupProbe on /readyz; init-only: --once, no
     probes), the checksum annotation, no Secret rendered, alert and dashboard metric names that
     exist in src/metrics.rs.
-Then deploy/ (kustomize base + overlays) is built, validated the same way and compared with the
-chart's rendering; values.yaml documentation and hadolint on the Dockerfile are checked; and a
-deliberate mistake is fed to every check (negative tests), each of which must be caught.
+README.md's configuration example is rendered as the subchart's `config` with
+externalId.existingSecret and checked the same way, and its externalIdFile must be one key of
+that Secret's mount. Then deploy/ (kustomize base + overlays) is built, validated the same way
+and compared with the chart's rendering; values.yaml documentation and hadolint on the
+Dockerfile are checked; and a deliberate mistake is fed to every check (negative tests), each
+of which must be caught.
 
 Usage: chart_check.py [--update-deploy]   (--update-deploy regenerates deploy/ from the chart)
 Env:   SECRET_FERRY_BIN  the secret-ferry binary (default: $CARGO_TARGET_DIR or
@@ -1015,9 +1018,10 @@ class Runner:
             print(f"ok   {label:<34} {detail} ({seconds:.2f}s)")
 
 
-def run_shape(ws: Workspace, shape: Shape, binary: Path) -> tuple[list[str], str, list[dict]]:
-    chart_dir = ws.chart_dir(shape.chart)
-    values = load_values(shape.values)
+def run_shape(ws: Workspace, shape: Shape, binary: Path, values: dict | None = None,
+              chart_dir: Path | None = None) -> tuple[list[str], str, list[dict]]:
+    chart_dir = chart_dir or ws.chart_dir(shape.chart)
+    values = load_values(shape.values) if values is None else values
     errors = check_lint(chart_dir, values, subcharts=shape.chart == "app")
     try:
         rendered = render(chart_dir, values, shape.release, shape.namespace)
@@ -1033,6 +1037,127 @@ def run_shape(ws: Workspace, shape: Shape, binary: Path) -> tuple[list[str], str
     detail = (f"lint ok, {len(objs)} objects ({kinds}); kubernetes-validate --strict "
               f"{'+'.join(KUBE_VERSIONS)}; {len(ferry_configmaps(objs))} config(s) valid; policy ok")
     return errors, detail, objs
+
+
+# --------------------------------------------------------------------------------------------
+# README.md's configuration example, rendered with the chart as the README tells the reader to
+# install it: a config that renders but cannot run (an externalIdFile that is the Secret's mount
+# directory) was once documented there.
+# --------------------------------------------------------------------------------------------
+README = ROOT / "README.md"
+README_HEADING = "## Configuration reference"
+README_EXTERNAL_ID_SECRET = "secret-ferry-external-id"  # the Secret README.md has the reader create
+# The example writes file targets under /var/run/secrets/ferry, the default sidecar.mountPath: it is
+# the sidecar layout (the controller has no writable volume there unless one is added), so it is
+# rendered as the secret-ferry subchart of the example app chart, with the chart's defaults.
+README_SHAPE = Shape("README configuration example", "app", [], "ci", "app", "native",
+                     service_account="ci-example-app", automount=False,
+                     kinds={"ConfigMap": 1, "ServiceAccount": 1, "Deployment": 1})
+# What a file directly inside a Secret volume can be named: a Secret data key (not ".", "..", or
+# "..*", which the kubelet uses for its own links).
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def readme_config_example(text: str) -> dict:
+    """The first ```yaml block of README.md's `## Configuration reference` section."""
+    m = re.search(rf"^{re.escape(README_HEADING)}[ \t]*$", text, re.M)
+    if not m:
+        raise CheckError(f"README.md has no {README_HEADING!r} heading")
+    section = text[m.end():]
+    nxt = re.search(r"^## ", section, re.M)
+    section = section[:nxt.start()] if nxt else section
+    block = re.search(r"^```yaml[ \t]*\n(.*?)^```[ \t]*$", section, re.M | re.S)
+    if not block:
+        raise CheckError(f"README.md: no ```yaml block under {README_HEADING!r}")
+    try:
+        config = yaml.load(block.group(1), Loader=UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        raise CheckError(f"README.md: the {README_HEADING!r} example does not parse: {e}") from e
+    if not isinstance(config, dict):
+        raise CheckError(f"README.md: the {README_HEADING!r} example is not a mapping")
+    return config
+
+
+def readme_secret_keys(text: str, secret: str) -> set[str]:
+    """The keys README.md's `kubectl create secret generic <secret>` commands create."""
+    keys = set()
+    for line in text.splitlines():
+        if f"create secret generic {secret} " not in line + " ":
+            continue
+        for kind, arg in re.findall(r"--from-(file|literal)=(\S+)", line):
+            if "=" in arg:
+                keys.add(arg.split("=", 1)[0])
+            elif kind == "file":
+                keys.add(arg.rstrip("/").rsplit("/", 1)[-1])
+    return keys
+
+
+def readme_chart(ws: Workspace) -> Path:
+    """The example app chart without a config of its own, so that Helm's merge of the parent's
+    defaults cannot add keys to the README example: what renders is the example as written."""
+    d = ws.tmp / "readme-app-chart"
+    if not d.exists():
+        shutil.copytree(ws.app, d)
+        vals = yaml.safe_load((d / "values.yaml").read_text()) or {}
+        (vals.get("secret-ferry") or {}).pop("config", None)
+        (d / "values.yaml").write_text(yaml.safe_dump(vals, sort_keys=False))
+    return d
+
+
+def check_readme_example(ws: Workspace, binary: Path, text: str) -> tuple[list[str], str]:
+    """(a) the example renders as `config:` with externalId.existingSecret, (b) every
+    externalIdFile is one key of that Secret's mount in the container, (c) the shape's checks
+    (lint, schemas, `secret-ferry validate`, policy) pass."""
+    try:
+        config = readme_config_example(text)
+    except CheckError as e:
+        return [str(e)], "no example"
+    secret = README_EXTERNAL_ID_SECRET
+    values = {"secret-ferry": {"externalId": {"existingSecret": secret}, "config": config}}
+    # (a) first on its own: lint would print every `fail` of a refused example to stderr as well.
+    try:
+        render(readme_chart(ws), values, README_SHAPE.release, README_SHAPE.namespace)
+    except helm.HelmError as e:
+        return [f"the README example does not render as config with externalId.existingSecret {secret}: {e}"], \
+            "render failed"
+    errors, detail, objs = run_shape(ws, README_SHAPE, binary, values=values, chart_dir=readme_chart(ws))
+    if not objs:
+        return errors, detail
+    cms = ferry_configmaps(objs)
+    if cms and yaml.safe_load(cms[0]["data"]["config.yaml"]) != config:
+        errors.append("the rendered config.yaml is not the README example as written")
+    mounts = []
+    for _, spec, _ in pod_specs(objs):
+        vols = {v["name"] for v in spec.get("volumes") or [] if (v.get("secret") or {}).get("secretName") == secret}
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            if is_ferry_container(c):
+                mounts += [str(m["mountPath"]).rstrip("/") for m in c.get("volumeMounts") or [] if m["name"] in vols]
+    if len(mounts) != 1:
+        return errors + [f"expected one mount of the Secret {secret} in the secret-ferry container, found {mounts}"], \
+            detail
+    mount = mounts[0]
+    created = readme_secret_keys(text, secret)
+    files = {n: str(r["externalIdFile"]) for n, r in (config.get("roles") or {}).items()
+             if isinstance(r, dict) and "externalIdFile" in r}
+    if not files:
+        errors.append("no role of the README example uses externalIdFile: nothing ties it to "
+                      "externalId.existingSecret (update this check if the example moved to externalIdEnv)")
+    for name, f in files.items():
+        where = f"README.md: roles.{name}.externalIdFile {f}"
+        if not f.startswith(mount + "/"):
+            errors.append(f"{where} is not inside {mount}/, where the chart mounts externalId.existingSecret "
+                          f"({secret}): it must be {mount}/<key>")
+            continue
+        key = f[len(mount) + 1:]
+        if not _SECRET_KEY.match(key) or key in (".", "..") or key.startswith(".."):
+            errors.append(f"{where}: {key!r} is not one key of the Secret (a file directly in {mount}/)")
+        elif created and key not in created:
+            errors.append(f"{where}: the key {key!r} is not one that README.md's `kubectl create secret generic "
+                          f"{secret}` creates ({', '.join(sorted(created))})")
+    if not errors:
+        detail = (f"renders as config with externalId.existingSecret {secret} ({', '.join(files.values())} "
+                  f"is a key of its mount {mount}/); {detail}")
+    return errors, detail
 
 
 def run_deploy(ws: Workspace, binary: Path) -> list[tuple[str, list[str], str, float]]:
@@ -1074,11 +1199,12 @@ def negative_tests(ws: Workspace, binary: Path) -> list[tuple[str, list[str]]]:
     values = load_values(shape.values)
     good = [o for _, o in parse_rendered(render(CHART, values, shape.release, shape.namespace))[0]]
 
-    def expect(name, errors, needle=""):
+    def expect(name, errors, needle: str | tuple[str, ...] = ""):
+        needles = tuple(n for n in ((needle,) if isinstance(needle, str) else needle) if n)
         if not errors:
             out.append((name, ["the check did not catch the mistake"]))
-        elif needle and not any(needle in e for e in errors):
-            out.append((name, [f"caught, but no message mentions {needle!r}: {errors[:2]}"]))
+        elif needles and not any(all(n in e for n in needles) for e in errors):
+            out.append((name, [f"caught, but no message mentions {' and '.join(map(repr, needles))}: {errors[:2]}"]))
         else:
             out.append((name, []))
 
@@ -1108,6 +1234,60 @@ def negative_tests(ws: Workspace, binary: Path) -> list[tuple[str, list[str]]]:
         expect("render fails without config", [])
     except helm.HelmError as e:
         expect("render fails without config", [str(e)], "config")
+
+    # externalIdFile: the Secret's mount directory is refused at render time (with or without
+    # existingSecret, however the path is spelt); a file under it needs existingSecret.
+    def render_errors(vals):
+        try:
+            render(CHART, vals, shape.release, shape.namespace)
+            return []
+        except helm.HelmError as e:
+            return [str(e)]
+
+    def with_id_file(path, existing_secret):
+        v = copy.deepcopy(values)
+        v["config"]["roles"]["shared"]["externalIdFile"] = path
+        v["externalId"]["existingSecret"] = existing_secret
+        return v
+
+    for path in ("/etc/secret-ferry/external-id", "/etc/secret-ferry/external-id/",
+                 "/etc/secret-ferry//external-id/."):
+        expect(f"render refuses externalIdFile {path} (existingSecret set)",
+               render_errors(with_id_file(path, "secret-ferry-external-id")),
+               (f"config.roles.shared.externalIdFile is {path}, the directory", "one key of that Secret",
+                "use /etc/secret-ferry/external-id/<key>", "/etc/secret-ferry/external-id/external-id"))
+    for path in ("/etc/secret-ferry/external-id", "/etc/secret-ferry/external-id/"):
+        expect(f"render refuses externalIdFile {path} (no existingSecret)",
+               render_errors(with_id_file(path, "")),
+               (f"config.roles.shared.externalIdFile is {path}, the directory",
+                "set externalId.existingSecret and use /etc/secret-ferry/external-id/<key>"))
+    for path in ("/etc/secret-ferry/external-id/external-id", "//etc/secret-ferry/external-id/external-id"):
+        expect(f"render refuses externalIdFile {path} without existingSecret",
+               render_errors(with_id_file(path, "")),
+               ("config.roles.shared.externalIdFile is under /etc/secret-ferry/external-id/",
+                "set externalId.existingSecret"))
+    # README.md's configuration example: each deliberate mistake planted in the current text
+    readme_text = README.read_text()
+
+    def readme_with(path):
+        m = re.search(rf"^{re.escape(README_HEADING)}[ \t]*$.*?externalIdFile:[ \t]*(\S+)", readme_text,
+                      re.M | re.S)
+        return None if not m else readme_text[:m.start(1)] + path + readme_text[m.end(1):]
+
+    for label, path, needle in (
+            ("the mount directory", "/etc/secret-ferry/external-id",
+             ("the directory where externalId.existingSecret", "/etc/secret-ferry/external-id/<key>")),
+            ("a path outside the mount", "/etc/secret-ferry/external-id.txt",
+             "is not inside /etc/secret-ferry/external-id/"),
+            ("a path below a key", "/etc/secret-ferry/external-id/external-id/value", "is not one key of the Secret"),
+            ("a key the README does not create", "/etc/secret-ferry/external-id/externalId",
+             "is not one that README.md's `kubectl create secret generic")):
+        text = readme_with(path)
+        name = f"README example check catches {label}"
+        if text is None:
+            out.append((name, ["README.md's configuration example has no externalIdFile to plant the mistake in"]))
+        else:
+            expect(name, check_readme_example(ws, binary, text)[0], needle)
     # YAML that does not parse, and a duplicate key
     expect("YAML parse catches invalid YAML",
            parse_rendered({"x/templates/a.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: [unclosed\n"})[1])
@@ -1230,6 +1410,12 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001 - report, do not crash the whole run
                 errors, detail = [f"{type(e).__name__}: {e}"], "crashed"
             runner.result(f"shape {shape.name}", errors, detail, time.monotonic() - t0)
+        t0 = time.monotonic()
+        try:
+            errors, detail = check_readme_example(ws, binary, README.read_text())
+        except Exception as e:  # noqa: BLE001 - report, do not crash the whole run
+            errors, detail = [f"{type(e).__name__}: {e}"], "crashed"
+        runner.result("README configuration example", errors, detail, time.monotonic() - t0)
         for label, errors, detail, secs in run_deploy(ws, binary):
             runner.result(label, errors, detail, secs)
         t0 = time.monotonic()

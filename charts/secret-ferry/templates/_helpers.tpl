@@ -86,9 +86,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (eq .Values.mode "sidecar") .Values.sidecar.nativeSidecar .Values.sidecar.initOnly }}
 {{- fail "sidecar.nativeSidecar and sidecar.initOnly exclude each other: choose one" }}
 {{- end }}
+{{- /* externalId.existingSecret is mounted (secret-ferry.container) as a directory, one file per key: the mount itself is
+never a valid externalIdFile (the daemon would fail at run time with "Is a directory"). The path is
+cleaned first so that a trailing slash, "//" or "/." cannot slip past either check. */}}
+{{- $idMount := "/etc/secret-ferry/external-id" }}
 {{- range $name, $role := ($c.roles | default dict) }}
-{{- if and (kindIs "map" $role) $role.externalIdFile (hasPrefix "/etc/secret-ferry/external-id/" (toString $role.externalIdFile)) (not $.Values.externalId.existingSecret) }}
+{{- if and (kindIs "map" $role) $role.externalIdFile }}
+{{- $idFile := clean (toString $role.externalIdFile) }}
+{{- if eq $idFile $idMount }}
+{{- if $.Values.externalId.existingSecret }}
+{{- fail (printf "config.roles.%s.externalIdFile is %s, the directory where externalId.existingSecret (%s) is mounted, not a file: use %s/<key>, the file of one key of that Secret (e.g. %s/external-id for the key external-id)" $name (toString $role.externalIdFile) $.Values.externalId.existingSecret $idMount $idMount) }}
+{{- else }}
+{{- fail (printf "config.roles.%s.externalIdFile is %s, the directory where the chart mounts externalId.existingSecret, not a file: set externalId.existingSecret and use %s/<key>, the file of one key of that Secret (e.g. %s/external-id for the key external-id)" $name (toString $role.externalIdFile) $idMount $idMount) }}
+{{- end }}
+{{- end }}
+{{- if and (hasPrefix (printf "%s/" $idMount) $idFile) (not $.Values.externalId.existingSecret) }}
 {{- fail (printf "config.roles.%s.externalIdFile is under /etc/secret-ferry/external-id/: set externalId.existingSecret to the Secret holding the ExternalId" $name) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- $roots := list }}
