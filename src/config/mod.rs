@@ -1353,8 +1353,23 @@ fn read_refresh_before(
         c.problem(at, "must be greater than zero");
         return None;
     }
-    // Without a valid duration there is nothing to compare against; that is reported already.
-    if let Some(duration) = duration.filter(|d| refresh_before >= *d) {
+    let Some(duration) = duration else {
+        // The comparison waits for a valid duration, and says so, so that a fixed
+        // duration does not bring up a new problem here unannounced.
+        let longest = *ROLE_DURATIONS.end();
+        let got = c.describe(at.node);
+        let message = if refresh_before >= longest {
+            format!(
+                "must be shorter than duration, which is at most {}, got {got}",
+                humantime::format_duration(longest)
+            )
+        } else {
+            format!("{got} not checked against duration, which is invalid")
+        };
+        c.problem(at, message);
+        return None;
+    };
+    if refresh_before >= duration {
         let got = c.describe(at.node);
         c.problem(
             at,
@@ -1718,6 +1733,12 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
     let role = optional(f.get("role"), |v| read_reference(c, v, seen.roles, &ROLES));
     let (stage, id) = (f.get("versionStage"), f.get("versionId"));
     let pinned = id.clone();
+    // The strategy is checked against the version fields as written, so that both set
+    // (a problem of its own) does not hide a strategy that fits neither.
+    let written_stage = stage.as_ref().map(|v| match v.data() {
+        YamlData::Value(Scalar::String(s)) => s.to_string(),
+        _ => String::new(),
+    });
     let version = read_version(c, stage, id);
     let refresh_interval = or_default(f.get("refreshInterval"), DEFAULT_REFRESH_INTERVAL, |v| {
         c.duration_within(v, REFRESH_INTERVALS)
@@ -1744,7 +1765,7 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
         read_fetch_strategy(c, v)
     });
     if let (Some(at), Some(strategy)) = (&strategy_field, fetch_strategy) {
-        check_strategy(c, at, strategy, version.as_ref(), pinned.is_some(), finds);
+        check_strategy(c, at, strategy, &written_stage, pinned.is_some(), finds);
     }
     let failover_region = or_default(
         f.get("failoverRegion"),
@@ -1795,20 +1816,21 @@ fn read_enum<T: Copy>(c: &mut Checker, at: &Field, values: &[(&str, T)]) -> Opti
 }
 
 /// BatchGetSecretValue only returns AWSCURRENT, and a pinned versionId never changes.
+/// `stage` is the versionStage as written (`None`: not set).
 fn check_strategy(
     c: &mut Checker,
     at: &Field,
     strategy: FetchStrategy,
-    version: Option<&VersionSelector>,
+    stage: &Option<String>,
     pinned: bool,
     finds: bool,
 ) {
-    let current = matches!(version, Some(VersionSelector::Stage(s)) if s == DEFAULT_VERSION_STAGE);
+    let other_stage = stage.as_deref().is_some_and(|s| s != DEFAULT_VERSION_STAGE);
     let problem = match strategy {
         FetchStrategy::Get | FetchStrategy::Batch if finds => {
             Some("a `find` entry is always polled with ListSecrets: use list or auto")
         }
-        FetchStrategy::Batch if !current && version.is_some() => Some(
+        FetchStrategy::Batch if other_stage || pinned => Some(
             "batch reads only the AWSCURRENT version (BatchGetSecretValue takes no version): use get, or list for another versionStage",
         ),
         FetchStrategy::List if pinned => {
@@ -2068,15 +2090,21 @@ fn read_secret_name(
         at,
         |n| is_name(n, 128),
         "1 to 128 letters, digits, '_', '.' or '-'",
-    )?;
-    if let Some(first) = first_use(names, name.clone(), secret_path) {
+    );
+    // Compared as written, valid or not: a duplicate is a problem of its own, and fixing
+    // the spelling of both must not reveal it only in a second run.
+    let written = match at.data() {
+        YamlData::Value(Scalar::String(s)) if !s.is_empty() => s.to_string(),
+        _ => return None,
+    };
+    if let Some(first) = first_use(names, written.clone(), secret_path) {
         c.problem(
             at,
-            format!("duplicate secret name {name:?}: {first} already uses it"),
+            format!("duplicate secret name {written:?}: {first} already uses it"),
         );
         return None;
     }
-    Some(name)
+    name
 }
 
 fn read_secret_id(c: &mut Checker, at: &Field) -> Option<String> {
@@ -2241,23 +2269,24 @@ fn read_target_path(
     let path = read_path(c, at)?;
     let text = path.to_string_lossy().replace("{{name}}", NAME_PLACEHOLDER);
     let has_placeholder = text.contains(NAME_PLACEHOLDER);
-    if templated && !has_placeholder {
-        c.problem(at, format!("a `find` entry syncs many secrets: the path must contain {NAME_PLACEHOLDER} so that each gets its own"));
-        return None;
-    }
-    if text.replace(NAME_PLACEHOLDER, "").contains("{{") {
-        let only = if templated {
+    let placeholder_problem = if templated && !has_placeholder {
+        Some(format!("a `find` entry syncs many secrets: the path must contain {NAME_PLACEHOLDER} so that each gets its own"))
+    } else if text.replace(NAME_PLACEHOLDER, "").contains("{{") {
+        Some(if templated {
             format!("{NAME_PLACEHOLDER} is the only placeholder")
         } else {
             format!("placeholders such as {NAME_PLACEHOLDER} are only for `find` entries")
-        };
-        c.problem(at, only);
-        return None;
+        })
+    } else if !templated && has_placeholder {
+        Some(format!("{NAME_PLACEHOLDER} is only for `find` entries"))
+    } else {
+        None
+    };
+    if let Some(problem) = &placeholder_problem {
+        c.problem(at, problem);
     }
-    if !templated && has_placeholder {
-        c.problem(at, format!("{NAME_PLACEHOLDER} is only for `find` entries"));
-        return None;
-    }
+    // The path as written still claims its place: a clash with another target is a problem
+    // of its own, not one to reveal after the placeholder is fixed.
     let path = PathBuf::from(text);
     let shown = |p: &Path| format!("{:?}", p.display().to_string());
     let clash = dirs.iter().find(|(other, owner)| {
@@ -2299,7 +2328,7 @@ fn read_target_path(
         c.problem(at, message);
         return None;
     }
-    Some(path)
+    placeholder_problem.is_none().then_some(path)
 }
 
 fn read_base_credentials(c: &mut Checker, at: &Field) -> Option<BaseCredentials> {
@@ -3177,6 +3206,96 @@ secrets:
 
         let found = problems(&role_with("    refreshBefore: 0s\n"));
         expect_problem(&found, "roles.r.refreshBefore", 4, "greater than zero");
+    }
+
+    /// One run reports every independent mistake. Where a check needs a value that is itself
+    /// invalid, it says so rather than staying silent until a second run.
+    #[test]
+    fn every_independent_mistake_is_reported_in_one_run() {
+        let yaml = r#"region: US-EAST-1
+fetchStrategy: sometimes
+roles:
+  bad:
+    roleArn: arn:aws:iam::1111:role/Bad
+    refreshBefore: 2h
+  short:
+    roleArn: arn:aws:iam::111111111111:role/S
+    duration: 5m
+    refreshBefore: 2h
+  garbled:
+    roleArn: arn:aws:iam::111111111111:role/G
+    duration: forever
+    refreshBefore: 13h
+secrets:
+  - name: "bad name!"
+    secretId: x
+    versionStage: AWSPREVIOUS
+    versionId: abc
+    fetchStrategy: batch
+    targets: [{file: {dir: /o/a, mode: "999"}}]
+  - name: "bad name!"
+    find: {namePrefix: "t/"}
+    targets: [{file: {dir: /o/b}}]
+  - name: c
+    secretId: y
+    refreshIntervall: 5s
+    targets: [{file: {dir: /o/a}}, {file: {path: /o/b/f.json, format: yaml}}]
+"#;
+        let found = problems(yaml);
+        for (path, line, needle) in [
+            ("region", 1, "AWS region"),
+            ("fetchStrategy", 2, "one of auto"),
+            ("roles.bad.roleArn", 5, "12 digits"),
+            ("roles.bad.refreshBefore", 6, "shorter than duration (1h)"),
+            ("roles.short.duration", 9, "between 15m and 12h"),
+            (
+                "roles.short.refreshBefore",
+                10,
+                "\"2h\" not checked against duration, which is invalid",
+            ),
+            ("roles.garbled.duration", 13, "a duration such as"),
+            ("roles.garbled.refreshBefore", 14, "at most 12h"),
+            ("secrets[0].versionId", 19, "cannot both be set"),
+            (
+                "secrets[0].fetchStrategy",
+                20,
+                "only the AWSCURRENT version",
+            ),
+            ("secrets[0].targets[0].file.mode", 21, "octal"),
+            (
+                "secrets[1].targets[0].file.dir",
+                24,
+                "must contain {{ name }}",
+            ),
+            ("secrets[2].refreshIntervall", 27, "unknown field"),
+            (
+                "secrets[2].targets[0].file.dir",
+                28,
+                "already used by secrets[0]",
+            ),
+            (
+                "secrets[2].targets[1].file.path",
+                28,
+                "inside \"/o/b\", the directory of secrets[1]",
+            ),
+            ("secrets[2].targets[1].file.format", 28, "one of raw"),
+        ] {
+            expect_problem(&found, path, line, needle);
+        }
+        // Invalid, and a duplicate: both said at once.
+        let name: Vec<&str> = found
+            .iter()
+            .filter(|p| p.path == "secrets[1].name")
+            .map(|p| p.message.as_str())
+            .collect();
+        assert_eq!(name.len(), 2, "{found:#?}");
+        assert!(name[0].contains("must be 1 to 128"), "{name:?}");
+        assert!(
+            name[1].contains("duplicate secret name \"bad name!\": secrets[0]"),
+            "{name:?}"
+        );
+        expect_problem(&found, "secrets[0].name", 16, "must be 1 to 128");
+        assert_eq!(found.len(), 19, "{found:#?}");
     }
 
     #[test]
