@@ -339,10 +339,7 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
             tracing::info!("all {} secret(s) synced", secrets);
             return Ok(exit::OK);
         }
-        for failure in &failures {
-            tracing::error!(reason = failure.kind(), "{failure}");
-        }
-        tracing::error!("{} of {} secret(s) failed to sync", failures.len(), secrets);
+        report_failures(&failures, secrets);
         return Ok(exit::FAILURE);
     }
 
@@ -435,6 +432,16 @@ async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
     elector.release().await;
     tracing::info!("stopped");
     Ok(exit::OK)
+}
+
+/// The end of `run --once`: one line per cause (see `app::summary`).
+fn report_failures(failures: &[secret_ferry::app::SyncError], secrets: usize) {
+    for line in secret_ferry::app::summary::summarize(failures, secrets) {
+        match line.reason {
+            Some(reason) => tracing::error!(reason, "{}", line.text),
+            None => tracing::error!("{}", line.text),
+        }
+    }
 }
 
 /// The Kubernetes client is only built when something needs it, so a file-only sidecar

@@ -37,7 +37,10 @@ where
 {
     let cap = Targets::new()
         .with_default(Level::TRACE)
-        .with_targets(CAPPED.iter().map(|t| (*t, Level::DEBUG)));
+        .with_targets(CAPPED.iter().map(|t| (*t, Level::DEBUG)))
+        // The SDK warns, at length, each time the instance metadata service has no region
+        // for it; when no region is found the daemon's own error says what to set, once.
+        .with_target("aws_config::imds::region", Level::ERROR);
     wanted.and(cap)
 }
 

@@ -117,19 +117,30 @@ fn no_region_anywhere_is_a_config_error() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("ok.yaml");
     std::fs::write(&path, "secrets:\n  - name: db\n    secretId: x\n    targets:\n      - file:\n          dir: /tmp/x\n").unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    // The SDK also asks the instance metadata service; here it is a closed loopback port,
+    // so that its failure (and what it logs about it) is real but stays on this machine.
+    let metadata = format!("http://127.0.0.1:{}", closed_port());
     let out = bin()
         .args(["run", "--once", "--config"])
         .arg(&path)
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", tmp.path().join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", tmp.path().join("none"))
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &metadata)
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(err.contains("region"), "{err}");
+    // Said once, by the daemon, with what to set: not also by the SDK at length.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no region is configured: set `region`"),
+        "{err}"
+    );
 
     // `validate` cannot know the daemon's environment: a warning, not an error.
     let out = bin()
@@ -152,6 +163,63 @@ fn no_region_anywhere_is_a_config_error() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning: region"));
+}
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A missing ExternalId file fails every secret of the role; the cause is said once.
+#[test]
+fn one_cause_of_many_failures_is_said_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing-external-id");
+    let mut yaml = format!(
+        "region: us-east-1\nroles:\n  shared: {{roleArn: \"arn:aws:iam::111111111111:role/R\", externalIdFile: {}}}\nsecrets:\n",
+        missing.display()
+    );
+    for i in 0..7 {
+        yaml.push_str(&format!(
+            "  - {{name: s{i}, secretId: app/s{i}, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n",
+            tmp.path().join(format!("out/s{i}")).display()
+        ));
+    }
+    let path = tmp.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = bin()
+        .args(["run", "--once", "--config"])
+        .arg(&path)
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", closed_port()),
+        )
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-key")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let naming = err
+        .lines()
+        .filter(|l| l.contains(&missing.display().to_string()))
+        .count();
+    assert_eq!(naming, 1, "the cause once: {err}");
+    let summary: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("no credentials from role 'shared'"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{err}");
+    assert!(
+        summary[0].contains("'s0', 's1', 's2', 's3', 's4', 's5', 's6'"),
+        "{err}"
+    );
+    assert!(err.contains("7 of 7 secret(s) failed to sync"), "{err}");
 }
 
 #[test]

@@ -355,7 +355,16 @@ impl Ctx {
                         SecretState::Failing
                     },
                 );
-                tracing::warn!(secret = %name, duration_ms = elapsed_ms, result = "failed", reason = err.kind(), "sync failed; last written files kept: {err}");
+                match err.credentials_role() {
+                    // The role's AssumeRole failure was logged with its cause; repeating it for
+                    // each of the role's secrets would bury it.
+                    Some(role) => {
+                        tracing::debug!(secret = %name, role, duration_ms = elapsed_ms, result = "failed", reason = err.kind(), "sync failed for want of the role's credentials; last written files kept")
+                    }
+                    None => {
+                        tracing::warn!(secret = %name, duration_ms = elapsed_ms, result = "failed", reason = err.kind(), "sync failed; last written files kept: {err}")
+                    }
+                }
             }
         }
         result

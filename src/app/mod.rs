@@ -10,6 +10,7 @@ mod group;
 mod job;
 pub mod plan;
 mod roles;
+pub mod summary;
 mod tenants;
 
 pub use job::SyncOutcome;
@@ -125,6 +126,27 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The role, when the failure is that its credentials could not be had: one cause
+    /// shared by every secret read with it, which `RoleSession` logs once per AssumeRole.
+    pub fn credentials_role(&self) -> Option<&str> {
+        match self {
+            Self::Source(SourceError::Credentials { source, .. }) => Some(source.role()),
+            _ => None,
+        }
+    }
+
+    /// The configured name of the secret that failed.
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::Source(e) => e.secret(),
+            Self::Mapping { secret, .. }
+            | Self::Sink { secret, .. }
+            | Self::SingleFile { secret, .. }
+            | Self::KubeSecret { secret, .. }
+            | Self::WriterPanicked { secret, .. } => secret,
+        }
+    }
+
     /// Bounded label for metrics and structured logs.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -78,6 +78,18 @@ impl CredentialsError {
         }
     }
 
+    /// The role whose credentials failed.
+    pub fn role(&self) -> &str {
+        match self {
+            Self::ExternalIdFile { role, .. }
+            | Self::ExternalIdEnv { role, .. }
+            | Self::ExternalIdInvalid { role, .. }
+            | Self::Denied { role, .. }
+            | Self::Aws { role, .. }
+            | Self::Empty { role, .. } => role,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Aws { info, .. } => info.class.is_transient(),

@@ -33,7 +33,7 @@ impl StsAssumer {
                     CredentialsError::ExternalIdFile {
                         role: role.clone(),
                         path: path.display().to_string(),
-                        reason: e.to_string(),
+                        reason: unreadable_external_id(path, e),
                     }
                 })?;
                 (text, format!("externalIdFile {}", path.display()))
@@ -219,6 +219,31 @@ fn check_external_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Why an ExternalId file could not be read. A Kubernetes Secret volume is a directory of
+/// one file per key, so naming the directory itself is the usual mistake: the message names
+/// the files inside (key names, never their content).
+fn unreadable_external_id(path: &std::path::Path, err: std::io::Error) -> String {
+    if !path.is_dir() {
+        return err.to_string();
+    }
+    let mut keys: Vec<String> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        // `..data` and the timestamped dirs of a Secret volume are not keys.
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    keys.sort();
+    match keys.first() {
+        Some(first) => format!(
+            "it is a directory (a mounted Secret?); name the file of one key inside it, e.g. {}",
+            path.join(first).display()
+        ),
+        None => "it is a directory, not a file".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +255,24 @@ mod tests {
         assert!(check_external_id(&"x".repeat(1225)).is_err());
         assert!(check_external_id("has space").is_err());
         assert!(check_external_id("uuid-1234:tenant/a@b=c,d.e+f").is_ok());
+    }
+
+    #[test]
+    fn a_mounted_secret_directory_names_the_file_to_use() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("..2026_12_03")).unwrap();
+        std::fs::write(dir.path().join("external-id"), "canary-not-printed").unwrap();
+        let err = std::fs::read_to_string(dir.path()).unwrap_err();
+        let reason = unreadable_external_id(dir.path(), err);
+        assert_eq!(
+            reason,
+            format!(
+                "it is a directory (a mounted Secret?); name the file of one key inside it, e.g. {}",
+                dir.path().join("external-id").display()
+            )
+        );
+        let missing = dir.path().join("nope");
+        let err = std::fs::read_to_string(&missing).unwrap_err();
+        assert!(unreadable_external_id(&missing, err).contains("No such file"));
     }
 }

@@ -64,6 +64,15 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// The configured name of the secret that failed.
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::Credentials { secret, .. }
+            | Self::Aws { secret, .. }
+            | Self::Empty { secret, .. } => secret,
+        }
+    }
+
     /// Bounded label for metrics and structured logs.
     pub fn kind(&self) -> &'static str {
         match self {
