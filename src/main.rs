@@ -68,6 +68,8 @@ enum Output {
 struct CheckArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// `text`: one line per link with the fix for each failure; `json`: the same links as one
+    /// JSON document.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -82,6 +84,8 @@ struct IamPolicyArgs {
     /// Also require the caller to be in this AWS Organization (aws:PrincipalOrgID).
     #[arg(long)]
     org_id: Option<String>,
+    /// `text`: every document under a heading, ready to paste; `json`:
+    /// `{"<role>": {"trustPolicy", "permissionsPolicy", "kmsKeyPolicyStatement", "callerPolicy"}}`.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }

@@ -223,6 +223,33 @@ fn one_cause_of_many_failures_is_said_once() {
 }
 
 #[test]
+fn every_option_has_help_text() {
+    for command in ["run", "validate", "check", "iam-policy"] {
+        let out = bin().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{help}");
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.trim_start().starts_with("--") {
+                continue;
+            }
+            // "--flag <VALUE>  Help text [default: ...]", or the text on the next, deeper
+            // indented line; the bracketed facts are what clap adds by itself.
+            let same_line = line.trim_start().split_once("  ").map(|(_, t)| t.trim());
+            let next_line = lines
+                .get(i + 1)
+                .map(|l| l.trim())
+                .filter(|t| !t.starts_with('-'));
+            let text = same_line.or(next_line).unwrap_or("");
+            assert!(
+                !text.is_empty() && !text.starts_with('['),
+                "`{command} --help` has no text for: {line}"
+            );
+        }
+    }
+}
+
+#[test]
 fn usage_errors_and_version() {
     let out = bin().arg("run").output().unwrap();
     assert_eq!(
