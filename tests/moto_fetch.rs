@@ -438,7 +438,11 @@ async fn failover_serves_the_replica(by_arn: bool) {
         .unwrap();
     let primary_arn = created.arn().unwrap().to_owned();
     let replica_arn = primary_arn.replace(":us-east-1:", ":us-west-2:");
-    let secret_id = if by_arn { primary_arn.as_str() } else { "app/db" };
+    let secret_id = if by_arn {
+        primary_arn.as_str()
+    } else {
+        "app/db"
+    };
     let proxy = Proxy::start(moto.addr());
     let sdk = through(&proxy, &admin);
     let tmp = tempfile::tempdir().unwrap();

@@ -186,6 +186,12 @@ impl Moto {
 impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
+        // The log is for a test that failed; a passing run leaves nothing in /tmp.
+        if std::thread::panicking() {
+            eprintln!("moto's log: {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
