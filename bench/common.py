@@ -168,7 +168,7 @@ def moto_server():
         return venv
     found = shutil.which("moto_server")
     if not found:
-        raise SystemExit("moto_server not found: run `. scripts/venv.sh; ensure_venv` or set MOTO_SERVER")
+        raise SystemExit("moto_server not found: run `. scripts/venv.sh; ensure_venv_only moto boto3` or set MOTO_SERVER")
     return found
 
 
