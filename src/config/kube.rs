@@ -1,9 +1,8 @@
 //! The Kubernetes parts of the config: `kubernetesSecret` targets and `tenants` rules.
 
-use super::{
-    first_use, optional, or_default, read_enum, read_list, read_reference, Checker, Field, Fields,
-    AT_LEAST_ONE, REFRESH_INTERVALS, ROLES,
-};
+use super::read::{checked_string, first_use, read_enum, read_list, read_reference, ROLES};
+use super::yaml::{optional, or_default, Checker, Field, Fields};
+use super::{AT_LEAST_ONE, REFRESH_INTERVALS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -122,13 +121,13 @@ pub(super) fn read_kube_secret_target(
     let mut f = Fields::open(c, at)?;
     let name = f
         .require(c, "name")
-        .and_then(|v| super::checked_string(c, &v, is_dns_subdomain, DNS_SUBDOMAIN));
+        .and_then(|v| checked_string(c, &v, is_dns_subdomain, DNS_SUBDOMAIN));
     let namespace = optional(f.get("namespace"), |v| {
-        super::checked_string(c, v, is_dns_label, DNS_LABEL)
+        checked_string(c, v, is_dns_label, DNS_LABEL)
     });
     let type_field = f.get("type");
     let secret_type = or_default(type_field.clone(), "Opaque".to_owned(), |v| {
-        super::checked_string(
+        checked_string(
             c,
             v,
             |t| !t.is_empty() && t.len() <= 253 && t != "kubernetes.io/service-account-token",
@@ -155,29 +154,14 @@ pub(super) fn read_kube_secret_target(
     let owner_pod = or_default(owner_field.clone(), false, |v| c.boolean(v));
     f.finish(c);
     let policy = creation_policy?;
-    let mut ok = true;
-    if policy == CreationPolicy::Merge {
-        for (field, what) in [
-            (&type_field, "type"),
-            (&immutable_field, "immutable"),
-            (&owner_field, "ownerPod"),
-        ] {
-            if let Some(field) = field {
-                c.problem(field, format!("{what} applies to Secrets secret-ferry creates; with creationPolicy Merge the Secret belongs to someone else"));
-                ok = false;
-            }
-        }
-    }
-    if policy == CreationPolicy::Orphan {
-        if let (Some(field), Some(DeletionPolicy::Delete)) = (&deletion_field, deletion_policy) {
-            c.problem(field, "an Orphan Secret is never deleted by secret-ferry: use creationPolicy Owner, or deletionPolicy Retain");
-            ok = false;
-        }
-        if let (Some(field), Some(true)) = (&owner_field, owner_pod) {
-            c.problem(field, "an Orphan Secret outlives its creator: ownerPod would have Kubernetes delete it with the pod");
-            ok = false;
-        }
-    }
+    let mut ok = check_policies(
+        c,
+        policy,
+        (&deletion_field, deletion_policy),
+        &type_field,
+        &immutable_field,
+        (&owner_field, owner_pod),
+    );
     let (name, namespace) = (name?, namespace?);
     let key = PathBuf::from(format!(
         "kubernetesSecret:{}/{name}",
@@ -202,6 +186,41 @@ pub(super) fn read_kube_secret_target(
         owner_pod: owner_pod?,
     };
     ok.then_some(target)
+}
+
+/// The settings that contradict the creation policy, each reported; true when there are none.
+fn check_policies(
+    c: &mut Checker,
+    policy: CreationPolicy,
+    (deletion_field, deletion_policy): (&Option<Field>, Option<DeletionPolicy>),
+    type_field: &Option<Field>,
+    immutable_field: &Option<Field>,
+    (owner_field, owner_pod): (&Option<Field>, Option<bool>),
+) -> bool {
+    let mut ok = true;
+    if policy == CreationPolicy::Merge {
+        for (field, what) in [
+            (type_field, "type"),
+            (immutable_field, "immutable"),
+            (owner_field, "ownerPod"),
+        ] {
+            if let Some(field) = field {
+                c.problem(field, format!("{what} applies to Secrets secret-ferry creates; with creationPolicy Merge the Secret belongs to someone else"));
+                ok = false;
+            }
+        }
+    }
+    if policy == CreationPolicy::Orphan {
+        if let (Some(field), Some(DeletionPolicy::Delete)) = (deletion_field, deletion_policy) {
+            c.problem(field, "an Orphan Secret is never deleted by secret-ferry: use creationPolicy Owner, or deletionPolicy Retain");
+            ok = false;
+        }
+        if let (Some(field), Some(true)) = (owner_field, owner_pod) {
+            c.problem(field, "an Orphan Secret outlives its creator: ownerPod would have Kubernetes delete it with the pod");
+            ok = false;
+        }
+    }
+    ok
 }
 
 fn read_metadata_map(
@@ -272,7 +291,7 @@ fn read_tenant(
     let selector_field = f.get("namespaceSelector");
     let namespaces = or_default(namespaces_field.clone(), Vec::new(), |v| {
         read_list(c, v, AT_LEAST_ONE, "namespace", |c, item| {
-            super::checked_string(c, item, is_dns_label, DNS_LABEL)
+            checked_string(c, item, is_dns_label, DNS_LABEL)
         })
     });
     let namespace_selector = optional(selector_field.clone(), |v| read_selector(c, v));
@@ -283,7 +302,7 @@ fn read_tenant(
     });
     let secret_ids = f.require(c, "secretIds").and_then(|v| {
         read_list(c, &v, AT_LEAST_ONE, "secret id glob", |c, item| {
-            super::checked_string(
+            checked_string(
                 c,
                 item,
                 |g| !g.is_empty() && g.len() <= 2048 && g != "*",
