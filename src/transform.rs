@@ -25,18 +25,14 @@ use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::config::keys::{key_for_error, UnsafeKey};
 use crate::secret::{Payload, Sensitive};
 
 /// File name used when a secret is not a JSON object.
 pub const SINGLE_VALUE_KEY: &str = "value";
 
-/// Longest key accepted: the DNS-subdomain limit Kubernetes uses for secret
-/// keys, comfortably below every filesystem's `NAME_MAX` (255).
-pub const MAX_KEY_BYTES: usize = 253;
-
-/// Keys quoted in errors are cut to this many characters so that a hostile or
-/// broken secret cannot flood logs.
-const MAX_KEY_CHARS_IN_ERROR: usize = 64;
+// Transitional: the tests' path until they are updated.
+pub use crate::config::keys::MAX_KEY_BYTES;
 
 /// The files that represent one secret: file name -> content.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -75,41 +71,15 @@ impl TransformError {
 }
 
 /// Refuses keys that could escape the target directory, collide with the
-/// sink's own `..`-prefixed bookkeeping entries, or not be valid file names.
+/// sink's own `..`-prefixed bookkeeping entries, or not be valid file names:
+/// the rule of [`UnsafeKey::check`], as a transform error.
 pub fn check_key(key: &str) -> Result<(), TransformError> {
-    let reason = if key.is_empty() {
-        Some("is empty")
-    } else if key == "." {
-        Some("is \".\"")
-    } else if key == ".." {
-        Some("is \"..\"")
-    } else if key.starts_with("..") {
-        Some("starts with \"..\" (reserved for the writer's own entries)")
-    } else if key.contains('/') {
-        Some("contains '/'")
-    } else if key.contains('\0') {
-        Some("contains NUL")
-    } else if key.len() > MAX_KEY_BYTES {
-        Some("is longer than 253 bytes")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(TransformError::UnsafeKey {
-            key: key_for_error(key),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    UnsafeKey::check(key).map_err(TransformError::from)
 }
 
-pub(crate) fn key_for_error(key: &str) -> String {
-    if key.chars().count() <= MAX_KEY_CHARS_IN_ERROR {
-        key.to_owned()
-    } else {
-        let mut short: String = key.chars().take(MAX_KEY_CHARS_IN_ERROR).collect();
-        short.push_str("...");
-        short
+impl From<UnsafeKey> for TransformError {
+    fn from(UnsafeKey { key, reason }: UnsafeKey) -> Self {
+        TransformError::UnsafeKey { key, reason }
     }
 }
 
@@ -468,6 +438,17 @@ mod tests {
                     let shown = e.to_string();
                     assert!(shown.contains(reason_part), "{shown}");
                 }
+                other => panic!("key {key:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unsafe_key_reads_the_same_in_config_and_transform() {
+        // The config reports `UnsafeKey` at load, a sync `TransformError`: one text.
+        for key in ["", "..data", "a/b", "evil/\nkey"] {
+            match (UnsafeKey::check(key), check_key(key)) {
+                (Err(rule), Err(e)) => assert_eq!(rule.to_string(), e.to_string()),
                 other => panic!("key {key:?} gave {other:?}"),
             }
         }

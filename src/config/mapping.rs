@@ -1,10 +1,47 @@
-//! A secret's `mapping`: the property, keys and templates as configured.
+//! A secret's `mapping` as configured: the property, keys, decoding and templates, and
+//! their reading.
 
+use super::keys::UnsafeKey;
 use super::read::{checked_string, first_use, read_enum, read_list};
+use super::templates::check_template;
 use super::yaml::{optional, or_default, Checker, Field, Fields};
 use super::AT_LEAST_ONE;
-use crate::mapping::{Decode, KeyMap, Mapping, TemplateMode};
 use std::collections::BTreeMap;
+
+/// A secret's `mapping` as configured; `crate::mapping::Mapper` compiles and applies it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapping {
+    /// Dot path into the JSON value, e.g. `"a.b"`.
+    pub property: Option<String>,
+    /// Keys to keep, renamed; `None` keeps all.
+    pub keys: Option<Vec<KeyMap>>,
+    pub decode: Decode,
+    /// (output key, minijinja source), in config order.
+    pub templates: Vec<(String, String)>,
+    pub template_mode: TemplateMode,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyMap {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Decode {
+    #[default]
+    None,
+    Base64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TemplateMode {
+    /// Template outputs are added beside the kept keys.
+    #[default]
+    Add,
+    /// Only template outputs are written.
+    Replace,
+}
 
 /// `property`, `keys`, `decode`, `templates` and `templateMode`.
 pub(super) fn read_mapping(c: &mut Checker, f: &mut Fields) -> Option<Mapping> {
@@ -63,7 +100,7 @@ pub(super) fn read_key_map(
     f.finish(c);
     let from = from?;
     let to = to?.unwrap_or_else(|| from.clone());
-    if crate::transform::check_key(&to).is_err() && to_field.is_none() {
+    if UnsafeKey::check(&to).is_err() && to_field.is_none() {
         c.problem(
             at,
             format!("key {from:?} is not a safe file name: rename it with `to`"),
@@ -82,7 +119,7 @@ pub(super) fn read_key_map(
 
 pub(super) fn read_output_key(c: &mut Checker, at: &Field) -> Option<String> {
     let key = c.scalar(at)?;
-    match crate::transform::check_key(&key) {
+    match UnsafeKey::check(&key) {
         Ok(()) => Some(key),
         Err(e) => {
             c.problem(at, format!("must be a safe file name: {e}"));
@@ -95,7 +132,7 @@ pub(super) fn read_templates(c: &mut Checker, at: &Field) -> Option<Vec<(String,
     let mut templates = Vec::new();
     let mut ok = true;
     for entry in c.entries(at)? {
-        if let Err(e) = crate::transform::check_key(&entry.key) {
+        if let Err(e) = UnsafeKey::check(&entry.key) {
             c.key_problem(
                 &entry,
                 format!("a template's name is its output key and must be a safe file name: {e}"),
@@ -107,7 +144,7 @@ pub(super) fn read_templates(c: &mut Checker, at: &Field) -> Option<Vec<(String,
             ok = false;
             continue;
         };
-        if let Err(e) = crate::mapping::check_template(&source) {
+        if let Err(e) = check_template(&source) {
             c.problem(&entry.value, format!("template does not parse: {e}"));
             ok = false;
             continue;

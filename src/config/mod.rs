@@ -16,6 +16,7 @@ use std::time::Duration;
 use yaml::{line, optional, or_default, Checker, Field, Fields};
 
 mod depth;
+pub mod keys;
 mod kube;
 mod mapping;
 mod on_change;
@@ -26,11 +27,13 @@ mod roles;
 mod rules;
 mod secrets;
 mod targets;
+pub mod templates;
 #[cfg(test)]
 mod tests;
 mod yaml;
 
 pub use kube::{glob_matches, CreationPolicy, DeletionPolicy, KubeSecretTarget, TenantRule};
+pub use mapping::{Decode, KeyMap, Mapping, TemplateMode};
 pub use on_change::{OnChange, SignalName};
 pub use outputs::{BaseCredentials, CredentialOutput, CredentialsEndpoint};
 pub use roles::{ExternalIdSource, RoleConfig};

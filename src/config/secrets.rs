@@ -8,11 +8,11 @@ use super::read::{
 use super::rules::{check_secret_arn, is_name};
 use super::targets::{read_targets, Target};
 use super::yaml::{both_set, optional, or_default, Checker, Field, Fields};
+use super::Mapping;
 use super::{
     ANY_NUMBER, AT_LEAST_ONE, DEFAULT_REFRESH_INTERVAL, DEFAULT_VERSION_STAGE, REFRESH_INTERVALS,
     SECRET_ARN_FORM,
 };
-use crate::mapping::Mapping;
 use saphyr::{Scalar, YamlData};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -22,58 +22,19 @@ use std::io;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-mod bounds;
 
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use minijinja::{Environment, ErrorKind, Value};
 use serde_json::value::RawValue;
 
+use crate::config::keys::key_for_error;
+use crate::config::templates::{check_source, compile_error_message, environment, TEMPLATE_FUEL};
 use crate::secret::{Payload, Sensitive};
-use crate::transform::{self, key_for_error, Rendered, TransformError};
+use crate::transform::{self, Rendered, TransformError};
 
-/// Instructions a single template render may execute. Generous for any real
-/// config file (a loop over a few hundred items), small enough that a runaway
-/// loop fails in milliseconds instead of stalling every sync: one step does at most
-/// work linear in a 64 KiB value (see `bounds`), so this also bounds the time.
-pub const TEMPLATE_FUEL: u64 = 20_000;
-
-/// Largest output of one template. Templates build small config strings; anything
-/// bigger is almost certainly a mistake, and the cap keeps it from filling memory
-/// and the target volume.
-pub const MAX_TEMPLATE_OUTPUT_BYTES: usize = 65_536;
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Mapping {
-    /// Dot path into the JSON value, e.g. `"a.b"`.
-    pub property: Option<String>,
-    /// Keys to keep, renamed; `None` keeps all.
-    pub keys: Option<Vec<KeyMap>>,
-    pub decode: Decode,
-    /// (output key, minijinja source), in config order.
-    pub templates: Vec<(String, String)>,
-    pub template_mode: TemplateMode,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyMap {
-    pub from: String,
-    pub to: String,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Decode {
-    #[default]
-    None,
-    Base64,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum TemplateMode {
-    /// Template outputs are added beside the kept keys.
-    #[default]
-    Add,
-    /// Only template outputs are written.
-    Replace,
-}
+// Transitional: the tests' path until they are updated.
+pub use crate::config::templates::MAX_TEMPLATE_OUTPUT_BYTES;
+// Transitional: the tests' path until they are updated.
+pub use crate::config::{Decode, KeyMap, Mapping, TemplateMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
@@ -116,17 +77,6 @@ impl MappingError {
             // The same labels as an unmapped secret gets for the same problem.
             MappingError::Transform(e) => e.kind(),
         }
-    }
-}
-
-/// Validates template syntax at config load. The message may quote the template
-/// (it is config), never a secret: no secret is in scope here.
-pub fn check_template(source: &str) -> Result<(), String> {
-    bounds::check_source(source)?;
-    let env = environment();
-    match env.template_from_str(source) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(compile_error_message(&e)),
     }
 }
 
@@ -220,7 +170,7 @@ impl Mapper {
                     key_for_error(name)
                 )));
             }
-            bounds::check_source(source).map_err(|reason| MappingError::Template {
+            check_source(source).map_err(|reason| MappingError::Template {
                 name: key_for_error(name),
                 reason,
             })?;
@@ -348,37 +298,6 @@ impl Mapper {
 
 fn invalid(reason: String) -> MappingError {
     MappingError::InvalidMapping { reason }
-}
-
-/// One environment shape for both `check_template` and `Mapper`, so a template that
-/// passes the config check compiles the same way later.
-fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    // A typo must fail the sync, not silently write an empty password.
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // Outputs are files, not HTML; minijinja would otherwise escape for a key
-    // like `index.html` and corrupt values containing `&` or `<`.
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    // The template is the file content: YAML already controls the final newline
-    // (`|` vs `|-`), so a second, silent strip would only surprise.
-    env.set_keep_trailing_newline(true);
-    env.set_fuel(Some(TEMPLATE_FUEL));
-    bounds::restrict(&mut env);
-    env
-}
-
-/// Compile errors come from template source alone (no secret is in the context
-/// at compile time), so minijinja's detail is safe and useful here.
-fn compile_error_message(e: &minijinja::Error) -> String {
-    let mut message = e.kind().to_string();
-    if let Some(detail) = e.detail() {
-        message.push_str(": ");
-        message.push_str(detail);
-    }
-    if let Some(line) = e.line() {
-        message.push_str(&format!(" (line {line})"));
-    }
-    message
 }
 
 /// Render errors can come with a detail that quotes a value, so the message is
@@ -577,6 +496,7 @@ fn select_keys(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::templates::check_template;
 
     const CANARY: &str = "canary-3f8a2c71";
     /// For numeric paths: minijinja's overflow error quotes both operands.

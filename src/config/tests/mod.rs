@@ -2,7 +2,7 @@
 
 use super::rules::{check_role_arn, check_secret_arn, parse_mode};
 use super::*;
-use crate::mapping::{Decode, KeyMap, Mapping, TemplateMode};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
