@@ -45,8 +45,12 @@ const DEFAULT_ROLE_DURATION: Duration = Duration::from_secs(60 * 60);
 const ROLE_DURATIONS: RangeInclusive<Duration> =
     Duration::from_secs(15 * 60)..=Duration::from_secs(12 * 60 * 60);
 const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
-const DEFAULT_VERSION_STAGE: &str = "AWSCURRENT";
-const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// The version stage a secret follows when it names none, and the one Secrets Manager
+/// gives the newest version: the single definition for every stage of the daemon.
+pub const DEFAULT_VERSION_STAGE: &str = "AWSCURRENT";
+/// How often a secret is read when it sets no `refreshInterval`: the single definition
+/// for every stage of the daemon.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 const REFRESH_INTERVALS: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::MAX;
 const DEFAULT_FILE_MODE: u32 = 0o400;
 const DEFAULT_API_RATE_LIMIT: u32 = 50;
