@@ -1,12 +1,13 @@
 //! A secret's `mapping` as configured: the property, keys, decoding and templates, and
 //! their reading.
 
+use std::collections::BTreeMap;
+
 use super::keys::UnsafeKey;
 use super::read::{checked_string, first_use, read_enum, read_list};
 use super::templates::check_template;
 use super::yaml::{optional, or_default, Checker, Field, Fields};
 use super::AT_LEAST_ONE;
-use std::collections::BTreeMap;
 
 /// A secret's `mapping` as configured; `crate::mapping::Mapper` compiles and applies it.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -3,16 +3,18 @@
 //! The YAML is walked by hand over saphyr's span-carrying tree (no serde) so that every problem
 //! can be reported at once, each with its path (`secrets[0].targets[0].file.mode`) and line.
 
-use outputs::{read_base_credentials, read_credential_outputs, read_credentials_endpoint};
-use read::{declared_keys, read_region};
-use roles::read_roles;
-use saphyr::{LoadableYamlNode, MarkedYaml};
-use secrets::{read_fetch_strategy, read_secrets, SecretDefaults};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
+
+use saphyr::{LoadableYamlNode, MarkedYaml};
+
+use outputs::{read_base_credentials, read_credential_outputs, read_credentials_endpoint};
+use read::{declared_keys, read_region};
+use roles::read_roles;
+use secrets::{read_fetch_strategy, read_secrets, SecretDefaults};
 use yaml::{line, optional, or_default, Checker, Field, Fields};
 
 mod depth;
@@ -40,11 +42,6 @@ pub use roles::{ExternalIdSource, RoleConfig};
 pub use secrets::{FetchStrategy, Find, SecretConfig, VersionSelector, NAME_PLACEHOLDER};
 pub use targets::{FileFormat, FileTarget, SingleFileTarget, Target};
 
-const DEFAULT_SESSION_NAME: &str = "secret-ferry";
-const DEFAULT_ROLE_DURATION: Duration = Duration::from_secs(60 * 60);
-const ROLE_DURATIONS: RangeInclusive<Duration> =
-    Duration::from_secs(15 * 60)..=Duration::from_secs(12 * 60 * 60);
-const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// The version stage a secret follows when it names none, and the one Secrets Manager
 /// gives the newest version: the single definition for every stage of the daemon.
 pub const DEFAULT_VERSION_STAGE: &str = "AWSCURRENT";
@@ -56,40 +53,12 @@ const DEFAULT_FILE_MODE: u32 = 0o400;
 const DEFAULT_API_RATE_LIMIT: u32 = 50;
 /// Secrets Manager's own quota for GetSecretValue is 10,000 per second per account.
 const API_RATE_LIMITS: RangeInclusive<u32> = 1..=10_000;
-const DEFAULT_PROFILE: &str = "default";
-/// AWS refuses longer sessions for a role assumed with another role's credentials.
-const MAX_CHAINED_DURATION: Duration = Duration::from_secs(60 * 60);
-// STS limits on AssumeRole parameters.
-const MAX_SESSION_TAGS: usize = 50;
-const MAX_POLICY_ARNS: usize = 10;
-const MAX_POLICY_CHARS: usize = 2048;
 const ANY_NUMBER: RangeInclusive<usize> = 0..=usize::MAX;
 const AT_LEAST_ONE: RangeInclusive<usize> = 1..=usize::MAX;
-/// The `${NAME}` placeholders a session name may use, with the downward API field that usually
-/// sets each: they give every pod its own session name in CloudTrail.
-const SESSION_NAME_VARIABLES: &[(&str, &str)] = &[
-    ("POD_NAME", "metadata.name"),
-    ("POD_NAMESPACE", "metadata.namespace"),
-    ("HOSTNAME", "metadata.name"),
-];
-/// Keys allowed in a `targets` item; keep in step with `read_target`.
-const TARGET_KINDS: &[&str] = &["file", "kubernetesSecret"];
 
 const ROLE_ARN_FORM: &str = "arn:<partition>:iam::<12-digit account id>:role/<name>";
-const POLICY_ARN_FORM: &str = "arn:<partition>:iam::<aws or a 12-digit account id>:policy/<name>";
 const SECRET_ARN_FORM: &str =
     "arn:<partition>:secretsmanager:<region>:<12-digit account id>:secret:<name>";
-const DURATION_FORM: &str = "a duration such as \"90s\", \"5m\" or \"1h\"";
-const MODE_FORM: &str = "a quoted octal string such as \"0400\"";
-const SESSION_NAME_RULE: &str =
-    "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS session name)";
-const SOURCE_IDENTITY_RULE: &str =
-    "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS source identity)";
-const TAG_CHARS: &str = "letters, digits, spaces or any of \"_.:/=+-@\"";
-const ENDPOINT_FORM: &str =
-    "an http:// or https:// URL with a host, such as \"https://sts.eu-west-1.amazonaws.com\"";
-const LISTEN_FORM: &str =
-    "an IP address and port such as \"127.0.0.1:9911\" (host names are not accepted)";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq)]

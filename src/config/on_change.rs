@@ -1,10 +1,11 @@
 //! A secret's `onChange` actions: signal a process, call a URL or touch a file.
 
-use super::read::{checked_string, parsed_string, read_path};
-use super::yaml::{or_default, Checker, Field, Fields};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use super::read::{checked_string, parsed_string, read_path};
+use super::yaml::{or_default, Checker, Field, Fields};
 
 /// One way to tell the app that its secret changed.
 #[derive(Debug, Clone, PartialEq)]

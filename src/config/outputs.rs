@@ -1,14 +1,19 @@
 //! Where credentials go: `baseCredentials`, `credentialOutputs` and `credentialsEndpoint`.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use super::read::{
     checked_string, first_use, parsed_string, read_list, read_path, read_reference, unique, ROLES,
 };
 use super::rules::{is_name, read_file_mode};
 use super::yaml::{or_default, Checker, Field, Fields};
-use super::{ANY_NUMBER, AT_LEAST_ONE, DEFAULT_FILE_MODE, DEFAULT_PROFILE, LISTEN_FORM};
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use super::{ANY_NUMBER, AT_LEAST_ONE, DEFAULT_FILE_MODE};
+
+const DEFAULT_PROFILE: &str = "default";
+const LISTEN_FORM: &str =
+    "an IP address and port such as \"127.0.0.1:9911\" (host names are not accepted)";
 
 /// Long-lived access keys for the base identity, read from files.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,12 @@
 //! A role's session `policy`, written as YAML or JSON, checked and compacted to the JSON
 //! that STS receives.
 
-use super::yaml::{line, untag, Checker, Field};
-use super::MAX_POLICY_CHARS;
 use saphyr::{Scalar, YamlData};
+
+use super::yaml::{line, untag, Checker, Field};
+
+/// STS's limit on the length of an AssumeRole session policy.
+const MAX_POLICY_CHARS: usize = 2048;
 
 /// A session policy as compact JSON: either JSON text, or a mapping written as JSON. Policies
 /// can be long, so JSON syntax errors give a position instead of quoting the text.

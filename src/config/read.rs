@@ -1,12 +1,14 @@
 //! Readers shared by the sections: checked strings, lists, uniqueness, enums and references
 //! to other parts of the config.
 
-use super::rules::is_region;
-use super::yaml::{untag, Checker, Field};
-use saphyr::{Scalar, YamlData};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+
+use saphyr::{Scalar, YamlData};
+
+use super::rules::is_region;
+use super::yaml::{untag, Checker, Field};
 
 /// A string field that `parse` turns into a value; `rule` completes "must be …".
 pub(super) fn parsed_string<T>(

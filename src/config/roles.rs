@@ -1,5 +1,12 @@
 //! `roles`: the roles to assume, their ExternalId, session settings, tags and `via` chains.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use saphyr::{Scalar, YamlData};
+
 use super::policy_json::read_policy;
 use super::read::{
     checked_string, declared_keys, first_use, read_list, read_path, read_reference, read_region,
@@ -10,15 +17,33 @@ use super::rules::{
     is_tag_text,
 };
 use super::yaml::{both_set, optional, or_default, Checker, Entry, Field, Fields};
-use super::{
-    ANY_NUMBER, DEFAULT_REFRESH_BEFORE, DEFAULT_ROLE_DURATION, DEFAULT_SESSION_NAME, ENDPOINT_FORM,
-    MAX_CHAINED_DURATION, MAX_POLICY_ARNS, MAX_SESSION_TAGS, POLICY_ARN_FORM, ROLE_ARN_FORM,
-    ROLE_DURATIONS, SESSION_NAME_RULE, SESSION_NAME_VARIABLES, SOURCE_IDENTITY_RULE, TAG_CHARS,
-};
-use saphyr::{Scalar, YamlData};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::time::Duration;
+use super::{ANY_NUMBER, ROLE_ARN_FORM};
+
+const DEFAULT_SESSION_NAME: &str = "secret-ferry";
+const DEFAULT_ROLE_DURATION: Duration = Duration::from_secs(60 * 60);
+const ROLE_DURATIONS: RangeInclusive<Duration> =
+    Duration::from_secs(15 * 60)..=Duration::from_secs(12 * 60 * 60);
+const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
+/// AWS refuses longer sessions for a role assumed with another role's credentials.
+const MAX_CHAINED_DURATION: Duration = Duration::from_secs(60 * 60);
+// STS limits on AssumeRole parameters.
+const MAX_SESSION_TAGS: usize = 50;
+const MAX_POLICY_ARNS: usize = 10;
+/// The `${NAME}` placeholders a session name may use, with the downward API field that usually
+/// sets each: they give every pod its own session name in CloudTrail.
+const SESSION_NAME_VARIABLES: &[(&str, &str)] = &[
+    ("POD_NAME", "metadata.name"),
+    ("POD_NAMESPACE", "metadata.namespace"),
+    ("HOSTNAME", "metadata.name"),
+];
+const POLICY_ARN_FORM: &str = "arn:<partition>:iam::<aws or a 12-digit account id>:policy/<name>";
+const SESSION_NAME_RULE: &str =
+    "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS session name)";
+const SOURCE_IDENTITY_RULE: &str =
+    "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS source identity)";
+const TAG_CHARS: &str = "letters, digits, spaces or any of \"_.:/=+-@\"";
+const ENDPOINT_FORM: &str =
+    "an http:// or https:// URL with a host, such as \"https://sts.eu-west-1.amazonaws.com\"";
 
 /// A cross-account role to assume with STS.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,12 @@
 //! Scalar rules: file modes, regions, names, URLs and ARNs.
 
-use super::yaml::{Checker, Field};
-use super::MODE_FORM;
-use saphyr::{Scalar, YamlData};
 use std::ops::RangeInclusive;
+
+use saphyr::{Scalar, YamlData};
+
+use super::yaml::{Checker, Field};
+
+const MODE_FORM: &str = "a quoted octal string such as \"0400\"";
 
 pub(super) fn read_file_mode(c: &mut Checker, at: &Field) -> Option<u32> {
     let YamlData::Value(Scalar::String(text)) = at.data() else {

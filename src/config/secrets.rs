@@ -1,5 +1,11 @@
 //! `secrets`: which secret to fetch, how, with which role and how often.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use saphyr::{Scalar, YamlData};
+
 use super::mapping::read_mapping;
 use super::on_change::{read_on_change, OnChange, DEBOUNCES, DEFAULT_DEBOUNCE};
 use super::read::{
@@ -13,10 +19,6 @@ use super::{
     ANY_NUMBER, AT_LEAST_ONE, DEFAULT_REFRESH_INTERVAL, DEFAULT_VERSION_STAGE, REFRESH_INTERVALS,
     SECRET_ARN_FORM,
 };
-use saphyr::{Scalar, YamlData};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::time::Duration;
 
 /// One secret to fetch and where to write it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,13 +1,17 @@
 //! A secret's `targets`: directories of files, single files and Kubernetes Secrets.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
 use super::kube::KubeSecretTarget;
 use super::read::{first_use, read_enum, read_list, read_path};
 use super::rules::read_file_mode;
 use super::secrets::NAME_PLACEHOLDER;
 use super::yaml::{or_default, Checker, Field, Fields};
-use super::{AT_LEAST_ONE, DEFAULT_FILE_MODE, TARGET_KINDS};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use super::{AT_LEAST_ONE, DEFAULT_FILE_MODE};
+
+/// Keys allowed in a `targets` item; keep in step with `read_target`.
+const TARGET_KINDS: &[&str] = &["file", "kubernetesSecret"];
 
 /// Where a secret is written.
 #[derive(Debug, Clone, PartialEq)]

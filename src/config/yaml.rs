@@ -1,10 +1,14 @@
 //! The span-carrying YAML reader: a `Checker` that collects problems with their path and
 //! line, and `Field`/`Fields` that walk saphyr's tree and quote values as they were written.
 
-use super::{ConfigErrors, Problem, DURATION_FORM};
-use saphyr::{MarkedYaml, Scalar, YamlData};
 use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use saphyr::{MarkedYaml, Scalar, YamlData};
+
+use super::{ConfigErrors, Problem};
+
+const DURATION_FORM: &str = "a duration such as \"90s\", \"5m\" or \"1h\"";
 
 pub(super) type Node<'a> = MarkedYaml<'a>;
 

@@ -1,12 +1,12 @@
 //! Tests of the config parser, one file per section; the helpers and example configs here.
 
-use super::rules::{check_role_arn, check_secret_arn, parse_mode};
-use super::*;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use super::rules::{check_role_arn, check_secret_arn, parse_mode};
+use super::*;
 
 mod chains;
 mod document;
