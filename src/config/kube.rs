@@ -73,6 +73,8 @@ const DNS_SUBDOMAIN: &str = "a DNS subdomain: at most 253 lowercase letters, dig
 const DNS_LABEL: &str =
     "a DNS label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit";
 
+// === Kubernetes names ===
+
 pub fn is_dns_subdomain(s: &str) -> bool {
     (1..=253).contains(&s.len()) && s.split('.').all(|part| is_dns_label_like(part, 253))
 }
@@ -111,6 +113,8 @@ fn is_label_value(v: &str) -> bool {
             && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
             && bytes.last().is_some_and(u8::is_ascii_alphanumeric))
 }
+
+// === kubernetesSecret targets ===
 
 /// `kubernetesSecret:`; `claimed` keeps each (namespace, name) to one target.
 pub(super) fn read_kube_secret_target(
@@ -270,6 +274,8 @@ fn read_metadata_map(
     }
     ok.then_some(map)
 }
+
+// === tenants ===
 
 pub(super) fn read_tenants(
     c: &mut Checker,

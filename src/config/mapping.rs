@@ -89,7 +89,7 @@ pub(super) fn read_mapping(c: &mut Checker, f: &mut Fields) -> Option<Mapping> {
     })
 }
 
-pub(super) fn read_key_map(
+fn read_key_map(
     c: &mut Checker,
     at: &Field,
     targets: &mut BTreeMap<String, String>,
@@ -118,7 +118,7 @@ pub(super) fn read_key_map(
     Some(KeyMap { from, to })
 }
 
-pub(super) fn read_output_key(c: &mut Checker, at: &Field) -> Option<String> {
+fn read_output_key(c: &mut Checker, at: &Field) -> Option<String> {
     let key = c.scalar(at)?;
     match UnsafeKey::check(&key) {
         Ok(()) => Some(key),
@@ -129,7 +129,7 @@ pub(super) fn read_output_key(c: &mut Checker, at: &Field) -> Option<String> {
     }
 }
 
-pub(super) fn read_templates(c: &mut Checker, at: &Field) -> Option<Vec<(String, String)>> {
+fn read_templates(c: &mut Checker, at: &Field) -> Option<Vec<(String, String)>> {
     let mut templates = Vec::new();
     let mut ok = true;
     for entry in c.entries(at)? {

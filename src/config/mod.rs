@@ -28,6 +28,7 @@ mod read;
 mod roles;
 mod rules;
 mod secrets;
+mod session;
 mod targets;
 pub mod templates;
 #[cfg(test)]

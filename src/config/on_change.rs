@@ -32,7 +32,7 @@ pub enum SignalName {
     Usr2,
 }
 
-pub(super) const SIGNALS: &[(&str, SignalName)] = &[
+const SIGNALS: &[(&str, SignalName)] = &[
     ("HUP", SignalName::Hup),
     ("INT", SignalName::Int),
     ("QUIT", SignalName::Quit),
@@ -40,14 +40,13 @@ pub(super) const SIGNALS: &[(&str, SignalName)] = &[
     ("USR1", SignalName::Usr1),
     ("USR2", SignalName::Usr2),
 ];
-pub(super) const HTTP_METHODS: &[&str] = &["POST", "PUT", "GET"];
+const HTTP_METHODS: &[&str] = &["POST", "PUT", "GET"];
 pub(super) const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
-pub(super) const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
-pub(super) const NOTIFY_TIMEOUTS: RangeInclusive<Duration> =
-    Duration::from_secs(1)..=Duration::from_secs(60);
+const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+const NOTIFY_TIMEOUTS: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(60);
 pub(super) const DEBOUNCES: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(3600);
 /// Linux keeps 15 bytes of a process name in `/proc/PID/comm`.
-pub(super) const MAX_PROCESS_NAME: usize = 15;
+const MAX_PROCESS_NAME: usize = 15;
 
 /// An action is a mapping with a single key naming its kind, like a target.
 pub(super) fn read_on_change(c: &mut Checker, at: &Field) -> Option<OnChange> {
@@ -68,7 +67,7 @@ pub(super) fn read_on_change(c: &mut Checker, at: &Field) -> Option<OnChange> {
     }
 }
 
-pub(super) fn read_signal_action(c: &mut Checker, at: &Field) -> Option<OnChange> {
+fn read_signal_action(c: &mut Checker, at: &Field) -> Option<OnChange> {
     let mut f = Fields::open(c, at)?;
     let process = f.require(c, "process").and_then(|v| {
         checked_string(
@@ -97,7 +96,7 @@ pub(super) fn read_signal_action(c: &mut Checker, at: &Field) -> Option<OnChange
     })
 }
 
-pub(super) fn read_http_action(c: &mut Checker, at: &Field) -> Option<OnChange> {
+fn read_http_action(c: &mut Checker, at: &Field) -> Option<OnChange> {
     let mut f = Fields::open(c, at)?;
     let url = f.require(c, "url").and_then(|v| {
         checked_string(

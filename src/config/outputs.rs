@@ -74,7 +74,7 @@ pub(super) fn read_credential_outputs(
     })
 }
 
-pub(super) fn read_credential_output(
+fn read_credential_output(
     c: &mut Checker,
     at: &Field,
     roles: Option<&BTreeSet<String>>,
@@ -109,7 +109,7 @@ pub(super) fn read_credential_output(
     })
 }
 
-pub(super) fn read_output_path(
+fn read_output_path(
     c: &mut Checker,
     at: &Field,
     dirs: &BTreeMap<PathBuf, String>,
@@ -170,7 +170,7 @@ pub(super) fn read_credentials_endpoint(
 }
 
 /// The endpoint hands out credentials, so by default it must not be reachable from other hosts.
-pub(super) fn loopback_only(c: &mut Checker, at: &Field, listen: SocketAddr) -> Option<SocketAddr> {
+fn loopback_only(c: &mut Checker, at: &Field, listen: SocketAddr) -> Option<SocketAddr> {
     // `to_canonical` so that `::ffff:127.0.0.1` counts as the loopback address it is.
     if listen.ip().to_canonical().is_loopback() {
         return Some(listen);

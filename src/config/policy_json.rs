@@ -52,7 +52,7 @@ pub(super) fn read_policy(c: &mut Checker, at: &Field) -> Option<String> {
     Some(json)
 }
 
-pub(super) fn json_kind(value: &serde_json::Value) -> &'static str {
+fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "boolean",
@@ -65,7 +65,7 @@ pub(super) fn json_kind(value: &serde_json::Value) -> &'static str {
 
 /// Drops the whitespace between tokens of valid JSON. Unlike reserialising, this keeps the
 /// order of keys and the spelling of numbers and escapes whatever serde_json's features are.
-pub(super) fn compact_json(json: &str) -> String {
+fn compact_json(json: &str) -> String {
     let mut compact = String::with_capacity(json.len());
     let (mut in_string, mut escaped) = (false, false);
     for ch in json.chars() {
@@ -89,7 +89,7 @@ pub(super) fn compact_json(json: &str) -> String {
 
 /// Writes a YAML value as compact JSON, keeping the document's key order; reports what JSON
 /// cannot hold.
-pub(super) fn write_json(c: &mut Checker, at: &Field, json: &mut String) {
+fn write_json(c: &mut Checker, at: &Field, json: &mut String) {
     match at.data() {
         YamlData::Value(Scalar::Null) => json.push_str("null"),
         YamlData::Value(Scalar::Boolean(value)) => json.push_str(&value.to_string()),

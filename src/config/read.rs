@@ -75,7 +75,7 @@ pub(super) fn read_list<'a, T>(
     values.filter(|_| count.contains(&n))
 }
 
-pub(super) fn counted(n: usize, noun: &str) -> String {
+fn counted(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("one {noun}")
     } else {
@@ -134,7 +134,7 @@ pub(super) fn declared_keys(at: Option<&Field>) -> Option<BTreeSet<String>> {
 pub(super) struct Referent {
     pub(super) kind: &'static str,
     /// Where such names are defined.
-    pub(super) section: &'static str,
+    section: &'static str,
 }
 
 pub(super) const ROLES: Referent = Referent {

@@ -1,21 +1,20 @@
-//! `roles`: the roles to assume, their ExternalId, session settings, tags and `via` chains.
+//! `roles`: the roles to assume, their ExternalId, durations, policies and `via` chains
+//! (the session's name and tags are read in `session`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use saphyr::{Scalar, YamlData};
-
 use super::policy_json::read_policy;
 use super::read::{
-    checked_string, declared_keys, first_use, read_list, read_path, read_reference, read_region,
-    unique, ROLES, TAG_KEYS,
+    checked_string, declared_keys, read_list, read_path, read_reference, read_region, unique,
+    ROLES, TAG_KEYS,
 };
 use super::rules::{
     check_policy_arn, check_role_arn, is_endpoint_url, is_env_name, is_name, is_sts_name,
-    is_tag_text,
 };
+use super::session::{read_session_name, read_session_tags};
 use super::yaml::{both_set, optional, or_default, Checker, Entry, Field, Fields};
 use super::{ANY_NUMBER, ROLE_ARN_FORM};
 
@@ -26,22 +25,11 @@ const ROLE_DURATIONS: RangeInclusive<Duration> =
 const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// AWS refuses longer sessions for a role assumed with another role's credentials.
 const MAX_CHAINED_DURATION: Duration = Duration::from_secs(60 * 60);
-// STS limits on AssumeRole parameters.
-const MAX_SESSION_TAGS: usize = 50;
+// STS limit on AssumeRole parameters.
 const MAX_POLICY_ARNS: usize = 10;
-/// The `${NAME}` placeholders a session name may use, with the downward API field that usually
-/// sets each: they give every pod its own session name in CloudTrail.
-const SESSION_NAME_VARIABLES: &[(&str, &str)] = &[
-    ("POD_NAME", "metadata.name"),
-    ("POD_NAMESPACE", "metadata.namespace"),
-    ("HOSTNAME", "metadata.name"),
-];
 const POLICY_ARN_FORM: &str = "arn:<partition>:iam::<aws or a 12-digit account id>:policy/<name>";
-const SESSION_NAME_RULE: &str =
-    "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS session name)";
 const SOURCE_IDENTITY_RULE: &str =
     "2 to 64 letters, digits or any of \"+=,.@_-\" (an STS source identity)";
-const TAG_CHARS: &str = "letters, digits, spaces or any of \"_.:/=+-@\"";
 const ENDPOINT_FORM: &str =
     "an http:// or https:// URL with a host, such as \"https://sts.eu-west-1.amazonaws.com\"";
 
@@ -102,7 +90,7 @@ pub(super) fn read_roles(
     roles.filter(|_| loop_free)
 }
 
-pub(super) fn read_role<'a>(
+fn read_role<'a>(
     c: &mut Checker,
     entry: &Entry<'a>,
     roles: Option<&BTreeSet<String>>,
@@ -183,7 +171,7 @@ pub(super) fn read_role<'a>(
 }
 
 /// An ARN that `check` accepts; `form` shows what one looks like.
-pub(super) fn read_arn(
+fn read_arn(
     c: &mut Checker,
     at: &Field,
     check: fn(&str) -> Result<(), String>,
@@ -197,7 +185,7 @@ pub(super) fn read_arn(
     Some(arn.to_owned())
 }
 
-pub(super) fn read_external_id(
+fn read_external_id(
     c: &mut Checker,
     file: Option<Field>,
     env: Option<Field>,
@@ -211,7 +199,7 @@ pub(super) fn read_external_id(
     Some(file?.or(env?))
 }
 
-pub(super) fn read_env_name(c: &mut Checker, at: &Field) -> Option<String> {
+fn read_env_name(c: &mut Checker, at: &Field) -> Option<String> {
     checked_string(
         c,
         at,
@@ -220,81 +208,7 @@ pub(super) fn read_env_name(c: &mut Checker, at: &Field) -> Option<String> {
     )
 }
 
-/// A session name, with its placeholders replaced; STS rules apply to the result.
-pub(super) fn read_session_name(c: &mut Checker, at: &Field) -> Option<String> {
-    let template = c.string(at)?;
-    let name = substitute(c, at, template)?;
-    if !is_sts_name(&name) {
-        let after = if name == template {
-            ""
-        } else {
-            " after substitution"
-        };
-        c.problem(
-            at,
-            format!("must be {SESSION_NAME_RULE}, got {name:?}{after}"),
-        );
-        return None;
-    }
-    Some(name)
-}
-
-/// Replaces each `${NAME}` in `template` with the value of that environment variable, for the
-/// names in `SESSION_NAME_VARIABLES`. Every bad placeholder is reported.
-pub(super) fn substitute(c: &mut Checker, at: &Field, template: &str) -> Option<String> {
-    let allowed = || {
-        let names: Vec<String> = SESSION_NAME_VARIABLES
-            .iter()
-            .map(|(name, _)| format!("${{{name}}}"))
-            .collect();
-        names.join(", ")
-    };
-    let mut result = String::with_capacity(template.len());
-    let mut complete = true;
-    let mut rest = template;
-    while let Some((before, after)) = rest.split_once("${") {
-        result.push_str(before);
-        let Some((name, after)) = after.split_once('}') else {
-            c.problem(
-                at,
-                format!(
-                    "has `${{` without a closing `}}`; placeholders are {}",
-                    allowed()
-                ),
-            );
-            return None;
-        };
-        rest = after;
-        let Some((_, field_path)) = SESSION_NAME_VARIABLES.iter().find(|(n, _)| *n == name) else {
-            c.problem(
-                at,
-                format!(
-                    "unknown placeholder `${{{name}}}`; allowed placeholders: {}",
-                    allowed()
-                ),
-            );
-            complete = false;
-            continue;
-        };
-        match (c.env)(name).filter(|value| !value.is_empty()) {
-            Some(value) => result.push_str(&value),
-            None => {
-                c.problem(
-                    at,
-                    format!(
-                        "`${{{name}}}` needs the environment variable {name}, which is unset or empty; \
-                         set it from the Kubernetes downward API (fieldRef fieldPath: {field_path})"
-                    ),
-                );
-                complete = false;
-            }
-        }
-    }
-    result.push_str(rest);
-    complete.then_some(result)
-}
-
-pub(super) fn read_refresh_before(
+fn read_refresh_before(
     c: &mut Checker,
     at: &Field,
     duration: Option<Duration>,
@@ -334,15 +248,17 @@ pub(super) fn read_refresh_before(
     Some(refresh_before)
 }
 
+// === via chains ===
+
 /// A role's `via`, kept apart from the role so that loops are found even among roles that have
 /// other problems.
-pub(super) struct ViaLink<'a> {
+struct ViaLink<'a> {
     pub(super) role: String,
     pub(super) via: String,
     pub(super) at: Field<'a>,
 }
 
-pub(super) fn read_via<'a>(
+fn read_via<'a>(
     c: &mut Checker,
     at: &Field<'a>,
     role: &str,
@@ -364,7 +280,7 @@ pub(super) fn read_via<'a>(
 
 /// Reports each loop of `via` links once, at the role of the loop that comes first in the file.
 /// Returns whether there are none.
-pub(super) fn check_via_loops(c: &mut Checker, links: &[ViaLink]) -> bool {
+fn check_via_loops(c: &mut Checker, links: &[ViaLink]) -> bool {
     let by_role: BTreeMap<&str, &ViaLink> = links.iter().map(|l| (l.role.as_str(), l)).collect();
     // Roles whose chain is fully explored.
     let mut done: BTreeSet<&str> = BTreeSet::new();
@@ -387,7 +303,7 @@ pub(super) fn check_via_loops(c: &mut Checker, links: &[ViaLink]) -> bool {
 }
 
 /// `cycle` holds the links of one loop in chain order.
-pub(super) fn report_via_loop(c: &mut Checker, cycle: &[&ViaLink]) {
+fn report_via_loop(c: &mut Checker, cycle: &[&ViaLink]) {
     let first_in_file = cycle.iter().enumerate().min_by_key(|(_, l)| l.at.line());
     let Some((first, link)) = first_in_file else {
         return;
@@ -401,12 +317,7 @@ pub(super) fn report_via_loop(c: &mut Checker, cycle: &[&ViaLink]) {
     );
 }
 
-pub(super) fn warn_long_chained_session(
-    c: &mut Checker,
-    at: &Field,
-    duration: Duration,
-    via: &str,
-) {
+fn warn_long_chained_session(c: &mut Checker, at: &Field, duration: Duration, via: &str) {
     if duration > MAX_CHAINED_DURATION {
         c.warn(
             at,
@@ -418,80 +329,4 @@ pub(super) fn warn_long_chained_session(
             ),
         );
     }
-}
-
-pub(super) fn read_session_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<String, String>> {
-    let entries = c.entries(at)?;
-    let mut valid = entries.len() <= MAX_SESSION_TAGS;
-    if !valid {
-        c.problem(
-            at,
-            format!(
-                "must have at most {MAX_SESSION_TAGS} tags, got {}",
-                entries.len()
-            ),
-        );
-    }
-    // STS compares tag keys ignoring case: lowercased key → the first key that has it.
-    let mut keys = BTreeMap::new();
-    let mut tags = BTreeMap::new();
-    for entry in &entries {
-        let key = read_tag_key(c, entry, &mut keys);
-        let value = read_tag_value(c, &entry.value);
-        if let (Some(key), Some(value)) = (key, value) {
-            tags.insert(key, value);
-        } else {
-            valid = false;
-        }
-    }
-    valid.then_some(tags)
-}
-
-pub(super) fn read_tag_key(
-    c: &mut Checker,
-    entry: &Entry,
-    keys: &mut BTreeMap<String, String>,
-) -> Option<String> {
-    let key = &entry.key;
-    if !entry.key_is_string {
-        c.key_problem(
-            entry,
-            format!("a tag key must be a string, got {key}; write \"{key}\""),
-        );
-        return None;
-    }
-    if !is_tag_text(key, 1..=128) {
-        c.key_problem(
-            entry,
-            format!("a tag key must be 1 to 128 {TAG_CHARS}, got {key:?}"),
-        );
-        return None;
-    }
-    let this = format!("{key:?} (line {})", entry.key_line);
-    if let Some(first) = first_use(keys, key.to_lowercase(), &this) {
-        c.key_problem(
-            entry,
-            format!("tag key {key:?} repeats {first}: STS tag keys ignore case"),
-        );
-        return None;
-    }
-    Some(key.clone())
-}
-
-/// Tag values are strings even when they look like numbers, and may be empty.
-pub(super) fn read_tag_value(c: &mut Checker, at: &Field) -> Option<String> {
-    let YamlData::Value(Scalar::String(value)) = at.data() else {
-        let got = c.describe(at.node);
-        let hint = c.quote_hint(at);
-        c.problem(at, format!("must be a string, got {got}{hint}"));
-        return None;
-    };
-    if !is_tag_text(value, 0..=256) {
-        c.problem(
-            at,
-            format!("a tag value must be at most 256 {TAG_CHARS}, got {value:?}"),
-        );
-        return None;
-    }
-    Some(value.to_string())
 }

@@ -97,14 +97,14 @@ pub(super) fn is_endpoint_url(s: &str) -> bool {
 }
 
 /// `aws`, or `aws-` and a suffix such as `cn`, `us-gov` or `iso-b`.
-pub(super) fn is_partition(s: &str) -> bool {
+fn is_partition(s: &str) -> bool {
     s == "aws"
         || s.strip_prefix("aws-").is_some_and(|rest| {
             !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
         })
 }
 
-pub(super) fn is_account_id(s: &str) -> bool {
+fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -118,7 +118,7 @@ pub(super) fn check_policy_arn(arn: &str) -> Result<(), String> {
 }
 
 /// Checks `arn:<partition>:iam::<account>:<kind>/<path/><name>`; the error says what is wrong.
-pub(super) fn check_iam_arn(arn: &str, kind: &str, aws_owned: bool) -> Result<(), String> {
+fn check_iam_arn(arn: &str, kind: &str, aws_owned: bool) -> Result<(), String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ["arn", partition, "iam", "", account, resource] = parts[..] else {
         return Err(format!("not an IAM {kind} ARN"));

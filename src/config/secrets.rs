@@ -74,7 +74,7 @@ pub enum FetchStrategy {
     List,
 }
 
-pub(super) const FETCH_STRATEGIES: &[(&str, FetchStrategy)] = &[
+const FETCH_STRATEGIES: &[(&str, FetchStrategy)] = &[
     ("auto", FetchStrategy::Auto),
     ("get", FetchStrategy::Get),
     ("batch", FetchStrategy::Batch),
@@ -97,8 +97,10 @@ pub enum VersionSelector {
     Id(String),
 }
 
+// === reading secrets ===
+
 /// What reading one secret needs to know about the others.
-pub(super) struct Seen<'r> {
+struct Seen<'r> {
     /// `None` when `roles` is unreadable and references can't be checked.
     pub(super) roles: Option<&'r BTreeSet<String>>,
     /// Secret name → path of the secret that has it.
@@ -133,7 +135,7 @@ pub(super) fn read_secrets(
     })
 }
 
-pub(super) fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretConfig> {
+fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretConfig> {
     let mut f = Fields::open(c, at)?;
     let name = f
         .require(c, "name")
@@ -283,7 +285,7 @@ pub(super) fn read_fetch_strategy(c: &mut Checker, at: &Field) -> Option<FetchSt
 
 /// BatchGetSecretValue only returns AWSCURRENT, and a pinned versionId never changes.
 /// `stage` is the versionStage as written (`None`: not set).
-pub(super) fn check_strategy(
+fn check_strategy(
     c: &mut Checker,
     at: &Field,
     strategy: FetchStrategy,
@@ -309,7 +311,7 @@ pub(super) fn check_strategy(
     }
 }
 
-pub(super) fn read_find(c: &mut Checker, at: &Field) -> Option<Find> {
+fn read_find(c: &mut Checker, at: &Field) -> Option<Find> {
     let mut f = Fields::open(c, at)?;
     let name_prefix = optional(f.get("namePrefix"), |v| {
         checked_string(
@@ -335,7 +337,7 @@ pub(super) fn read_find(c: &mut Checker, at: &Field) -> Option<Find> {
     Some(find)
 }
 
-pub(super) fn read_find_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<String, String>> {
+fn read_find_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<String, String>> {
     let mut tags = BTreeMap::new();
     let mut ok = true;
     for entry in c.entries(at)? {
@@ -350,11 +352,11 @@ pub(super) fn read_find_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<Str
     ok.then_some(tags)
 }
 
-pub(super) fn is_secret_name_char(ch: char) -> bool {
+fn is_secret_name_char(ch: char) -> bool {
     ch.is_ascii_alphanumeric() || "/_+=.@-".contains(ch)
 }
 
-pub(super) fn read_secret_name(
+fn read_secret_name(
     c: &mut Checker,
     at: &Field,
     secret_path: &str,
@@ -382,7 +384,7 @@ pub(super) fn read_secret_name(
     name
 }
 
-pub(super) fn read_secret_id(c: &mut Checker, at: &Field) -> Option<String> {
+fn read_secret_id(c: &mut Checker, at: &Field) -> Option<String> {
     let id = c.scalar(at)?;
     if id.starts_with("arn:") {
         if let Err(reason) = check_secret_arn(&id) {
@@ -396,7 +398,7 @@ pub(super) fn read_secret_id(c: &mut Checker, at: &Field) -> Option<String> {
     Some(id)
 }
 
-pub(super) fn read_version(
+fn read_version(
     c: &mut Checker,
     stage: Option<Field>,
     id: Option<Field>,

@@ -38,7 +38,7 @@ pub enum FileFormat {
     Properties,
 }
 
-pub(super) const FILE_FORMATS: &[(&str, FileFormat)] = &[
+const FILE_FORMATS: &[(&str, FileFormat)] = &[
     ("raw", FileFormat::Raw),
     ("json", FileFormat::Json),
     ("env", FileFormat::Env),
@@ -66,7 +66,7 @@ pub(super) fn read_targets(
 }
 
 /// A target is a mapping with a single key naming its kind: `- file: {dir: ...}`.
-pub(super) fn read_target(
+fn read_target(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
@@ -120,7 +120,7 @@ pub(super) fn read_target(
 }
 
 /// `file:` writes either a directory of files (`dir`) or one formatted file (`path`).
-pub(super) fn read_file_target(
+fn read_file_target(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,
@@ -169,14 +169,14 @@ pub(super) fn read_file_target(
     }
 }
 
-pub(super) fn read_file_format(c: &mut Checker, at: &Field) -> Option<FileFormat> {
+fn read_file_format(c: &mut Checker, at: &Field) -> Option<FileFormat> {
     read_enum(c, at, FILE_FORMATS)
 }
 
 /// Target paths (directories and single files) share one map, keyed by path; the value
 /// is the field that claimed it, whose last segment (`dir` or `path`) tells which kind.
 /// A directory belongs to its target's writer, so no other target may sit inside it.
-pub(super) fn read_target_path(
+fn read_target_path(
     c: &mut Checker,
     at: &Field,
     dirs: &mut BTreeMap<PathBuf, String>,

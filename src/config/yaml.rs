@@ -10,7 +10,7 @@ use super::{ConfigErrors, Problem};
 
 const DURATION_FORM: &str = "a duration such as \"90s\", \"5m\" or \"1h\"";
 
-pub(super) type Node<'a> = MarkedYaml<'a>;
+type Node<'a> = MarkedYaml<'a>;
 
 /// Collects problems and knows the source text, to quote values as the user wrote them.
 pub(super) struct Checker<'s> {
@@ -32,6 +32,8 @@ pub(super) struct Field<'a> {
     pub(super) path: String,
     pub(super) node: &'a Node<'a>,
 }
+
+// === impl Field ===
 
 impl<'a> Field<'a> {
     pub(super) fn root(node: &'a Node<'a>) -> Self {
@@ -97,6 +99,8 @@ pub(super) struct Entry<'a> {
     pub(super) value: Field<'a>,
 }
 
+// === impl Entry ===
+
 impl Entry<'_> {
     /// The key for messages: quoted if it is a string, as written otherwise.
     pub(super) fn shown_key(&self) -> String {
@@ -107,6 +111,8 @@ impl Entry<'_> {
         }
     }
 }
+
+// === impl Checker: reporting ===
 
 impl<'s> Checker<'s> {
     pub(super) fn report(&mut self, path: &str, line: Option<usize>, message: impl Into<String>) {
@@ -159,15 +165,20 @@ impl<'s> Checker<'s> {
             }
         }
     }
+}
 
-    /// The node as written in the source, such as `0400` or `"db"`.
-    pub(super) fn char_to_byte(&self, char_index: usize) -> Option<usize> {
+// === impl Checker: the source as written ===
+
+impl<'s> Checker<'s> {
+    /// The byte offset of the char at `char_index`: the parser marks positions in chars.
+    fn char_to_byte(&self, char_index: usize) -> Option<usize> {
         match &self.char_offsets {
             Some(offsets) => offsets.get(char_index).copied(),
             None => (char_index <= self.source.len()).then_some(char_index),
         }
     }
 
+    /// The node as written in the source, such as `0400` or `"db"`.
     pub(super) fn source_text(&self, node: &Node) -> Option<&'s str> {
         let start = self.char_to_byte(node.span.start.index())?;
         let end = self.char_to_byte(node.span.end.index())?;
@@ -186,7 +197,11 @@ impl<'s> Checker<'s> {
                 .map_or_else(|| "an invalid value".to_owned(), str::to_owned),
         }
     }
+}
 
+// === impl Checker: reading values ===
+
+impl<'s> Checker<'s> {
     /// A non-empty string. Numbers and booleans are refused so `region: 1` can't slip through.
     pub(super) fn string<'a>(&mut self, at: &Field<'a>) -> Option<&'a str> {
         match at.data() {
@@ -360,9 +375,11 @@ impl<'s> Checker<'s> {
 pub(super) struct Fields<'a> {
     pub(super) at: Field<'a>,
     pub(super) entries: Vec<Entry<'a>>,
-    pub(super) used: Vec<bool>,
+    used: Vec<bool>,
     pub(super) allowed: Vec<&'static str>,
 }
+
+// === impl Fields ===
 
 impl<'a> Fields<'a> {
     pub(super) fn open(c: &mut Checker, at: &Field<'a>) -> Option<Self> {

@@ -37,6 +37,8 @@ pub use crate::config::templates::MAX_TEMPLATE_OUTPUT_BYTES;
 // Transitional: the tests' path until they are updated.
 pub use crate::config::{Decode, KeyMap, Mapping, TemplateMode};
 
+// === MappingError ===
+
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     /// The mapping itself is unusable; found when it is compiled, before any secret.
@@ -227,7 +229,7 @@ impl Mapper {
     }
 }
 
-// === impl Property ===
+// === compiling a mapping ===
 
 impl Property {
     fn parse(path: &str) -> Result<Property, MappingError> {

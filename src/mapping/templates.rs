@@ -56,7 +56,7 @@ pub(super) fn render_error_message(
     message
 }
 
-pub(super) fn name_list(names: &[&str]) -> String {
+fn name_list(names: &[&str]) -> String {
     names
         .iter()
         .map(|n| format!("{:?}", key_for_error(n)))
@@ -68,7 +68,7 @@ pub(super) fn name_list(names: &[&str]) -> String {
 pub(super) struct TemplateContext {
     pub(super) values: Value,
     pub(super) keys: BTreeSet<String>,
-    pub(super) not_text: BTreeSet<String>,
+    not_text: BTreeSet<String>,
 }
 
 impl TemplateContext {
