@@ -3,11 +3,21 @@
 use super::compile::invalid_mappings;
 use super::*;
 
+/// Every failure case; the secret holds canaries that no error may show.
 fn failure_cases() -> Vec<Failure> {
     let secret = format!(
         r#"{{"username":"app","password":"{CANARY}","host":"h","nested":{{"s":"{CANARY}"}},"b64":"{CANARY}$"}}"#
     );
     let t = text(&secret);
+    let mut cases = property_failures(&t);
+    cases.extend(key_and_decode_failures(&t));
+    cases.extend(template_value_failures(&t));
+    cases.extend(template_bound_failures(&t));
+    cases
+}
+
+/// Step 1: the property.
+fn property_failures(t: &Payload) -> Vec<Failure> {
     vec![
         (
             "missing top-level property",
@@ -65,6 +75,12 @@ fn failure_cases() -> Vec<Failure> {
             "unsafe_key",
             "../x",
         ),
+    ]
+}
+
+/// Steps 2 and 3: decoding and keys.
+fn key_and_decode_failures(t: &Payload) -> Vec<Failure> {
+    vec![
         (
             "missing key",
             Mapping {
@@ -108,6 +124,12 @@ fn failure_cases() -> Vec<Failure> {
             "decode",
             r#""cert""#,
         ),
+    ]
+}
+
+/// Templates over the values they read.
+fn template_value_failures(t: &Payload) -> Vec<Failure> {
+    vec![
         (
             "strict undefined names the missing variable",
             templates(
@@ -160,6 +182,12 @@ fn failure_cases() -> Vec<Failure> {
             "template",
             "invalid operation on line 1",
         ),
+    ]
+}
+
+/// Templates that run into their bounds.
+fn template_bound_failures(t: &Payload) -> Vec<Failure> {
+    vec![
         (
             "integer overflow over a secret number",
             templates(

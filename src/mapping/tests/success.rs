@@ -2,18 +2,17 @@
 
 use super::*;
 
-#[test]
-fn successful_mappings() {
-    let nested = r#"{"outer": {"db": {"user": "u", "n": 123456789012345678901234567890,
+/// Secrets with nested values, for the property cases.
+const NESTED: &str = r#"{"outer": {"db": {"user": "u", "n": 123456789012345678901234567890,
             "obj": { "z": 1, "a": [ 1, 2 ] }}, "s": "line\nbreak", "big": 123456789012345678901234567890,
             "list": [ 1, "a b" ], "flag": true}}"#;
-    let digits = "0123456789".repeat(10);
-    let at_cap = "x".repeat(MAX_TEMPLATE_OUTPUT_BYTES);
-    let cases: Vec<Success> = vec![
+
+fn property_cases() -> Vec<Success<'static>> {
+    vec![
         (
             "property selects a nested object",
             prop("outer.db"),
-            text(nested),
+            text(NESTED),
             vec![
                 ("n", b"123456789012345678901234567890"),
                 ("obj", br#"{"z":1,"a":[1,2]}"#),
@@ -23,25 +22,25 @@ fn successful_mappings() {
         (
             "property selects a string",
             prop("outer.s"),
-            text(nested),
+            text(NESTED),
             vec![("value", b"line\nbreak")],
         ),
         (
             "property keeps a 30-digit integer exact",
             prop("outer.big"),
-            text(nested),
+            text(NESTED),
             vec![("value", b"123456789012345678901234567890")],
         ),
         (
             "property selects an array as compact text",
             prop("outer.list"),
-            text(nested),
+            text(NESTED),
             vec![("value", br#"[1,"a b"]"#)],
         ),
         (
             "property selects a bool",
             prop("outer.flag"),
-            text(nested),
+            text(NESTED),
             vec![("value", b"true")],
         ),
         (
@@ -50,6 +49,11 @@ fn successful_mappings() {
             text(DB),
             vec![("value", b"app")],
         ),
+    ]
+}
+
+fn key_and_decode_cases() -> Vec<Success<'static>> {
+    vec![
         (
             "keys select and rename",
             Mapping {
@@ -111,6 +115,11 @@ fn successful_mappings() {
             text(r#"{"tls":{"crt":"Y2VydA==","key":"a2V5"}}"#),
             vec![("tls.crt", b"cert")],
         ),
+    ]
+}
+
+fn template_cases() -> Vec<Success<'static>> {
+    vec![
         (
             "template added beside all keys",
             templates(&[("greeting", "hi {{ username }}")], TemplateMode::Add),
@@ -163,6 +172,11 @@ fn successful_mappings() {
             text(r#"{"a":"aGVsbG8="}"#),
             vec![("t", b"[hello]")],
         ),
+    ]
+}
+
+fn template_output_cases() -> Vec<Success<'static>> {
+    vec![
         (
             "binary values are skipped from the context, not fatal",
             Mapping {
@@ -192,6 +206,11 @@ fn successful_mappings() {
             text(DB),
             vec![("t", b"db.internal\n")],
         ),
+    ]
+}
+
+fn template_limit_cases<'a>(digits: &'a str, at_cap: &'a str) -> Vec<Success<'a>> {
+    vec![
         (
             "loops within the fuel budget work",
             templates(
@@ -207,7 +226,19 @@ fn successful_mappings() {
             text(&format!(r#"{{"x":"{at_cap}"}}"#)),
             vec![("t", at_cap.as_bytes())],
         ),
-    ];
+    ]
+}
+
+#[test]
+fn successful_mappings() {
+    let digits = "0123456789".repeat(10);
+    let at_cap = "x".repeat(MAX_TEMPLATE_OUTPUT_BYTES);
+    let cases = property_cases()
+        .into_iter()
+        .chain(key_and_decode_cases())
+        .chain(template_cases())
+        .chain(template_output_cases())
+        .chain(template_limit_cases(&digits, &at_cap));
     for (name, mapping, payload, want) in cases {
         let got =
             apply(&mapping, &payload).unwrap_or_else(|e| panic!("{name}: unexpected error {e}"));
