@@ -2,7 +2,7 @@
 //! (`prometheus_client.parser` from the test virtualenv): every family, type and label set.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,8 +5,8 @@
 //! tasks do not grow across the whole matrix. Figures go to docs/reliability.md.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use common::proxy::{json_error, sts_error, Fault, Proxy};
 use common::*;

@@ -1,8 +1,8 @@
 //! `secret-ferry check` and `secret-ferry iam-policy` as an operator runs them.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use common::*;
 use kube_emulator::KubeEmulator;

@@ -3,7 +3,7 @@
 //! assumed role to an app (credentials file, credentials endpoint) consumed by boto3.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::proxy::{sts_error, Proxy, Recorded};
 use common::*;

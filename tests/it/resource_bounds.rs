@@ -7,7 +7,7 @@
 //! secrets rotated mid-soak must reach the disk.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::fake_aws::FakeAws;
 use common::*;

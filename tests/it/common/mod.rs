@@ -504,6 +504,21 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     path
 }
 
+/// The name libtest gives the test `name` in the module `module_path` (`module_path!()`):
+/// the module path without the crate, for a test that runs itself in a child process with
+/// `--exact`.
+pub fn test_path(module_path: &str, name: &str) -> String {
+    let module = module_path
+        .split_once("::")
+        .map(|(_crate, rest)| rest)
+        .unwrap_or("");
+    if module.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{module}::{name}")
+    }
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_secret-ferry")
 }

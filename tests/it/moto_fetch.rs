@@ -2,7 +2,7 @@
 //! strategy, the `auto` fall-back, discovery with and without `prune`, failover.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::proxy::{json_error, Proxy};
 use common::*;

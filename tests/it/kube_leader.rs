@@ -3,8 +3,8 @@
 //! the Lease over at once.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use base64::Engine as _;
 use common::*;

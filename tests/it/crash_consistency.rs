@@ -4,7 +4,7 @@
 //! restart must clean up whatever the killed writer left behind.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};

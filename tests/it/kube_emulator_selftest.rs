@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-mod kube_emulator;
+use crate::kube_emulator;
 
 // Proves the emulator's semantics through the real kube client only.
 
@@ -969,7 +969,12 @@ fn kubeconfig_works_with_infer_and_kubeconfig_env() {
     let dir = tempfile::tempdir().unwrap();
     let path = emu.write_kubeconfig(dir.path(), NS);
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "infer_child", "--ignored", "--test-threads=1"])
+        .args([
+            "--exact",
+            &crate::common::test_path(module_path!(), "infer_child"),
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env("KUBECONFIG", &path)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()

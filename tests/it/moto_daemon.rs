@@ -1,7 +1,7 @@
 //! End-to-end behaviour against a real AWS API stand-in (moto) on loopback.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::*;
 use secret_ferry::app::App;

@@ -6,8 +6,8 @@
 //! ```
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use common::*;
 use kube_emulator::KubeEmulator;

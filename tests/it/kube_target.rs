@@ -2,8 +2,8 @@
 //! Kubernetes API emulator (tests/kube_emulator), spoken to by the real kube client.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use base64::Engine as _;
 use common::proxy::Proxy;
