@@ -348,6 +348,8 @@ fn wait_for_aim(dir: &Path, aim: Aim, live: &Path) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_200_rotations_leaves_old_or_new_complete_set() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let started = Instant::now();
     // Its own generator: the thread-local one would change with the worker thread the test
     // resumes on after an await. The timing still varies, so a seed only roughly replays.

@@ -443,6 +443,8 @@ fn short_lived(proxy: &Proxy, secs: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sts_outage_longer_than_the_credential_is_reported_and_heals_on_the_first_assume_role() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let (first, first_password) = value("lapse-first");
     let fx = cross_account(SECRET, &first).await;
     let proxy = Proxy::start(fx.moto.addr());
@@ -806,6 +808,8 @@ fn in_namespace_of(pid: u32, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_or_read_only_target_filesystem_keeps_the_last_good_files_and_recovers() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let (first, first_password) = value("disk-first");
     let fx = cross_account(SECRET, &first).await;
     let tmp = tempfile::tempdir().unwrap();

@@ -33,6 +33,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: prints figures"]
 async fn controller_rss_and_requests_at_1000_kubernetes_secrets() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     const N: usize = 1000;
     let moto = Moto::start();
     let admin = moto.sdk_config();
@@ -125,6 +127,8 @@ async fn controller_rss_and_requests_at_1000_kubernetes_secrets() {
 #[test]
 #[ignore = "a benchmark: prints figures"]
 fn metrics_memory_per_secret() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     use secret_ferry::metrics::{Metrics, Outcome};
     let rss = || status_kib(std::process::id(), "VmRSS:");
     let m = Metrics::new().unwrap();

@@ -75,6 +75,8 @@ fn replica(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_replica_writes_and_a_follower_takes_over() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let moto = Moto::start();
     let admin = moto.sdk_config();
     let (one, two) = (canary("one"), canary("two"));

@@ -23,6 +23,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(yaml: &str, sdk: &aws_config::SdkConfig) -> Daemon {
+        // The library runs in this process, which is shared with the tests that install the
+        // log capture: install it here too, so that whether these logs reach the leak scan
+        // does not depend on which test ran first.
+        capture_logs();
         let cfg = secret_ferry::config::parse(yaml).unwrap();
         let metrics = Metrics::new().unwrap();
         let app = App::build(&cfg, sdk, metrics.clone()).unwrap();
@@ -546,6 +550,7 @@ secrets:
         dir = dir.display()
     );
     let cfg = secret_ferry::config::parse(&yaml).unwrap();
+    capture_logs(); // see Daemon::start
     let app = App::build(&cfg, &admin, Metrics::new().unwrap()).unwrap();
     assert!(app.run_once().await.is_empty());
     let env = std::fs::read_to_string(&env_file).unwrap();
@@ -579,6 +584,7 @@ secrets:
         &format!(r#"{{"db":{{"username":"app","password":"{rotated}","port":5432}}}}"#),
     )
     .await;
+    capture_logs(); // see Daemon::start
     let app = App::build(&cfg, &admin, Metrics::new().unwrap()).unwrap();
     let failures = app.run_once().await;
     assert_eq!(failures.len(), 1);

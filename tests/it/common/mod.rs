@@ -504,6 +504,27 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     path
 }
 
+/// Held for the whole body of a test that measures time or resources, or that loads the
+/// machine for long: the 10,000-secret soak (resource_bounds), the kill -9 loop
+/// (crash_consistency), the full/read-only filesystem and the credential-lapse fault cases
+/// (faults), the leader hand-over (kube_leader) and the Kubernetes benchmarks (kube_bench).
+/// Each of them used to be alone in its own test binary, so at most one ran at a time; in the
+/// one `it` binary this lock keeps it so. Other tests still run beside them, as they did
+/// beside the other tests of their own binary.
+pub struct Heavy {
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Takes the heavy-test lock (see [`Heavy`]); `let _heavy = common::heavy();` first thing in
+/// the test. Blocking is fine in an async test: the test owns its runtime and no other task
+/// on it takes this lock.
+pub fn heavy() -> Heavy {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A heavy test that failed (and so poisoned the lock) must not fail the ones after it.
+    let guard = HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Heavy { _guard: guard }
+}
+
 /// The name libtest gives the test `name` in the module `module_path` (`module_path!()`):
 /// the module path without the crate, for a test that runs itself in a child process with
 /// `--exact`.
