@@ -7,7 +7,7 @@
 //! takes seconds in a debug build). The long run:
 //!
 //! ```text
-//! SECRET_FERRY_FUZZ_CASES=200000 cargo test --release --test hostile_input
+//! SECRET_FERRY_FUZZ_CASES=200000 cargo test --release --test it hostile_input::
 //! ```
 //!
 //! Three tests keep the defects this suite found (a stack overflow on deep YAML, quadratic

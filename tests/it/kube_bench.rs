@@ -2,7 +2,7 @@
 //! Kubernetes Secrets, and API requests per poll. Ignored by default; run with
 //!
 //! ```text
-//! SECRET_FERRY_BIN=target/release/secret-ferry cargo test --test kube_bench -- --ignored --nocapture
+//! SECRET_FERRY_BIN=target/release/secret-ferry cargo test --test it kube_bench:: -- --ignored --nocapture
 //! ```
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly on unexpected errors
 

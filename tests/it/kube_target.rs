@@ -1,5 +1,5 @@
 //! The Kubernetes side end to end: secrets from moto written into Secrets on the loopback
-//! Kubernetes API emulator (tests/kube_emulator), spoken to by the real kube client.
+//! Kubernetes API emulator (tests/it/kube_emulator), spoken to by the real kube client.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use crate::common;
