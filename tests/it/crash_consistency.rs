@@ -51,26 +51,15 @@ fn secret_json(prefix: &str, rotation: u32) -> String {
 }
 
 fn config_yaml(role_arn: &str, external_id_file: &Path, dir: &Path) -> String {
-    format!(
-        r#"region: us-east-1
-roles:
-  shared:
-    roleArn: {role_arn}
-    externalIdFile: {ext}
-    sessionName: secret-ferry-crash
-secrets:
-  - name: multi
-    secretId: {SECRET}
-    role: shared
-    refreshInterval: 1s
-    targets:
-      - file:
-          dir: {dir}
-          mode: "0440"
-"#,
-        ext = external_id_file.display(),
-        dir = dir.display(),
-    )
+    ConfigYaml::new()
+        .region(REGION)
+        .role("shared", role_arn, external_id_file)
+        .role_option("sessionName", "secret-ferry-crash")
+        .secret("multi", SECRET)
+        .uses_role("shared")
+        .option("refreshInterval", "1s")
+        .file_target_with(dir, &[("mode", "\"0440\"")])
+        .build()
 }
 
 /// One daemon process and its admin address; `Running` hands the output of every run,

@@ -133,12 +133,14 @@ fn failures(d: &Daemon) -> f64 {
 }
 
 fn config(fx: &CrossAccount, dir: &Path, ext: &Path) -> String {
-    format!(
-        "region: us-east-1\nroles:\n  shared:\n    roleArn: {}\n    externalIdFile: {}\nsecrets:\n  - name: db\n    secretId: {SECRET}\n    role: shared\n    refreshInterval: 1s\n    targets:\n      - file:\n          dir: {}\n",
-        fx.role_arn,
-        ext.display(),
-        dir.display()
-    )
+    ConfigYaml::new()
+        .region(REGION)
+        .role("shared", &fx.role_arn, ext)
+        .secret("db", SECRET)
+        .uses_role("shared")
+        .option("refreshInterval", "1s")
+        .file_target(dir)
+        .build()
 }
 
 /// The daemon reading `fx`'s secret through `proxy` into a fresh directory, once it has
@@ -664,7 +666,12 @@ async fn kubernetes_api_faults_leave_the_secret_as_it_was_and_recover() {
     let kubeconfig = emulator.write_kubeconfig(tmp.path(), "app");
     let cfg = write_config(
         tmp.path(),
-        &format!("region: us-east-1\nsecrets:\n  - name: db\n    secretId: {SECRET}\n    refreshInterval: 1s\n    targets: [{{kubernetesSecret: {{name: db}}}}]\n"),
+        &ConfigYaml::new()
+            .region(REGION)
+            .secret("db", SECRET)
+            .option("refreshInterval", "1s")
+            .kube_target("db")
+            .build(),
     );
     let port = free_port();
     let mut cmd = daemon(&cfg, &moto.endpoint(), port);

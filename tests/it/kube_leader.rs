@@ -87,7 +87,12 @@ async fn exactly_one_replica_writes_and_a_follower_takes_over() {
     let kubeconfig = emulator.write_kubeconfig(tmp.path(), "app");
     let config = write_config(
         tmp.path(),
-        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    refreshInterval: 1s\n    targets: [{kubernetesSecret: {name: db}}]\n",
+        &ConfigYaml::new()
+            .region(REGION)
+            .secret("db", "app/db")
+            .option("refreshInterval", "1s")
+            .kube_target("db")
+            .build(),
     );
     let a = replica(&config, &moto, &kubeconfig, "replica-a");
     let b = replica(&config, &moto, &kubeconfig, "replica-b");

@@ -2,8 +2,11 @@
 //! through the AWS API, and small HTTP helpers.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod fake_aws;
 pub mod proxy;
+
+pub use config::ConfigYaml;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -521,7 +524,9 @@ pub struct Heavy {
 pub fn heavy() -> Heavy {
     static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
     // A heavy test that failed (and so poisoned the lock) must not fail the ones after it.
-    let guard = HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     Heavy { _guard: guard }
 }
 
