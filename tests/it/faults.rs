@@ -230,12 +230,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "malformed JSON body",
-            kind: Kind::Answer(Fault::new("GetSecretValue", 200, json, "{\"ARN\": \"arn:")),
+            kind: Kind::Answer(Fault::aws("GetSecretValue", 200, json, "{\"ARN\": \"arn:")),
             reason: "other",
         },
         Case {
             name: "wrong JSON types",
-            kind: Kind::Answer(Fault::new(
+            kind: Kind::Answer(Fault::aws(
                 "GetSecretValue",
                 200,
                 json,
@@ -701,25 +701,25 @@ async fn kubernetes_api_faults_leave_the_secret_as_it_was_and_recover() {
     let cases = [
         (
             "409 Conflict",
-            KubeFault::new("patch", "secrets", 409),
+            KubeFault::kube("patch", "secrets", 409),
             "conflict",
         ),
         (
             // The kube client retries 429 itself, honouring Retry-After, until the
             // request's 10 s budget runs out: a lasting 429 counts as a timeout.
             "429 Too Many Requests",
-            KubeFault::new("patch", "secrets", 429).retry_after(1),
+            KubeFault::kube("patch", "secrets", 429).retry_after(1),
             "timeout",
         ),
         (
             "500",
-            KubeFault::new("patch", "secrets", 500),
+            KubeFault::kube("patch", "secrets", 500),
             "server_error",
         ),
         (
             // Never answered within the client's 10 s request timeout.
             "hang",
-            KubeFault::new("patch", "secrets", 504).delay(Duration::from_secs(15)),
+            KubeFault::kube("patch", "secrets", 504).delay(Duration::from_secs(15)),
             "timeout",
         ),
     ];

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod fake_aws;
+pub mod fault;
 pub mod proxy;
 
 pub use config::ConfigYaml;
