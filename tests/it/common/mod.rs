@@ -389,11 +389,16 @@ pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
 
 /// Where this test run keeps the leak-scan inputs (`canaries.txt`, `captures/`) and the
 /// reliability figures (`figures/`). `scripts/test.sh` empties it before `cargo test` and
-/// scans it afterwards (`.ci/leak_scan.py`).
+/// scans it afterwards (`.ci/leak_scan.py`). Read once: every test of the process writes to
+/// the same place, and files in it are only ever created with unique names or appended to.
 pub fn harness_dir() -> PathBuf {
-    std::env::var_os("SECRET_FERRY_HARNESS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness"))
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var_os("SECRET_FERRY_HARNESS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness"))
+    })
+    .clone()
 }
 
 /// Appends one line to a harness file; `O_APPEND` keeps lines from concurrent tests and
