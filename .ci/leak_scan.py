@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Leak scan: fails if any registered canary shows up in anything the daemon said.
 
-The test harness (tests/common) registers every canary it makes up (secret values,
+The test harness (tests/it/common) registers every canary it makes up (secret values,
 ExternalIds) and every credential secret moto issued through the proxy (session tokens,
 secret keys) in HARNESS/canaries.txt, and captures what the daemon said -- logs of every
 run, /metrics and /readyz answers, `check` output, Kubernetes Events, the tests' own

@@ -40,7 +40,7 @@ Everything runs on loopback against moto (the AWS stand-in):
 - Rotation → disk: 10 secrets at refreshInterval 1s on the small moto; each of --rotations
   PutSecretValue calls comes after a random 0–1 s pause (so rotations land anywhere in the poll
   cycle) and is timed until the new bytes are in the file (polled every 2 ms).
-- Kubernetes: `cargo test --test kube_bench controller_rss -- --ignored --nocapture` with the binary
+- Kubernetes: `cargo test --test it kube_bench::controller_rss -- --ignored --nocapture` with the binary
   under test (1,000 Kubernetes Secrets against the in-repo API emulator), its JSON line parsed.
 - Baseline (bench/baseline.py, per fetch a fresh AssumeRole, a client, GetSecretValue and a file
   write) at N = --baseline-secrets: the same first-file, all-files, soak and rotation runs, measured
@@ -553,11 +553,11 @@ class Bench:
             ef.close()
 
     def kubernetes(self):
-        """tests/kube_bench.rs controller_rss, with the binary under test; its JSON line."""
+        """tests/it/kube_bench.rs controller_rss, with the binary under test; its JSON line."""
         env = dict(os.environ, SECRET_FERRY_BIN=os.path.abspath(self.a.binary),
                    CARGO_TARGET_DIR=os.path.expanduser("~/.cache/secret-ferry/target"))
         env.setdefault("MOTO_SERVER", moto_server())
-        cmd = ["cargo", "test", "--test", "kube_bench", "controller_rss", "--", "--ignored", "--nocapture"]
+        cmd = ["cargo", "test", "--test", "it", "kube_bench::controller_rss", "--", "--ignored", "--nocapture"]
         log("kubernetes: " + " ".join(cmd))
         try:
             done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=self.a.kube_timeout)
@@ -840,7 +840,7 @@ def build_table(b):
 
     # Kubernetes
     t.add("Kubernetes API requests per unchanged poll",
-          "`cargo test --test kube_bench controller_rss -- --ignored --nocapture` with this binary: 1,000 Kubernetes "
+          "`cargo test --test it kube_bench::controller_rss -- --ignored --nocapture` with this binary: 1,000 Kubernetes "
           "Secrets against the in-repo API emulator, 3 polls via POST /refresh, requests logged by the emulator",
           single=lambda: num(g("kubernetes")["kube_requests_per_unchanged_poll"]),
           baseline=lambda: "n/a (files only)", target="0",

@@ -1,7 +1,7 @@
 //! End-to-end behaviour against a real AWS API stand-in (moto) on loopback.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::*;
 use secret_ferry::app::App;
@@ -17,26 +17,15 @@ fn config_yaml(
     dir: &Path,
     interval: &str,
 ) -> String {
-    format!(
-        r#"region: us-east-1
-roles:
-  shared:
-    roleArn: {role_arn}
-    externalIdFile: {ext}
-    sessionName: secret-ferry-test
-secrets:
-  - name: db
-    secretId: {secret_id}
-    role: shared
-    refreshInterval: {interval}
-    targets:
-      - file:
-          dir: {dir}
-          mode: "0440"
-"#,
-        ext = external_id_file.display(),
-        dir = dir.display(),
-    )
+    ConfigYaml::new()
+        .region(REGION)
+        .role("shared", role_arn, external_id_file)
+        .role_option("sessionName", "secret-ferry-test")
+        .secret("db", secret_id)
+        .uses_role("shared")
+        .option("refreshInterval", interval)
+        .file_target_with(dir, &[("mode", "\"0440\"")])
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 //! takes seconds in a debug build). The long run:
 //!
 //! ```text
-//! SECRET_FERRY_FUZZ_CASES=200000 cargo test --release --test hostile_input
+//! SECRET_FERRY_FUZZ_CASES=200000 cargo test --release --test it hostile_input::
 //! ```
 //!
 //! Three tests keep the defects this suite found (a stack overflow on deep YAML, quadratic
@@ -16,7 +16,7 @@
 //! limit), so a regression fails the test instead of killing the run.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence, Index};
@@ -2157,8 +2157,13 @@ fn templates_that_escaped_fuel_are_refused_or_bounded() {
         let mut child = Command::new("sh")
             .args(["-c", "ulimit -v 2097152 && exec \"$0\" \"$@\""])
             .arg(&exe)
+            // The test's path in the `it` binary: with `--exact`, the bare name would match
+            // no test and the child would pass without rendering anything.
             .args([
-                "templates_that_escaped_fuel_are_refused_or_bounded",
+                &common::test_path(
+                    module_path!(),
+                    "templates_that_escaped_fuel_are_refused_or_bounded",
+                ),
                 "--exact",
                 "--nocapture",
             ])

@@ -4,7 +4,7 @@
 //! restart must clean up whatever the killed writer left behind.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,26 +51,15 @@ fn secret_json(prefix: &str, rotation: u32) -> String {
 }
 
 fn config_yaml(role_arn: &str, external_id_file: &Path, dir: &Path) -> String {
-    format!(
-        r#"region: us-east-1
-roles:
-  shared:
-    roleArn: {role_arn}
-    externalIdFile: {ext}
-    sessionName: secret-ferry-crash
-secrets:
-  - name: multi
-    secretId: {SECRET}
-    role: shared
-    refreshInterval: 1s
-    targets:
-      - file:
-          dir: {dir}
-          mode: "0440"
-"#,
-        ext = external_id_file.display(),
-        dir = dir.display(),
-    )
+    ConfigYaml::new()
+        .region(REGION)
+        .role("shared", role_arn, external_id_file)
+        .role_option("sessionName", "secret-ferry-crash")
+        .secret("multi", SECRET)
+        .uses_role("shared")
+        .option("refreshInterval", "1s")
+        .file_target_with(dir, &[("mode", "\"0440\"")])
+        .build()
 }
 
 /// One daemon process and its admin address; `Running` hands the output of every run,
@@ -348,6 +337,8 @@ fn wait_for_aim(dir: &Path, aim: Aim, live: &Path) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_200_rotations_leaves_old_or_new_complete_set() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let started = Instant::now();
     // Its own generator: the thread-local one would change with the worker thread the test
     // resumes on after an await. The timing still varies, so a seed only roughly replays.

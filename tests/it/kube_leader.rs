@@ -3,8 +3,8 @@
 //! the Lease over at once.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use base64::Engine as _;
 use common::*;
@@ -75,6 +75,8 @@ fn replica(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_replica_writes_and_a_follower_takes_over() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let moto = Moto::start();
     let admin = moto.sdk_config();
     let (one, two) = (canary("one"), canary("two"));
@@ -85,7 +87,12 @@ async fn exactly_one_replica_writes_and_a_follower_takes_over() {
     let kubeconfig = emulator.write_kubeconfig(tmp.path(), "app");
     let config = write_config(
         tmp.path(),
-        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: app/db\n    refreshInterval: 1s\n    targets: [{kubernetesSecret: {name: db}}]\n",
+        &ConfigYaml::new()
+            .region(REGION)
+            .secret("db", "app/db")
+            .option("refreshInterval", "1s")
+            .kube_target("db")
+            .build(),
     );
     let a = replica(&config, &moto, &kubeconfig, "replica-a");
     let b = replica(&config, &moto, &kubeconfig, "replica-b");

@@ -78,53 +78,7 @@ impl Recorded {
     }
 }
 
-/// A canned answer given instead of forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fault {
-    /// Operation to match (`"*"` matches every request).
-    pub operation: String,
-    pub status: u16,
-    pub content_type: String,
-    pub body: String,
-    /// How many requests it answers; `None` = until cleared.
-    pub times: Option<usize>,
-    /// Sleep this long before answering.
-    pub delay: Option<Duration>,
-    /// Only requests signed for this region (SigV4 credential scope).
-    pub region: Option<String>,
-}
-
-impl Fault {
-    pub fn new(operation: &str, status: u16, content_type: &str, body: &str) -> Fault {
-        Fault {
-            operation: operation.to_string(),
-            status,
-            content_type: content_type.to_string(),
-            body: body.to_string(),
-            times: None,
-            delay: None,
-            region: None,
-        }
-    }
-
-    /// Apply only to requests signed for `region`.
-    pub fn in_region(mut self, region: &str) -> Fault {
-        self.region = Some(region.to_string());
-        self
-    }
-
-    /// Apply to the next `n` matching requests only.
-    pub fn times(mut self, n: usize) -> Fault {
-        self.times = Some(n);
-        self
-    }
-
-    /// Sleep `d` before answering.
-    pub fn delay(mut self, d: Duration) -> Fault {
-        self.delay = Some(d);
-        self
-    }
-}
+pub use super::fault::Fault;
 
 /// An STS (query protocol) error for `AssumeRole`, in the real STS XML format.
 pub fn sts_error(code: &str, message: &str, status: u16) -> Fault {
@@ -136,7 +90,7 @@ pub fn sts_error(code: &str, message: &str, status: u16) -> Fault {
         xml_escape(message),
         request_id()
     );
-    Fault::new("AssumeRole", status, "text/xml", &body)
+    Fault::aws("AssumeRole", status, "text/xml", &body)
 }
 
 /// A JSON-protocol error (Secrets Manager format) for `operation`.
@@ -146,7 +100,7 @@ pub fn json_error(operation: &str, code: &str, message: &str, status: u16) -> Fa
         json_escape(code),
         json_escape(message)
     );
-    Fault::new(operation, status, "application/x-amz-json-1.1", &body)
+    Fault::aws(operation, status, "application/x-amz-json-1.1", &body)
 }
 
 /// Rewrites the body of an upstream response (for example to shorten a credential's life).
@@ -513,37 +467,31 @@ fn handle(shared: &Shared, request: Request) -> Vec<u8> {
 
 /// The first active fault for `operation` (decremented; removed when used up).
 fn take_fault(shared: &Shared, operation: &str, region: Option<&str>) -> Option<Fault> {
-    let mut faults = lock(&shared.faults);
-    let index = faults.iter().position(|f| {
-        (f.operation == operation || f.operation == "*")
-            && f.times.is_none_or(|n| n > 0)
-            && (f.region.is_none() || f.region.as_deref() == region)
-    })?;
-    let fault = faults[index].clone();
-    if let Some(n) = faults[index].times.as_mut() {
-        *n -= 1;
-        if *n == 0 {
-            faults.remove(index);
-        }
-    }
-    Some(fault)
+    super::fault::take(&mut lock(&shared.faults), operation, None, region)
 }
 
 fn fault_response(fault: &Fault, keep_alive: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + fault.body.len());
+    let Some(body) = &fault.body else {
+        return simple_response(fault.status, "proxy: injected fault", keep_alive);
+    };
+    let retry_after = fault
+        .retry_after
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(256 + body.text.len());
     out.extend_from_slice(
         format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nx-amzn-RequestId: {}\r\nConnection: {}\r\n\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nx-amzn-RequestId: {}\r\n{retry_after}Connection: {}\r\n\r\n",
             fault.status,
             reason(fault.status),
-            fault.content_type,
-            fault.body.len(),
+            body.content_type,
+            body.text.len(),
             request_id(),
             connection_value(keep_alive),
         )
         .as_bytes(),
     );
-    out.extend_from_slice(fault.body.as_bytes());
+    out.extend_from_slice(body.text.as_bytes());
     out
 }
 

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-mod kube_emulator;
+use crate::kube_emulator;
 
 // Proves the emulator's semantics through the real kube client only.
 
@@ -884,7 +884,7 @@ async fn injected_429_and_500_reach_the_client_and_times_is_honoured() {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": NS}}),
     );
 
-    emu.inject(Fault::new("get", "secrets", 429).times(1));
+    emu.inject(Fault::kube("get", "secrets", 429).times(1));
     let throttled = api_error(secrets.get("db").await);
     assert_eq!(
         (throttled.code, throttled.reason.as_str()),
@@ -892,7 +892,7 @@ async fn injected_429_and_500_reach_the_client_and_times_is_honoured() {
     );
     assert!(secrets.get("db").await.is_ok());
 
-    emu.inject(Fault::new("*", "secrets", 500).times(2));
+    emu.inject(Fault::kube("*", "secrets", 500).times(2));
     for _ in 0..2 {
         let failed = api_error(secrets.list(&ListParams::default()).await);
         assert_eq!(
@@ -911,7 +911,7 @@ async fn kube_retries_an_injected_429_on_its_own() {
     emu.put(
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": NS}}),
     );
-    emu.inject(Fault::new("get", "secrets", 429).times(1).retry_after(0));
+    emu.inject(Fault::kube("get", "secrets", 429).times(1).retry_after(0));
     assert!(secrets.get("db").await.is_ok());
     let statuses: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [429, 200]);
@@ -924,14 +924,14 @@ async fn a_delay_fault_hangs_then_serves() {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": NS}}),
     );
     emu.inject(
-        Fault::new("get", "*", 0)
+        Fault::kube("get", "*", 0)
             .delay(Duration::from_millis(300))
             .times(1),
     );
     let started = Instant::now();
     assert!(secrets.get("db").await.is_ok());
     assert!(started.elapsed() >= Duration::from_millis(300));
-    emu.inject(Fault::new("*", "*", 500));
+    emu.inject(Fault::kube("*", "*", 500));
     assert_eq!(api_error(secrets.get("db").await).code, 500);
     assert_eq!(api_error(secrets.get("db").await).code, 500);
     emu.clear_faults();
@@ -969,7 +969,12 @@ fn kubeconfig_works_with_infer_and_kubeconfig_env() {
     let dir = tempfile::tempdir().unwrap();
     let path = emu.write_kubeconfig(dir.path(), NS);
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "infer_child", "--ignored", "--test-threads=1"])
+        .args([
+            "--exact",
+            &crate::common::test_path(module_path!(), "infer_child"),
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env("KUBECONFIG", &path)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()

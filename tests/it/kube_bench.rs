@@ -2,12 +2,12 @@
 //! Kubernetes Secrets, and API requests per poll. Ignored by default; run with
 //!
 //! ```text
-//! SECRET_FERRY_BIN=target/release/secret-ferry cargo test --test kube_bench -- --ignored --nocapture
+//! SECRET_FERRY_BIN=target/release/secret-ferry cargo test --test it kube_bench:: -- --ignored --nocapture
 //! ```
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use common::*;
 use kube_emulator::KubeEmulator;
@@ -33,6 +33,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: prints figures"]
 async fn controller_rss_and_requests_at_1000_kubernetes_secrets() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     const N: usize = 1000;
     let moto = Moto::start();
     let admin = moto.sdk_config();
@@ -125,6 +127,8 @@ async fn controller_rss_and_requests_at_1000_kubernetes_secrets() {
 #[test]
 #[ignore = "a benchmark: prints figures"]
 fn metrics_memory_per_secret() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     use secret_ferry::metrics::{Metrics, Outcome};
     let rss = || status_kib(std::process::id(), "VmRSS:");
     let m = Metrics::new().unwrap();

@@ -3,7 +3,7 @@
 //! assumed role to an app (credentials file, credentials endpoint) consumed by boto3.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::proxy::{sts_error, Proxy, Recorded};
 use common::*;
@@ -254,11 +254,16 @@ async fn rotated_external_id_is_used_on_the_next_refresh() {
     let dir = tmp.path().join("out");
     let config = write_config(
         tmp.path(),
-        &format!(
-            "region: us-east-1\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\n    duration: 15m\n    refreshBefore: 14m50s\nsecrets:\n  - name: db\n    secretId: app/db\n    role: shared\n    refreshInterval: 5m\n    targets:\n      - file:\n          dir: {}\n",
-            ext.display(),
-            dir.display()
-        ),
+        &ConfigYaml::new()
+            .region(REGION)
+            .role("shared", &role_arn, &ext)
+            .role_option("duration", "15m")
+            .role_option("refreshBefore", "14m50s")
+            .secret("db", "app/db")
+            .uses_role("shared")
+            .option("refreshInterval", "5m")
+            .file_target(&dir)
+            .build(),
     );
     let port = free_port();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -701,13 +706,21 @@ async fn static_keys_from_files_are_only_used_to_assume_the_role() {
     let dir = tmp.path().join("out");
     let config = write_config(
         tmp.path(),
-        &format!(
-            "region: us-east-1\nbaseCredentials:\n  accessKeyIdFile: {}\n  secretAccessKeyFile: {}\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\nsecrets:\n  - name: db\n    secretId: app/db\n    role: shared\n    targets:\n      - file:\n          dir: {}\n",
-            id_file.display(),
-            secret_file.display(),
-            ext.display(),
-            dir.display()
-        ),
+        &ConfigYaml::new()
+            .region(REGION)
+            .top(
+                "baseCredentials",
+                format!(
+                    "{{accessKeyIdFile: {}, secretAccessKeyFile: {}}}",
+                    id_file.display(),
+                    secret_file.display()
+                ),
+            )
+            .role("shared", &role_arn, &ext)
+            .secret("db", "app/db")
+            .uses_role("shared")
+            .file_target(&dir)
+            .build(),
     );
     // The environment's keys are unknown to moto in auth mode: only the files can work.
     let out = daemon(&config, &proxy.endpoint(), free_port())

@@ -24,7 +24,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// The bearer token written into kubeconfigs; the emulator accepts any token.
@@ -46,59 +45,9 @@ pub struct KubeEmulator {
     thread: Option<JoinHandle<()>>,
 }
 
-/// A failure to inject: matched by Kubernetes verb and resource plural.
-#[derive(Debug, Clone)]
-pub struct Fault {
-    /// None matches any verb.
-    pub verb: Option<String>,
-    /// None matches any resource.
-    pub resource: Option<String>,
-    /// The HTTP status to answer, with a matching `Status` body; 0 serves normally
-    /// (after `delay`).
-    pub status: u16,
-    /// How many requests it hits before it is used up; None: every request.
-    pub times: Option<usize>,
-    /// Wait this long before answering.
-    pub delay: Option<Duration>,
-    /// `Retry-After` seconds; 429 and 503 default to 1 like the real server.
-    pub retry_after: Option<u64>,
-}
-
-impl Fault {
-    /// `verb` and `resource` "*" match anything.
-    pub fn new(verb: &str, resource: &str, status: u16) -> Fault {
-        let any = |s: &str| (s != "*").then(|| s.to_string());
-        Fault {
-            verb: any(verb),
-            resource: any(resource),
-            status,
-            times: None,
-            delay: None,
-            retry_after: None,
-        }
-    }
-
-    pub fn times(mut self, n: usize) -> Fault {
-        self.times = Some(n);
-        self
-    }
-
-    pub fn delay(mut self, d: Duration) -> Fault {
-        self.delay = Some(d);
-        self
-    }
-
-    pub fn retry_after(mut self, seconds: u64) -> Fault {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    fn matches(&self, verb: &str, resource: &str) -> bool {
-        self.times != Some(0)
-            && self.verb.as_deref().is_none_or(|v| v == verb)
-            && self.resource.as_deref().is_none_or(|r| r == resource)
-    }
-}
+/// A failure to inject, matched by Kubernetes verb and resource plural (`Fault::kube`): the
+/// same type as the AWS proxy's faults.
+pub use crate::common::fault::Fault;
 
 /// One API request as the emulator saw and answered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,17 +230,14 @@ impl KubeEmulator {
             .collect()
     }
 
-    /// Hands every Event recorded to the leak scan (see `tests/common::capture`; the same
-    /// directory rules, repeated here because the emulator is also used without `common`).
+    /// Hands every Event recorded to the leak scan, like `common::capture` but without
+    /// panicking: it runs when the emulator is dropped, maybe while a failed test unwinds.
     fn capture_events(&self) {
         let events = self.events();
         if events.is_empty() {
             return;
         }
-        let dir = std::env::var_os("SECRET_FERRY_HARNESS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness"))
-            .join("captures");
+        let dir = crate::common::harness_dir().join("captures");
         let text = serde_json::to_string_pretty(&events).unwrap_or_default();
         if std::fs::create_dir_all(&dir).is_ok() {
             let name = format!(

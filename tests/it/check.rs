@@ -1,8 +1,8 @@
 //! `secret-ferry check` and `secret-ferry iam-policy` as an operator runs them.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use common::*;
 use kube_emulator::KubeEmulator;
@@ -301,7 +301,7 @@ async fn check_is_green_for_a_good_setup_and_names_kms_permission_dir_and_region
             "User is not authorized to perform: secretsmanager:GetSecretValue",
             400,
         ),
-        common::proxy::Fault::new(
+        common::proxy::Fault::aws(
             "GetSecretValue",
             403,
             "text/xml",

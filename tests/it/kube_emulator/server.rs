@@ -162,24 +162,12 @@ struct Hit {
 }
 
 fn take_fault(shared: &Mutex<State>, verb: &str, resource: &str) -> Option<Hit> {
-    let mut state = lock(shared);
-    let index = state
-        .faults
-        .iter()
-        .position(|f| f.matches(verb, resource))?;
-    let fault = &mut state.faults[index];
-    let hit = Hit {
+    let fault = crate::common::fault::take(&mut lock(shared).faults, verb, Some(resource), None)?;
+    Some(Hit {
         status: fault.status,
         delay: fault.delay,
         retry_after: fault.retry_after,
-    };
-    if let Some(left) = fault.times.as_mut() {
-        *left -= 1;
-        if *left == 0 {
-            state.faults.remove(index);
-        }
-    }
-    Some(hit)
+    })
 }
 
 async fn answer(shared: &Arc<Mutex<State>>, call: &Call) -> (Response<Body>, u16) {

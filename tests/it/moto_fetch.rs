@@ -2,7 +2,7 @@
 //! strategy, the `auto` fall-back, discovery with and without `prune`, failover.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::proxy::{json_error, Proxy};
 use common::*;
@@ -23,6 +23,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(yaml: &str, sdk: &aws_config::SdkConfig) -> Daemon {
+        // The library runs in this process, which is shared with the tests that install the
+        // log capture: install it here too, so that whether these logs reach the leak scan
+        // does not depend on which test ran first.
+        capture_logs();
         let cfg = secret_ferry::config::parse(yaml).unwrap();
         let metrics = Metrics::new().unwrap();
         let app = App::build(&cfg, sdk, metrics.clone()).unwrap();
@@ -133,17 +137,19 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
     let mut figures = Vec::new();
     for (round, strategy) in ["batch", "list"].into_iter().enumerate() {
         let root = tmp.path().join(strategy);
-        let mut yaml = format!(
-            "region: us-east-1\napiRateLimit: 10000\nfetchStrategy: {strategy}\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {}\nsecrets:\n",
-            ext_file.display()
-        );
+        let mut config = ConfigYaml::new()
+            .region(REGION)
+            .top("apiRateLimit", 10000)
+            .top("fetchStrategy", strategy)
+            .role("shared", &role_arn, &ext_file);
         for i in 0..N {
-            yaml.push_str(&format!(
-                "  - {{name: s{i:04}, secretId: bulk/s{i:04}, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
-                root.join(format!("s{i:04}")).display()
-            ));
+            config = config
+                .secret(&format!("s{i:04}"), &format!("bulk/s{i:04}"))
+                .uses_role("shared")
+                .option("refreshInterval", "1h")
+                .file_target(&root.join(format!("s{i:04}")));
         }
-        let daemon = Daemon::start(&yaml, &sdk);
+        let daemon = Daemon::start(&config.build(), &sdk);
         daemon.wait_ready(Duration::from_secs(120)).await;
         let links = data_links(&root, N);
         assert_eq!(
@@ -234,20 +240,18 @@ async fn auto_falls_back_to_get_when_batch_is_denied_and_keeps_syncing() {
     let tmp = tempfile::tempdir().unwrap();
     let ext_file = tmp.path().join("external-id");
     std::fs::write(&ext_file, &external_id).unwrap();
-    let yaml = format!(
-        r#"region: us-east-1
-roles:
-  shared:
-    roleArn: {role_arn}
-    externalIdFile: {ext}
-secrets:
-  - {{name: a, secretId: app/a, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {a}}}}}]}}
-  - {{name: b, secretId: app/b, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {b}}}}}]}}
-"#,
-        ext = ext_file.display(),
-        a = tmp.path().join("a").display(),
-        b = tmp.path().join("b").display(),
-    );
+    let yaml = ConfigYaml::new()
+        .region(REGION)
+        .role("shared", &role_arn, &ext_file)
+        .secret("a", "app/a")
+        .uses_role("shared")
+        .option("refreshInterval", "1h")
+        .file_target(&tmp.path().join("a"))
+        .secret("b", "app/b")
+        .uses_role("shared")
+        .option("refreshInterval", "1h")
+        .file_target(&tmp.path().join("b"))
+        .build();
     let daemon = Daemon::start(&yaml, &sdk);
     daemon.wait_ready(Duration::from_secs(30)).await;
     assert_eq!(read(&tmp.path().join("a"), "password"), Some(first.clone()));
@@ -447,10 +451,13 @@ async fn failover_serves_the_replica(by_arn: bool) {
     let sdk = through(&proxy, &admin);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let yaml = format!(
-        "region: us-east-1\nsecrets:\n  - name: db\n    secretId: \"{secret_id}\"\n    failoverRegion: us-west-2\n    refreshInterval: 1s\n    targets: [{{file: {{dir: {}}}}}]\n",
-        dir.display()
-    );
+    let yaml = ConfigYaml::new()
+        .region(REGION)
+        .secret("db", &format!("\"{secret_id}\""))
+        .option("failoverRegion", "us-west-2")
+        .option("refreshInterval", "1s")
+        .file_target(&dir)
+        .build();
     let daemon = Daemon::start(&yaml, &sdk);
     daemon.wait_ready(Duration::from_secs(20)).await;
     let region_of = |d: &Daemon| {
@@ -546,6 +553,7 @@ secrets:
         dir = dir.display()
     );
     let cfg = secret_ferry::config::parse(&yaml).unwrap();
+    capture_logs(); // see Daemon::start
     let app = App::build(&cfg, &admin, Metrics::new().unwrap()).unwrap();
     assert!(app.run_once().await.is_empty());
     let env = std::fs::read_to_string(&env_file).unwrap();
@@ -579,6 +587,7 @@ secrets:
         &format!(r#"{{"db":{{"username":"app","password":"{rotated}","port":5432}}}}"#),
     )
     .await;
+    capture_logs(); // see Daemon::start
     let app = App::build(&cfg, &admin, Metrics::new().unwrap()).unwrap();
     let failures = app.run_once().await;
     assert_eq!(failures.len(), 1);

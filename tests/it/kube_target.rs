@@ -1,9 +1,9 @@
 //! The Kubernetes side end to end: secrets from moto written into Secrets on the loopback
-//! Kubernetes API emulator (tests/kube_emulator), spoken to by the real kube client.
+//! Kubernetes API emulator (tests/it/kube_emulator), spoken to by the real kube client.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use base64::Engine as _;
 use common::proxy::Proxy;
@@ -281,7 +281,7 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
     let cfg = secret_ferry::config::parse(yaml).unwrap();
 
     // A 409 on the apply is retried within the same sync.
-    emulator.inject(Fault::new("patch", "secrets", 409).times(1));
+    emulator.inject(Fault::kube("patch", "secrets", 409).times(1));
     let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
     all_synced(app.run_once().await);
     assert_eq!(
@@ -293,7 +293,7 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
     // 429: the client backs off (honouring Retry-After) and the write gets through.
     put_secret(&admin, "app/db", &pw(&two)).await;
     emulator.reset_log();
-    emulator.inject(Fault::new("patch", "secrets", 429).times(2));
+    emulator.inject(Fault::kube("patch", "secrets", 429).times(2));
     let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
     all_synced(app.run_once().await);
     let statuses: Vec<u16> = emulator
@@ -306,7 +306,7 @@ async fn api_faults_are_retried_reported_and_never_clear_the_secret() {
 
     // 500s: the sync fails after its retries, and the Secret keeps its content.
     put_secret(&admin, "app/db", &pw(&three)).await;
-    emulator.inject(Fault::new("patch", "secrets", 500));
+    emulator.inject(Fault::kube("patch", "secrets", 500));
     let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
     let failures = app.run_once().await;
     assert_eq!(failures.len(), 1);

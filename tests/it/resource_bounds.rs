@@ -7,7 +7,7 @@
 //! secrets rotated mid-soak must reach the disk.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::fake_aws::FakeAws;
 use common::*;
@@ -188,6 +188,8 @@ fn check_landed(root: &Path, rotations: &mut [Rotation]) {
 
 #[test]
 fn ten_thousand_secrets_polled_every_second_keep_memory_tasks_threads_and_fds_flat() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let soak_secs: u64 = std::env::var("SECRET_FERRY_SOAK_SECS")
         .map(|s| s.parse().expect("SECRET_FERRY_SOAK_SECS: whole seconds"))
         .unwrap_or(60);

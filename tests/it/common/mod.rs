@@ -2,8 +2,12 @@
 //! through the AWS API, and small HTTP helpers.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod fake_aws;
+pub mod fault;
 pub mod proxy;
+
+pub use config::ConfigYaml;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -385,11 +389,16 @@ pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
 
 /// Where this test run keeps the leak-scan inputs (`canaries.txt`, `captures/`) and the
 /// reliability figures (`figures/`). `scripts/test.sh` empties it before `cargo test` and
-/// scans it afterwards (`.ci/leak_scan.py`).
+/// scans it afterwards (`.ci/leak_scan.py`). Read once: every test of the process writes to
+/// the same place, and files in it are only ever created with unique names or appended to.
 pub fn harness_dir() -> PathBuf {
-    std::env::var_os("SECRET_FERRY_HARNESS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness"))
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var_os("SECRET_FERRY_HARNESS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness"))
+    })
+    .clone()
 }
 
 /// Appends one line to a harness file; `O_APPEND` keeps lines from concurrent tests and
@@ -502,6 +511,44 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
+}
+
+/// Held for the whole body of a test that measures time or resources, or that loads the
+/// machine for long: the 10,000-secret soak (resource_bounds), the kill -9 loop
+/// (crash_consistency), the full/read-only filesystem and the credential-lapse fault cases
+/// (faults), the leader hand-over (kube_leader) and the Kubernetes benchmarks (kube_bench).
+/// Each of them used to be alone in its own test binary, so at most one ran at a time; in the
+/// one `it` binary this lock keeps it so. Other tests still run beside them, as they did
+/// beside the other tests of their own binary.
+pub struct Heavy {
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Takes the heavy-test lock (see [`Heavy`]); `let _heavy = common::heavy();` first thing in
+/// the test. Blocking is fine in an async test: the test owns its runtime and no other task
+/// on it takes this lock.
+pub fn heavy() -> Heavy {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A heavy test that failed (and so poisoned the lock) must not fail the ones after it.
+    let guard = HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Heavy { _guard: guard }
+}
+
+/// The name libtest gives the test `name` in the module `module_path` (`module_path!()`):
+/// the module path without the crate, for a test that runs itself in a child process with
+/// `--exact`.
+pub fn test_path(module_path: &str, name: &str) -> String {
+    let module = module_path
+        .split_once("::")
+        .map(|(_crate, rest)| rest)
+        .unwrap_or("");
+    if module.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{module}::{name}")
+    }
 }
 
 pub fn binary() -> &'static str {

@@ -5,8 +5,8 @@
 //! tasks do not grow across the whole matrix. Figures go to docs/reliability.md.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
-mod kube_emulator;
+use crate::common;
+use crate::kube_emulator;
 
 use common::proxy::{json_error, sts_error, Fault, Proxy};
 use common::*;
@@ -133,12 +133,14 @@ fn failures(d: &Daemon) -> f64 {
 }
 
 fn config(fx: &CrossAccount, dir: &Path, ext: &Path) -> String {
-    format!(
-        "region: us-east-1\nroles:\n  shared:\n    roleArn: {}\n    externalIdFile: {}\nsecrets:\n  - name: db\n    secretId: {SECRET}\n    role: shared\n    refreshInterval: 1s\n    targets:\n      - file:\n          dir: {}\n",
-        fx.role_arn,
-        ext.display(),
-        dir.display()
-    )
+    ConfigYaml::new()
+        .region(REGION)
+        .role("shared", &fx.role_arn, ext)
+        .secret("db", SECRET)
+        .uses_role("shared")
+        .option("refreshInterval", "1s")
+        .file_target(dir)
+        .build()
 }
 
 /// The daemon reading `fx`'s secret through `proxy` into a fresh directory, once it has
@@ -228,12 +230,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "malformed JSON body",
-            kind: Kind::Answer(Fault::new("GetSecretValue", 200, json, "{\"ARN\": \"arn:")),
+            kind: Kind::Answer(Fault::aws("GetSecretValue", 200, json, "{\"ARN\": \"arn:")),
             reason: "other",
         },
         Case {
             name: "wrong JSON types",
-            kind: Kind::Answer(Fault::new(
+            kind: Kind::Answer(Fault::aws(
                 "GetSecretValue",
                 200,
                 json,
@@ -443,6 +445,8 @@ fn short_lived(proxy: &Proxy, secs: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sts_outage_longer_than_the_credential_is_reported_and_heals_on_the_first_assume_role() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let (first, first_password) = value("lapse-first");
     let fx = cross_account(SECRET, &first).await;
     let proxy = Proxy::start(fx.moto.addr());
@@ -662,7 +666,12 @@ async fn kubernetes_api_faults_leave_the_secret_as_it_was_and_recover() {
     let kubeconfig = emulator.write_kubeconfig(tmp.path(), "app");
     let cfg = write_config(
         tmp.path(),
-        &format!("region: us-east-1\nsecrets:\n  - name: db\n    secretId: {SECRET}\n    refreshInterval: 1s\n    targets: [{{kubernetesSecret: {{name: db}}}}]\n"),
+        &ConfigYaml::new()
+            .region(REGION)
+            .secret("db", SECRET)
+            .option("refreshInterval", "1s")
+            .kube_target("db")
+            .build(),
     );
     let port = free_port();
     let mut cmd = daemon(&cfg, &moto.endpoint(), port);
@@ -692,25 +701,25 @@ async fn kubernetes_api_faults_leave_the_secret_as_it_was_and_recover() {
     let cases = [
         (
             "409 Conflict",
-            KubeFault::new("patch", "secrets", 409),
+            KubeFault::kube("patch", "secrets", 409),
             "conflict",
         ),
         (
             // The kube client retries 429 itself, honouring Retry-After, until the
             // request's 10 s budget runs out: a lasting 429 counts as a timeout.
             "429 Too Many Requests",
-            KubeFault::new("patch", "secrets", 429).retry_after(1),
+            KubeFault::kube("patch", "secrets", 429).retry_after(1),
             "timeout",
         ),
         (
             "500",
-            KubeFault::new("patch", "secrets", 500),
+            KubeFault::kube("patch", "secrets", 500),
             "server_error",
         ),
         (
             // Never answered within the client's 10 s request timeout.
             "hang",
-            KubeFault::new("patch", "secrets", 504).delay(Duration::from_secs(15)),
+            KubeFault::kube("patch", "secrets", 504).delay(Duration::from_secs(15)),
             "timeout",
         ),
     ];
@@ -806,6 +815,8 @@ fn in_namespace_of(pid: u32, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_or_read_only_target_filesystem_keeps_the_last_good_files_and_recovers() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
     let (first, first_password) = value("disk-first");
     let fx = cross_account(SECRET, &first).await;
     let tmp = tempfile::tempdir().unwrap();

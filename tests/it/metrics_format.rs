@@ -2,7 +2,7 @@
 //! (`prometheus_client.parser` from the test virtualenv): every family, type and label set.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,12 +26,18 @@ async fn metrics_parse_as_prometheus_text_with_the_documented_names_and_labels()
     let tmp = tempfile::tempdir().unwrap();
     let ext = tmp.path().join("external-id");
     std::fs::write(&ext, external_id).unwrap();
-    let yaml = format!(
-        "region: us-east-1\nroles:\n  shared: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\nsecrets:\n  - {{name: db, secretId: app/db, role: shared, refreshInterval: 1s, targets: [{{file: {{dir: {}}}}}], onChange: [{{touch: {}}}]}}\n",
-        ext.display(),
-        tmp.path().join("out").display(),
-        tmp.path().join("changed").display()
-    );
+    let yaml = ConfigYaml::new()
+        .region(REGION)
+        .role("shared", &format!("\"{role_arn}\""), &ext)
+        .secret("db", "app/db")
+        .uses_role("shared")
+        .option("refreshInterval", "1s")
+        .file_target(&tmp.path().join("out"))
+        .option(
+            "onChange",
+            format!("[{{touch: {}}}]", tmp.path().join("changed").display()),
+        )
+        .build();
     let config = write_config(tmp.path(), &yaml);
     let port = free_port();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
