@@ -3,9 +3,13 @@
 //! valid when a refresh fails.
 
 mod base;
+mod role_credentials;
+pub mod roles;
 mod sts;
 
-pub use base::FileCredentials;
+pub use base::{base_sdk_config, FileCredentials};
+pub use role_credentials::{CredentialSource, RoleCredentials};
+pub use roles::Roles;
 pub use sts::StsAssumer;
 
 use crate::metrics::{Metrics, Outcome};

@@ -468,6 +468,45 @@ impl KubeSecretSink {
     }
 }
 
+/// Deletes, in `namespace`, the Secrets this instance created with `deletionPolicy: Delete`
+/// that are not in `configured` (namespace, name) any more.
+pub async fn delete_unconfigured(
+    kube: &Kube,
+    namespace: &str,
+    configured: &std::collections::BTreeSet<(String, String)>,
+) {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: kube::Api<Secret> = kube::Api::namespaced(kube.client.clone(), namespace);
+    let params =
+        kube::api::ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let listed = match kube.call("list", api.list_metadata(&params)).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(%namespace, "cannot look for Secrets removed from the config: {}", describe(&e, "list", "secrets", namespace));
+            return;
+        }
+    };
+    for secret in listed.items {
+        let annotations = secret.metadata.annotations.unwrap_or_default();
+        let Some(name) = secret.metadata.name else {
+            continue;
+        };
+        let ours = annotations.get(INSTANCE_ANNOTATION) == Some(&kube.instance)
+            && annotations.get(DELETION_ANNOTATION).map(String::as_str) == Some("Delete");
+        if !ours || configured.contains(&(namespace.to_owned(), name.clone())) {
+            continue;
+        }
+        match delete(kube, namespace, &name).await {
+            Ok(()) => {
+                tracing::info!(%namespace, %name, "deleted a Secret no longer in the config (deletionPolicy: Delete)")
+            }
+            Err(e) => {
+                tracing::warn!(%namespace, %name, "cannot delete a Secret no longer in the config: {}", describe(&e, "delete", "secrets", namespace))
+            }
+        }
+    }
+}
+
 /// Deletes a Secret; NotFound is success.
 pub async fn delete(kube: &Kube, namespace: &str, name: &str) -> Result<(), kube::Error> {
     let api: Api<Secret> = Api::namespaced(kube.client.clone(), namespace);

@@ -1,6 +1,5 @@
-pub mod credentials_file;
 pub mod file;
 pub mod formats;
-mod fs;
+pub(crate) mod fs;
 pub mod kube_secret;
 pub mod single_file;

@@ -3,8 +3,8 @@
 //! statement by hand. Pure: reads no file and calls no AWS API. The ExternalId is never read
 //! or printed; its place in the trust policy holds a placeholder naming where it comes from.
 
-use crate::app::plan::{plan, Strategy};
 use crate::config::{Config, ExternalIdSource, RoleConfig, SecretConfig};
+use crate::source::plan::{plan, Strategy};
 use crate::source::secret_id;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,12 +5,13 @@
 //! - a secret the batch or listing does not mention: read on its own with GetSecretValue,
 //!   so that its own error (not found, no permission) is reported.
 
+use super::error::SyncError;
 use super::job::{Ctx, Polled, SecretJob, SyncOutcome};
-use super::plan::Strategy;
-use super::SyncError;
+use super::poll::MAX_CONCURRENT_FETCHES;
 use crate::aws::Class;
 use crate::config::{SecretConfig, VersionSelector, NAME_PLACEHOLDER};
 use crate::metrics::Outcome;
+use crate::source::plan::{name_filter, Strategy};
 use crate::source::{
     id_matches, CallError, Listed, SecretsManager, SourceError, BATCH_MAX, GET, LIST,
 };
@@ -59,12 +60,10 @@ impl Group {
     pub(crate) fn new(
         strategy: Strategy,
         auto: bool,
+        interval: Duration,
         members: Vec<Arc<SecretJob>>,
         source: SecretsManager,
     ) -> Self {
-        let interval = members
-            .first()
-            .map_or(Duration::from_secs(60), |m| m.config.refresh_interval);
         let mut ids: Vec<(String, Vec<Arc<SecretJob>>)> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         for job in &members {
@@ -96,8 +95,8 @@ impl Group {
         failover: Option<SecretsManager>,
         changed: crate::notify::Changed,
     ) -> Self {
-        let mut group = Self::new(Strategy::Find, false, Vec::new(), source);
-        group.interval = entry.refresh_interval;
+        let interval = entry.refresh_interval;
+        let mut group = Self::new(Strategy::Find, false, interval, Vec::new(), source);
         group.discovery = Some(Discovery {
             entry,
             failover,
@@ -113,44 +112,21 @@ impl Group {
         self.discovery.as_ref().map(|d| d.entry.name.as_str())
     }
 
-    /// For `check`: whether the discovery listing works, and how many secrets match.
-    pub(crate) async fn check_discovery(&self, entry: &str) -> super::check::Link {
-        let Some(find) = self.discovery.as_ref().and_then(|d| d.entry.find.clone()) else {
-            return super::check::Link::failed("secret", entry, "not a find entry", "");
-        };
+    /// For `check`: the discovery listing of the `find` entry; `Ok` with the names it
+    /// matches, `Err` with why the listing failed. `None` when this is not a find group.
+    pub(crate) async fn check_discovery(&self) -> Option<Result<Vec<String>, String>> {
+        let discovery = self.discovery.as_ref()?;
+        let find = discovery.entry.find.clone()?;
         let prefixes: Vec<String> = find.name_prefix.iter().cloned().collect();
         let tag_keys: Vec<String> = find.tags.keys().cloned().collect();
-        match self.source.list(&prefixes, &tag_keys).await {
-            Ok(listed) => {
-                let matches: Vec<String> = listed
-                    .into_iter()
-                    .filter(|l| finds(&find, l))
-                    .map(|l| l.name)
-                    .collect();
-                super::check::Link::ok(
-                    "secret",
-                    entry,
-                    format!(
-                        "find matches {} secret(s): {}",
-                        matches.len(),
-                        matches.join(", ")
-                    ),
-                )
-            }
-            Err(e) => {
-                let config = self.discovery.as_ref().map(|d| &d.entry);
-                let message = match config {
-                    Some(c) => self.source.error_for(c, LIST, e).to_string(),
-                    None => format!("{e:?}"),
-                };
-                super::check::Link::failed(
-                    "secret",
-                    entry,
-                    message,
-                    "the reading role needs secretsmanager:ListSecrets on \"*\" for find entries",
-                )
-            }
-        }
+        Some(match self.source.list(&prefixes, &tag_keys).await {
+            Ok(listed) => Ok(listed
+                .into_iter()
+                .filter(|l| finds(&find, l))
+                .map(|l| l.name)
+                .collect()),
+            Err(e) => Err(self.source.error_for(&discovery.entry, LIST, e).to_string()),
+        })
     }
 
     /// Polls every member once.
@@ -180,9 +156,7 @@ impl Group {
                 .iter()
                 .filter_map(|f| f.name_prefix.clone())
                 .collect(),
-            None => {
-                super::plan::name_filter(self.members.iter().map(|m| m.config.secret_id.as_str()))
-            }
+            None => name_filter(self.members.iter().map(|m| m.config.secret_id.as_str())),
         };
         let _permit = ctx.permit().await;
         self.source.list(&names, tag_keys).await
@@ -194,7 +168,7 @@ impl Group {
         let mut results = Vec::new();
         let mut denied = Vec::new();
         loop {
-            while set.len() < super::MAX_CONCURRENT_FETCHES {
+            while set.len() < MAX_CONCURRENT_FETCHES {
                 let Some(chunk) = chunks.next() else {
                     break;
                 };
@@ -383,7 +357,7 @@ async fn get_all(
     let mut pending = members.into_iter();
     let mut results = Vec::new();
     loop {
-        while set.len() < super::MAX_CONCURRENT_FETCHES {
+        while set.len() < MAX_CONCURRENT_FETCHES {
             let Some((job, pinned)) = pending.next() else {
                 break;
             };

@@ -3,17 +3,13 @@
 //! AssumeRole parameters are identical, and handed to the app as a credentials file or
 //! through the credentials endpoint.
 
-use crate::config::{Config, CredentialOutput, RoleConfig};
-use crate::credentials::{RoleSession, StsAssumer};
-use crate::credentials_endpoint::{CredentialSource, RoleCredentials};
+use super::{CredentialSource, RoleCredentials};
+use super::{RoleSession, StsAssumer};
+use crate::config::{Config, RoleConfig};
 use crate::metrics::Metrics;
 use crate::secret::Sensitive;
-use crate::shutdown::Signal;
-use crate::sink::credentials_file::CredentialsFile;
 use aws_config::SdkConfig;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 pub type Session = RoleSession<StsAssumer>;
 
@@ -126,46 +122,6 @@ impl CredentialSource for Roles {
             ),
             expires_at,
         })
-    }
-}
-
-const OUTPUT_RETRY: Duration = Duration::from_secs(5);
-
-/// Keeps one credentials file up to date: written whenever the role gets a new
-/// credential; a failed write is retried until it succeeds or a newer credential arrives.
-pub async fn write_credentials_file(roles: Roles, output: CredentialOutput, mut shutdown: Signal) {
-    let Some(session) = roles.get(&output.role).cloned() else {
-        return;
-    };
-    let file = Arc::new(CredentialsFile::new(
-        output.path.clone(),
-        output.profile.clone(),
-        output.mode,
-    ));
-    let mut changes = session.changes();
-    loop {
-        let mut wait_for_change = true;
-        if let Some(creds) = roles.current(&output.role) {
-            let writer = file.clone();
-            match tokio::task::spawn_blocking(move || writer.write(&creds)).await {
-                Ok(Ok(())) => {
-                    tracing::info!(role = %output.role, path = %output.path.display(), "credentials file written")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(role = %output.role, reason = e.kind(), "credentials file not written: {e}");
-                    wait_for_change = false;
-                }
-                Err(e) => {
-                    tracing::warn!(role = %output.role, "credentials file writer failed: {e}");
-                    wait_for_change = false;
-                }
-            }
-        }
-        tokio::select! {
-            changed = changes.changed(), if wait_for_change => if changed.is_err() { return },
-            _ = tokio::time::sleep(OUTPUT_RETRY), if !wait_for_change => {}
-            _ = shutdown.wait() => return,
-        }
     }
 }
 

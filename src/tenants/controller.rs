@@ -2,17 +2,19 @@
 //! "true"`), asks `k8s::tenants::decide` about each, and keeps one polling task per allowed
 //! Secret; a refused one gets a Warning Event and no task, so nothing is fetched for it.
 
-use super::group::Group;
-use super::job::{Ctx, SecretJob};
-use super::plan::Strategy;
+use super::rules::{decide, watched_namespaces, TenantRequest, MANAGED_LABEL};
 use crate::config::{
     CreationPolicy, DeletionPolicy, FetchStrategy, KubeSecretTarget, SecretConfig, Target,
     TenantRule, VersionSelector,
 };
-use crate::k8s::tenants::{decide, watched_namespaces, TenantRequest, MANAGED_LABEL};
+use crate::daemon::group::Group;
+use crate::daemon::job::{Ctx, SecretJob};
+use crate::daemon::poll::poll;
+use crate::daemon::BuildError;
 use crate::k8s::Kube;
 use crate::mapping::Mapping;
 use crate::shutdown::Signal;
+use crate::source::plan::Strategy;
 use crate::source::SecretsManager;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -145,13 +147,15 @@ impl TenantController {
         name: &str,
         request: &TenantRequest,
         shutdown: Signal,
-    ) -> Result<Running, super::BuildError> {
-        let source = self.sources.get(&request.role).cloned().ok_or_else(|| {
-            super::BuildError::UnknownRole {
-                secret: format!("{namespace}/{name}"),
-                role: request.role.clone(),
-            }
-        })?;
+    ) -> Result<Running, BuildError> {
+        let source =
+            self.sources
+                .get(&request.role)
+                .cloned()
+                .ok_or_else(|| BuildError::UnknownRole {
+                    secret: format!("{namespace}/{name}"),
+                    role: request.role.clone(),
+                })?;
         let config = tenant_secret(namespace, name, request);
         let job_name = config.name.clone();
         let job = SecretJob::new(
@@ -162,8 +166,9 @@ impl TenantController {
             Some(&self.kube),
         )?;
         ctx.metrics.register_secret(&job_name);
-        let group = Group::new(Strategy::Get, false, vec![Arc::new(job)], source);
-        let task = tokio::spawn(super::poll(group, ctx.clone(), shutdown));
+        let interval = request.refresh_interval;
+        let group = Group::new(Strategy::Get, false, interval, vec![Arc::new(job)], source);
+        let task = tokio::spawn(poll(group, ctx.clone(), shutdown));
         Ok(Running {
             request: request.clone(),
             job: job_name,

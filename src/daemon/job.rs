@@ -1,8 +1,9 @@
 //! One secret's part of a sync: fetch (with failover), map, write to every target, and
 //! record the outcome in metrics, logs and readiness.
 
-use super::{Readiness, SyncError};
+use super::error::{BuildError, SyncError};
 use crate::config::{FileFormat, SecretConfig, Target};
+use crate::health::Readiness;
 use crate::k8s::Kube;
 use crate::mapping::Mapper;
 use crate::metrics::{Metrics, Outcome, SecretState};
@@ -53,8 +54,8 @@ impl SecretJob {
         failover: Option<SecretsManager>,
         changed: crate::notify::Changed,
         kube: Option<&Kube>,
-    ) -> Result<Self, super::BuildError> {
-        let mapper = Mapper::new(&config.mapping).map_err(|source| super::BuildError::Mapping {
+    ) -> Result<Self, BuildError> {
+        let mapper = Mapper::new(&config.mapping).map_err(|source| BuildError::Mapping {
             secret: config.name.clone(),
             source,
         })?;
@@ -225,14 +226,10 @@ enum Sink {
 }
 
 impl Sink {
-    fn from_target(
-        target: &Target,
-        kube: Option<&Kube>,
-        secret: &str,
-    ) -> Result<Self, super::BuildError> {
+    fn from_target(target: &Target, kube: Option<&Kube>, secret: &str) -> Result<Self, BuildError> {
         Ok(match target {
             Target::KubernetesSecret(t) => {
-                let kube = kube.ok_or_else(|| super::BuildError::NoKube {
+                let kube = kube.ok_or_else(|| BuildError::NoKube {
                     secret: secret.to_owned(),
                 })?;
                 let namespace = t

@@ -1,0 +1,103 @@
+//! What can go wrong building the daemon (`BuildError`) and syncing one secret
+//! (`SyncError`, counted and logged by its bounded `kind()`).
+
+use crate::mapping::MappingError;
+use crate::sink::file::FileSinkError;
+use crate::sink::single_file::SingleFileError;
+use crate::source::{SourceError, UnknownRole};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("region: no region is configured: set `region` in the config file or the AWS_REGION environment variable")]
+    NoRegion,
+    #[error("secret '{secret}' refers to role '{role}', which is not defined")]
+    UnknownRole { secret: String, role: String },
+    #[error("secret '{secret}': {source}")]
+    Mapping {
+        secret: String,
+        #[source]
+        source: MappingError,
+    },
+    #[error(
+        "secret '{secret}' has a kubernetesSecret target, but no Kubernetes client was set up"
+    )]
+    NoKube { secret: String },
+    #[error(transparent)]
+    Kube(#[from] crate::k8s::KubeSetupError),
+}
+
+impl From<UnknownRole> for BuildError {
+    fn from(e: UnknownRole) -> Self {
+        Self::UnknownRole {
+            secret: e.reader,
+            role: e.role,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("secret '{secret}': {source}")]
+    Mapping {
+        secret: String,
+        #[source]
+        source: MappingError,
+    },
+    #[error("secret '{secret}': {source}")]
+    Sink {
+        secret: String,
+        #[source]
+        source: FileSinkError,
+    },
+    #[error("secret '{secret}': {source}")]
+    SingleFile {
+        secret: String,
+        #[source]
+        source: SingleFileError,
+    },
+    #[error("secret '{secret}': {source}")]
+    KubeSecret {
+        secret: String,
+        #[source]
+        source: crate::sink::kube_secret::KubeSecretError,
+    },
+    #[error("secret '{secret}': the file writer task failed: {reason}")]
+    WriterPanicked { secret: String, reason: String },
+}
+
+impl SyncError {
+    /// The role, when the failure is that its credentials could not be had: one cause
+    /// shared by every secret read with it, which `RoleSession` logs once per AssumeRole.
+    pub fn credentials_role(&self) -> Option<&str> {
+        match self {
+            Self::Source(SourceError::Credentials { source, .. }) => Some(source.role()),
+            _ => None,
+        }
+    }
+
+    /// The configured name of the secret that failed.
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::Source(e) => e.secret(),
+            Self::Mapping { secret, .. }
+            | Self::Sink { secret, .. }
+            | Self::SingleFile { secret, .. }
+            | Self::KubeSecret { secret, .. }
+            | Self::WriterPanicked { secret, .. } => secret,
+        }
+    }
+
+    /// Bounded label for metrics and structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Source(e) => e.kind(),
+            Self::Mapping { source, .. } => source.kind(),
+            Self::Sink { source, .. } => source.kind(),
+            Self::SingleFile { source, .. } => source.kind(),
+            Self::KubeSecret { source, .. } => source.kind(),
+            Self::WriterPanicked { .. } => "internal",
+        }
+    }
+}
