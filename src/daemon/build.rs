@@ -2,10 +2,11 @@
 //! Secrets Manager client per (identity, region), the planned groups with their jobs, the
 //! tenants controller and readiness. Makes no network call.
 
+use super::error::BuildError;
 use super::group::Group;
 use super::job::SecretJob;
 use super::poll::{MAX_CONCURRENT_CYCLES, MAX_CONCURRENT_FETCHES};
-use super::{App, BuildError};
+use super::App;
 use crate::aws::{shared_https_client, timeouts};
 use crate::config::{Config, SecretConfig};
 use crate::credentials::Roles;

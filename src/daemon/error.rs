@@ -10,8 +10,8 @@ use crate::source::{SourceError, UnknownRole};
 pub enum BuildError {
     #[error("region: no region is configured: set `region` in the config file or the AWS_REGION environment variable")]
     NoRegion,
-    #[error("secret '{secret}' refers to role '{role}', which is not defined")]
-    UnknownRole { secret: String, role: String },
+    #[error(transparent)]
+    UnknownRole(#[from] UnknownRole),
     #[error("secret '{secret}': {source}")]
     Mapping {
         secret: String,
@@ -24,15 +24,6 @@ pub enum BuildError {
     NoKube { secret: String },
     #[error(transparent)]
     Kube(#[from] crate::k8s::KubeSetupError),
-}
-
-impl From<UnknownRole> for BuildError {
-    fn from(e: UnknownRole) -> Self {
-        Self::UnknownRole {
-            secret: e.reader,
-            role: e.role,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,17 @@
 //! a cycle in which everything failed, an exponential back-off capped at that interval.
 
 use super::group::{self, Group};
-use super::job::Ctx;
+use super::job::{Ctx, SecretJob};
+use crate::config::SecretConfig;
+use crate::k8s::Kube;
+use crate::notify::Changed;
 use crate::shutdown::Signal;
+use crate::source::plan::Strategy;
+use crate::source::SecretsManager;
+use crate::tenants::{StartError, Syncs};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Fetches in flight at once, in both modes: thousands of secrets starting together must
@@ -68,6 +76,32 @@ pub fn failure_delays(interval: Duration) -> impl Iterator<Item = Duration> {
         .without_max_times()
         .build()
         .map(move |d| d.min(interval))
+}
+
+// === impl Syncs for Ctx ===
+
+/// A tenant Secret the controller allowed is polled like a configured secret: a group of
+/// one, read with GetSecretValue.
+impl Syncs for Ctx {
+    fn start(
+        &self,
+        secret: SecretConfig,
+        source: SecretsManager,
+        kube: &Kube,
+        shutdown: Signal,
+    ) -> Result<JoinHandle<()>, StartError> {
+        let name = secret.name.clone();
+        let interval = secret.refresh_interval;
+        let job = SecretJob::new(secret, source.clone(), None, Changed::default(), Some(kube))?;
+        self.metrics.register_secret(&name);
+        let group = Group::new(Strategy::Get, false, interval, vec![Arc::new(job)], source);
+        Ok(tokio::spawn(poll(group, self.clone(), shutdown)))
+    }
+
+    fn forget(&self, name: &str) {
+        self.metrics.forget_secret(name);
+        self.readiness.forget(name);
+    }
 }
 
 #[cfg(test)]

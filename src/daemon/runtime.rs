@@ -2,7 +2,8 @@
 //! handlers and, under `--leader-elect`, the Lease, around [`App::run`]. `main.rs` only
 //! turns the command line into [`Options`] and the [`Outcome`] into an exit code.
 
-use super::{summary, App, BuildError, SyncError};
+use super::error::{BuildError, SyncError};
+use super::{summary, App};
 use crate::admin::Admin;
 use crate::config::{self, Config, Target};
 use crate::credentials::{base_sdk_config, Roles};

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A secret (or the tenants controller) names a role the config does not define.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("secret '{reader}' refers to role '{role}', which is not defined")]
 pub struct UnknownRole {
     /// Who asked: the secret's name, or `tenants`.
     pub reader: String,

@@ -5,4 +5,4 @@
 mod controller;
 pub mod rules;
 
-pub(crate) use controller::TenantController;
+pub(crate) use controller::{StartError, Syncs, TenantController};
