@@ -2,8 +2,7 @@
 //! (`SyncError`, counted and logged by its bounded `kind()`).
 
 use crate::mapping::MappingError;
-use crate::sink::file::FileSinkError;
-use crate::sink::single_file::SingleFileError;
+use crate::sink::SinkError;
 use crate::source::{SourceError, UnknownRole};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,25 +39,21 @@ pub enum SyncError {
     Sink {
         secret: String,
         #[source]
-        source: FileSinkError,
-    },
-    #[error("secret '{secret}': {source}")]
-    SingleFile {
-        secret: String,
-        #[source]
-        source: SingleFileError,
-    },
-    #[error("secret '{secret}': {source}")]
-    KubeSecret {
-        secret: String,
-        #[source]
-        source: crate::sink::kube_secret::KubeSecretError,
+        source: SinkError,
     },
     #[error("secret '{secret}': the file writer task failed: {reason}")]
     WriterPanicked { secret: String, reason: String },
 }
 
 impl SyncError {
+    /// A write to one of `secret`'s targets failed.
+    pub(crate) fn sink(secret: String, source: impl Into<SinkError>) -> Self {
+        Self::Sink {
+            secret,
+            source: source.into(),
+        }
+    }
+
     /// The role, when the failure is that its credentials could not be had: one cause
     /// shared by every secret read with it, which `RoleSession` logs once per AssumeRole.
     pub fn credentials_role(&self) -> Option<&str> {
@@ -74,8 +69,6 @@ impl SyncError {
             Self::Source(e) => e.secret(),
             Self::Mapping { secret, .. }
             | Self::Sink { secret, .. }
-            | Self::SingleFile { secret, .. }
-            | Self::KubeSecret { secret, .. }
             | Self::WriterPanicked { secret, .. } => secret,
         }
     }
@@ -86,8 +79,6 @@ impl SyncError {
             Self::Source(e) => e.kind(),
             Self::Mapping { source, .. } => source.kind(),
             Self::Sink { source, .. } => source.kind(),
-            Self::SingleFile { source, .. } => source.kind(),
-            Self::KubeSecret { source, .. } => source.kind(),
             Self::WriterPanicked { .. } => "internal",
         }
     }

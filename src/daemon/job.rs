@@ -2,15 +2,15 @@
 //! record the outcome in metrics, logs and readiness.
 
 use super::error::{BuildError, SyncError};
-use crate::config::{FileFormat, SecretConfig, Target};
+use crate::config::{SecretConfig, Target};
 use crate::health::Readiness;
 use crate::k8s::Kube;
 use crate::mapping::Mapper;
 use crate::metrics::{Metrics, Outcome, SecretState};
-use crate::sink::file::{FileSink, WriteOutcome};
-use crate::sink::formats::Format;
+use crate::sink::file::FileSink;
 use crate::sink::kube_secret::KubeSecretSink;
 use crate::sink::single_file::SingleFile;
+use crate::sink::WriteOutcome;
 use crate::source::{Fetched, SecretsManager, SourceError};
 use crate::transform::Rendered;
 use std::sync::Arc;
@@ -188,18 +188,18 @@ async fn write(sink: &Sink, rendered: &Rendered, secret: &str) -> Result<WriteOu
         Sink::Kube(target) => target
             .write(rendered)
             .await
-            .map_err(|source| SyncError::KubeSecret { secret, source }),
+            .map_err(|e| SyncError::sink(secret, e)),
         Sink::Dir(dir) => {
             let (dir, rendered) = (dir.clone(), rendered.clone());
             blocking(&secret, move || dir.write(&rendered))
                 .await?
-                .map_err(|source| SyncError::Sink { secret, source })
+                .map_err(|e| SyncError::sink(secret, e))
         }
         Sink::File(file) => {
             let (file, rendered) = (file.clone(), rendered.clone());
             blocking(&secret, move || file.write(&rendered))
                 .await?
-                .map_err(|source| SyncError::SingleFile { secret, source })
+                .map_err(|e| SyncError::sink(secret, e))
         }
     }
 }
@@ -248,16 +248,9 @@ impl Sink {
                 )))
             }
             Target::File(f) => Sink::Dir(Arc::new(FileSink::new(f.dir.clone(), f.mode))),
-            Target::SingleFile(f) => Sink::File(Arc::new(SingleFile::new(
-                f.path.clone(),
-                match f.format {
-                    FileFormat::Raw => Format::Raw,
-                    FileFormat::Json => Format::Json,
-                    FileFormat::Env => Format::Env,
-                    FileFormat::Properties => Format::Properties,
-                },
-                f.mode,
-            ))),
+            Target::SingleFile(f) => {
+                Sink::File(Arc::new(SingleFile::new(f.path.clone(), f.format, f.mode)))
+            }
         })
     }
 }

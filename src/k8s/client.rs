@@ -45,6 +45,18 @@ pub enum KubeSetupError {
     NoPod,
 }
 
+impl KubeSetupError {
+    /// Bounded label for structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "no_kube_config",
+            Self::Client(_) => "kube_client",
+            Self::NoNamespace => "no_namespace",
+            Self::NoPod => "no_pod",
+        }
+    }
+}
+
 /// The daemon's pod, for `ownerPod` ownerReferences.
 #[derive(Debug, Clone)]
 pub struct PodRef {

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::fs::{create_dirs, sync_dir, DIR_MODE};
+use super::WriteOutcome;
 use crate::secret::Sensitive;
 use crate::transform::{check_key, Rendered, TransformError};
 
@@ -44,12 +45,6 @@ const PERMISSION_BITS: u32 = 0o777;
 pub struct FileSink {
     dir: PathBuf,
     mode: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    Written,
-    Unchanged,
 }
 
 /// `Display` includes the cause because callers log errors with `{err}` only;

@@ -9,12 +9,12 @@
 //! - `Merge`: only secret-ferry's keys are applied, without `force`, to a Secret that must
 //!   exist; a key another field manager set is a conflict, reported, never overwritten.
 
+use super::WriteOutcome;
 use crate::config::{CreationPolicy, DeletionPolicy, KubeSecretTarget};
 use crate::k8s::{
     describe, Kube, DELETION_ANNOTATION, FIELD_MANAGER, HASH_ANNOTATION, INSTANCE_ANNOTATION,
     MANAGED_BY, MANAGED_BY_LABEL, SOURCE_ANNOTATION,
 };
-use crate::sink::file::WriteOutcome;
 use crate::transform::Rendered;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
