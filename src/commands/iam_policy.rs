@@ -25,25 +25,7 @@ pub fn documents(
         .region
         .clone()
         .unwrap_or_else(|| "<region>".to_owned());
-    let region_of = |s: &SecretConfig| {
-        s.role
-            .as_ref()
-            .and_then(|r| config.roles.get(r))
-            .and_then(|r| r.region.clone())
-            .unwrap_or_else(|| default_region.clone())
-    };
-    // Which secrets each reader may batch or list, as the planner will poll them.
-    let mut batched = BTreeSet::new();
-    let mut listed = BTreeSet::new();
-    for group in plan(&config.secrets, region_of) {
-        for &i in &group.members {
-            match group.strategy {
-                Strategy::Batch => batched.insert(i),
-                Strategy::List | Strategy::Find => listed.insert(i),
-                Strategy::Get => false,
-            };
-        }
-    }
+    let modes = ReadModes::of(config, &default_region);
     let mut out = BTreeMap::new();
     for role in config.roles_in_chain_order() {
         let caller = match &role.via {
@@ -57,70 +39,128 @@ pub fn documents(
             .region
             .clone()
             .unwrap_or_else(|| default_region.clone());
-        let reads: Vec<(usize, &SecretConfig)> = config
-            .secrets
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.role.as_deref() == Some(role.name.as_str()))
-            .collect();
-        let children: Vec<&str> = config
-            .roles
-            .values()
-            .filter(|r| r.via.as_deref() == Some(role.name.as_str()))
-            .map(|r| r.role_arn.as_str())
-            .collect();
-        let (permissions, mut read_regions) = permissions_policy(
-            &role.role_arn,
-            &region,
-            &reads,
-            &batched,
-            &listed,
-            &children,
-        );
-        if read_regions.is_empty() {
-            read_regions.insert(region.clone());
-        }
-        let mut doc = Map::new();
-        doc.insert("trustPolicy".into(), trust_policy(role, &caller, org_id));
-        doc.insert("permissionsPolicy".into(), permissions);
-        doc.insert(
-            "kmsKeyPolicyStatement".into(),
-            kms_statement(&role.role_arn, &read_regions),
-        );
-        doc.insert("callerPolicy".into(), caller_policy(role));
-        out.insert(role.name.clone(), Value::Object(doc));
+        let doc = role_documents(config, role, &caller, org_id, &region, &modes);
+        out.insert(role.name.clone(), doc);
     }
+    let caller = caller_arn.unwrap_or(CALLER_PLACEHOLDER);
+    if let Some(doc) = base_documents(config, caller, &default_region, &modes) {
+        out.insert(BASE_IDENTITY.to_owned(), doc);
+    }
+    out
+}
+
+/// Which secrets each reader may batch or list, as the planner will poll them.
+struct ReadModes {
+    batched: BTreeSet<usize>,
+    listed: BTreeSet<usize>,
+}
+
+impl ReadModes {
+    fn of(config: &Config, default_region: &str) -> Self {
+        let region_of = |s: &SecretConfig| {
+            s.role
+                .as_ref()
+                .and_then(|r| config.roles.get(r))
+                .and_then(|r| r.region.clone())
+                .unwrap_or_else(|| default_region.to_owned())
+        };
+        let mut modes = Self {
+            batched: BTreeSet::new(),
+            listed: BTreeSet::new(),
+        };
+        for group in plan(&config.secrets, region_of) {
+            for &i in &group.members {
+                match group.strategy {
+                    Strategy::Batch => modes.batched.insert(i),
+                    Strategy::List | Strategy::Find => modes.listed.insert(i),
+                    Strategy::Get => false,
+                };
+            }
+        }
+        modes
+    }
+}
+
+/// One role's documents: trust, permissions, KMS statement and the caller's policy.
+fn role_documents(
+    config: &Config,
+    role: &RoleConfig,
+    caller: &str,
+    org_id: Option<&str>,
+    region: &str,
+    modes: &ReadModes,
+) -> Value {
+    let reads: Vec<(usize, &SecretConfig)> = config
+        .secrets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.role.as_deref() == Some(role.name.as_str()))
+        .collect();
+    let children: Vec<&str> = config
+        .roles
+        .values()
+        .filter(|r| r.via.as_deref() == Some(role.name.as_str()))
+        .map(|r| r.role_arn.as_str())
+        .collect();
+    let (permissions, mut read_regions) = permissions_policy(
+        &role.role_arn,
+        region,
+        &reads,
+        &modes.batched,
+        &modes.listed,
+        &children,
+    );
+    if read_regions.is_empty() {
+        read_regions.insert(region.to_owned());
+    }
+    let mut doc = Map::new();
+    doc.insert("trustPolicy".into(), trust_policy(role, caller, org_id));
+    doc.insert("permissionsPolicy".into(), permissions);
+    doc.insert(
+        "kmsKeyPolicyStatement".into(),
+        kms_statement(&role.role_arn, &read_regions),
+    );
+    doc.insert("callerPolicy".into(), caller_policy(role));
+    Value::Object(doc)
+}
+
+/// The base identity's documents, when secrets are read with it.
+fn base_documents(
+    config: &Config,
+    caller: &str,
+    default_region: &str,
+    modes: &ReadModes,
+) -> Option<Value> {
     let base_reads: Vec<(usize, &SecretConfig)> = config
         .secrets
         .iter()
         .enumerate()
         .filter(|(_, s)| s.role.is_none())
         .collect();
+    if base_reads.is_empty() {
+        return None;
+    }
     let roots: Vec<&str> = config
         .roles
         .values()
         .filter(|r| r.via.is_none())
         .map(|r| r.role_arn.as_str())
         .collect();
-    if !base_reads.is_empty() {
-        let caller = caller_arn.unwrap_or(CALLER_PLACEHOLDER);
-        let (permissions, read_regions) = permissions_policy(
-            caller,
-            &default_region,
-            &base_reads,
-            &batched,
-            &listed,
-            &roots,
-        );
-        let mut doc = Map::new();
-        doc.insert("permissionsPolicy".into(), permissions);
-        doc.insert(
-            "kmsKeyPolicyStatement".into(),
-            kms_statement(caller, &read_regions),
-        );
-        out.insert(BASE_IDENTITY.to_owned(), Value::Object(doc));
-    }
-    out
+    let (permissions, read_regions) = permissions_policy(
+        caller,
+        default_region,
+        &base_reads,
+        &modes.batched,
+        &modes.listed,
+        &roots,
+    );
+    let mut doc = Map::new();
+    doc.insert("permissionsPolicy".into(), permissions);
+    doc.insert(
+        "kmsKeyPolicyStatement".into(),
+        kms_statement(caller, &read_regions),
+    );
+    Some(Value::Object(doc))
 }
 
 fn trust_policy(role: &RoleConfig, caller: &str, org_id: Option<&str>) -> Value {
