@@ -16,6 +16,8 @@ pub mod daemon;
 pub mod health;
 mod http;
 pub mod k8s;
+#[cfg(test)]
+mod layers;
 pub mod mapping;
 pub mod metrics;
 pub mod notify;
