@@ -29,6 +29,8 @@ struct ReadinessState {
     last_synced: BTreeMap<String, Instant>,
 }
 
+// === impl Readiness ===
+
 impl Readiness {
     pub(crate) fn new(
         expected: impl IntoIterator<Item = String>,
@@ -141,6 +143,8 @@ impl Readiness {
 pub struct RefreshHandle {
     secrets: Arc<BTreeMap<String, Arc<tokio::sync::Notify>>>,
 }
+
+// === impl RefreshHandle ===
 
 impl RefreshHandle {
     /// `secrets`: each secret (or `find` entry) name with the `Notify` of its group.

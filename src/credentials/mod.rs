@@ -57,6 +57,8 @@ pub enum CredentialsError {
     Empty { role: String, role_arn: String },
 }
 
+// === impl CredentialsError ===
+
 impl CredentialsError {
     /// Bounded label for metrics (`reason`) and structured logs.
     pub fn kind(&self) -> &'static str {
@@ -145,6 +147,8 @@ struct Cached {
     refresh_at: Instant,
 }
 
+// === impl Cached ===
+
 impl Cached {
     fn remaining(&self, now: Instant) -> Duration {
         (self.received + self.issued.valid_for).saturating_duration_since(now)
@@ -170,6 +174,8 @@ struct Inner<A> {
 pub struct RoleSession<A> {
     inner: Arc<Inner<A>>,
 }
+
+// === impl RoleSession ===
 
 impl<A> Clone for RoleSession<A> {
     fn clone(&self) -> Self {
@@ -404,6 +410,8 @@ impl<A: AssumeRole> ProvideCredentials for RoleSession<A> {
 
 /// See [`RoleSession::changes`].
 pub struct CredentialChanges(watch::Receiver<Option<Cached>>);
+
+// === impl CredentialChanges ===
 
 impl CredentialChanges {
     /// Waits for the next new credential; `Err` when the session has been dropped.

@@ -48,6 +48,8 @@ pub(crate) struct Cycle {
     pub(crate) all_failed: bool,
 }
 
+// === impl Group ===
+
 impl Group {
     pub(crate) fn new(
         strategy: Strategy,
@@ -161,6 +163,8 @@ impl Group {
         results
     }
 }
+
+// === impl Cycle ===
 
 impl Cycle {
     fn of(results: Vec<Result<SyncOutcome, SyncError>>) -> Self {

@@ -47,6 +47,8 @@ pub enum SyncOutcome {
     Unchanged,
 }
 
+// === impl SecretJob ===
+
 impl SecretJob {
     pub(crate) fn new(
         config: SecretConfig,
@@ -225,6 +227,8 @@ enum Sink {
     Kube(Arc<KubeSecretSink>),
 }
 
+// === impl Sink ===
+
 impl Sink {
     fn from_target(target: &Target, kube: Option<&Kube>, secret: &str) -> Result<Self, BuildError> {
         Ok(match target {
@@ -263,6 +267,8 @@ pub(crate) struct Ctx {
     pub(crate) fetch_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) cycle_slots: Arc<tokio::sync::Semaphore>,
 }
+
+// === impl Ctx ===
 
 impl Ctx {
     /// Bounds the AWS calls in flight; the semaphore is never closed.

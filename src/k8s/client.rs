@@ -45,6 +45,8 @@ pub enum KubeSetupError {
     NoPod,
 }
 
+// === impl KubeSetupError ===
+
 impl KubeSetupError {
     /// Bounded label for structured logs.
     pub fn kind(&self) -> &'static str {
@@ -76,6 +78,8 @@ pub struct Kube {
     recorder: Recorder,
     metrics: Metrics,
 }
+
+// === impl Kube ===
 
 impl std::fmt::Debug for Kube {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

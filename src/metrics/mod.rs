@@ -19,6 +19,8 @@ pub enum Outcome {
     Failure,
 }
 
+// === impl Outcome ===
+
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +50,8 @@ pub struct Metrics {
     aws_throttled_total: IntCounterVec,
     notify_total: IntCounterVec,
 }
+
+// === impl Metrics ===
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -284,6 +288,8 @@ impl Metrics {
 /// Lets the registry own a handle while `Metrics` keeps updating the same collector.
 struct SharedCollector(Arc<PerSecret>);
 
+// === impl SharedCollector ===
+
 impl prometheus::core::Collector for SharedCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         self.0.desc()
@@ -302,6 +308,8 @@ pub enum SecretState {
     Failing,
     Pending,
 }
+
+// === impl SecretState ===
 
 impl SecretState {
     pub const ALL: [SecretState; 4] = [Self::Synced, Self::Stale, Self::Failing, Self::Pending];

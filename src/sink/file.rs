@@ -53,6 +53,8 @@ pub struct FileSink {
     mode: u32,
 }
 
+// === impl FileSink ===
+
 impl FileSink {
     /// `mode` is applied to every secret file exactly (umask does not apply);
     /// bits outside 0o777 are dropped.
@@ -471,6 +473,8 @@ struct Staging {
     dir: Option<PathBuf>,
     link: Option<PathBuf>,
 }
+
+// === impl Staging ===
 
 impl Staging {
     fn disarm(&mut self) {

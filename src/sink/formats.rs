@@ -25,6 +25,8 @@ pub enum FormatError {
     Nul { key: String },
 }
 
+// === impl FormatError ===
+
 impl FormatError {
     pub fn kind(&self) -> &'static str {
         match self {

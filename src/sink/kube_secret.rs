@@ -57,6 +57,8 @@ pub struct KubeSecretSink {
     last_hash: tokio::sync::Mutex<Option<String>>,
 }
 
+// === impl KubeSecretSink ===
+
 impl KubeSecretSink {
     pub fn new(kube: Kube, target: KubeSecretTarget, namespace: String, source: String) -> Self {
         Self {

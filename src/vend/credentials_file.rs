@@ -48,6 +48,8 @@ pub enum CredentialsFileError {
     },
 }
 
+// === impl CredentialsFileError ===
+
 impl From<crate::sink::fs::FsError> for CredentialsFileError {
     fn from(e: crate::sink::fs::FsError) -> Self {
         Self::Io {
@@ -77,6 +79,8 @@ impl CredentialsFileError {
         }
     }
 }
+
+// === impl CredentialsFile ===
 
 impl CredentialsFile {
     pub fn new(path: impl Into<PathBuf>, profile: impl Into<String>, mode: u32) -> Self {
