@@ -2,7 +2,7 @@
 //! (every secret has synced, none is too stale, no role credential has lapsed) and
 //! `POST /refresh[?secret=NAME]` (sync now instead of at the next interval).
 
-use crate::app::{Readiness, RefreshHandle};
+use crate::health::{Readiness, RefreshHandle};
 use crate::metrics::Metrics;
 use crate::shutdown::Signal;
 use bytes::Bytes;

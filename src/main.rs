@@ -1,16 +1,10 @@
 #![forbid(unsafe_code)]
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use secret_ferry::admin::Admin;
-use secret_ferry::app::{App, Roles};
-use secret_ferry::credentials::FileCredentials;
-use secret_ferry::credentials_endpoint::CredentialsEndpoint;
-use secret_ferry::k8s::leader::{self, Elector, LeaderConfig};
-use secret_ferry::k8s::Kube;
-use secret_ferry::metrics::Metrics;
+use secret_ferry::commands;
+use secret_ferry::config;
+use secret_ferry::daemon::runtime::{self as daemon, LeaseOptions, Options, Outcome, StartError};
 use secret_ferry::telemetry::{self, LogFormat};
-use secret_ferry::{config, shutdown};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -184,22 +178,10 @@ fn load(path: &std::path::Path) -> Result<config::Config, u8> {
 fn validate(path: &std::path::Path) -> u8 {
     match load(path) {
         Ok(cfg) => {
-            for warning in &cfg.warnings {
+            for warning in commands::validate::warnings(&cfg) {
                 eprintln!("warning: {warning}");
             }
-            // Not an error here: the region may come from the environment the daemon runs in.
-            let region_from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|r| !r.is_empty()));
-            if cfg.region.is_none() && !region_from_env {
-                eprintln!("warning: region: no region is configured: set `region` in the config file, or AWS_REGION where the daemon runs (without either, `run` exits 78)");
-            }
-            println!(
-                "{}: valid ({} role(s), {} secret(s))",
-                path.display(),
-                cfg.roles.len(),
-                cfg.secrets.len()
-            );
+            println!("{}", commands::validate::summary(path, &cfg));
             exit::OK
         }
         Err(code) => code,
@@ -212,13 +194,13 @@ fn iam_policy(args: &IamPolicyArgs) -> u8 {
         Err(code) => return code,
     };
     let documents =
-        secret_ferry::iam::documents(&cfg, args.caller_arn.as_deref(), args.org_id.as_deref());
+        commands::iam_policy::documents(&cfg, args.caller_arn.as_deref(), args.org_id.as_deref());
     match args.output {
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&documents).unwrap_or_default()
         ),
-        Output::Text => print!("{}", secret_ferry::iam::render_text(&documents)),
+        Output::Text => print!("{}", commands::iam_policy::render_text(&documents)),
     }
     exit::OK
 }
@@ -228,45 +210,30 @@ async fn check(args: CheckArgs) -> u8 {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let sdk = sdk_config(&cfg).await;
-    let metrics = match Metrics::new() {
-        Ok(m) => m,
-        Err(e) => {
+    let checked = match commands::check::run(&cfg).await {
+        Ok(checked) => checked,
+        Err(commands::check::CheckError::Metrics(e)) => {
             eprintln!("error: {e}");
             return exit::FAILURE;
         }
-    };
-    let needs = cfg
-        .secrets
-        .iter()
-        .flat_map(|s| &s.targets)
-        .any(|t| matches!(t, config::Target::KubernetesSecret(_)));
-    let kube = if needs {
-        match Kube::connect(metrics.clone(), "secret-ferry".to_owned()).await {
-            Ok(kube) => Some(kube),
-            Err(e) => {
+        Err(commands::check::CheckError::Build { source, kube_error }) => {
+            if let Some(e) = kube_error {
                 eprintln!("error: {e}");
-                None
             }
-        }
-    } else {
-        None
-    };
-    let app = match App::build_with(&cfg, &sdk, metrics, kube.as_ref()) {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {source}");
             return exit::CONFIG;
         }
     };
-    let links = app.check(&cfg, &sdk, kube.as_ref()).await;
+    if let Some(e) = &checked.kube_error {
+        eprintln!("error: {e}");
+    }
+    let links = checked.links;
     match args.output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&secret_ferry::app::check::render_json(&links))
-                .unwrap_or_default()
+            serde_json::to_string_pretty(&commands::check::render_json(&links)).unwrap_or_default()
         ),
-        Output::Text => print!("{}", secret_ferry::app::check::render_text(&links)),
+        Output::Text => print!("{}", commands::check::render_text(&links)),
     }
     if links.iter().all(|l| l.ok) {
         exit::OK
@@ -275,187 +242,34 @@ async fn check(args: CheckArgs) -> u8 {
     }
 }
 
-/// The AWS SDK configuration the daemon runs with: the default chain (IRSA, Pod Identity,
-/// instance profile, environment), or the configured base credential files.
-async fn sdk_config(cfg: &config::Config) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &cfg.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(files) = &cfg.base_credentials {
-        loader = loader.credentials_provider(FileCredentials::new(
-            files.access_key_id_file.clone(),
-            files.secret_access_key_file.clone(),
-        ));
-    }
-    loader.load().await
-}
-
 async fn run(args: RunArgs) -> u8 {
     let cfg = match load(&args.config.config) {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    match start(cfg, &args).await {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            e.downcast_ref::<secret_ferry::app::BuildError>()
-                .map_or(exit::FAILURE, |_| exit::CONFIG)
-        }
-    }
-}
-
-async fn start(cfg: config::Config, args: &RunArgs) -> anyhow::Result<u8> {
-    for warning in &cfg.warnings {
-        tracing::warn!("config: {warning}");
-    }
-    let sdk = sdk_config(&cfg).await;
-    let metrics = Metrics::new().context("cannot register metrics")?;
-    if args.leader_elect && args.lease_renew_deadline >= args.lease_duration {
-        anyhow::bail!(
-            "--lease-renew-deadline ({:?}) must be shorter than --lease-duration ({:?}): the leader must stop before a follower may take over",
-            args.lease_renew_deadline,
-            args.lease_duration
-        );
-    }
-    let kube = if needs_kube(&cfg, args) {
-        Some(Kube::connect(metrics.clone(), args.lease_name.clone()).await?)
-    } else {
-        None
-    };
-    let app = App::build_with(&cfg, &sdk, metrics.clone(), kube.as_ref())?;
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        secrets = cfg.secrets.len(),
-        roles = cfg.roles.len(),
-        once = args.once,
-        "secret-ferry starting"
-    );
-    // Each job holds its own copy of its secret's settings: keeping the parsed config too
-    // would hold a second copy (about 340 B per secret, docs/performance.md).
-    let (secrets, credentials_endpoint) = (cfg.secrets.len(), cfg.credentials_endpoint.clone());
-    drop(cfg);
-
-    if args.once {
-        let failures = app.run_once().await;
-        if failures.is_empty() {
-            tracing::info!("all {} secret(s) synced", secrets);
-            return Ok(exit::OK);
-        }
-        report_failures(&failures, secrets);
-        return Ok(exit::FAILURE);
-    }
-
-    let listener = Admin::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    tracing::info!(listen = %args.listen, "admin server listening");
-    let (trigger, signal) = shutdown::channel();
-    if let Some(endpoint) = &credentials_endpoint {
-        let listener = CredentialsEndpoint::<Roles>::bind(endpoint.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (credentialsEndpoint.listen)",
-                    endpoint.listen
-                )
-            })?;
-        tracing::info!(listen = %endpoint.listen, roles = ?endpoint.roles, "credentials endpoint listening");
-        let server = CredentialsEndpoint::new(
-            app.roles(),
-            endpoint.roles.clone(),
-            endpoint.token_file.clone(),
-        );
-        tokio::spawn(server.serve(listener, signal.clone()));
-    }
-    let refresh = app.refresh_handle();
-    let readiness = app.readiness();
-    let admin = Admin::new(metrics.clone(), readiness.clone(), refresh.clone());
-    tokio::spawn(admin.serve(listener, signal.clone()));
-    tokio::spawn(async move {
-        if let Err(e) = shutdown::refresh_on_sighup(move || refresh.all()).await {
-            tracing::error!("cannot install the SIGHUP handler: {e}");
-        }
-    });
-    let os_trigger = trigger.clone();
-    tokio::spawn(async move {
-        if let Err(e) = shutdown::watch_os_signals(os_trigger).await {
-            tracing::error!("cannot install signal handlers: {e}");
-        }
-    });
-    let (Some(kube), true) = (kube, args.leader_elect) else {
-        metrics.set_leader(true);
-        app.run(signal).await;
-        tracing::info!("stopped");
-        return Ok(exit::OK);
-    };
-    let namespace = args
-        .lease_namespace
-        .clone()
-        .or_else(|| kube.namespace.clone())
-        .context("--leader-elect: cannot tell the namespace for the Lease; set --lease-namespace or POD_NAMESPACE")?;
-    let elector = std::sync::Arc::new(Elector::new(
-        kube.clone(),
-        LeaderConfig {
-            lease_name: args.lease_name.clone(),
-            namespace,
-            identity: leader::identity(),
-            lease_duration: args.lease_duration,
+    let options = Options {
+        once: args.once,
+        listen: args.listen,
+        leader_elect: args.leader_elect,
+        lease: LeaseOptions {
+            name: args.lease_name,
+            namespace: args.lease_namespace,
+            duration: args.lease_duration,
             renew_deadline: args.lease_renew_deadline,
             retry_period: args.lease_retry_period,
         },
-        metrics.clone(),
-    ));
-    readiness.set_standby(true);
-    let mut waiting = signal.clone();
-    if !elector.acquire(&mut waiting).await {
-        tracing::info!("stopped while standing by");
-        return Ok(exit::OK);
-    }
-    readiness.set_standby(false);
-    let holder = {
-        let elector = elector.clone();
-        let signal = signal.clone();
-        tokio::spawn(async move {
-            let held = elector.hold(signal).await;
-            if held == leader::Held::Lost {
-                // Stop writing now: a follower may take over once the Lease expires.
-                trigger.fire();
-            }
-            held
-        })
     };
-    app.delete_unconfigured_secrets(&kube).await;
-    app.run(signal).await;
-    let held = holder.await.unwrap_or(leader::Held::Lost);
-    if held == leader::Held::Lost {
-        tracing::error!("lost the leader Lease; exiting so that a restart stands by");
-        return Ok(exit::FAILURE);
-    }
-    elector.release().await;
-    tracing::info!("stopped");
-    Ok(exit::OK)
-}
-
-/// The end of `run --once`: one line per cause (see `app::summary`).
-fn report_failures(failures: &[secret_ferry::app::SyncError], secrets: usize) {
-    for line in secret_ferry::app::summary::summarize(failures, secrets) {
-        match line.reason {
-            Some(reason) => tracing::error!(reason, "{}", line.text),
-            None => tracing::error!("{}", line.text),
+    match daemon::run(cfg, &options).await {
+        Ok(Outcome::Done) => exit::OK,
+        Ok(Outcome::Failed) => exit::FAILURE,
+        Err(e) => {
+            let code = match e {
+                StartError::Build(_) => exit::CONFIG,
+                _ => exit::FAILURE,
+            };
+            // `{:#}`: the error and every cause, on one line.
+            tracing::error!("{:#}", anyhow::Error::from(e));
+            code
         }
     }
-}
-
-/// The Kubernetes client is only built when something needs it, so a file-only sidecar
-/// needs no service-account token or RBAC at all.
-fn needs_kube(cfg: &config::Config, args: &RunArgs) -> bool {
-    args.leader_elect
-        || !cfg.tenants.is_empty()
-        || cfg
-            .secrets
-            .iter()
-            .flat_map(|s| &s.targets)
-            .any(|t| matches!(t, config::Target::KubernetesSecret(_)))
 }

@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 #[derive(Clone, Default)]
 pub struct Changed(Arc<Notify>);
 
+// === impl Changed ===
+
 impl Changed {
     pub fn changed(&self) {
         self.0.notify_one();

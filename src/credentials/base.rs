@@ -1,7 +1,10 @@
 //! Static base credentials read from files, for teams migrating from long-lived keys.
 //! The files are read on every request for credentials, so rotating the keys (for
 //! example by updating a mounted Kubernetes Secret) needs no restart.
+//!
+//! Also the base identity's SDK configuration, which every role is assumed from.
 
+use crate::config::Config;
 use aws_credential_types::provider::{self, error::CredentialsError, ProvideCredentials};
 use aws_credential_types::Credentials;
 use std::path::{Path, PathBuf};
@@ -61,6 +64,22 @@ impl ProvideCredentials for FileCredentials {
     {
         provider::future::ProvideCredentials::ready(self.load())
     }
+}
+
+/// The AWS SDK configuration the daemon runs with: the default chain (IRSA, Pod Identity,
+/// instance profile, environment), or the configured base credential files.
+pub async fn base_sdk_config(cfg: &Config) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &cfg.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(files) = &cfg.base_credentials {
+        loader = loader.credentials_provider(FileCredentials::new(
+            files.access_key_id_file.clone(),
+            files.secret_access_key_file.clone(),
+        ));
+    }
+    loader.load().await
 }
 
 #[cfg(test)]

@@ -3,9 +3,13 @@
 //! valid when a refresh fails.
 
 mod base;
+mod role_credentials;
+pub mod roles;
 mod sts;
 
-pub use base::FileCredentials;
+pub use base::{base_sdk_config, FileCredentials};
+pub use role_credentials::{CredentialSource, RoleCredentials};
+pub use roles::Roles;
 pub use sts::StsAssumer;
 
 use crate::metrics::{Metrics, Outcome};
@@ -52,6 +56,8 @@ pub enum CredentialsError {
     #[error("role '{role}': AssumeRole of {role_arn} returned no credentials")]
     Empty { role: String, role_arn: String },
 }
+
+// === impl CredentialsError ===
 
 impl CredentialsError {
     /// Bounded label for metrics (`reason`) and structured logs.
@@ -141,6 +147,8 @@ struct Cached {
     refresh_at: Instant,
 }
 
+// === impl Cached ===
+
 impl Cached {
     fn remaining(&self, now: Instant) -> Duration {
         (self.received + self.issued.valid_for).saturating_duration_since(now)
@@ -166,6 +174,8 @@ struct Inner<A> {
 pub struct RoleSession<A> {
     inner: Arc<Inner<A>>,
 }
+
+// === impl RoleSession ===
 
 impl<A> Clone for RoleSession<A> {
     fn clone(&self) -> Self {
@@ -400,6 +410,8 @@ impl<A: AssumeRole> ProvideCredentials for RoleSession<A> {
 
 /// See [`RoleSession::changes`].
 pub struct CredentialChanges(watch::Receiver<Option<Cached>>);
+
+// === impl CredentialChanges ===
 
 impl CredentialChanges {
     /// Waits for the next new credential; `Err` when the session has been dropped.

@@ -19,6 +19,8 @@ pub struct StsAssumer {
     client: aws_sdk_sts::Client,
 }
 
+// === impl StsAssumer ===
+
 impl StsAssumer {
     pub fn new(role: RoleConfig, client: aws_sdk_sts::Client) -> Self {
         Self { role, client }

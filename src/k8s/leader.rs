@@ -45,6 +45,8 @@ pub struct Elector {
     metrics: Metrics,
 }
 
+// === impl Elector ===
+
 impl Elector {
     pub fn new(kube: Kube, config: LeaderConfig, metrics: Metrics) -> Self {
         metrics.set_leader(false);

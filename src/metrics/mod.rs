@@ -19,6 +19,8 @@ pub enum Outcome {
     Failure,
 }
 
+// === impl Outcome ===
+
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,116 +51,68 @@ pub struct Metrics {
     notify_total: IntCounterVec,
 }
 
+// === impl Metrics ===
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let credential_refresh_total = IntCounterVec::new(
-            Opts::new(
-                "secret_ferry_credential_refresh_total",
-                "AssumeRole calls made to obtain or refresh a role's credentials, by result.",
-            ),
+        let r = &registry;
+        let credential_refresh_total = counter(
+            r,
+            "secret_ferry_credential_refresh_total",
+            "AssumeRole calls made to obtain or refresh a role's credentials, by result.",
             &["role", "result"],
         )?;
-        let credential_refresh_errors_total = IntCounterVec::new(
-            Opts::new(
-                "secret_ferry_credential_refresh_errors_total",
-                "Failed AssumeRole calls, by role and reason (a fixed set such as trust_policy_denied, expired_token, throttled, network).",
-            ),
+        let credential_refresh_errors_total = counter(
+            r,
+            "secret_ferry_credential_refresh_errors_total",
+            "Failed AssumeRole calls, by role and reason (a fixed set such as trust_policy_denied, expired_token, throttled, network).",
             &["role", "reason"],
         )?;
-        let assume_role_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "secret_ferry_assume_role_duration_seconds",
-                "Time taken by AssumeRole calls, successful or not.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["role"],
-        )?;
-        let credential_consecutive_failures = IntGaugeVec::new(
-            Opts::new(
-                "secret_ferry_credential_consecutive_failures",
-                "AssumeRole failures since the last success, per role.",
-            ),
-            &["role"],
-        )?;
-        let credential_expiry = GaugeVec::new(
-            Opts::new(
-                "secret_ferry_credential_expiry_timestamp_seconds",
-                "Unix time at which the role credentials in use expire.",
-            ),
-            &["role"],
-        )?;
-        let aws_api_calls_total = IntCounterVec::new(
-            Opts::new(
-                "secret_ferry_aws_api_calls_total",
-                "HTTP requests sent to AWS (retries included: each is billed), by service, operation and result.",
-            ),
+        let duration = HistogramOpts::new(
+            "secret_ferry_assume_role_duration_seconds",
+            "Time taken by AssumeRole calls, successful or not.",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]);
+        let assume_role_duration = registered(r, HistogramVec::new(duration, &["role"])?)?;
+        let failures = Opts::new(
+            "secret_ferry_credential_consecutive_failures",
+            "AssumeRole failures since the last success, per role.",
+        );
+        let credential_consecutive_failures =
+            registered(r, IntGaugeVec::new(failures, &["role"])?)?;
+        let expiry = Opts::new(
+            "secret_ferry_credential_expiry_timestamp_seconds",
+            "Unix time at which the role credentials in use expire.",
+        );
+        let credential_expiry = registered(r, GaugeVec::new(expiry, &["role"])?)?;
+        let aws_api_calls_total = counter(
+            r,
+            "secret_ferry_aws_api_calls_total",
+            "HTTP requests sent to AWS (retries included: each is billed), by service, operation and result.",
             &["service", "operation", "result"],
         )?;
-        let aws_throttled_total = IntCounterVec::new(
-            Opts::new(
-                "secret_ferry_aws_throttled_total",
-                "Requests AWS refused as throttled (HTTP 429 or a throttling error code).",
-            ),
+        let aws_throttled_total = counter(
+            r,
+            "secret_ferry_aws_throttled_total",
+            "Requests AWS refused as throttled (HTTP 429 or a throttling error code).",
             &["service", "operation"],
         )?;
-        registry.register(Box::new(aws_throttled_total.clone()))?;
-        let notify_total = IntCounterVec::new(
-            Opts::new(
-                "secret_ferry_notify_total",
-                "Notifications sent to the app after a secret changed, by kind (signal, http, touch) and result.",
-            ),
+        let notify_total = counter(
+            r,
+            "secret_ferry_notify_total",
+            "Notifications sent to the app after a secret changed, by kind (signal, http, touch) and result.",
             &["secret", "kind", "result"],
         )?;
-        registry.register(Box::new(notify_total.clone()))?;
-        registry.register(Box::new(aws_api_calls_total.clone()))?;
-        registry.register(Box::new(credential_refresh_total.clone()))?;
-        registry.register(Box::new(credential_refresh_errors_total.clone()))?;
-        registry.register(Box::new(assume_role_duration.clone()))?;
-        registry.register(Box::new(credential_consecutive_failures.clone()))?;
-        registry.register(Box::new(credential_expiry.clone()))?;
-        let kube_requests_total = IntCounterVec::new(
-            Opts::new(
-                "secret_ferry_kube_requests_total",
-                "Requests made to the Kubernetes API, by verb and result (success, not_found, conflict, forbidden, invalid, throttled, server_error, timeout, error).",
-            ),
+        let kube_requests_total = counter(
+            r,
+            "secret_ferry_kube_requests_total",
+            "Requests made to the Kubernetes API, by verb and result (success, not_found, conflict, forbidden, invalid, throttled, server_error, timeout, error).",
             &["verb", "result"],
         )?;
-        registry.register(Box::new(kube_requests_total.clone()))?;
-        let leader = prometheus::IntGauge::new(
-            "secret_ferry_leader",
-            "1 while this replica holds the leader Lease (--leader-elect) or runs without leader election; 0 while it stands by.",
-        )?;
-        registry.register(Box::new(leader.clone()))?;
-        let runtime_tasks = prometheus::IntGauge::new(
-            "secret_ferry_runtime_tasks",
-            "Tasks alive in the daemon's async runtime at scrape time; flat in steady state, so growth means a leak.",
-        )?;
-        registry.register(Box::new(runtime_tasks.clone()))?;
-        let secrets_by_state = IntGaugeVec::new(
-            Opts::new(
-                "secret_ferry_secrets",
-                "Secrets by state: synced (last sync succeeded), stale (last sync failed, the last good value is served), failing (never synced, last attempt failed), pending (not tried yet).",
-            ),
-            &["state"],
-        )?;
-        registry.register(Box::new(secrets_by_state.clone()))?;
-        for state in SecretState::ALL {
-            secrets_by_state.with_label_values(&[state.as_str()]).set(0);
-        }
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "secret_ferry_build_info",
-                "Always 1; the label carries the version of the running binary.",
-            ),
-            &["version"],
-        )?;
-        registry.register(Box::new(build_info.clone()))?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let (leader, runtime_tasks, secrets_by_state) = process_metrics(r)?;
         let per_secret = Arc::new(PerSecret::new()?);
         registry.register(Box::new(SharedCollector(per_secret.clone())))?;
         Ok(Self {
@@ -334,6 +288,8 @@ impl Metrics {
 /// Lets the registry own a handle while `Metrics` keeps updating the same collector.
 struct SharedCollector(Arc<PerSecret>);
 
+// === impl SharedCollector ===
+
 impl prometheus::core::Collector for SharedCollector {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         self.0.desc()
@@ -353,6 +309,8 @@ pub enum SecretState {
     Pending,
 }
 
+// === impl SecretState ===
+
 impl SecretState {
     pub const ALL: [SecretState; 4] = [Self::Synced, Self::Stale, Self::Failing, Self::Pending];
 
@@ -370,6 +328,73 @@ fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// A counter family, registered.
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+/// `metric`, once `registry` holds it too.
+fn registered<M>(registry: &Registry, metric: M) -> Result<M, prometheus::Error>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// The process-wide metrics: leadership, runtime tasks, secrets by state (all states
+/// at zero from the start) and the build info.
+fn process_metrics(
+    registry: &Registry,
+) -> Result<(prometheus::IntGauge, prometheus::IntGauge, IntGaugeVec), prometheus::Error> {
+    let leader = registered(
+        registry,
+        prometheus::IntGauge::new(
+            "secret_ferry_leader",
+            "1 while this replica holds the leader Lease (--leader-elect) or runs without leader election; 0 while it stands by.",
+        )?,
+    )?;
+    let runtime_tasks = registered(
+        registry,
+        prometheus::IntGauge::new(
+            "secret_ferry_runtime_tasks",
+            "Tasks alive in the daemon's async runtime at scrape time; flat in steady state, so growth means a leak.",
+        )?,
+    )?;
+    let secrets_by_state = registered(
+        registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_secrets",
+                "Secrets by state: synced (last sync succeeded), stale (last sync failed, the last good value is served), failing (never synced, last attempt failed), pending (not tried yet).",
+            ),
+            &["state"],
+        )?,
+    )?;
+    for state in SecretState::ALL {
+        secrets_by_state.with_label_values(&[state.as_str()]).set(0);
+    }
+    let build_info = registered(
+        registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "secret_ferry_build_info",
+                "Always 1; the label carries the version of the running binary.",
+            ),
+            &["version"],
+        )?,
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    Ok((leader, runtime_tasks, secrets_by_state))
 }
 
 #[cfg(test)]

@@ -1,17 +1,10 @@
 //! One file holding every key of a secret, in a format an app can load directly:
 //! `raw` (a single value), `json`, `env` (POSIX shell / dotenv) or Java `properties`.
 
+use crate::config::FileFormat;
 use crate::secret::Sensitive;
 use crate::transform::Rendered;
 use std::fmt::Write as _;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Raw,
-    Json,
-    Env,
-    Properties,
-}
 
 pub const MAX_VALUE_BYTES: usize = 65_536;
 pub const MAX_FILE_BYTES: usize = 1 << 20;
@@ -32,6 +25,8 @@ pub enum FormatError {
     Nul { key: String },
 }
 
+// === impl FormatError ===
+
 impl FormatError {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -49,7 +44,7 @@ fn shown(key: &str) -> String {
     key.chars().take(64).collect()
 }
 
-pub fn render(format: Format, rendered: &Rendered) -> Result<Sensitive<Vec<u8>>, FormatError> {
+pub fn render(format: FileFormat, rendered: &Rendered) -> Result<Sensitive<Vec<u8>>, FormatError> {
     for (key, value) in &rendered.files {
         if value.expose().len() > MAX_VALUE_BYTES {
             return Err(FormatError::ValueTooLarge {
@@ -59,10 +54,10 @@ pub fn render(format: Format, rendered: &Rendered) -> Result<Sensitive<Vec<u8>>,
         }
     }
     let bytes = match format {
-        Format::Raw => raw(rendered)?,
-        Format::Json => json(rendered)?.into_bytes(),
-        Format::Env => env(rendered)?.into_bytes(),
-        Format::Properties => properties(rendered)?.into_bytes(),
+        FileFormat::Raw => raw(rendered)?,
+        FileFormat::Json => json(rendered)?.into_bytes(),
+        FileFormat::Env => env(rendered)?.into_bytes(),
+        FileFormat::Properties => properties(rendered)?.into_bytes(),
     };
     if bytes.len() > MAX_FILE_BYTES {
         return Err(FormatError::FileTooLarge { size: bytes.len() });
@@ -171,19 +166,19 @@ mod tests {
         }
     }
 
-    fn out(format: Format, r: &Rendered) -> String {
+    fn out(format: FileFormat, r: &Rendered) -> String {
         String::from_utf8(render(format, r).unwrap().into_inner()).unwrap()
     }
 
     #[test]
     fn raw_needs_exactly_one_value() {
-        assert_eq!(out(Format::Raw, &secret(&[("value", b"x\ny")])), "x\ny");
+        assert_eq!(out(FileFormat::Raw, &secret(&[("value", b"x\ny")])), "x\ny");
         assert_eq!(
-            render(Format::Raw, &secret(&[])).unwrap_err().kind(),
+            render(FileFormat::Raw, &secret(&[])).unwrap_err().kind(),
             "not_single_value"
         );
         let two = secret(&[("a", b"1"), ("b", b"2")]);
-        assert!(render(Format::Raw, &two)
+        assert!(render(FileFormat::Raw, &two)
             .unwrap_err()
             .to_string()
             .contains("2 keys"));
@@ -196,12 +191,12 @@ mod tests {
             ("pw", "q\"\\\n é 😀".as_bytes()),
             ("port", b"5432"),
         ]);
-        let parsed: serde_json::Value = serde_json::from_str(&out(Format::Json, &r)).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&out(FileFormat::Json, &r)).unwrap();
         assert_eq!(
             parsed,
             serde_json::json!({"user": "app", "pw": "q\"\\\n é 😀", "port": "5432"})
         );
-        assert_eq!(out(Format::Json, &secret(&[])), "{}\n");
+        assert_eq!(out(FileFormat::Json, &secret(&[])), "{}\n");
     }
 
     #[test]
@@ -214,12 +209,12 @@ mod tests {
             (b"", "K=''\n"),
         ];
         for (value, expected) in cases {
-            assert_eq!(out(Format::Env, &secret(&[("K", value)])), expected);
+            assert_eq!(out(FileFormat::Env, &secret(&[("K", value)])), expected);
         }
-        assert_eq!(out(Format::Env, &secret(&[])), "");
+        assert_eq!(out(FileFormat::Env, &secret(&[])), "");
         for bad in ["1A", "A-B", "", "a b"] {
             assert_eq!(
-                render(Format::Env, &secret(&[(bad, b"x")]))
+                render(FileFormat::Env, &secret(&[(bad, b"x")]))
                     .unwrap_err()
                     .kind(),
                 "bad_key",
@@ -227,13 +222,13 @@ mod tests {
             );
         }
         assert_eq!(
-            render(Format::Env, &secret(&[("K", b"a\0b")]))
+            render(FileFormat::Env, &secret(&[("K", b"a\0b")]))
                 .unwrap_err()
                 .kind(),
             "nul"
         );
         assert_eq!(
-            render(Format::Env, &secret(&[("K", b"\xff")]))
+            render(FileFormat::Env, &secret(&[("K", b"\xff")]))
                 .unwrap_err()
                 .kind(),
             "not_text"
@@ -247,7 +242,7 @@ mod tests {
         let file = dir.path().join("app.env");
         std::fs::write(
             &file,
-            out(Format::Env, &secret(&[("PW", hostile.as_bytes())])),
+            out(FileFormat::Env, &secret(&[("PW", hostile.as_bytes())])),
         )
         .unwrap();
         let shell = std::process::Command::new("sh")
@@ -268,17 +263,17 @@ mod tests {
             ("k:#!", b"v"),
         ]);
         assert_eq!(
-            out(Format::Properties, &r),
+            out(FileFormat::Properties, &r),
             "a\\ key\\=x=\\ lead\\ttab\\nnl \\u00e9 \\ud83d\\ude00 \\\\\nk\\:\\#\\!=v\n"
         );
-        assert_eq!(out(Format::Properties, &secret(&[])), "");
+        assert_eq!(out(FileFormat::Properties, &secret(&[])), "");
     }
 
     #[test]
     fn limits_and_errors_never_show_values() {
         let big = vec![b'x'; MAX_VALUE_BYTES + 1];
         assert_eq!(
-            render(Format::Json, &secret(&[("k", &big)]))
+            render(FileFormat::Json, &secret(&[("k", &big)]))
                 .unwrap_err()
                 .kind(),
             "too_large"
@@ -292,9 +287,12 @@ mod tests {
                 .map(|(k, v)| (k, Sensitive::new(v)))
                 .collect(),
         };
-        assert_eq!(render(Format::Json, &r).unwrap_err().kind(), "too_large");
+        assert_eq!(
+            render(FileFormat::Json, &r).unwrap_err().kind(),
+            "too_large"
+        );
         let canary = secret(&[("bad key", CANARY.as_bytes()), ("x", CANARY.as_bytes())]);
-        for format in [Format::Raw, Format::Env] {
+        for format in [FileFormat::Raw, FileFormat::Env] {
             let err = render(format, &canary).unwrap_err();
             assert!(!format!("{err} {err:?}").contains(CANARY));
         }

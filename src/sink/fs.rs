@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 /// files' own modes decide who may read them.
 pub const DIR_MODE: u32 = 0o755;
 
-/// An I/O failure with its context; each sink wraps it in its own error type.
-#[derive(Debug)]
+/// An I/O failure with its context; each sink wraps it in its own error type (or, as
+/// `SingleFileError`, shows it as it is).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {op} {}: {source}", path.display())]
 pub struct FsError {
     pub op: &'static str,
     pub path: PathBuf,
+    #[source]
     pub source: io::Error,
 }
 

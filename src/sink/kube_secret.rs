@@ -9,12 +9,16 @@
 //! - `Merge`: only secret-ferry's keys are applied, without `force`, to a Secret that must
 //!   exist; a key another field manager set is a conflict, reported, never overwritten.
 
+use super::WriteOutcome;
+mod error;
+
+pub use error::KubeSecretError;
+
 use crate::config::{CreationPolicy, DeletionPolicy, KubeSecretTarget};
 use crate::k8s::{
     describe, Kube, DELETION_ANNOTATION, FIELD_MANAGER, HASH_ANNOTATION, INSTANCE_ANNOTATION,
     MANAGED_BY, MANAGED_BY_LABEL, SOURCE_ANNOTATION,
 };
-use crate::sink::file::WriteOutcome;
 use crate::transform::Rendered;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
@@ -42,71 +46,6 @@ const TYPED_KEYS: &[(&str, &[&[&str]])] = &[
     ("kubernetes.io/ssh-auth", &[&["ssh-privatekey"]]),
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum KubeSecretError {
-    #[error("Secret {namespace}/{name} exists and was not created by secret-ferry: creationPolicy Owner does not take over a Secret it does not manage (delete it, or use creationPolicy Merge to only add keys)")]
-    NotOurs { namespace: String, name: String },
-    #[error("Secret {namespace}/{name} does not exist: creationPolicy Merge only adds keys to an existing Secret")]
-    MissingForMerge { namespace: String, name: String },
-    #[error("Secret {namespace}/{name} of type {secret_type} needs the key(s) {missing}; produce them with `keys` or `templates`")]
-    TypedKeys {
-        namespace: String,
-        name: String,
-        secret_type: String,
-        missing: String,
-    },
-    #[error("Secret {namespace}/{name}: key {key:?} is not a valid Secret key (letters, digits, '-', '_' and '.')")]
-    BadKey {
-        namespace: String,
-        name: String,
-        key: String,
-    },
-    #[error("Secret {namespace}/{name}: {bytes} bytes of data, more than the 1 MiB Kubernetes allows in one Secret")]
-    TooLarge {
-        namespace: String,
-        name: String,
-        bytes: usize,
-    },
-    #[error("Secret {namespace}/{name} is immutable and its content changed: delete it to let secret-ferry create it again, or set immutable: false")]
-    Immutable { namespace: String, name: String },
-    #[error("Secret {namespace}/{name}: another field manager owns some of these keys ({message}); with creationPolicy Merge secret-ferry never takes over keys another writer set")]
-    Conflict {
-        namespace: String,
-        name: String,
-        message: String,
-    },
-    #[error("Secret {namespace}/{name}: {verb} failed: {message}")]
-    Api {
-        namespace: String,
-        name: String,
-        verb: &'static str,
-        code: Option<u16>,
-        message: String,
-    },
-}
-
-impl KubeSecretError {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::NotOurs { .. } => "not_ours",
-            Self::MissingForMerge { .. } => "missing_secret",
-            Self::TypedKeys { .. } => "typed_keys",
-            Self::BadKey { .. } => "bad_key",
-            Self::TooLarge { .. } => "too_large",
-            Self::Immutable { .. } => "immutable",
-            Self::Conflict { .. } => "conflict",
-            Self::Api { code, .. } => match code {
-                Some(403) => "forbidden",
-                Some(409) => "conflict",
-                Some(422) => "invalid",
-                Some(429) => "throttled",
-                Some(500..=599) => "server",
-                _ => "kube_api",
-            },
-        }
-    }
-}
-
 pub struct KubeSecretSink {
     kube: Kube,
     target: KubeSecretTarget,
@@ -117,6 +56,8 @@ pub struct KubeSecretSink {
     /// sync of this run.
     last_hash: tokio::sync::Mutex<Option<String>>,
 }
+
+// === impl KubeSecretSink ===
 
 impl KubeSecretSink {
     pub fn new(kube: Kube, target: KubeSecretTarget, namespace: String, source: String) -> Self {
@@ -464,6 +405,45 @@ impl KubeSecretSink {
             name: Some(self.target.name.clone()),
             namespace: Some(self.namespace.clone()),
             ..ObjectReference::default()
+        }
+    }
+}
+
+/// Deletes, in `namespace`, the Secrets this instance created with `deletionPolicy: Delete`
+/// that are not in `configured` (namespace, name) any more.
+pub async fn delete_unconfigured(
+    kube: &Kube,
+    namespace: &str,
+    configured: &std::collections::BTreeSet<(String, String)>,
+) {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: kube::Api<Secret> = kube::Api::namespaced(kube.client.clone(), namespace);
+    let params =
+        kube::api::ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let listed = match kube.call("list", api.list_metadata(&params)).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(%namespace, "cannot look for Secrets removed from the config: {}", describe(&e, "list", "secrets", namespace));
+            return;
+        }
+    };
+    for secret in listed.items {
+        let annotations = secret.metadata.annotations.unwrap_or_default();
+        let Some(name) = secret.metadata.name else {
+            continue;
+        };
+        let ours = annotations.get(INSTANCE_ANNOTATION) == Some(&kube.instance)
+            && annotations.get(DELETION_ANNOTATION).map(String::as_str) == Some("Delete");
+        if !ours || configured.contains(&(namespace.to_owned(), name.clone())) {
+            continue;
+        }
+        match delete(kube, namespace, &name).await {
+            Ok(()) => {
+                tracing::info!(%namespace, %name, "deleted a Secret no longer in the config (deletionPolicy: Delete)")
+            }
+            Err(e) => {
+                tracing::warn!(%namespace, %name, "cannot delete a Secret no longer in the config: {}", describe(&e, "delete", "secrets", namespace))
+            }
         }
     }
 }

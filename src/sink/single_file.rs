@@ -1,18 +1,18 @@
 //! A target that writes a secret as one file in a format an app loads directly (an
 //! `.env`, a JSON or `.properties` file, or a single raw value), replaced atomically.
 
-use super::file::WriteOutcome;
-use super::formats::{self, Format, FormatError};
+use super::formats::{self, FormatError};
 use super::fs::{replace_file, FsError, ReplaceError};
+use super::WriteOutcome;
+use crate::config::FileFormat;
 use crate::transform::Rendered;
 use std::fs;
-use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct SingleFile {
     path: PathBuf,
-    format: Format,
+    format: FileFormat,
     mode: u32,
 }
 
@@ -24,13 +24,8 @@ pub enum SingleFileError {
         #[source]
         source: FormatError,
     },
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(FsError),
     #[error("refusing to replace {}: it is a {found}, not a regular file", path.display())]
     NotAFile { path: PathBuf, found: &'static str },
 }
@@ -39,7 +34,7 @@ impl SingleFileError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Format { source, .. } => source.kind(),
-            Self::Io { .. } => "io",
+            Self::Io(_) => "io",
             Self::NotAFile { .. } => "not_a_file",
         }
     }
@@ -48,14 +43,14 @@ impl SingleFileError {
 impl From<ReplaceError> for SingleFileError {
     fn from(e: ReplaceError) -> Self {
         match e {
-            ReplaceError::Io(FsError { op, path, source }) => Self::Io { op, path, source },
+            ReplaceError::Io(e) => Self::Io(e),
             ReplaceError::NotAFile { path, found } => Self::NotAFile { path, found },
         }
     }
 }
 
 impl SingleFile {
-    pub fn new(path: impl Into<PathBuf>, format: Format, mode: u32) -> Self {
+    pub fn new(path: impl Into<PathBuf>, format: FileFormat, mode: u32) -> Self {
         Self {
             path: path.into(),
             format,
@@ -120,7 +115,7 @@ mod tests {
     fn writes_once_then_only_on_change_with_the_exact_mode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/app.env");
-        let file = SingleFile::new(&path, Format::Env, 0o440);
+        let file = SingleFile::new(&path, FileFormat::Env, 0o440);
         assert_eq!(
             file.write(&secret(&[("A", "1")])).unwrap(),
             WriteOutcome::Written
@@ -149,7 +144,7 @@ mod tests {
     fn a_format_error_keeps_the_previous_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.env");
-        let file = SingleFile::new(&path, Format::Env, 0o400);
+        let file = SingleFile::new(&path, FileFormat::Env, 0o400);
         file.write(&secret(&[("A", "1")])).unwrap();
         let err = file.write(&secret(&[("not a name", "x")])).unwrap_err();
         assert_eq!(err.kind(), "bad_key");
@@ -167,7 +162,7 @@ mod tests {
         fs::write(&elsewhere, "untouched").unwrap();
         let path = dir.path().join("app.json");
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
-        let err = SingleFile::new(&path, Format::Json, 0o400)
+        let err = SingleFile::new(&path, FileFormat::Json, 0o400)
             .write(&secret(&[("A", "1")]))
             .unwrap_err();
         assert_eq!(err.kind(), "not_a_file");

@@ -1,11 +1,14 @@
 //! Where secret values come from: AWS Secrets Manager, read with GetSecretValue,
-//! BatchGetSecretValue or ListSecrets (see `app::group` for which is used when).
+//! BatchGetSecretValue or ListSecrets (see `plan` for which is used when).
 
 mod budget;
+mod clients;
+pub mod plan;
 pub mod secret_id;
 mod secrets_manager;
 
 pub use budget::Budget;
+pub use clients::{Clients, UnknownRole};
 
 pub use secret_id::id_matches;
 pub use secrets_manager::{BatchValue, Listed, SecretsManager, BATCH, BATCH_MAX, GET, LIST};

@@ -35,6 +35,8 @@ pub struct Listed {
     pub tags: BTreeMap<String, String>,
 }
 
+// === impl Listed ===
+
 impl Listed {
     /// The version that carries `stage`, e.g. AWSCURRENT.
     pub fn version_with(&self, stage: &str) -> Option<&str> {
@@ -66,6 +68,8 @@ pub struct SecretsManager {
     /// Shared by every source reading from the same account and region.
     budget: Arc<Budget>,
 }
+
+// === impl SecretsManager ===
 
 impl SecretsManager {
     pub fn new(

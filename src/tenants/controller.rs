@@ -1,31 +1,48 @@
 //! Runs tenant requests: watches the annotated Secrets (label `secret-ferry.io/managed:
-//! "true"`), asks `k8s::tenants::decide` about each, and keeps one polling task per allowed
+//! "true"`), asks `rules::decide` about each, and keeps one polling task per allowed
 //! Secret; a refused one gets a Warning Event and no task, so nothing is fetched for it.
+//!
+//! The polling itself is the daemon's: it hands the controller a [`Syncs`].
 
-use super::group::Group;
-use super::job::{Ctx, SecretJob};
-use super::plan::Strategy;
+use super::rules::{decide, watched_namespaces, TenantRequest, MANAGED_LABEL};
 use crate::config::{
     CreationPolicy, DeletionPolicy, FetchStrategy, KubeSecretTarget, SecretConfig, Target,
     TenantRule, VersionSelector,
 };
-use crate::k8s::tenants::{decide, watched_namespaces, TenantRequest, MANAGED_LABEL};
 use crate::k8s::Kube;
 use crate::mapping::Mapping;
 use crate::shutdown::Signal;
-use crate::source::SecretsManager;
+use crate::source::{SecretsManager, UnknownRole};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Namespace labels are re-read at most this often (only rules with a namespaceSelector
 /// need them).
 const NAMESPACE_LABELS_TTL: Duration = Duration::from_secs(30);
+
+/// Why a tenant Secret cannot be synced; logged, never fatal.
+pub(crate) type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How the controller has an allowed tenant Secret synced: the daemon polls it like a
+/// configured secret, and forgets it again when it is no longer allowed.
+pub(crate) trait Syncs {
+    /// Starts polling `secret` with `source` until the task is aborted or `shutdown` fires.
+    fn start(
+        &self,
+        secret: SecretConfig,
+        source: SecretsManager,
+        kube: &Kube,
+        shutdown: Signal,
+    ) -> Result<JoinHandle<()>, StartError>;
+    /// Drops what was recorded for the secret named `name` (metrics, readiness).
+    fn forget(&self, name: &str);
+}
 
 pub(crate) struct TenantController {
     kube: Kube,
@@ -37,10 +54,21 @@ pub(crate) struct TenantController {
 struct Running {
     request: TenantRequest,
     job: String,
-    task: tokio::task::JoinHandle<()>,
+    task: JoinHandle<()>,
 }
 
 type Key = (String, String);
+
+/// What the controller knows between two watch events.
+#[derive(Default)]
+struct State {
+    running: BTreeMap<Key, Running>,
+    /// Why each refused Secret was refused, so that it is warned about once per reason.
+    refused: BTreeMap<Key, String>,
+    labels_cache: BTreeMap<String, (Instant, BTreeMap<String, String>)>,
+}
+
+// === impl TenantController ===
 
 impl TenantController {
     pub(crate) fn new(
@@ -55,7 +83,7 @@ impl TenantController {
         }
     }
 
-    pub(crate) async fn run(self, ctx: Ctx, mut shutdown: Signal) {
+    pub(crate) async fn run(self, syncs: impl Syncs, mut shutdown: Signal) {
         let selector = format!("{MANAGED_LABEL}=true");
         let config = watcher::Config::default().labels(&selector);
         let apis: Vec<Api<Secret>> = match watched_namespaces(&self.rules) {
@@ -69,10 +97,7 @@ impl TenantController {
             .into_iter()
             .map(|api| watcher(api, config.clone()).boxed());
         let mut events = futures_util::stream::select_all(streams);
-        let mut running: BTreeMap<Key, Running> = BTreeMap::new();
-        let mut refused: BTreeMap<Key, String> = BTreeMap::new();
-        let mut labels_cache: BTreeMap<String, (Instant, BTreeMap<String, String>)> =
-            BTreeMap::new();
+        let mut state = State::default();
         loop {
             let event = tokio::select! {
                 e = events.next() => e,
@@ -89,84 +114,96 @@ impl TenantController {
                     continue;
                 }
             };
-            let (Some(namespace), Some(name)) = (
-                secret.metadata.namespace.clone(),
-                secret.metadata.name.clone(),
-            ) else {
-                continue;
-            };
-            let key = (namespace.clone(), name.clone());
-            if deleted {
-                stop(&ctx, running.remove(&key));
-                refused.remove(&key);
-                continue;
-            }
-            let ns_labels = self.namespace_labels(&namespace, &mut labels_cache).await;
-            let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-            match decide(&self.rules, &namespace, &ns_labels, &annotations) {
-                Ok(request) => {
-                    if running.get(&key).is_some_and(|r| r.request == request) {
-                        continue;
-                    }
-                    stop(&ctx, running.remove(&key));
-                    refused.remove(&key);
-                    match self.start(&ctx, &namespace, &name, &request, shutdown.clone()) {
-                        Ok(run) => {
-                            tracing::info!(secret = %run.job, secret_id = %request.secret_id, role = %request.role, rule = request.rule, "tenant Secret allowed; syncing it");
-                            running.insert(key, run);
-                        }
-                        Err(e) => {
-                            tracing::warn!(namespace = %namespace, name = %name, "cannot sync a tenant Secret: {e}")
-                        }
-                    }
-                }
-                Err(reason) => {
-                    stop(&ctx, running.remove(&key));
-                    if refused.get(&key) != Some(&reason) {
-                        tracing::warn!(namespace = %namespace, name = %name, "tenant Secret refused: {reason}");
-                        let reference = crate::sink::kube_secret::reference(&secret, &namespace);
-                        self.kube
-                            .event(&reference, true, "Refused", reason.clone())
-                            .await;
-                        refused.insert(key, reason);
-                    }
-                }
-            }
+            self.on_secret(&syncs, &mut state, &secret, deleted, &shutdown)
+                .await;
         }
-        for (_, run) in running {
+        for (_, run) in state.running {
             run.task.abort();
+        }
+    }
+
+    /// One watch event about an annotated Secret: start, restart or stop its sync.
+    async fn on_secret(
+        &self,
+        syncs: &impl Syncs,
+        state: &mut State,
+        secret: &Secret,
+        deleted: bool,
+        shutdown: &Signal,
+    ) {
+        let (Some(namespace), Some(name)) = (
+            secret.metadata.namespace.clone(),
+            secret.metadata.name.clone(),
+        ) else {
+            return;
+        };
+        let key = (namespace.clone(), name.clone());
+        if deleted {
+            stop(syncs, state.running.remove(&key));
+            state.refused.remove(&key);
+            return;
+        }
+        let ns_labels = self
+            .namespace_labels(&namespace, &mut state.labels_cache)
+            .await;
+        let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+        match decide(&self.rules, &namespace, &ns_labels, &annotations) {
+            Ok(request) => {
+                if state
+                    .running
+                    .get(&key)
+                    .is_some_and(|r| r.request == request)
+                {
+                    return;
+                }
+                stop(syncs, state.running.remove(&key));
+                state.refused.remove(&key);
+                match self.start(syncs, &namespace, &name, &request, shutdown.clone()) {
+                    Ok(run) => {
+                        tracing::info!(secret = %run.job, secret_id = %request.secret_id, role = %request.role, rule = request.rule, "tenant Secret allowed; syncing it");
+                        state.running.insert(key, run);
+                    }
+                    Err(e) => {
+                        tracing::warn!(namespace = %namespace, name = %name, "cannot sync a tenant Secret: {e}")
+                    }
+                }
+            }
+            Err(reason) => {
+                stop(syncs, state.running.remove(&key));
+                if state.refused.get(&key) != Some(&reason) {
+                    tracing::warn!(namespace = %namespace, name = %name, "tenant Secret refused: {reason}");
+                    let reference = crate::sink::kube_secret::reference(secret, &namespace);
+                    self.kube
+                        .event(&reference, true, "Refused", reason.clone())
+                        .await;
+                    state.refused.insert(key, reason);
+                }
+            }
         }
     }
 
     fn start(
         &self,
-        ctx: &Ctx,
+        syncs: &impl Syncs,
         namespace: &str,
         name: &str,
         request: &TenantRequest,
         shutdown: Signal,
-    ) -> Result<Running, super::BuildError> {
-        let source = self.sources.get(&request.role).cloned().ok_or_else(|| {
-            super::BuildError::UnknownRole {
-                secret: format!("{namespace}/{name}"),
+    ) -> Result<Running, StartError> {
+        let source = self
+            .sources
+            .get(&request.role)
+            .cloned()
+            .ok_or_else(|| UnknownRole {
+                reader: format!("{namespace}/{name}"),
                 role: request.role.clone(),
-            }
-        })?;
+            })?;
         let config = tenant_secret(namespace, name, request);
-        let job_name = config.name.clone();
-        let job = SecretJob::new(
-            config,
-            source.clone(),
-            None,
-            crate::notify::Changed::default(),
-            Some(&self.kube),
-        )?;
-        ctx.metrics.register_secret(&job_name);
-        let group = Group::new(Strategy::Get, false, vec![Arc::new(job)], source);
-        let task = tokio::spawn(super::poll(group, ctx.clone(), shutdown));
+        let job = config.name.clone();
+        let task = syncs.start(config, source, &self.kube, shutdown)?;
         Ok(Running {
             request: request.clone(),
-            job: job_name,
+            job,
             task,
         })
     }
@@ -198,11 +235,10 @@ impl TenantController {
     }
 }
 
-fn stop(ctx: &Ctx, run: Option<Running>) {
+fn stop(syncs: &impl Syncs, run: Option<Running>) {
     if let Some(run) = run {
         run.task.abort();
-        ctx.metrics.forget_secret(&run.job);
-        ctx.readiness.forget(&run.job);
+        syncs.forget(&run.job);
         tracing::info!(secret = %run.job, "tenant Secret no longer synced");
     }
 }

@@ -3,15 +3,14 @@
 //! AssumeRole parameters are identical, and handed to the app as a credentials file or
 //! through the credentials endpoint.
 
-use crate::config::{Config, CredentialOutput, RoleConfig};
-use crate::credentials::{RoleSession, StsAssumer};
-use crate::credentials_endpoint::{CredentialSource, RoleCredentials};
+use super::{CredentialSource, RoleCredentials};
+use super::{RoleSession, StsAssumer};
+use crate::config::{Config, ExternalIdSource, RoleConfig};
 use crate::metrics::Metrics;
 use crate::secret::Sensitive;
-use crate::shutdown::Signal;
-use crate::sink::credentials_file::CredentialsFile;
 use aws_config::SdkConfig;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,19 +27,15 @@ pub struct Roles {
 impl Roles {
     pub fn build(config: &Config, base: &SdkConfig, metrics: &Metrics) -> Self {
         let mut roles = Roles::default();
-        let mut by_key: BTreeMap<String, Session> = BTreeMap::new();
-        let mut keys: BTreeMap<String, String> = BTreeMap::new();
+        let mut by_key: BTreeMap<Arc<SessionKey>, Session> = BTreeMap::new();
+        let mut keys: BTreeMap<String, Arc<SessionKey>> = BTreeMap::new();
         for role in config.roles_in_chain_order() {
             let parent = role
                 .via
                 .as_ref()
                 .and_then(|via| roles.by_name.get(via).cloned());
-            let parent_key = role
-                .via
-                .as_ref()
-                .and_then(|via| keys.get(via).cloned())
-                .unwrap_or_else(|| "base".to_owned());
-            let key = session_key(role, &parent_key);
+            let parent_key = role.via.as_ref().and_then(|via| keys.get(via).cloned());
+            let key = Arc::new(SessionKey::of(role, parent_key));
             keys.insert(role.name.clone(), key.clone());
             if let Some(shared) = by_key.get(&key) {
                 tracing::info!(
@@ -83,11 +78,70 @@ impl Roles {
 /// What makes two roles the same session: everything sent to STS, the credentials it
 /// is sent with (the parent's key), and where it is sent. The ExternalId is identified by
 /// where it is read from, so it is never held here.
-fn session_key(role: &RoleConfig, parent_key: &str) -> String {
-    let mut role = role.clone();
-    role.name = String::new();
-    role.via = None;
-    format!("{parent_key} / {role:?}")
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SessionKey {
+    /// The session whose credentials assume this one; `None`: the base identity.
+    parent: Option<Arc<SessionKey>>,
+    role_arn: String,
+    external_id: Option<ExternalIdKey>,
+    session_name: String,
+    duration: Duration,
+    refresh_before: Duration,
+    session_tags: BTreeMap<String, String>,
+    transitive_tag_keys: Vec<String>,
+    source_identity: Option<String>,
+    policy: Option<String>,
+    policy_arns: Vec<String>,
+    region: Option<String>,
+    sts_endpoint: Option<String>,
+}
+
+/// Where an ExternalId is read from (`ExternalIdSource`, with an order).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ExternalIdKey {
+    File(PathBuf),
+    Env(String),
+}
+
+impl SessionKey {
+    fn of(role: &RoleConfig, parent: Option<Arc<SessionKey>>) -> Self {
+        // Destructured without `..`: a new role setting must be placed here, in the key
+        // or (like `name` and `via`) deliberately left out of it.
+        let RoleConfig {
+            name: _,
+            via: _,
+            role_arn,
+            external_id,
+            session_name,
+            duration,
+            refresh_before,
+            session_tags,
+            transitive_tag_keys,
+            source_identity,
+            policy,
+            policy_arns,
+            region,
+            sts_endpoint,
+        } = role.clone();
+        Self {
+            parent,
+            role_arn,
+            external_id: external_id.map(|source| match source {
+                ExternalIdSource::File(path) => ExternalIdKey::File(path),
+                ExternalIdSource::Env(var) => ExternalIdKey::Env(var),
+            }),
+            session_name,
+            duration,
+            refresh_before,
+            session_tags,
+            transitive_tag_keys,
+            source_identity,
+            policy,
+            policy_arns,
+            region,
+            sts_endpoint,
+        }
+    }
 }
 
 fn sts_config(
@@ -126,46 +180,6 @@ impl CredentialSource for Roles {
             ),
             expires_at,
         })
-    }
-}
-
-const OUTPUT_RETRY: Duration = Duration::from_secs(5);
-
-/// Keeps one credentials file up to date: written whenever the role gets a new
-/// credential; a failed write is retried until it succeeds or a newer credential arrives.
-pub async fn write_credentials_file(roles: Roles, output: CredentialOutput, mut shutdown: Signal) {
-    let Some(session) = roles.get(&output.role).cloned() else {
-        return;
-    };
-    let file = Arc::new(CredentialsFile::new(
-        output.path.clone(),
-        output.profile.clone(),
-        output.mode,
-    ));
-    let mut changes = session.changes();
-    loop {
-        let mut wait_for_change = true;
-        if let Some(creds) = roles.current(&output.role) {
-            let writer = file.clone();
-            match tokio::task::spawn_blocking(move || writer.write(&creds)).await {
-                Ok(Ok(())) => {
-                    tracing::info!(role = %output.role, path = %output.path.display(), "credentials file written")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(role = %output.role, reason = e.kind(), "credentials file not written: {e}");
-                    wait_for_change = false;
-                }
-                Err(e) => {
-                    tracing::warn!(role = %output.role, "credentials file writer failed: {e}");
-                    wait_for_change = false;
-                }
-            }
-        }
-        tokio::select! {
-            changed = changes.changed(), if wait_for_change => if changed.is_err() { return },
-            _ = tokio::time::sleep(OUTPUT_RETRY), if !wait_for_change => {}
-            _ = shutdown.wait() => return,
-        }
     }
 }
 

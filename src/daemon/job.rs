@@ -1,15 +1,16 @@
 //! One secret's part of a sync: fetch (with failover), map, write to every target, and
 //! record the outcome in metrics, logs and readiness.
 
-use super::{Readiness, SyncError};
-use crate::config::{FileFormat, SecretConfig, Target};
+use super::error::{BuildError, SyncError};
+use crate::config::{SecretConfig, Target};
+use crate::health::Readiness;
 use crate::k8s::Kube;
 use crate::mapping::Mapper;
 use crate::metrics::{Metrics, Outcome, SecretState};
-use crate::sink::file::{FileSink, WriteOutcome};
-use crate::sink::formats::Format;
+use crate::sink::file::FileSink;
 use crate::sink::kube_secret::KubeSecretSink;
 use crate::sink::single_file::SingleFile;
+use crate::sink::WriteOutcome;
 use crate::source::{Fetched, SecretsManager, SourceError};
 use crate::transform::Rendered;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub enum SyncOutcome {
     Unchanged,
 }
 
+// === impl SecretJob ===
+
 impl SecretJob {
     pub(crate) fn new(
         config: SecretConfig,
@@ -53,8 +56,8 @@ impl SecretJob {
         failover: Option<SecretsManager>,
         changed: crate::notify::Changed,
         kube: Option<&Kube>,
-    ) -> Result<Self, super::BuildError> {
-        let mapper = Mapper::new(&config.mapping).map_err(|source| super::BuildError::Mapping {
+    ) -> Result<Self, BuildError> {
+        let mapper = Mapper::new(&config.mapping).map_err(|source| BuildError::Mapping {
             secret: config.name.clone(),
             source,
         })?;
@@ -187,18 +190,18 @@ async fn write(sink: &Sink, rendered: &Rendered, secret: &str) -> Result<WriteOu
         Sink::Kube(target) => target
             .write(rendered)
             .await
-            .map_err(|source| SyncError::KubeSecret { secret, source }),
+            .map_err(|e| SyncError::sink(secret, e)),
         Sink::Dir(dir) => {
             let (dir, rendered) = (dir.clone(), rendered.clone());
             blocking(&secret, move || dir.write(&rendered))
                 .await?
-                .map_err(|source| SyncError::Sink { secret, source })
+                .map_err(|e| SyncError::sink(secret, e))
         }
         Sink::File(file) => {
             let (file, rendered) = (file.clone(), rendered.clone());
             blocking(&secret, move || file.write(&rendered))
                 .await?
-                .map_err(|source| SyncError::SingleFile { secret, source })
+                .map_err(|e| SyncError::sink(secret, e))
         }
     }
 }
@@ -224,15 +227,13 @@ enum Sink {
     Kube(Arc<KubeSecretSink>),
 }
 
+// === impl Sink ===
+
 impl Sink {
-    fn from_target(
-        target: &Target,
-        kube: Option<&Kube>,
-        secret: &str,
-    ) -> Result<Self, super::BuildError> {
+    fn from_target(target: &Target, kube: Option<&Kube>, secret: &str) -> Result<Self, BuildError> {
         Ok(match target {
             Target::KubernetesSecret(t) => {
-                let kube = kube.ok_or_else(|| super::BuildError::NoKube {
+                let kube = kube.ok_or_else(|| BuildError::NoKube {
                     secret: secret.to_owned(),
                 })?;
                 let namespace = t
@@ -251,16 +252,9 @@ impl Sink {
                 )))
             }
             Target::File(f) => Sink::Dir(Arc::new(FileSink::new(f.dir.clone(), f.mode))),
-            Target::SingleFile(f) => Sink::File(Arc::new(SingleFile::new(
-                f.path.clone(),
-                match f.format {
-                    FileFormat::Raw => Format::Raw,
-                    FileFormat::Json => Format::Json,
-                    FileFormat::Env => Format::Env,
-                    FileFormat::Properties => Format::Properties,
-                },
-                f.mode,
-            ))),
+            Target::SingleFile(f) => {
+                Sink::File(Arc::new(SingleFile::new(f.path.clone(), f.format, f.mode)))
+            }
         })
     }
 }
@@ -273,6 +267,8 @@ pub(crate) struct Ctx {
     pub(crate) fetch_permits: Arc<tokio::sync::Semaphore>,
     pub(crate) cycle_slots: Arc<tokio::sync::Semaphore>,
 }
+
+// === impl Ctx ===
 
 impl Ctx {
     /// Bounds the AWS calls in flight; the semaphore is never closed.

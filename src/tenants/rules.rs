@@ -52,49 +52,87 @@ pub fn decide(
             "no tenants rule covers namespace {namespace}: add it to a rule's namespaces (or match its labels with namespaceSelector)"
         ));
     }
-    let role = match annotations
+    let role = role_of(annotations, &covering, namespace)?;
+    let (index, rule) = rule_for(&covering, &role, secret_id, namespace)?;
+    let refresh_interval = refresh_interval_of(annotations, rule)?;
+    let property = property_of(annotations)?;
+    Ok(TenantRequest {
+        secret_id: secret_id.to_owned(),
+        role,
+        refresh_interval,
+        property,
+        rule: index,
+    })
+}
+
+/// The role the request names, or the only one the covering rules allow.
+fn role_of(
+    annotations: &BTreeMap<String, String>,
+    covering: &[(usize, &TenantRule)],
+    namespace: &str,
+) -> Result<String, String> {
+    if let Some(role) = annotations
         .get(ROLE_ANNOTATION)
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
     {
-        Some(role) => role.to_owned(),
-        None => match covering.as_slice() {
-            [(_, rule)] if rule.roles.len() == 1 => rule.roles[0].clone(),
-            _ => {
-                let roles: Vec<&str> = covering
-                    .iter()
-                    .flat_map(|(_, r)| r.roles.iter().map(String::as_str))
-                    .collect();
-                return Err(format!(
-                    "annotation {ROLE_ANNOTATION} is missing and namespace {namespace} may use several roles ({}): name one",
-                    roles.join(", ")
-                ));
-            }
-        },
-    };
+        return Ok(role.to_owned());
+    }
+    match covering {
+        [(_, rule)] if rule.roles.len() == 1 => Ok(rule.roles[0].clone()),
+        _ => {
+            let roles: Vec<&str> = covering
+                .iter()
+                .flat_map(|(_, r)| r.roles.iter().map(String::as_str))
+                .collect();
+            Err(format!(
+                "annotation {ROLE_ANNOTATION} is missing and namespace {namespace} may use several roles ({}): name one",
+                roles.join(", ")
+            ))
+        }
+    }
+}
+
+/// The first covering rule that lets `role` read `secret_id`; the refusal names the rule
+/// that came closest.
+fn rule_for<'r>(
+    covering: &[(usize, &'r TenantRule)],
+    role: &str,
+    secret_id: &str,
+    namespace: &str,
+) -> Result<(usize, &'r TenantRule), String> {
     let with_role: Vec<&(usize, &TenantRule)> = covering
         .iter()
-        .filter(|(_, r)| r.roles.contains(&role))
+        .filter(|(_, r)| r.roles.iter().any(|allowed| allowed == role))
         .collect();
-    let Some(&&(index, rule)) = with_role.iter().find(|(_, r)| {
+    let found = with_role.iter().find(|(_, r)| {
         r.secret_ids
             .iter()
             .any(|g| crate::config::glob_matches(g, secret_id))
-    }) else {
-        return Err(match with_role.first() {
-            Some((i, r)) => format!(
-                "tenants[{i}] lets namespace {namespace} use role {role} only for secret ids matching {}, and {secret_id:?} does not match",
-                r.secret_ids.join(", ")
-            ),
-            None => {
-                let (i, r) = covering[0];
-                format!(
-                    "tenants[{i}] does not let namespace {namespace} use role {role:?} (allowed: {})",
-                    r.roles.join(", ")
-                )
-            }
-        });
-    };
+    });
+    if let Some(&&(index, rule)) = found {
+        return Ok((index, rule));
+    }
+    Err(match with_role.first() {
+        Some((i, r)) => format!(
+            "tenants[{i}] lets namespace {namespace} use role {role} only for secret ids matching {}, and {secret_id:?} does not match",
+            r.secret_ids.join(", ")
+        ),
+        None => {
+            let (i, r) = covering[0];
+            format!(
+                "tenants[{i}] does not let namespace {namespace} use role {role:?} (allowed: {})",
+                r.roles.join(", ")
+            )
+        }
+    })
+}
+
+/// The requested interval (default one minute), never below the rule's floor.
+fn refresh_interval_of(
+    annotations: &BTreeMap<String, String>,
+    rule: &TenantRule,
+) -> Result<Duration, String> {
     let mut refresh_interval = match annotations.get(REFRESH_ANNOTATION) {
         None => DEFAULT_REFRESH_INTERVAL,
         Some(text) => humantime::parse_duration(text.trim())
@@ -107,6 +145,11 @@ pub fn decide(
     if let Some(floor) = rule.max_refresh_interval {
         refresh_interval = refresh_interval.max(floor);
     }
+    Ok(refresh_interval)
+}
+
+/// The JSON property to extract, if the request names one.
+fn property_of(annotations: &BTreeMap<String, String>) -> Result<Option<String>, String> {
     let property = annotations
         .get(PROPERTY_ANNOTATION)
         .map(|p| p.trim().to_owned())
@@ -118,13 +161,7 @@ pub fn decide(
             ));
         }
     }
-    Ok(TenantRequest {
-        secret_id: secret_id.to_owned(),
-        role,
-        refresh_interval,
-        property,
-        rule: index,
-    })
+    Ok(property)
 }
 
 fn covers(rule: &TenantRule, namespace: &str, labels: &BTreeMap<String, String>) -> bool {

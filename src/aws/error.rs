@@ -171,7 +171,7 @@ fn info(
 }
 
 /// The error code of a JSON (`"__type"`) or XML (`<Code>`) error body.
-fn xml_or_json_code(body: &[u8]) -> Option<String> {
+pub(super) fn xml_or_json_code(body: &[u8]) -> Option<String> {
     xml_code(body).or_else(|| {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         let code = value.get("__type")?.as_str()?;
@@ -204,7 +204,7 @@ pub fn from_code(code: &str, message: Option<&str>) -> ErrorInfo {
     )
 }
 
-fn class_of(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Class {
+pub(super) fn class_of(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> Class {
     let mentions_kms = message.is_some_and(|m| m.contains("KMS") || m.contains("kms:"));
     match code {
         Some("DecryptionFailure" | "KMSAccessDeniedException" | "KMSInvalidStateException") => {
@@ -330,55 +330,5 @@ mod tests {
         let m = i.message.unwrap();
         assert!(m.len() <= MAX_MESSAGE + '…'.len_utf8());
         assert!(m.ends_with('…'));
-    }
-}
-
-/// Counts every request AWS answered (`secret_ferry_aws_api_calls_total`), retries
-/// included, since each one is billed and counts against the API quota. Added to every
-/// SDK client the daemon builds.
-#[derive(Clone)]
-pub struct CountCalls(pub crate::metrics::Metrics);
-
-impl fmt::Debug for CountCalls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CountCalls")
-    }
-}
-
-impl aws_smithy_runtime_api::client::interceptors::Intercept for CountCalls {
-    fn name(&self) -> &'static str {
-        "CountCalls"
-    }
-
-    fn read_after_attempt(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
-        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        // Nothing answered (connection refused, timed out): nothing was billed.
-        let Some(response) = context.response() else {
-            return Ok(());
-        };
-        let outcome = if response.status().is_success() {
-            crate::metrics::Outcome::Success
-        } else {
-            crate::metrics::Outcome::Failure
-        };
-        if let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
-            self.0.aws_api_call(meta.service(), meta.name(), outcome);
-            let status = response.status().as_u16();
-            let throttled = status == 429
-                || (status == 400
-                    && response
-                        .body()
-                        .bytes()
-                        .and_then(xml_or_json_code)
-                        .is_some_and(|code| class_of(Some(&code), None, None) == Class::Throttled));
-            if throttled {
-                self.0.aws_throttled(meta.service(), meta.name());
-            }
-        }
-        Ok(())
     }
 }

@@ -3,9 +3,15 @@
 //! troubleshooting guides give for each failure. Never prints a value: a secret is described
 //! by its version id and key names.
 
-use super::App;
 use crate::config::{Config, Target};
+use crate::credentials::base_sdk_config;
+use crate::daemon::group::Group;
+use crate::daemon::job::SecretJob;
+use crate::daemon::runtime::has_kube_targets;
+use crate::daemon::{App, BuildError};
 use crate::k8s::Kube;
+use crate::k8s::KubeSetupError;
+use crate::metrics::Metrics;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -88,6 +94,47 @@ pub fn render_text(links: &[Link]) -> String {
     out
 }
 
+/// Why `check` could not even start.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Metrics(#[from] prometheus::Error),
+    /// The configuration cannot be run (`main` exits with the config error code); the
+    /// Kubernetes client's own failure, if any, is kept to be reported first.
+    #[error("{source}")]
+    Build {
+        source: BuildError,
+        kube_error: Option<KubeSetupError>,
+    },
+}
+
+/// What `check` found: every link, and why the Kubernetes client could not be set up (the
+/// Kubernetes links then fail on their own).
+pub struct Checked {
+    pub links: Vec<Link>,
+    pub kube_error: Option<KubeSetupError>,
+}
+
+/// Builds the daemon as `run` would and walks every link once.
+pub async fn run(cfg: &Config) -> Result<Checked, CheckError> {
+    let sdk = base_sdk_config(cfg).await;
+    let metrics = Metrics::new()?;
+    let (kube, kube_error) = if has_kube_targets(cfg) {
+        match Kube::connect(metrics.clone(), "secret-ferry".to_owned()).await {
+            Ok(kube) => (Some(kube), None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    let app = match App::build_with(cfg, &sdk, metrics, kube.as_ref()) {
+        Ok(app) => app,
+        Err(source) => return Err(CheckError::Build { source, kube_error }),
+    };
+    let links = app.check(cfg, &sdk, kube.as_ref()).await;
+    Ok(Checked { links, kube_error })
+}
+
 impl App {
     /// Runs every check once. `base` is the SDK configuration the daemon would run with.
     pub async fn check(
@@ -125,7 +172,7 @@ impl App {
         }
         for group in &self.groups {
             if let Some(entry) = group.entry_name() {
-                links.push(group.check_discovery(entry).await);
+                links.push(check_discovery(group, entry).await);
             }
             for job in &group.members {
                 links.push(check_secret(job).await);
@@ -135,6 +182,28 @@ impl App {
             }
         }
         links
+    }
+}
+
+/// Whether a `find` entry's discovery listing works, and how many secrets match.
+async fn check_discovery(group: &Group, entry: &str) -> Link {
+    match group.check_discovery().await {
+        None => Link::failed("secret", entry, "not a find entry", ""),
+        Some(Ok(matches)) => Link::ok(
+            "secret",
+            entry,
+            format!(
+                "find matches {} secret(s): {}",
+                matches.len(),
+                matches.join(", ")
+            ),
+        ),
+        Some(Err(message)) => Link::failed(
+            "secret",
+            entry,
+            message,
+            "the reading role needs secretsmanager:ListSecrets on \"*\" for find entries",
+        ),
     }
 }
 
@@ -187,7 +256,7 @@ fn role_fix(kind: &str, role_arn: &str) -> String {
     }
 }
 
-async fn check_secret(job: &super::job::SecretJob) -> Link {
+async fn check_secret(job: &SecretJob) -> Link {
     let name = job.config.name.clone();
     match job.fetch(None, false).await {
         Ok(fetched) => match job.keys_of(&fetched) {

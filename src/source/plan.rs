@@ -44,6 +44,8 @@ pub struct PlannedGroup {
     pub auto: bool,
     /// Indexes into the config's secrets, in config order.
     pub members: Vec<usize>,
+    /// How often the group is polled: its members' `refreshInterval`, which they share.
+    pub interval: Duration,
 }
 
 /// What secrets must share to be polled together.
@@ -72,6 +74,7 @@ pub fn plan(
                     strategy: Strategy::Find,
                     auto: false,
                     members: vec![i],
+                    interval: secret.refresh_interval,
                 });
                 continue;
             }
@@ -81,7 +84,7 @@ pub fn plan(
             other => Some(other),
         };
         let Some(strategy) = strategy else {
-            plan.push(single(i));
+            plan.push(single(i, secret.refresh_interval));
             continue;
         };
         let key = Key {
@@ -96,30 +99,33 @@ pub fn plan(
     for (key, members) in shared {
         match key.strategy {
             FetchStrategy::Auto if members.len() == 1 => {
-                plan.extend(members.into_iter().map(single))
+                plan.extend(members.into_iter().map(|i| single(i, key.interval)))
             }
             FetchStrategy::Auto | FetchStrategy::Batch => plan.push(PlannedGroup {
                 strategy: Strategy::Batch,
                 auto: key.strategy == FetchStrategy::Auto,
                 members,
+                interval: key.interval,
             }),
             FetchStrategy::List => plan.push(PlannedGroup {
                 strategy: Strategy::List,
                 auto: false,
                 members,
+                interval: key.interval,
             }),
-            FetchStrategy::Get => plan.extend(members.into_iter().map(single)),
+            FetchStrategy::Get => plan.extend(members.into_iter().map(|i| single(i, key.interval))),
         }
     }
     plan.sort_by_key(|g| g.members.first().copied());
     plan
 }
 
-fn single(i: usize) -> PlannedGroup {
+fn single(i: usize, interval: Duration) -> PlannedGroup {
     PlannedGroup {
         strategy: Strategy::Get,
         auto: false,
         members: vec![i],
+        interval,
     }
 }
 

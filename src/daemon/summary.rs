@@ -3,7 +3,7 @@
 //! AssumeRole error (with the fix) was logged once already; its secrets share one line here
 //! instead of repeating it. Pure.
 
-use super::SyncError;
+use super::error::SyncError;
 use std::collections::BTreeMap;
 
 /// At most this many secret names on one line; the rest are counted.

@@ -5,11 +5,14 @@
 //! old complete file or the new complete one, never a half-written mix: SDKs re-read the
 //! file at arbitrary moments and a torn read would be a failed AWS call in the app.
 
-use super::fs::{replace_file, ReplaceError};
-use crate::credentials_endpoint::RoleCredentials;
+use crate::config::CredentialOutput;
+use crate::credentials::{CredentialSource, RoleCredentials, Roles};
+use crate::shutdown::Signal;
+use crate::sink::fs::{replace_file, ReplaceError};
 use std::io;
-
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Only permission bits: setuid, setgid and sticky mean nothing on a credentials file.
 const PERMISSION_BITS: u32 = 0o777;
@@ -45,8 +48,10 @@ pub enum CredentialsFileError {
     },
 }
 
-impl From<super::fs::FsError> for CredentialsFileError {
-    fn from(e: super::fs::FsError) -> Self {
+// === impl CredentialsFileError ===
+
+impl From<crate::sink::fs::FsError> for CredentialsFileError {
+    fn from(e: crate::sink::fs::FsError) -> Self {
         Self::Io {
             op: e.op,
             path: e.path,
@@ -75,6 +80,8 @@ impl CredentialsFileError {
     }
 }
 
+// === impl CredentialsFile ===
+
 impl CredentialsFile {
     pub fn new(path: impl Into<PathBuf>, profile: impl Into<String>, mode: u32) -> Self {
         Self {
@@ -97,7 +104,7 @@ impl CredentialsFile {
 
     #[cfg(test)]
     fn replace(&self, content: &[u8]) -> Result<(), CredentialsFileError> {
-        Ok(super::fs::replace_unchecked(
+        Ok(crate::sink::fs::replace_unchecked(
             &self.path, content, self.mode,
         )?)
     }
@@ -140,6 +147,46 @@ impl CredentialsFile {
             secret = c.secret_access_key.expose(),
             token = c.session_token.expose(),
         ))
+    }
+}
+
+const OUTPUT_RETRY: Duration = Duration::from_secs(5);
+
+/// Keeps one credentials file up to date: written whenever the role gets a new
+/// credential; a failed write is retried until it succeeds or a newer credential arrives.
+pub async fn write_credentials_file(roles: Roles, output: CredentialOutput, mut shutdown: Signal) {
+    let Some(session) = roles.get(&output.role).cloned() else {
+        return;
+    };
+    let file = Arc::new(CredentialsFile::new(
+        output.path.clone(),
+        output.profile.clone(),
+        output.mode,
+    ));
+    let mut changes = session.changes();
+    loop {
+        let mut wait_for_change = true;
+        if let Some(creds) = roles.current(&output.role) {
+            let writer = file.clone();
+            match tokio::task::spawn_blocking(move || writer.write(&creds)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(role = %output.role, path = %output.path.display(), "credentials file written")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(role = %output.role, reason = e.kind(), "credentials file not written: {e}");
+                    wait_for_change = false;
+                }
+                Err(e) => {
+                    tracing::warn!(role = %output.role, "credentials file writer failed: {e}");
+                    wait_for_change = false;
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed(), if wait_for_change => if changed.is_err() { return },
+            _ = tokio::time::sleep(OUTPUT_RETRY), if !wait_for_change => {}
+            _ = shutdown.wait() => return,
+        }
     }
 }
 
@@ -391,7 +438,7 @@ mod tests {
     #[test]
     fn temp_names_differ() {
         let names: std::collections::BTreeSet<_> = (0..1000)
-            .map(|_| super::super::fs::random_suffix())
+            .map(|_| crate::sink::fs::random_suffix())
             .collect();
         assert_eq!(names.len(), 1000);
     }

@@ -1,0 +1,185 @@
+//! Building the daemon from a validated config: SDK set-up, role sessions, one
+//! Secrets Manager client per (identity, region), the planned groups with their jobs, the
+//! tenants controller and readiness. Makes no network call.
+
+use super::error::BuildError;
+use super::group::Group;
+use super::job::SecretJob;
+use super::poll::{MAX_CONCURRENT_CYCLES, MAX_CONCURRENT_FETCHES};
+use super::App;
+use crate::aws::{shared_https_client, timeouts};
+use crate::config::{Config, SecretConfig};
+use crate::credentials::Roles;
+use crate::health::Readiness;
+use crate::k8s::Kube;
+use crate::metrics::Metrics;
+use crate::notify::Changed;
+use crate::source::plan::{self, PlannedGroup, Strategy};
+use crate::source::Clients;
+use crate::tenants::TenantController;
+use aws_config::SdkConfig;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The groups of a config and what the rest of the daemon needs to know about them.
+#[derive(Default)]
+struct Built {
+    groups: Vec<Group>,
+    /// Secrets with `onChange` actions (a `find` entry's members share its notifier).
+    notifiers: Vec<(SecretConfig, Changed)>,
+    /// Every secret readiness waits for.
+    expected: Vec<String>,
+}
+
+// === impl App ===
+
+impl App {
+    /// Builds clients and sinks; makes no network call (credentials are obtained on first use).
+    pub fn build(config: &Config, base: &SdkConfig, metrics: Metrics) -> Result<Self, BuildError> {
+        Self::build_with(config, base, metrics, None)
+    }
+
+    /// `kube` is needed when a secret has a `kubernetesSecret` target.
+    pub fn build_with(
+        config: &Config,
+        base: &SdkConfig,
+        metrics: Metrics,
+        kube: Option<&Kube>,
+    ) -> Result<Self, BuildError> {
+        let region = config
+            .region
+            .clone()
+            .or_else(|| base.region().map(|r| r.to_string()))
+            .ok_or(BuildError::NoRegion)?;
+        let base = sdk_for(base, &region);
+        let roles = Roles::build(config, &base, &metrics);
+        let mut clients = Clients::new(config, &base, &roles, &metrics, &region);
+        let planned = plan::plan(&config.secrets, |secret| clients.region_of(secret));
+        let mut built = Built::default();
+        for planned in planned {
+            built.add(config, &planned, &mut clients, &metrics, kube)?;
+        }
+        log_groups(&built.groups);
+        let tenants = tenants(config, &mut clients, kube)?;
+        let lapsed = roles.clone();
+        let readiness = Arc::new(Readiness::new(
+            built.expected,
+            config.max_staleness,
+            move || lapsed.lapsed().map(str::to_owned),
+        ));
+        Ok(Self {
+            groups: built.groups,
+            tenants,
+            notifiers: built.notifiers,
+            fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
+            cycle_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CYCLES)),
+            roles,
+            credential_outputs: config.credential_outputs.clone(),
+            metrics,
+            readiness,
+        })
+    }
+}
+
+/// `base` in `region`, with the timeouts and (unless the caller set one, as tests do) the
+/// shared HTTPS client.
+fn sdk_for(base: &SdkConfig, region: &str) -> SdkConfig {
+    let base = base
+        .to_builder()
+        .region(aws_config::Region::new(region.to_owned()))
+        .timeout_config(timeouts())
+        .build();
+    if base.http_client().is_some() {
+        return base;
+    }
+    base.to_builder().http_client(shared_https_client()).build()
+}
+
+// === impl Built ===
+
+impl Built {
+    /// The group `planned` describes: a `find` entry becomes a discovering group, other
+    /// members become jobs polled together.
+    fn add(
+        &mut self,
+        config: &Config,
+        planned: &PlannedGroup,
+        clients: &mut Clients<'_>,
+        metrics: &Metrics,
+        kube: Option<&Kube>,
+    ) -> Result<(), BuildError> {
+        let mut members = Vec::new();
+        for &i in &planned.members {
+            let secret = &config.secrets[i];
+            let source = clients.for_secret(secret, None)?;
+            let failover = match &secret.failover_region {
+                Some(region) => Some(clients.for_secret(secret, Some(region))?),
+                None => None,
+            };
+            let changed = Changed::default();
+            if !secret.on_change.is_empty() {
+                self.notifiers.push((secret.clone(), changed.clone()));
+            }
+            metrics.register_secret(&secret.name);
+            self.expected.push(secret.name.clone());
+            if planned.strategy == Strategy::Find {
+                self.groups.push(Group::discovering(
+                    secret.clone(),
+                    source,
+                    failover,
+                    changed,
+                ));
+                continue;
+            }
+            let job = SecretJob::new(secret.clone(), source, failover, changed, kube)?;
+            members.push(Arc::new(job));
+        }
+        if let Some(first) = members.first() {
+            let source = first.source.clone();
+            self.groups.push(Group::new(
+                planned.strategy,
+                planned.auto,
+                planned.interval,
+                members,
+                source,
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn log_groups(groups: &[Group]) {
+    for group in groups {
+        if group.strategy != Strategy::Get {
+            tracing::debug!(
+                strategy = group.strategy.as_str(),
+                secrets = group.members.len(),
+                "polling a group of secrets together"
+            );
+        }
+    }
+}
+
+/// The tenants controller, when the config has `tenants` rules: it reads with any role.
+fn tenants(
+    config: &Config,
+    clients: &mut Clients<'_>,
+    kube: Option<&Kube>,
+) -> Result<Option<TenantController>, BuildError> {
+    if config.tenants.is_empty() {
+        return Ok(None);
+    }
+    let kube = kube.ok_or(BuildError::NoKube {
+        secret: "tenants".to_owned(),
+    })?;
+    let mut role_sources = BTreeMap::new();
+    for name in config.roles.keys() {
+        let region = clients.region_of_role(Some(name));
+        role_sources.insert(name.clone(), clients.client(Some(name), region, "tenants")?);
+    }
+    Ok(Some(TenantController::new(
+        kube.clone(),
+        config.tenants.clone(),
+        role_sources,
+    )))
+}

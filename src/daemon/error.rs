@@ -1,0 +1,85 @@
+//! What can go wrong building the daemon (`BuildError`) and syncing one secret
+//! (`SyncError`, counted and logged by its bounded `kind()`).
+
+use crate::mapping::MappingError;
+use crate::sink::SinkError;
+use crate::source::{SourceError, UnknownRole};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("region: no region is configured: set `region` in the config file or the AWS_REGION environment variable")]
+    NoRegion,
+    #[error(transparent)]
+    UnknownRole(#[from] UnknownRole),
+    #[error("secret '{secret}': {source}")]
+    Mapping {
+        secret: String,
+        #[source]
+        source: MappingError,
+    },
+    #[error(
+        "secret '{secret}' has a kubernetesSecret target, but no Kubernetes client was set up"
+    )]
+    NoKube { secret: String },
+    #[error(transparent)]
+    Kube(#[from] crate::k8s::KubeSetupError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("secret '{secret}': {source}")]
+    Mapping {
+        secret: String,
+        #[source]
+        source: MappingError,
+    },
+    #[error("secret '{secret}': {source}")]
+    Sink {
+        secret: String,
+        #[source]
+        source: SinkError,
+    },
+    #[error("secret '{secret}': the file writer task failed: {reason}")]
+    WriterPanicked { secret: String, reason: String },
+}
+
+impl SyncError {
+    /// A write to one of `secret`'s targets failed.
+    pub(crate) fn sink(secret: String, source: impl Into<SinkError>) -> Self {
+        Self::Sink {
+            secret,
+            source: source.into(),
+        }
+    }
+
+    /// The role, when the failure is that its credentials could not be had: one cause
+    /// shared by every secret read with it, which `RoleSession` logs once per AssumeRole.
+    pub fn credentials_role(&self) -> Option<&str> {
+        match self {
+            Self::Source(SourceError::Credentials { source, .. }) => Some(source.role()),
+            _ => None,
+        }
+    }
+
+    /// The configured name of the secret that failed.
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::Source(e) => e.secret(),
+            Self::Mapping { secret, .. }
+            | Self::Sink { secret, .. }
+            | Self::WriterPanicked { secret, .. } => secret,
+        }
+    }
+
+    /// Bounded label for metrics and structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Source(e) => e.kind(),
+            Self::Mapping { source, .. } => source.kind(),
+            Self::Sink { source, .. } => source.kind(),
+            Self::WriterPanicked { .. } => "internal",
+        }
+    }
+}
