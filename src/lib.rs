@@ -29,16 +29,3 @@ pub mod telemetry;
 pub mod tenants;
 pub mod transform;
 pub mod vend;
-
-// Transitional: the tests' path until they are updated.
-#[doc(hidden)]
-pub mod app {
-    pub use crate::daemon::{App, SyncError};
-    pub use crate::health::{Readiness, RefreshHandle};
-}
-
-// Transitional: the tests' path until they are updated.
-#[doc(hidden)]
-pub mod iam {
-    pub use crate::commands::iam_policy::resource_matches;
-}

@@ -31,9 +31,6 @@ use crate::secret::{Payload, Sensitive};
 /// File name used when a secret is not a JSON object.
 pub const SINGLE_VALUE_KEY: &str = "value";
 
-// Transitional: the tests' path until they are updated.
-pub use crate::config::keys::MAX_KEY_BYTES;
-
 /// The files that represent one secret: file name -> content.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Rendered {

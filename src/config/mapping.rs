@@ -9,7 +9,7 @@ use super::templates::check_template;
 use super::yaml::{optional, or_default, Checker, Field, Fields};
 use super::AT_LEAST_ONE;
 
-/// A secret's `mapping` as configured; `crate::mapping::Mapper` compiles and applies it.
+/// A secret's `mapping` as configured; the mapping stage's `Mapper` compiles and applies it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mapping {
     /// Dot path into the JSON value, e.g. `"a.b"`.

@@ -49,6 +49,8 @@ pub const DEFAULT_VERSION_STAGE: &str = "AWSCURRENT";
 /// How often a secret is read when it sets no `refreshInterval`: the single definition
 /// for every stage of the daemon.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Changes closer together than this make one notification (`debounce`).
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 const REFRESH_INTERVALS: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::MAX;
 const DEFAULT_FILE_MODE: u32 = 0o400;
 const DEFAULT_API_RATE_LIMIT: u32 = 50;

@@ -41,7 +41,6 @@ const SIGNALS: &[(&str, SignalName)] = &[
     ("USR2", SignalName::Usr2),
 ];
 const HTTP_METHODS: &[&str] = &["POST", "PUT", "GET"];
-pub(super) const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 const NOTIFY_TIMEOUTS: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(60);
 pub(super) const DEBOUNCES: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(3600);

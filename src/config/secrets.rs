@@ -7,7 +7,7 @@ use std::time::Duration;
 use saphyr::{Scalar, YamlData};
 
 use super::mapping::read_mapping;
-use super::on_change::{read_on_change, OnChange, DEBOUNCES, DEFAULT_DEBOUNCE};
+use super::on_change::{read_on_change, OnChange, DEBOUNCES};
 use super::read::{
     checked_string, first_use, read_enum, read_list, read_reference, read_region, ROLES,
 };
@@ -15,6 +15,7 @@ use super::rules::{check_secret_arn, is_name};
 use super::targets::{read_targets, Target};
 use super::yaml::{both_set, optional, or_default, Checker, Field, Fields};
 use super::Mapping;
+use super::DEFAULT_DEBOUNCE;
 use super::{
     ANY_NUMBER, AT_LEAST_ONE, DEFAULT_REFRESH_INTERVAL, DEFAULT_VERSION_STAGE, REFRESH_INTERVALS,
     SECRET_ARN_FORM,
@@ -58,6 +59,42 @@ pub struct Find {
 
 /// The placeholder a `find` entry's target paths use for each matching secret's name.
 pub const NAME_PLACEHOLDER: &str = "{{ name }}";
+
+impl SecretConfig {
+    /// The entry for one secret a `find` entry matched: named `<entry>/<name>`, read by its
+    /// name, with `{{ name }}` filled in every target path. The placeholder's spelling is
+    /// settled when the config is read (`{{name}}` becomes `{{ name }}`), so this is the one
+    /// place it is substituted.
+    pub fn find_member(&self, name: &str) -> Result<SecretConfig, &'static str> {
+        // Names may hold '/', which becomes a subdirectory; '.' and '..' segments would
+        // leave the target's directory.
+        if name
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(
+                "its name has an empty, \".\" or \"..\" segment, so it cannot be placed in a path",
+            );
+        }
+        let mut member = self.clone();
+        member.name = format!("{}/{}", self.name, name);
+        member.secret_id = name.to_owned();
+        member.find = None;
+        member.prune = false;
+        for target in &mut member.targets {
+            let path = match target {
+                Target::File(f) => &mut f.dir,
+                Target::SingleFile(f) => &mut f.path,
+                Target::KubernetesSecret(_) => continue,
+            };
+            *path = path
+                .to_string_lossy()
+                .replace(NAME_PLACEHOLDER, name)
+                .into();
+        }
+        Ok(member)
+    }
+}
 
 /// How a group of secrets sharing credentials and region is polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]

@@ -327,7 +327,7 @@ async fn sync_listed(
             });
         let stage = match &job.config.version {
             VersionSelector::Stage(stage) => stage.as_str(),
-            VersionSelector::Id(_) => "AWSCURRENT",
+            VersionSelector::Id(_) => crate::config::DEFAULT_VERSION_STAGE,
         };
         match entry.and_then(|l| l.version_with(stage)) {
             Some(version) if job.last_version_is(version).await => {

@@ -26,16 +26,13 @@ use std::fmt;
 use minijinja::Environment;
 
 use crate::config::keys::key_for_error;
+use crate::config::templates::MAX_TEMPLATE_OUTPUT_BYTES;
 use crate::config::templates::{check_source, compile_error_message, environment};
+use crate::config::{Decode, KeyMap, Mapping, TemplateMode};
 use crate::secret::{Payload, Sensitive};
 use crate::transform::{self, Rendered, TransformError};
 use steps::{decode_all, select_keys, select_property};
 use templates::{render_error_message, CappedOutput, CompiledTemplate, TemplateContext};
-
-// Transitional: the tests' path until they are updated.
-pub use crate::config::templates::MAX_TEMPLATE_OUTPUT_BYTES;
-// Transitional: the tests' path until they are updated.
-pub use crate::config::{Decode, KeyMap, Mapping, TemplateMode};
 
 // === MappingError ===
 

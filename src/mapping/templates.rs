@@ -6,9 +6,8 @@ use std::io;
 
 use minijinja::{ErrorKind, Value};
 
-use super::MAX_TEMPLATE_OUTPUT_BYTES;
 use crate::config::keys::key_for_error;
-use crate::config::templates::TEMPLATE_FUEL;
+use crate::config::templates::{MAX_TEMPLATE_OUTPUT_BYTES, TEMPLATE_FUEL};
 use crate::transform::Rendered;
 
 #[derive(Clone)]

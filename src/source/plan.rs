@@ -14,7 +14,7 @@
 //! want another version than AWSCURRENT cannot be batched (BatchGetSecretValue takes no
 //! version), so under `auto` they are read with `get`.
 
-use crate::config::{FetchStrategy, SecretConfig, VersionSelector};
+use crate::config::{FetchStrategy, SecretConfig, VersionSelector, DEFAULT_VERSION_STAGE};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -66,7 +66,8 @@ pub fn plan(
     let mut plan = Vec::new();
     let mut shared: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (i, secret) in secrets.iter().enumerate() {
-        let current = matches!(&secret.version, VersionSelector::Stage(s) if s == "AWSCURRENT");
+        let current =
+            matches!(&secret.version, VersionSelector::Stage(s) if s == DEFAULT_VERSION_STAGE);
         let pinned = matches!(secret.version, VersionSelector::Id(_));
         let strategy = match secret.fetch_strategy {
             _ if secret.find.is_some() => {
@@ -169,7 +170,7 @@ pub fn name_filter<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::Find;
-    use crate::mapping::Mapping;
+    use crate::config::Mapping;
 
     fn secret(name: &str, role: Option<&str>, strategy: FetchStrategy) -> SecretConfig {
         SecretConfig {

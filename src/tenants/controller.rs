@@ -5,12 +5,12 @@
 //! The polling itself is the daemon's: it hands the controller a [`Syncs`].
 
 use super::rules::{decide, watched_namespaces, TenantRequest, MANAGED_LABEL};
+use crate::config::Mapping;
 use crate::config::{
     CreationPolicy, DeletionPolicy, FetchStrategy, KubeSecretTarget, SecretConfig, Target,
     TenantRule, VersionSelector,
 };
 use crate::k8s::Kube;
-use crate::mapping::Mapping;
 use crate::shutdown::Signal;
 use crate::source::{SecretsManager, UnknownRole};
 use futures_util::StreamExt as _;
@@ -250,7 +250,7 @@ fn tenant_secret(namespace: &str, name: &str, request: &TenantRequest) -> Secret
         name: format!("{namespace}/{name}"),
         secret_id: request.secret_id.clone(),
         role: Some(request.role.clone()),
-        version: VersionSelector::Stage("AWSCURRENT".to_owned()),
+        version: VersionSelector::Stage(crate::config::DEFAULT_VERSION_STAGE.to_owned()),
         refresh_interval: request.refresh_interval,
         targets: vec![Target::KubernetesSecret(KubeSecretTarget {
             name: name.to_owned(),
@@ -264,7 +264,7 @@ fn tenant_secret(namespace: &str, name: &str, request: &TenantRequest) -> Secret
             owner_pod: false,
         })],
         on_change: Vec::new(),
-        debounce: Duration::from_secs(2),
+        debounce: crate::config::DEFAULT_DEBOUNCE,
         find: None,
         prune: false,
         fetch_strategy: FetchStrategy::Get,

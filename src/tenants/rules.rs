@@ -13,7 +13,6 @@ pub const SECRET_ID_ANNOTATION: &str = "secret-ferry.io/secret-id";
 pub const ROLE_ANNOTATION: &str = "secret-ferry.io/role";
 pub const REFRESH_ANNOTATION: &str = "secret-ferry.io/refresh-interval";
 pub const PROPERTY_ANNOTATION: &str = "secret-ferry.io/property";
-const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What an allowed annotated Secret asks for.
@@ -134,7 +133,7 @@ fn refresh_interval_of(
     rule: &TenantRule,
 ) -> Result<Duration, String> {
     let mut refresh_interval = match annotations.get(REFRESH_ANNOTATION) {
-        None => DEFAULT_REFRESH_INTERVAL,
+        None => crate::config::DEFAULT_REFRESH_INTERVAL,
         Some(text) => humantime::parse_duration(text.trim())
             .ok()
             .filter(|d| *d >= MIN_REFRESH_INTERVAL)

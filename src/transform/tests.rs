@@ -1,6 +1,7 @@
 //! Tests of `render` and the key rule.
 
 use super::*;
+use crate::config::keys::MAX_KEY_BYTES;
 
 const CANARY: &str = "canary-5e1b9d";
 

@@ -396,7 +396,7 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
         assert!(
             resources
                 .iter()
-                .any(|r| secret_ferry::iam::resource_matches(r, arn)),
+                .any(|r| secret_ferry::commands::iam_policy::resource_matches(r, arn)),
             "{arn} is not granted by {resources:?}"
         );
     }

@@ -21,13 +21,14 @@ use crate::common;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence, Index};
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use secret_ferry::config::keys::MAX_KEY_BYTES;
+use secret_ferry::config::templates::MAX_TEMPLATE_OUTPUT_BYTES;
 use secret_ferry::config::{self, Config, ConfigErrors, Target};
-use secret_ferry::mapping::{
-    Mapper, Mapping, MappingError, TemplateMode, MAX_TEMPLATE_OUTPUT_BYTES,
-};
+use secret_ferry::config::{Mapping, TemplateMode};
+use secret_ferry::mapping::{Mapper, MappingError};
 use secret_ferry::secret::{Payload, Sensitive};
 use secret_ferry::sink::file::{FileSink, FileSinkError};
-use secret_ferry::transform::{check_key, render, Rendered, TransformError, MAX_KEY_BYTES};
+use secret_ferry::transform::{check_key, render, Rendered, TransformError};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs;
@@ -1570,7 +1571,7 @@ fn wire_keys_and_values_fixed_cases() {
         ),
         (
             Mapping {
-                decode: secret_ferry::mapping::Decode::Base64,
+                decode: secret_ferry::config::Decode::Base64,
                 ..Mapping::default()
             },
             format!("{{\"pw\":{value}}}"),

@@ -9,13 +9,13 @@ use base64::Engine as _;
 use common::proxy::Proxy;
 use common::*;
 use kube_emulator::{Fault, KubeEmulator};
-use secret_ferry::app::App;
+use secret_ferry::daemon::App;
 use secret_ferry::k8s::Kube;
 use secret_ferry::metrics::Metrics;
 use serde_json::json;
 use std::time::Duration;
 
-fn all_synced(failures: Vec<secret_ferry::app::SyncError>) {
+fn all_synced(failures: Vec<secret_ferry::daemon::SyncError>) {
     let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
     assert!(messages.is_empty(), "{messages:#?}");
 }

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use secret_ferry::app::App;
+use secret_ferry::daemon::App;
 use secret_ferry::metrics::Metrics;
 use std::path::Path;
 use std::process::Command;

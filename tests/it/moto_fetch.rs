@@ -6,7 +6,8 @@ use crate::common;
 
 use common::proxy::{json_error, Proxy};
 use common::*;
-use secret_ferry::app::{App, Readiness, RefreshHandle};
+use secret_ferry::daemon::App;
+use secret_ferry::health::{Readiness, RefreshHandle};
 use secret_ferry::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! poll, and the `{{ name }}` placeholder of its targets is filled for each match.
 
 use super::{sync_listed, Cycle, Group};
-use crate::config::{SecretConfig, NAME_PLACEHOLDER};
+use crate::config::SecretConfig;
 use crate::daemon::job::{Ctx, SecretJob};
 use crate::metrics::Outcome;
 use crate::source::plan::Strategy;
@@ -149,33 +149,7 @@ fn finds(find: &crate::config::Find, listed: &Listed) -> bool {
 
 /// A member of a `find` entry for the matching secret `name`.
 fn member(d: &Discovery, source: &SecretsManager, name: &str) -> Result<SecretJob, String> {
-    // Names may hold '/', which becomes a subdirectory; '.' and '..' segments would
-    // leave the target's directory.
-    if name
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err(
-            "its name has an empty, \".\" or \"..\" segment, so it cannot be placed in a path"
-                .into(),
-        );
-    }
-    let mut config = d.entry.clone();
-    config.name = format!("{}/{}", d.entry.name, name);
-    config.secret_id = name.to_owned();
-    config.find = None;
-    config.prune = false;
-    for target in &mut config.targets {
-        let path = match target {
-            crate::config::Target::File(f) => &mut f.dir,
-            crate::config::Target::SingleFile(f) => &mut f.path,
-            crate::config::Target::KubernetesSecret(_) => continue,
-        };
-        *path = path
-            .to_string_lossy()
-            .replace(NAME_PLACEHOLDER, name)
-            .into();
-    }
+    let config = d.entry.find_member(name)?;
     // `find` entries have file targets only, so no Kubernetes client is needed.
     SecretJob::new(
         config,
