@@ -35,10 +35,11 @@ pub const INSTANCE_ANNOTATION: &str = "secret-ferry.io/instance";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeSetupError {
-    #[error("no Kubernetes API: not in a cluster and no usable KUBECONFIG ({0}); Kubernetes targets, tenants and --leader-elect need one")]
-    Config(String),
-    #[error("cannot build the Kubernetes client: {0}")]
-    Client(String),
+    // The causes are sources, not text: `{:#}` prints them after the message.
+    #[error("no Kubernetes API: not in a cluster and no usable KUBECONFIG; Kubernetes targets, tenants and --leader-elect need one")]
+    Config(#[source] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client")]
+    Client(#[source] kube::Error),
     #[error("cannot tell the daemon's own namespace: set POD_NAMESPACE (downward API) or give every kubernetesSecret target a namespace")]
     NoNamespace,
     #[error("ownerPod needs the pod's name and uid: set POD_NAME and POD_UID from the downward API (metadata.name, metadata.uid)")]
@@ -95,10 +96,9 @@ impl Kube {
     pub async fn connect(metrics: Metrics, instance: String) -> Result<Self, KubeSetupError> {
         let config = kube::Config::infer()
             .await
-            .map_err(|e| KubeSetupError::Config(e.to_string()))?;
+            .map_err(KubeSetupError::Config)?;
         let kubeconfig_namespace = Some(config.default_namespace.clone());
-        let client =
-            kube::Client::try_from(config).map_err(|e| KubeSetupError::Client(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(KubeSetupError::Client)?;
         let namespace = own_namespace().or(kubeconfig_namespace);
         Ok(Self::new(
             client,

@@ -1810,7 +1810,7 @@ fn templates_that_loop_or_explode_are_bounded() {
     let slowest = AtomicU64::new(0);
     // (template, kind of error, text the message must contain)
     // Templates may use `for` and `if` only, and no `*`: what could accumulate or repeat a
-    // value is refused when the template is compiled (src/mapping/bounds.rs).
+    // value is refused when the template is compiled (src/config/templates/bounds.rs).
     const STAR: &str = "the `*` operator is not allowed in templates (line 1)";
     const SET: &str = "the `set` statement is not allowed in templates (line 1)";
     let cases: &[(&str, &str, &str)] = &[
@@ -2106,7 +2106,7 @@ fn templates_property_stays_within_fuel_and_size() {
 }
 
 /// Templates that got past fuel and the output cap before templates were cut down to a
-/// bounded language (`src/mapping/bounds.rs`). minijinja's fuel counts instructions, not the
+/// bounded language (`src/config/templates/bounds.rs`). minijinja's fuel counts instructions, not the
 /// memory or time one instruction takes, and several builtins size an allocation from an
 /// argument with no limit; the output cap only sees what reaches the output. Each case runs
 /// in a child process limited to 2 GiB of address space and 60 s, and must end in an `Err`
