@@ -40,8 +40,8 @@ pub use mapping::{Decode, KeyMap, Mapping, TemplateMode};
 pub use on_change::{OnChange, SignalName};
 pub use outputs::{BaseCredentials, CredentialOutput, CredentialsEndpoint};
 pub use roles::{ExternalIdSource, RoleConfig};
-pub use secrets::{FetchStrategy, Find, SecretConfig, VersionSelector, NAME_PLACEHOLDER};
-pub use targets::{FileFormat, FileTarget, SingleFileTarget, Target};
+pub use secrets::{FetchStrategy, Find, SecretConfig, VersionSelector};
+pub use targets::{FileFormat, FileTarget, SingleFileTarget, Target, NAME_PLACEHOLDER};
 
 /// The version stage a secret follows when it names none, and the one Secrets Manager
 /// gives the newest version: the single definition for every stage of the daemon.

@@ -12,7 +12,7 @@ use super::read::{
     checked_string, first_use, read_enum, read_list, read_reference, read_region, ROLES,
 };
 use super::rules::{check_secret_arn, is_name};
-use super::targets::{read_targets, Target};
+use super::targets::{read_targets, Target, NAME_PLACEHOLDER};
 use super::yaml::{both_set, optional, or_default, Checker, Field, Fields};
 use super::Mapping;
 use super::DEFAULT_DEBOUNCE;
@@ -56,9 +56,6 @@ pub struct Find {
     pub name_prefix: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
-
-/// The placeholder a `find` entry's target paths use for each matching secret's name.
-pub const NAME_PLACEHOLDER: &str = "{{ name }}";
 
 impl SecretConfig {
     /// The entry for one secret a `find` entry matched: named `<entry>/<name>`, read by its

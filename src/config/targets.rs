@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use super::kube::KubeSecretTarget;
 use super::read::{first_use, read_enum, read_list, read_path};
 use super::rules::read_file_mode;
-use super::secrets::NAME_PLACEHOLDER;
 use super::yaml::{or_default, Checker, Field, Fields};
 use super::{AT_LEAST_ONE, DEFAULT_FILE_MODE};
+
+/// The placeholder a `find` entry's target paths use for each matching secret's name.
+pub const NAME_PLACEHOLDER: &str = "{{ name }}";
 
 /// Keys allowed in a `targets` item; keep in step with `read_target`.
 const TARGET_KINDS: &[&str] = &["file", "kubernetesSecret"];

@@ -4,8 +4,9 @@
 
 use super::error::BuildError;
 use super::group::Group;
+use super::group::MAX_CONCURRENT_FETCHES;
 use super::job::SecretJob;
-use super::poll::{MAX_CONCURRENT_CYCLES, MAX_CONCURRENT_FETCHES};
+use super::poll::MAX_CONCURRENT_CYCLES;
 use super::App;
 use crate::aws::{shared_https_client, timeouts};
 use crate::config::{Config, SecretConfig};

@@ -11,7 +11,6 @@ use discovery::Discovery;
 
 use super::error::SyncError;
 use super::job::{Ctx, Polled, SecretJob, SyncOutcome};
-use super::poll::MAX_CONCURRENT_FETCHES;
 use crate::aws::Class;
 use crate::config::VersionSelector;
 use crate::source::plan::{name_filter, Strategy};
@@ -23,6 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// Fetches in flight at once, in both modes: thousands of secrets starting together must
+/// not open thousands of connections (and time out on a slow endpoint) at once.
+pub(crate) const MAX_CONCURRENT_FETCHES: usize = 16;
 
 /// Secrets read by one BatchGetSecretValue call: each distinct id with the secrets
 /// configured with it.

@@ -1,7 +1,7 @@
 //! The polling loop of one group: a cycle, then the refresh interval (jittered) or, after
 //! a cycle in which everything failed, an exponential back-off capped at that interval.
 
-use super::group::{self, Group};
+use super::group::{self, Group, MAX_CONCURRENT_FETCHES};
 use super::job::{Ctx, SecretJob};
 use crate::config::SecretConfig;
 use crate::k8s::Kube;
@@ -15,9 +15,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// Fetches in flight at once, in both modes: thousands of secrets starting together must
-/// not open thousands of connections (and time out on a slow endpoint) at once.
-pub(crate) const MAX_CONCURRENT_FETCHES: usize = 16;
 /// Polls of groups running at once. A poll's future holds the AWS SDK's request state
 /// (kilobytes); thousands of single-secret groups starting together must not all hold
 /// one while they wait for a fetch permit.
