@@ -8,6 +8,12 @@
 # binary, and a musl build of aws-lc-sys (the TLS crypto under rustls) plus musl's slow
 # multi-threaded malloc are risks this build avoids. The builder is Debian 12 as well, so the
 # binary links against the same glibc (2.36) that the runtime image ships.
+#
+# Where the binary comes from: the `build` stage below (the default), or, with
+# `--build-arg BINARY_FROM=prebuilt`, a release binary named `secret-ferry` at the root of the
+# build context. scripts/image.sh uses the second on machines without a registry; the runtime
+# stage is the same either way, and BuildKit/buildah skip the stage that is not used.
+ARG BINARY_FROM=build
 
 FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
@@ -22,8 +28,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -D -m 0755 target/release/secret-ferry /out/secret-ferry \
     && /out/secret-ferry --version
 
+FROM scratch AS prebuilt
+COPY secret-ferry /out/secret-ferry
+
+FROM ${BINARY_FROM} AS binary
+
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /out/secret-ferry /usr/local/bin/secret-ferry
+COPY --from=binary /out/secret-ferry /usr/local/bin/secret-ferry
 # The distroless "nonroot" user; the daemon writes only to its target volume, so the root
 # filesystem can be mounted read-only.
 USER 65532:65532
