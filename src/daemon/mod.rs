@@ -36,6 +36,17 @@ use tokio::task::JoinSet;
 /// be gone within 5 s of SIGTERM.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(4);
 
+/// What `run --once` did.
+#[derive(Debug)]
+pub struct OnceReport {
+    /// The secrets that failed (empty when all synced).
+    pub sync_failures: Vec<SyncError>,
+    /// How many credentials files are configured.
+    pub credentials_files: usize,
+    /// The credentials files not written, in config order.
+    pub unwritten: Vec<crate::vend::CredentialOutputError>,
+}
+
 pub struct App {
     pub(crate) groups: Vec<Group>,
     /// Fills annotated Secrets under the `tenants` rules (controller mode).
@@ -115,6 +126,19 @@ impl App {
             }
         }
         failures
+    }
+
+    /// `run --once`: syncs every secret once, then writes every `credentialOutputs` file
+    /// once (valid until its credential's expiry; nothing rewrites it afterwards).
+    pub async fn run_once_with_credentials_files(self) -> OnceReport {
+        let (roles, outputs) = (self.roles.clone(), self.credential_outputs.clone());
+        let sync_failures = self.run_once().await;
+        let unwritten = crate::vend::write_credentials_files_once(&roles, &outputs).await;
+        OnceReport {
+            sync_failures,
+            credentials_files: outputs.len(),
+            unwritten,
+        }
     }
 
     /// Runs until `shutdown` fires, then lets in-flight writes finish (up to

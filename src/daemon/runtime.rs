@@ -2,7 +2,7 @@
 //! handlers and, under `--leader-elect`, the Lease, around [`App::run`]. `main.rs` only
 //! turns the command line into [`Options`] and the [`Outcome`] into an exit code.
 
-use super::error::{BuildError, SyncError};
+use super::error::BuildError;
 use super::{summary, App};
 use crate::admin::Admin;
 use crate::config::{self, Config, Target};
@@ -120,13 +120,30 @@ pub async fn run(cfg: Config, options: &Options) -> Result<Outcome, StartError> 
 }
 
 async fn run_once(app: App, secrets: usize) -> Outcome {
-    let failures = app.run_once().await;
-    if failures.is_empty() {
+    let report = app.run_once_with_credentials_files().await;
+    let mut outcome = Outcome::Done;
+    if report.sync_failures.is_empty() {
         tracing::info!("all {} secret(s) synced", secrets);
-        return Outcome::Done;
+    } else {
+        log_lines(summary::summarize(&report.sync_failures, secrets));
+        outcome = Outcome::Failed;
     }
-    report_failures(&failures, secrets);
-    Outcome::Failed
+    if report.credentials_files == 0 {
+        return outcome;
+    }
+    if report.unwritten.is_empty() {
+        tracing::info!(
+            "{}",
+            summary::credentials_files_written(report.credentials_files)
+        );
+    } else {
+        log_lines(summary::summarize_credentials_files(
+            &report.unwritten,
+            report.credentials_files,
+        ));
+        outcome = Outcome::Failed;
+    }
+    outcome
 }
 
 /// Binds the admin server (and the credentials endpoint, if configured) and installs the
@@ -239,8 +256,8 @@ async fn lead(
 }
 
 /// The end of `run --once`: one line per cause (see `summary`).
-fn report_failures(failures: &[SyncError], secrets: usize) {
-    for line in summary::summarize(failures, secrets) {
+fn log_lines(lines: Vec<summary::Line>) {
+    for line in lines {
         match line.reason {
             Some(reason) => tracing::error!(reason, "{}", line.text),
             None => tracing::error!("{}", line.text),

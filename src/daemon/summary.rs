@@ -1,9 +1,11 @@
 //! What `run --once` says at the end about the secrets that failed: one line per cause.
 //! A role whose credentials could not be had fails every secret read with it, and its
 //! AssumeRole error (with the fix) was logged once already; its secrets share one line here
-//! instead of repeating it. Pure.
+//! instead of repeating it. Then the credentials files: one line per file not written,
+//! naming its path and the cause. Pure.
 
 use super::error::SyncError;
+use crate::vend::CredentialOutputError;
 use std::collections::BTreeMap;
 
 /// At most this many secret names on one line; the rest are counted.
@@ -47,6 +49,34 @@ pub fn summarize(failures: &[SyncError], total: usize) -> Vec<Line> {
         text: format!("{} of {total} secret(s) failed to sync", failures.len()),
     });
     lines
+}
+
+/// The lines for the credentials files not written out of `total` configured, the count
+/// last: every file has its own path, so each gets its own line with its cause.
+pub fn summarize_credentials_files(unwritten: &[CredentialOutputError], total: usize) -> Vec<Line> {
+    let mut lines: Vec<Line> = unwritten
+        .iter()
+        .map(|e| Line {
+            reason: Some(e.kind()),
+            text: e.to_string(),
+        })
+        .collect();
+    lines.push(Line {
+        reason: None,
+        text: format!(
+            "{} of {total} credentials file(s) not written",
+            unwritten.len()
+        ),
+    });
+    lines
+}
+
+/// The line when every credentials file was written under `run --once`.
+pub fn credentials_files_written(total: usize) -> String {
+    format!(
+        "all {total} credentials file(s) written; each is valid until the expiry logged with it: \
+         nothing rewrites them after this process exits"
+    )
 }
 
 fn names(secrets: &[&str]) -> String {
@@ -112,5 +142,45 @@ mod tests {
             "the cause is said once, above"
         );
         assert_eq!(lines[2].text, "13 of 20 secret(s) failed to sync");
+    }
+
+    #[test]
+    fn one_line_per_credentials_file_not_written_naming_its_path() {
+        let unwritten = [
+            CredentialOutputError::Credentials {
+                role: "app".into(),
+                path: "/run/ferry/app/credentials".into(),
+                source: CredentialsError::ExternalIdEnv {
+                    role: "app".into(),
+                    var: "APP_EXTERNAL_ID".into(),
+                },
+            },
+            CredentialOutputError::Write {
+                role: "shared".into(),
+                path: "/run/ferry/ro/credentials".into(),
+                source: crate::vend::credentials_file::CredentialsFileError::NotAFile {
+                    path: "/run/ferry/ro/credentials".into(),
+                    found: "directory",
+                },
+            },
+        ];
+        let lines = summarize_credentials_files(&unwritten, 3);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(lines[0].reason, Some("external_id"));
+        assert_eq!(
+            lines[0].text,
+            "credentials file /run/ferry/app/credentials (role 'app') not written: role 'app': \
+             the environment variable APP_EXTERNAL_ID named by externalIdEnv is not set (or not UTF-8)"
+        );
+        assert_eq!(lines[1].reason, Some("not_a_file"));
+        assert!(
+            lines[1]
+                .text
+                .starts_with("credentials file /run/ferry/ro/credentials (role 'shared') not written: refusing to replace"),
+            "{lines:#?}"
+        );
+        assert_eq!(lines[2].reason, None);
+        assert_eq!(lines[2].text, "2 of 3 credentials file(s) not written");
+        assert!(credentials_files_written(2).starts_with("all 2 credentials file(s) written; "));
     }
 }

@@ -4,9 +4,13 @@
 //! The file is replaced with one `rename(2)` after every refresh, so a reader sees the
 //! old complete file or the new complete one, never a half-written mix: SDKs re-read the
 //! file at arbitrary moments and a torn read would be a failed AWS call in the app.
+//!
+//! The daemon keeps each file up to date (`write_credentials_file`); `run --once` writes
+//! each file once (`write_credentials_files_once`), valid until the credential's expiry.
+//! Both write through `write_and_log`.
 
 use crate::config::CredentialOutput;
-use crate::credentials::{CredentialSource, RoleCredentials, Roles};
+use crate::credentials::{CredentialSource, CredentialsError, RoleCredentials, Roles};
 use crate::shutdown::Signal;
 use crate::sink::fs::{replace_file, ReplaceError};
 use std::io;
@@ -21,6 +25,9 @@ pub struct CredentialsFile {
     path: PathBuf,
     profile: String,
     mode: u32,
+    /// Whether the daemon rewrites the file before expiry (`false` under `run --once`);
+    /// the header comment says which.
+    rewritten: bool,
 }
 
 /// `Display` includes the cause because callers log errors with `{err}` only. None of the
@@ -46,6 +53,64 @@ pub enum CredentialsFileError {
         field: &'static str,
         problem: &'static str,
     },
+}
+
+/// Why a configured credentials file was not written (`run --once` reports each one; the
+/// daemon logs it and retries). Every message names the file and its role; like
+/// [`CredentialsFileError`] none carries a credential or an ExternalId.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialOutputError {
+    /// The role's credential could not be had (its AssumeRole error, with the fix).
+    #[error("credentials file {} (role '{role}') not written: {source}", path.display())]
+    Credentials {
+        role: String,
+        path: PathBuf,
+        #[source]
+        source: CredentialsError,
+    },
+    #[error("credentials file {} (role '{role}') not written: {source}", path.display())]
+    Write {
+        role: String,
+        path: PathBuf,
+        #[source]
+        source: CredentialsFileError,
+    },
+    #[error("credentials file {} (role '{role}') not written: the writer task failed: {reason}", path.display())]
+    WriterFailed {
+        role: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("credentials file {} (role '{role}') not written: the credential expired before it could be written", path.display())]
+    Expired { role: String, path: PathBuf },
+    #[error("credentials file {} not written: role '{role}' has no session", path.display())]
+    UnknownRole { role: String, path: PathBuf },
+}
+
+// === impl CredentialOutputError ===
+
+impl CredentialOutputError {
+    /// Bounded label for logs: the cause's own kind where there is one.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Credentials { source, .. } => source.kind(),
+            Self::Write { source, .. } => source.kind(),
+            Self::WriterFailed { .. } => "internal",
+            Self::Expired { .. } => "expired",
+            Self::UnknownRole { .. } => "unknown_role",
+        }
+    }
+
+    /// The configured path of the file not written.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Credentials { path, .. }
+            | Self::Write { path, .. }
+            | Self::WriterFailed { path, .. }
+            | Self::Expired { path, .. }
+            | Self::UnknownRole { path, .. } => path,
+        }
+    }
 }
 
 // === impl CredentialsFileError ===
@@ -88,18 +153,32 @@ impl CredentialsFile {
             path: path.into(),
             profile: profile.into(),
             mode: mode & PERMISSION_BITS,
+            rewritten: true,
         }
+    }
+
+    /// The file of a `credentialOutputs` entry.
+    pub fn of(output: &CredentialOutput) -> Self {
+        Self::new(output.path.clone(), output.profile.clone(), output.mode)
+    }
+
+    /// Written once (`run --once`): the header says that nothing rewrites it.
+    pub fn written_once(mut self) -> Self {
+        self.rewritten = false;
+        self
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Blocking (callers use `spawn_blocking`). On failure the previous file is left as
-    /// it was and no temp file remains.
-    pub fn write(&self, creds: &RoleCredentials) -> Result<(), CredentialsFileError> {
-        let content = self.render(creds)?;
-        Ok(replace_file(&self.path, content.as_bytes(), self.mode)?)
+    /// Blocking (callers use `spawn_blocking`). Returns the credential's expiry as written
+    /// in the file (RFC 3339). On failure the previous file is left as it was and no temp
+    /// file remains.
+    pub fn write(&self, creds: &RoleCredentials) -> Result<String, CredentialsFileError> {
+        let (content, expires) = self.render(creds)?;
+        replace_file(&self.path, content.as_bytes(), self.mode)?;
+        Ok(expires)
     }
 
     #[cfg(test)]
@@ -109,7 +188,8 @@ impl CredentialsFile {
         )?)
     }
 
-    fn render(&self, c: &RoleCredentials) -> Result<String, CredentialsFileError> {
+    /// The file's content and the expiry it names.
+    fn render(&self, c: &RoleCredentials) -> Result<(String, String), CredentialsFileError> {
         let fields = [
             ("role name", c.role.as_str()),
             ("profile name", self.profile.as_str()),
@@ -135,8 +215,13 @@ impl CredentialsFile {
         let expires = c
             .expiration_rfc3339()
             .ok_or_else(|| invalid("expiry time", "cannot be written as an RFC 3339 time"))?;
-        Ok(format!(
-            "# Written by secret-ferry for role {role}; expires {expires}. Rewritten before expiry; do not edit.\n\
+        let lifetime = if self.rewritten {
+            "Rewritten before expiry"
+        } else {
+            "Written once by `run --once`: nothing rewrites it"
+        };
+        let content = format!(
+            "# Written by secret-ferry for role {role}; expires {expires}. {lifetime}; do not edit.\n\
              [{profile}]\n\
              aws_access_key_id = {id}\n\
              aws_secret_access_key = {secret}\n\
@@ -146,7 +231,8 @@ impl CredentialsFile {
             id = c.access_key_id,
             secret = c.secret_access_key.expose(),
             token = c.session_token.expose(),
-        ))
+        );
+        Ok((content, expires))
     }
 }
 
@@ -158,29 +244,12 @@ pub async fn write_credentials_file(roles: Roles, output: CredentialOutput, mut 
     let Some(session) = roles.get(&output.role).cloned() else {
         return;
     };
-    let file = Arc::new(CredentialsFile::new(
-        output.path.clone(),
-        output.profile.clone(),
-        output.mode,
-    ));
+    let file = Arc::new(CredentialsFile::of(&output));
     let mut changes = session.changes();
     loop {
         let mut wait_for_change = true;
         if let Some(creds) = roles.current(&output.role) {
-            let writer = file.clone();
-            match tokio::task::spawn_blocking(move || writer.write(&creds)).await {
-                Ok(Ok(())) => {
-                    tracing::info!(role = %output.role, path = %output.path.display(), "credentials file written")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(role = %output.role, reason = e.kind(), "credentials file not written: {e}");
-                    wait_for_change = false;
-                }
-                Err(e) => {
-                    tracing::warn!(role = %output.role, "credentials file writer failed: {e}");
-                    wait_for_change = false;
-                }
-            }
+            wait_for_change = write_and_log(&file, &output.role, creds).await.is_ok();
         }
         tokio::select! {
             changed = changes.changed(), if wait_for_change => if changed.is_err() { return },
@@ -188,6 +257,67 @@ pub async fn write_credentials_file(roles: Roles, output: CredentialOutput, mut 
             _ = shutdown.wait() => return,
         }
     }
+}
+
+/// `run --once`, after the sync: writes every configured credentials file once with its
+/// role's current credential (assumed now if no secret needed it). Nothing rewrites the
+/// files afterwards: each is valid until the expiry logged with it. The files are written
+/// concurrently, so outputs of one role share one AssumeRole (and its failure). Returns
+/// the files not written, in config order.
+pub async fn write_credentials_files_once(
+    roles: &Roles,
+    outputs: &[CredentialOutput],
+) -> Vec<CredentialOutputError> {
+    let writes = outputs.iter().map(|output| write_once(roles, output));
+    futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+}
+
+async fn write_once(roles: &Roles, output: &CredentialOutput) -> Result<(), CredentialOutputError> {
+    let (role, path) = (output.role.clone(), output.path.clone());
+    let Some(session) = roles.get(&output.role) else {
+        return Err(CredentialOutputError::UnknownRole { role, path });
+    };
+    if let Err(source) = session.get().await {
+        return Err(CredentialOutputError::Credentials { role, path, source });
+    }
+    let Some(creds) = roles.current(&output.role) else {
+        return Err(CredentialOutputError::Expired { role, path });
+    };
+    let file = Arc::new(CredentialsFile::of(output).written_once());
+    write_and_log(&file, &output.role, creds).await
+}
+
+/// The one write of a credentials file, for the daemon and `run --once` alike: on the
+/// blocking pool, logged with the path, the role and the expiry (never a credential).
+async fn write_and_log(
+    file: &Arc<CredentialsFile>,
+    role: &str,
+    creds: RoleCredentials,
+) -> Result<(), CredentialOutputError> {
+    let writer = file.clone();
+    let path = file.path().to_path_buf();
+    let err = match tokio::task::spawn_blocking(move || writer.write(&creds)).await {
+        Ok(Ok(expires)) => {
+            tracing::info!(role = %role, path = %path.display(), valid_until = %expires, "credentials file written; valid until {expires}");
+            return Ok(());
+        }
+        Ok(Err(source)) => CredentialOutputError::Write {
+            role: role.to_owned(),
+            path,
+            source,
+        },
+        Err(e) => CredentialOutputError::WriterFailed {
+            role: role.to_owned(),
+            path,
+            reason: e.to_string(),
+        },
+    };
+    tracing::warn!(role = %role, reason = err.kind(), "{err}");
+    Err(err)
 }
 
 #[cfg(test)]
@@ -431,8 +561,80 @@ mod tests {
         assert_no_canary(&format!("{c:?} {c:#?}"));
         assert!(format!("{c:?}").contains("ASIA1"));
         // Rendering is the one place the values appear, and only in the file content.
-        let text = file.render(&c).unwrap();
+        let (text, expires) = file.render(&c).unwrap();
         assert!(text.contains(SECRET) && text.contains(TOKEN));
+        assert_eq!(expires, "2026-11-23T20:45:57Z");
+    }
+
+    #[test]
+    fn a_file_written_once_says_that_nothing_rewrites_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let output = CredentialOutput {
+            role: "shared".into(),
+            path: path.clone(),
+            profile: "job".into(),
+            mode: 0o600,
+        };
+        let expires = CredentialsFile::of(&output)
+            .written_once()
+            .write(&creds("ASIA1"))
+            .unwrap();
+        assert_eq!(expires, "2026-11-23T20:45:57Z");
+        assert_eq!(mode_of(&path), 0o600);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(
+                "# Written by secret-ferry for role shared; expires 2026-11-23T20:45:57Z. \
+                 Written once by `run --once`: nothing rewrites it; do not edit.\n[job]\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn once_a_file_that_cannot_be_written_is_returned_naming_its_path() {
+        let outputs = [CredentialOutput {
+            role: "nowhere".into(),
+            path: "/x/credentials".into(),
+            profile: "default".into(),
+            mode: 0o400,
+        }];
+        let unwritten = write_credentials_files_once(&Roles::default(), &outputs).await;
+        assert_eq!(unwritten.len(), 1);
+        assert_eq!(unwritten[0].kind(), "unknown_role");
+        assert_eq!(unwritten[0].path(), Path::new("/x/credentials"));
+        assert_eq!(
+            unwritten[0].to_string(),
+            "credentials file /x/credentials not written: role 'nowhere' has no session"
+        );
+        assert!(write_credentials_files_once(&Roles::default(), &[])
+            .await
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_names_the_file_and_the_role_and_keeps_the_cause_as_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        fs::write(&blocker, "kept").unwrap();
+        let path = blocker.join("credentials");
+        let file = Arc::new(CredentialsFile::new(&path, "default", 0o400));
+        let err = write_and_log(&file, "shared", creds("ASIA1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "io");
+        assert_eq!(err.path(), path);
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "credentials file {} (role 'shared') not written: cannot ",
+                path.display()
+            )),
+            "{shown}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        assert_no_canary(&format!("{err} {err:?}"));
     }
 
     #[test]

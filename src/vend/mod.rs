@@ -5,5 +5,7 @@
 pub mod credentials_file;
 pub mod endpoint;
 
-pub use credentials_file::{write_credentials_file, CredentialsFile};
+pub use credentials_file::{
+    write_credentials_file, write_credentials_files_once, CredentialOutputError, CredentialsFile,
+};
 pub use endpoint::CredentialsEndpoint;

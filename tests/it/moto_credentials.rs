@@ -762,3 +762,361 @@ async fn static_keys_from_files_are_only_used_to_assume_the_role() {
         "{log}"
     );
 }
+
+/// The mode bits of `path`.
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The log line that reports `path` written, if there is one.
+fn written_line<'a>(log: &'a str, path: &std::path::Path) -> Option<&'a str> {
+    let path = path.display().to_string();
+    log.lines()
+        .find(|l| l.contains("credentials file written; valid until ") && l.contains(&path))
+}
+
+/// The expiry in the header of a credentials file (`…; expires <RFC 3339>. …`).
+fn header_expiry(text: &str) -> String {
+    let first = text.lines().next().unwrap();
+    let rest = first.split_once("; expires ").unwrap().1;
+    rest.split_once(". ").unwrap().0.to_owned()
+}
+
+/// `run --once` with the cross-account role `shared` (read by secret `db`) and `yaml_tail`
+/// appended (more roles, `credentialOutputs`); returns the output, the secret's directory
+/// and the canaries the log must not contain.
+struct OnceRun {
+    out: std::process::Output,
+    log: String,
+    tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    value: String,
+    external_id: String,
+}
+
+async fn once_with(
+    role_arn: &str,
+    external_id: &str,
+    value: &str,
+    endpoint: &str,
+    yaml_tail: impl FnOnce(&std::path::Path, &std::path::Path) -> String,
+    wrap: impl FnOnce(Command) -> Command,
+) -> OnceRun {
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let yaml = format!(
+        "region: us-east-1\nroles:\n  shared:\n    roleArn: {role_arn}\n    externalIdFile: {ext}\n{tail}secrets:\n  - name: db\n    secretId: app/db\n    role: shared\n    targets:\n      - file:\n          dir: {dir}\n",
+        ext = ext.display(),
+        tail = yaml_tail(tmp.path(), &ext),
+        dir = dir.display(),
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let mut cmd = daemon(&config, endpoint, free_port());
+    cmd.arg("--once");
+    let out = wrap(cmd).output().map(captured).unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    OnceRun {
+        out,
+        log,
+        tmp,
+        dir,
+        value: value.to_owned(),
+        external_id: external_id.to_owned(),
+    }
+}
+
+/// `cmd` as it is.
+fn as_is(cmd: Command) -> Command {
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_writes_each_credentials_file_with_its_expiry_and_exits_0() {
+    let value = canary("once-vended");
+    let CrossAccount {
+        moto,
+        role_arn,
+        external_id,
+        ..
+    } = cross_account("app/db", &format!(r#"{{"k":"{value}"}}"#)).await;
+    let proxy = Proxy::start(moto.addr());
+    // `shared` is read by the secret; `job` (same role, its own session) only by a file,
+    // so `--once` must assume it for the file alone.
+    let run = once_with(
+        &role_arn,
+        &external_id,
+        &value,
+        &proxy.endpoint(),
+        |tmp, ext| {
+            format!(
+                "  job:\n    roleArn: {role_arn}\n    externalIdFile: {ext}\n    sessionName: job-only\ncredentialOutputs:\n  - role: shared\n    file: {{path: {a}}}\n  - role: job\n    file: {{path: {b}, profile: cross-account, mode: \"0640\"}}\n",
+                ext = ext.display(),
+                a = tmp.join("aws/shared").display(),
+                b = tmp.join("aws/job").display(),
+            )
+        },
+        as_is,
+    )
+    .await;
+    let log = &run.log;
+    assert!(run.out.status.success(), "{log}");
+    assert_eq!(read(&run.dir, "k").as_deref(), Some(value.as_str()));
+    assert_eq!(
+        proxy.count("AssumeRole"),
+        2,
+        "the secret's credential is reused for its file; the file-only role is assumed once"
+    );
+
+    let mut canaries = vec![run.external_id.clone(), run.value.clone()];
+    for (name, profile, mode, role) in [
+        ("shared", "default", 0o400, "shared"),
+        ("job", "cross-account", 0o640, "job"),
+    ] {
+        let path = run.tmp.path().join("aws").join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(mode_of(&path), mode, "{name}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "# Written by secret-ferry for role {role}; expires "
+            )) && lines[0]
+                .ends_with("Written once by `run --once`: nothing rewrites it; do not edit."),
+            "{text}"
+        );
+        assert_eq!(lines[1], format!("[{profile}]"));
+        let key = ini_value(&text, "aws_access_key_id").unwrap();
+        let secret = ini_value(&text, "aws_secret_access_key").unwrap();
+        let token = ini_value(&text, "aws_session_token").unwrap();
+        assert!(key.starts_with("ASIA"), "{text}");
+        register_canary(&secret);
+        register_canary(&token);
+        canaries.extend([secret, token]);
+
+        // The log says where, for which role and until when; the expiry is the file's.
+        let expiry = header_expiry(&text);
+        let expires_at = humantime::parse_rfc3339(&expiry).unwrap();
+        assert!(expires_at > std::time::SystemTime::now(), "{expiry}");
+        let line = written_line(log, &path).unwrap_or_else(|| panic!("no line for {name}: {log}"));
+        assert!(
+            line.contains(&format!("credentials file written; valid until {expiry}")),
+            "{line}"
+        );
+        assert!(line.contains(&format!(" role={role} ")), "{line}");
+    }
+    assert!(
+        log.contains("all 2 credentials file(s) written; each is valid until the expiry logged with it: nothing rewrites them after this process exits"),
+        "{log}"
+    );
+
+    // An init container's file works for the app after the daemon is gone.
+    let job_path = run.tmp.path().join("aws/job").display().to_string();
+    let arn = boto3_caller_arn(
+        &moto.endpoint(),
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", &job_path),
+            ("AWS_PROFILE", "cross-account"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        arn.contains(&format!(
+            "{SECRETS_ACCOUNT}:assumed-role/CrossAccountSecretsRole/job-only"
+        )),
+        "boto3 must act as the assumed role, got {arn}"
+    );
+    let canaries: Vec<&str> = canaries.iter().map(String::as_str).collect();
+    assert_no_leak(log, &canaries);
+    assert_no_leak(&String::from_utf8_lossy(&run.out.stdout), &canaries);
+}
+
+/// `cmd` with `dir` not writable: mode 0555, or (as root, who ignores modes) a read-only
+/// bind mount in a mount namespace of its own.
+fn with_unwritable(dir: &std::path::Path) -> impl FnOnce(Command) -> Command + '_ {
+    move |cmd| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let root = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
+            .unwrap_or(false);
+        if !root {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            return cmd;
+        }
+        let mut wrapped = Command::new("unshare");
+        wrapped
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@""#)
+            .arg(dir)
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .env_clear()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                wrapped.env(k, v);
+            }
+        }
+        wrapped
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_with_an_unwritable_credentials_directory_exits_1_naming_the_path() {
+    let value = canary("once-unwritable");
+    let CrossAccount {
+        moto,
+        role_arn,
+        external_id,
+        ..
+    } = cross_account("app/db", &format!(r#"{{"k":"{value}"}}"#)).await;
+    let locked = tempfile::tempdir().unwrap();
+    let locked_dir = locked.path().join("locked");
+    let bad = locked_dir.join("credentials");
+    let bad_text = bad.display().to_string();
+    let run = once_with(
+        &role_arn,
+        &external_id,
+        &value,
+        &moto.endpoint(),
+        |tmp, _| {
+            format!(
+                "credentialOutputs:\n  - role: shared\n    file: {{path: {good}}}\n  - role: shared\n    file: {{path: {bad_text}}}\n",
+                good = tmp.join("aws/credentials").display(),
+            )
+        },
+        with_unwritable(&locked_dir),
+    )
+    .await;
+    let log = &run.log;
+    assert_eq!(run.out.status.code(), Some(1), "{log}");
+    // The secret and the other file are written all the same.
+    assert_eq!(read(&run.dir, "k").as_deref(), Some(value.as_str()));
+    let good = run.tmp.path().join("aws/credentials");
+    let text = std::fs::read_to_string(&good).unwrap();
+    register_canary(&ini_value(&text, "aws_secret_access_key").unwrap());
+    register_canary(&ini_value(&text, "aws_session_token").unwrap());
+    assert!(written_line(log, &good).is_some(), "{log}");
+    assert!(!bad.exists());
+    assert_eq!(
+        std::fs::read_dir(&locked_dir).unwrap().count(),
+        0,
+        "no temp file left"
+    );
+
+    assert!(log.contains("all 1 secret(s) synced"), "{log}");
+    let cause = log
+        .lines()
+        .find(|l| {
+            l.contains("ERROR")
+                && l.contains(&format!(
+                    "credentials file {bad_text} (role 'shared') not written: cannot "
+                ))
+        })
+        .unwrap_or_else(|| panic!("no summary line naming {bad_text}: {log}"));
+    assert!(cause.contains("reason=\"io\""), "{cause}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("1 of 2 credentials file(s) not written")),
+        "{log}"
+    );
+    assert_no_leak(
+        log,
+        &[
+            &run.external_id,
+            &run.value,
+            &ini_value(&text, "aws_secret_access_key").unwrap(),
+            &ini_value(&text, "aws_session_token").unwrap(),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_with_a_failed_assume_role_for_a_file_exits_1_and_leaks_nothing() {
+    let value = canary("once-denied");
+    let CrossAccount {
+        moto,
+        role_arn,
+        external_id,
+        ..
+    } = cross_account("app/db", &format!(r#"{{"k":"{value}"}}"#)).await;
+    // Only the file-only role's STS calls go through the proxy, which refuses them.
+    let proxy = Proxy::start(moto.addr());
+    proxy.inject(sts_error(
+        "AccessDenied",
+        "User is not authorized to perform: sts:AssumeRole",
+        403,
+    ));
+    let run = once_with(
+        &role_arn,
+        &external_id,
+        &value,
+        &moto.endpoint(),
+        |tmp, ext| {
+            format!(
+                "  job:\n    roleArn: {role_arn}\n    externalIdFile: {ext}\n    sessionName: job-only\n    stsEndpoint: {sts}\ncredentialOutputs:\n  - role: shared\n    file: {{path: {a}}}\n  - role: job\n    file: {{path: {b}}}\n",
+                ext = ext.display(),
+                sts = proxy.endpoint(),
+                a = tmp.join("aws/shared").display(),
+                b = tmp.join("aws/job").display(),
+            )
+        },
+        as_is,
+    )
+    .await;
+    let log = &run.log;
+    assert_eq!(run.out.status.code(), Some(1), "{log}");
+    let denied = proxy.requests_for("AssumeRole");
+    assert_eq!(
+        denied.len(),
+        1,
+        "one AssumeRole for the file, refused: {denied:#?}"
+    );
+    assert_eq!(
+        denied[0].form_value("ExternalId"),
+        Some(external_id.as_str()),
+        "the ExternalId was sent (and must still not be logged)"
+    );
+    assert_eq!(read(&run.dir, "k").as_deref(), Some(value.as_str()));
+    let job = run.tmp.path().join("aws/job");
+    assert!(!job.exists());
+    let shared = run.tmp.path().join("aws/shared");
+    let text = std::fs::read_to_string(&shared).unwrap();
+    let (secret, token) = (
+        ini_value(&text, "aws_secret_access_key").unwrap(),
+        ini_value(&text, "aws_session_token").unwrap(),
+    );
+    register_canary(&secret);
+    register_canary(&token);
+
+    let cause = log
+        .lines()
+        .find(|l| {
+            l.contains("ERROR")
+                && l.contains(&format!(
+                    "credentials file {} (role 'job') not written: role 'job': AssumeRole of {role_arn}",
+                    job.display()
+                ))
+        })
+        .unwrap_or_else(|| panic!("no summary line naming {}: {log}", job.display()));
+    assert!(cause.contains("reason=\"trust_policy_denied\""), "{cause}");
+    assert!(cause.contains("trust policy"), "the fix is named: {cause}");
+    assert!(
+        log.contains("1 of 2 credentials file(s) not written"),
+        "{log}"
+    );
+    assert!(log.contains("all 1 secret(s) synced"), "{log}");
+    assert_no_leak(log, &[&run.external_id, &run.value, &secret, &token]);
+    assert_no_leak(
+        &String::from_utf8_lossy(&run.out.stdout),
+        &[&run.external_id, &run.value, &secret, &token],
+    );
+}
