@@ -131,9 +131,10 @@ if [ -n "$missing" ]; then
     say "the base lacks$missing, which $binary needs: run with --rebuild-base"
     exit 1
 fi
+cp "$binary" "$WORK/secret-ferry.next"
 rm -rf "$WORK/context"
 mkdir -p "$WORK/context"
-cp "$binary" "$WORK/context/secret-ferry"
+mv "$WORK/secret-ferry.next" "$WORK/context/secret-ferry"
 say "building $IMAGE:$VERSION"
 previous="$(podman image inspect --format '{{.Id}}' "$IMAGE:$VERSION" 2>/dev/null || true)"
 dangling_before="$(podman images --quiet --no-trunc --filter dangling=true)"
@@ -155,8 +156,8 @@ write_wrapper() {
 # OCI-runtime wrapper written by secret-ferry's scripts/image.sh, only on a machine that refuses
 # rlimits (no CAP_SYS_RESOURCE: "setrlimit RLIMIT_NOFILE: Operation not permitted"), where podman
 # always writes process.rlimits into the OCI spec and so cannot start any container. On "create"
-# and "run" it deletes them from the bundle's config.json, then runs $RUNC with the same
-# arguments. Use: podman --runtime $WRAPPER run ...  An ordinary machine does not need it.
+# and "run" it deletes them from the bundle's config.json (on "exec", from the process file),
+# then runs $RUNC with the same arguments. Use: podman --runtime $WRAPPER run ...  An ordinary machine does not need it.
 import json, os, sys
 RUNC = "$RUNC"
 args = sys.argv[1:]
@@ -165,20 +166,29 @@ VALUED = {"--root", "--log", "--log-format", "--criu", "--rootless"}
 i = 0
 while i < len(args) and args[i].startswith("-"):
     i += 2 if args[i] in VALUED else 1
-if i < len(args) and args[i] in ("create", "run"):
-    bundle, rest = ".", args[i + 1:]
-    for j, a in enumerate(rest):
-        if a in ("--bundle", "-b") and j + 1 < len(rest):
-            bundle = rest[j + 1]
-        elif a.startswith("--bundle="):
-            bundle = a.split("=", 1)[1]
-    path = os.path.join(bundle, "config.json")
+def strip(path, process_only):
     with open(path) as f:
         spec = json.load(f)
-    if spec.get("process", {}).pop("rlimits", None) is not None:
+    process = spec if process_only else spec.get("process", {})
+    if process.pop("rlimits", None) is not None:
         with open(path + ".tmp", "w") as f:
             json.dump(spec, f)
         os.replace(path + ".tmp", path)
+def value(rest, *names):
+    for j, a in enumerate(rest):
+        if a in names and j + 1 < len(rest):
+            return rest[j + 1]
+        for n in names:
+            if a.startswith(n + "="):
+                return a.split("=", 1)[1]
+    return None
+if i < len(args) and args[i] in ("create", "run"):
+    strip(os.path.join(value(args[i + 1:], "--bundle", "-b") or ".", "config.json"), False)
+elif i < len(args) and args[i] == "exec":
+    # podman exec hands runc the process (with its rlimits) as a separate JSON file.
+    process = value(args[i + 1:], "--process", "-p")
+    if process:
+        strip(process, True)
 os.execv(RUNC, [RUNC] + args)
 EOF
     chmod 0755 "$WRAPPER"

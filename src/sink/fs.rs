@@ -12,7 +12,7 @@ pub const DIR_MODE: u32 = 0o755;
 /// An I/O failure with its context; each sink wraps it in its own error type (or, as
 /// `SingleFileError`, shows it as it is).
 #[derive(Debug, thiserror::Error)]
-#[error("failed to {op} {}: {source}", path.display())]
+#[error("failed to {op} {}: {source}{}", path.display(), denied_hint(source))]
 pub struct FsError {
     pub op: &'static str,
     pub path: PathBuf,
@@ -23,6 +23,29 @@ pub struct FsError {
 pub fn fs_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FsError {
     let path = path.to_path_buf();
     move |source| FsError { op, path, source }
+}
+
+/// For a permission failure, who the daemon is: the usual cause in a container is a volume
+/// that the image's user (65532) may not write, and the fix is the volume's owner or the pod's
+/// `fsGroup`, so the message names the ids to give it. Empty for every other failure.
+pub fn denied_hint(source: &io::Error) -> String {
+    if source.kind() != io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    match process_ids() {
+        Some((uid, gid)) => format!(
+            " (secret-ferry runs as uid {uid}, gid {gid}: the directory must be writable by them, \
+             e.g. through its owner or the pod's fsGroup)"
+        ),
+        None => String::new(),
+    }
+}
+
+/// The effective uid and gid of this process: the owner of `/proc/self` (no `unsafe`
+/// `geteuid` needed).
+fn process_ids() -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").ok().map(|m| (m.uid(), m.gid()))
 }
 
 /// `create_dir_all` would leave missing parents at `0o755 & !umask`; with a daemon umask
@@ -204,4 +227,31 @@ fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, File), ReplaceError> 
 
 pub(crate) fn random_suffix() -> u64 {
     fastrand::u64(..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_permission_failure_names_the_daemons_ids_and_nothing_else_does() {
+        let uid = fs::metadata("/proc/self").unwrap().uid();
+        let denied = FsError {
+            op: "create",
+            path: PathBuf::from("/var/run/secrets/ferry/db"),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        }
+        .to_string();
+        assert!(
+            denied.starts_with("failed to create /var/run/secrets/ferry/db: "),
+            "{denied}"
+        );
+        assert!(
+            denied.contains(&format!("runs as uid {uid}, gid ")),
+            "{denied}"
+        );
+        let full = io::Error::from_raw_os_error(28);
+        assert_eq!(denied_hint(&full), "");
+    }
 }

@@ -27,4 +27,5 @@ mod metrics_format;
 mod moto_credentials;
 mod moto_daemon;
 mod moto_fetch;
+mod pods;
 mod resource_bounds;

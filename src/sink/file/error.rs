@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// neither an `io::Error` nor a `TransformError` ever carries secret bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum FileSinkError {
-    #[error("failed to {op} {}: {source}", path.display())]
+    #[error("failed to {op} {}: {source}{}", path.display(), crate::sink::fs::denied_hint(source))]
     Io {
         op: &'static str,
         path: PathBuf,

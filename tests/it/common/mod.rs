@@ -6,6 +6,7 @@ pub mod config;
 pub mod fake_aws;
 pub mod fault;
 pub mod proxy;
+pub mod tls_front;
 
 pub use config::ConfigYaml;
 
