@@ -559,7 +559,12 @@ pub fn binary() -> &'static str {
 /// The daemon as a child process against `endpoint`, with the default moto identity
 /// and every log level on (so that leak checks see everything).
 pub fn daemon(config: &Path, endpoint: &str, listen: u16) -> Command {
-    let mut cmd = Command::new(binary());
+    daemon_of(Path::new(binary()), config, endpoint, listen)
+}
+
+/// [`daemon`] with another secret-ferry binary (the one inside the image, say).
+pub fn daemon_of(binary: &Path, config: &Path, endpoint: &str, listen: u16) -> Command {
+    let mut cmd = Command::new(binary);
     cmd.args(["run", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{listen}")])

@@ -4,8 +4,8 @@ use super::podman::{app_image, image, image_binary, rss_kib, Played};
 use super::render::{external_id_secret, ferry_values, render, secret_dir, Inputs, Rendered};
 use super::{assert_hardened, assert_stopped_cleanly, grace, untorn};
 use crate::common::{
-    canary, capture_logs, cross_account, free_port, get, heavy, put_secret, read, record_figures,
-    wait_for, write_config, Running,
+    canary, capture_logs, cross_account, daemon_of, free_port, get, heavy, put_secret, read,
+    record_figures, wait_for, write_config, Running,
 };
 use serde_json::{json, Value};
 use std::path::Path;
@@ -192,20 +192,10 @@ fn outside_rss(fx: &crate::common::CrossAccount, external_id: &Path) -> (u64, u6
     cfg["secrets"][0]["targets"][0]["file"]["dir"] = json!(dir.path().join("db").to_str().unwrap());
     let config = write_config(dir.path(), &serde_json::to_string(&cfg).unwrap());
     let port = free_port();
-    let mut outside = std::process::Command::new(image_binary());
+    let mut outside = daemon_of(&image_binary(), &config, &fx.moto.endpoint(), port);
     outside
-        .args(["run", "--config"])
-        .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("AWS_ENDPOINT_URL", fx.moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "debug")
-        .env("MALLOC_ARENA_MAX", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .env("MALLOC_ARENA_MAX", "1");
     let running = Running::start(&mut outside);
     let synced = wait_for(Duration::from_secs(30), || {
         read(&dir.path().join("db"), "password")
