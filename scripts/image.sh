@@ -199,17 +199,18 @@ args=()
 if [ "$wrapper" = yes ]; then
     write_wrapper
     args=(--runtime "$WRAPPER")
-elif ! out="$(run_version 2>&1)"; then
-    if [ "$wrapper" = auto ] && grep -qiE 'rlimit' <<<"$out"; then
+    version_line="$(run_version "${args[@]}")"
+elif ! version_line="$(run_version 2>&1)"; then
+    if [ "$wrapper" = auto ] && grep -qiE 'rlimit' <<<"$version_line"; then
         say "this machine refuses rlimits, so plain podman cannot start containers; using the wrapper $WRAPPER"
         write_wrapper
         args=(--runtime "$WRAPPER")
+        version_line="$(run_version "${args[@]}")"
     else
-        say "podman cannot run the image: $out"
+        say "podman cannot run the image: $version_line"
         exit 1
     fi
 fi
-version_line="$(run_version "${args[@]}")"
 printf '%s\n' "${args[*]}" >"$STATE/podman-args"
 # Sizes: as stored (uncompressed) and as a registry would hold it (gzip-compressed layers).
 size="$(podman image inspect --format '{{.Size}}' "$IMAGE:$VERSION")"

@@ -23,13 +23,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::output_text as text;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_walks_every_link_and_names_the_fix_for_each_failure() {

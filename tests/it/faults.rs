@@ -769,37 +769,14 @@ fn base64_of(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
-        .unwrap_or(false)
-}
-
 /// Runs `cmd` in its own mount namespace with a 1 MiB tmpfs on `dir`, so that the test can
 /// fill that filesystem or make it read-only without touching the machine's.
 fn in_small_filesystem(cmd: &Command, dir: &Path) -> Command {
-    let mut wrapped = Command::new("unshare");
-    if !running_as_root() {
-        wrapped.args(["--user", "--map-root-user"]);
-    }
-    wrapped
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(r#"mount -t tmpfs -o size=1m,mode=0755 tmpfs "$0" && exec "$@""#)
-        .arg(dir)
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            wrapped.env(k, v);
-        }
-    }
-    wrapped
+    in_mount_namespace(
+        cmd,
+        dir,
+        r#"mount -t tmpfs -o size=1m,mode=0755 tmpfs "$0""#,
+    )
 }
 
 /// Runs `args` inside the mount namespace of `pid`.

@@ -940,32 +940,15 @@ fn with_unwritable(dir: &std::path::Path) -> impl FnOnce(Command) -> Command + '
     move |cmd| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dir).unwrap();
-        let root = std::fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
-            .unwrap_or(false);
-        if !root {
+        if !crate::common::running_as_root() {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
             return cmd;
         }
-        let mut wrapped = Command::new("unshare");
-        wrapped
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@""#)
-            .arg(dir)
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .env_clear()
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        for (k, v) in cmd.get_envs() {
-            if let Some(v) = v {
-                wrapped.env(k, v);
-            }
-        }
-        wrapped
+        crate::common::in_mount_namespace(
+            &cmd,
+            dir,
+            r#"mount --bind "$0" "$0" && mount -o remount,bind,ro "$0""#,
+        )
     }
 }
 

@@ -776,3 +776,47 @@ pub async fn cross_account_role() -> CrossAccount {
         external_id,
     }
 }
+
+/// Whether the tests run as root (who ignores permission bits).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
+        .unwrap_or(false)
+}
+
+/// `cmd` in a mount namespace of its own (a user namespace too when not root), where the
+/// shell command `mount` is run on `dir` (as `$0`) first: the test changes that filesystem
+/// without touching the machine's. Output is piped; the environment is `cmd`'s.
+pub fn in_mount_namespace(cmd: &Command, dir: &Path, mount: &str) -> Command {
+    let mut wrapped = Command::new("unshare");
+    if !running_as_root() {
+        wrapped.args(["--user", "--map-root-user"]);
+    }
+    wrapped
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(r#"{mount} && exec "$@""#))
+        .arg(dir)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            wrapped.env(k, v);
+        }
+    }
+    wrapped
+}
+
+/// A finished command's stdout then stderr, as text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

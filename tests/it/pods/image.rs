@@ -35,13 +35,7 @@ fn run(mounts: &[(&std::path::Path, &str)], args: &[&str]) -> Output {
     out
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::output_text as text;
 
 #[test]
 #[ignore = "runs the image in podman: scripts/test.sh runs it after scripts/image.sh"]

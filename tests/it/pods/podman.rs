@@ -188,19 +188,17 @@ impl Played {
             .unwrap()
     }
 
-    /// The container's log, handed to the leak scan.
+    /// The container's log so far (stdout, then stderr). Every container's whole log goes to
+    /// the leak scan once, when the pod is taken down, however often a test read it.
     pub fn logs(&self, container: &str) -> String {
-        let out = Command::new("podman")
+        crate::common::output_text(&self.read_logs(container))
+    }
+
+    fn read_logs(&self, container: &str) -> Output {
+        Command::new("podman")
             .args(["logs", &self.container(container)])
             .output()
-            .unwrap();
-        capture("podman-logs", &out.stdout);
-        capture("podman-logs", &out.stderr);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+            .unwrap()
     }
 
     /// The main process of a running container, as the host sees it.
@@ -257,7 +255,9 @@ impl Played {
             .unwrap_or_default();
         for name in names.lines() {
             if let Some(short) = name.strip_prefix(&format!("{}-", self.name)) {
-                self.logs(short);
+                let out = self.read_logs(short);
+                capture("podman-logs", &out.stdout);
+                capture("podman-logs", &out.stderr);
             }
         }
         // No grace period here: a test that wanted a clean stop has stopped the pod itself.
