@@ -69,8 +69,8 @@ const DELETION_POLICIES: &[(&str, DeletionPolicy)] = &[
     ("Retain", DeletionPolicy::Retain),
     ("Delete", DeletionPolicy::Delete),
 ];
-const DNS_SUBDOMAIN: &str = "a DNS subdomain: at most 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit";
-const DNS_LABEL: &str =
+pub(super) const DNS_SUBDOMAIN: &str = "a DNS subdomain: at most 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit";
+pub(super) const DNS_LABEL: &str =
     "a DNS label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit";
 
 // === Kubernetes names ===

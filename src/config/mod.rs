@@ -24,6 +24,7 @@ mod mapping;
 mod on_change;
 mod outputs;
 mod policy_json;
+mod pushes;
 mod read;
 mod roles;
 mod rules;
@@ -39,6 +40,10 @@ pub use kube::{glob_matches, CreationPolicy, DeletionPolicy, KubeSecretTarget, T
 pub use mapping::{Decode, KeyMap, Mapping, TemplateMode};
 pub use on_change::{OnChange, SignalName};
 pub use outputs::{BaseCredentials, CredentialOutput, CredentialsEndpoint};
+pub use pushes::{
+    PushConfig, PushSource, PushTarget, Recovery, UpdatePolicy, DEFAULT_INSTANCE, MAX_SECRET_BYTES,
+    OWNER_TAG,
+};
 pub use roles::{ExternalIdSource, RoleConfig};
 pub use secrets::{FetchStrategy, Find, SecretConfig, VersionSelector};
 pub use targets::{FileFormat, FileTarget, SingleFileTarget, Target, NAME_PLACEHOLDER};
@@ -71,6 +76,10 @@ pub struct Config {
     /// Roles to assume, by the name secrets refer to them with.
     pub roles: BTreeMap<String, RoleConfig>,
     pub secrets: Vec<SecretConfig>,
+    /// Values written into Secrets Manager.
+    pub pushes: Vec<PushConfig>,
+    /// Names this installation in the ownership tag of the secrets it pushes.
+    pub instance: String,
     /// Where the base identity comes from; `None` uses the AWS SDK default chain.
     pub base_credentials: Option<BaseCredentials>,
     pub credential_outputs: Vec<CredentialOutput>,
@@ -221,7 +230,7 @@ pub fn parse_with_env(
             c.report(
                 "",
                 None,
-                "the config is empty; it needs at least a `secrets` list",
+                "the config is empty; it needs at least a `secrets` (or `pushes`) list",
             );
             None
         }
@@ -259,15 +268,34 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let mut dirs = BTreeMap::new();
     let secrets_field = f.get("secrets");
     let tenants_field = f.get("tenants");
-    let secrets = match (secrets_field, &tenants_field) {
-        (Some(v), _) => read_secrets(c, &v, role_names.as_ref(), &mut dirs, &defaults),
-        // A controller that only serves tenants has no secrets of its own.
-        (None, Some(_)) => Some(Vec::new()),
-        (None, None) => {
-            c.report(&at.child_path("secrets"), Some(at.line()), "is required");
+    let pushes_field = f.get("pushes");
+    let secrets = match (secrets_field, &tenants_field, &pushes_field) {
+        (Some(v), _, _) => read_secrets(c, &v, role_names.as_ref(), &mut dirs, &defaults),
+        // A controller that only serves tenants, or a daemon that only pushes, has no
+        // secrets to read.
+        (None, Some(_), _) | (None, _, Some(_)) => Some(Vec::new()),
+        (None, None, None) => {
+            c.report(
+                &at.child_path("secrets"),
+                Some(at.line()),
+                "is required (or `pushes`, to write values into Secrets Manager)",
+            );
             None
         }
     };
+    let instance_field = f.get("instance");
+    if let (None, Some(pushes)) = (&instance_field, &pushes_field) {
+        c.warn(
+            pushes,
+            format!("`instance` is not set, so pushed secrets are tagged {OWNER_TAG}={DEFAULT_INSTANCE:?}; give each installation that pushes into the same account its own `instance`, or they will take each other's secrets for their own"),
+        );
+    }
+    let instance = or_default(instance_field, DEFAULT_INSTANCE.to_owned(), |v| {
+        pushes::read_instance(c, v)
+    });
+    let pushes = or_default(pushes_field, Vec::new(), |v| {
+        pushes::read_pushes(c, v, role_names.as_ref())
+    });
     let tenants = or_default(tenants_field, Vec::new(), |v| {
         kube::read_tenants(c, v, role_names.as_ref())
     });
@@ -289,6 +317,8 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         region: region?,
         roles: roles?,
         secrets: secrets?,
+        pushes: pushes?,
+        instance: instance?,
         base_credentials: base_credentials?,
         credential_outputs: credential_outputs?,
         credentials_endpoint: credentials_endpoint?,

@@ -386,7 +386,7 @@ fn read_find_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<String, String
     ok.then_some(tags)
 }
 
-fn is_secret_name_char(ch: char) -> bool {
+pub(super) fn is_secret_name_char(ch: char) -> bool {
     ch.is_ascii_alphanumeric() || "/_+=.@-".contains(ch)
 }
 

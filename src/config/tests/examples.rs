@@ -42,6 +42,8 @@ fn example_parses_with_exact_values() {
         mapping: Mapping::default(),
     };
     let expected = Config {
+        pushes: Vec::new(),
+        instance: DEFAULT_INSTANCE.into(),
         region: Some("us-east-1".into()),
         roles: BTreeMap::from([("shared".to_owned(), role)]),
         secrets: vec![secret],
@@ -189,6 +191,8 @@ fn full_example_parses_with_exact_values() {
         };
     let hub = plain_role("hub", "arn:aws:iam::222222222222:role/Hub");
     let expected = Config {
+        pushes: Vec::new(),
+        instance: DEFAULT_INSTANCE.into(),
         region: Some("us-east-1".into()),
         roles: BTreeMap::from([("hub".to_owned(), hub), ("shared".to_owned(), shared)]),
         secrets: vec![SecretConfig {
@@ -251,7 +255,7 @@ fn the_new_top_level_fields_are_allowed_fields() {
             &found,
             "credentialOutput",
             6,
-            "allowed fields: region, roles, fetchStrategy, failoverRegion, secrets, tenants, baseCredentials, credentialOutputs, credentialsEndpoint",
+            "allowed fields: region, roles, fetchStrategy, failoverRegion, secrets, tenants, pushes, instance, baseCredentials, credentialOutputs, credentialsEndpoint",
         );
     let found = problems(&role_with("    sessionTag: {a: b}\n"));
     expect_problem(&found, "roles.r.sessionTag", 4, "sessionTags, transitiveTagKeys, sourceIdentity, policy, policyArns, region, stsEndpoint, via");

@@ -13,6 +13,7 @@ mod document;
 mod examples;
 mod outputs;
 mod policy_json;
+mod pushes;
 mod roles;
 mod secrets;
 mod targets;
