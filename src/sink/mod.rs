@@ -1,11 +1,14 @@
 //! Where secrets are written: a directory of files (`file`), one formatted file
 //! (`single_file`, in the `formats`), or a Kubernetes Secret (`kube_secret`); `fs` holds
-//! the filesystem steps they share.
+//! the filesystem steps they share. For pushes, Secrets Manager (`secrets_manager`), with
+//! `push_plan` (pure) deciding what to call.
 
 pub mod file;
 pub mod formats;
 pub(crate) mod fs;
 pub mod kube_secret;
+pub mod push_plan;
+pub mod secrets_manager;
 pub mod single_file;
 
 use file::FileSinkError;

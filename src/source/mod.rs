@@ -1,9 +1,11 @@
 //! Where secret values come from: AWS Secrets Manager, read with GetSecretValue,
-//! BatchGetSecretValue or ListSecrets (see `plan` for which is used when).
+//! BatchGetSecretValue or ListSecrets (see `plan` for which is used when); and, for
+//! pushes, the files an app writes (`push_files`).
 
 mod budget;
 mod clients;
 pub mod plan;
+pub mod push_files;
 pub mod secret_id;
 mod secrets_manager;
 
@@ -11,7 +13,9 @@ pub use budget::Budget;
 pub use clients::{Clients, UnknownRole};
 
 pub use secret_id::id_matches;
-pub use secrets_manager::{BatchValue, Listed, SecretsManager, BATCH, BATCH_MAX, GET, LIST};
+pub use secrets_manager::{
+    BatchValue, ListQuery, Listed, SecretsManager, BATCH, BATCH_MAX, GET, LIST,
+};
 
 use crate::aws::ErrorInfo;
 use crate::credentials::CredentialsError;

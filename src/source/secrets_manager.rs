@@ -33,6 +33,19 @@ pub struct Listed {
     /// Version id → staging labels.
     pub versions: BTreeMap<String, Vec<String>>,
     pub tags: BTreeMap<String, String>,
+    /// Scheduled for deletion (only listed with `ListQuery::include_deleted`).
+    pub deleted: bool,
+}
+
+/// The filters of a ListSecrets call. Secrets Manager matches every filter value as a
+/// prefix, so callers compare what they need exactly themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub name_prefixes: Vec<String>,
+    pub tag_keys: Vec<String>,
+    pub tag_values: Vec<String>,
+    /// Also list secrets scheduled for deletion.
+    pub include_deleted: bool,
 }
 
 // === impl Listed ===
@@ -88,6 +101,12 @@ impl SecretsManager {
         }
     }
 
+    /// The SDK client, for the push direction's calls (`sink::secrets_manager`); every call
+    /// made with it goes through [`Self::metered`].
+    pub(crate) fn sdk(&self) -> &aws_sdk_secretsmanager::Client {
+        &self.client
+    }
+
     pub fn region(&self) -> &str {
         &self.region
     }
@@ -99,7 +118,7 @@ impl SecretsManager {
 
     /// Asking the session first turns a credential failure into its own error, which
     /// names the trust policy, instead of an opaque SDK identity-resolution failure.
-    async fn credentials(&self) -> Result<(), CredentialsError> {
+    pub(crate) async fn credentials(&self) -> Result<(), CredentialsError> {
         match &self.session {
             Some(session) => session.get().await.map(|_| ()),
             None => Ok(()),
@@ -107,7 +126,7 @@ impl SecretsManager {
     }
 
     /// Every call draws from the budget, and a throttled answer slows the budget down.
-    async fn metered<T, E>(
+    pub(crate) async fn metered<T, E>(
         &self,
         operation: &str,
         send: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -236,24 +255,32 @@ impl SecretsManager {
         name_prefixes: &[String],
         tag_keys: &[String],
     ) -> Result<Vec<Listed>, CallError> {
+        self.list_where(&ListQuery {
+            name_prefixes: name_prefixes.to_vec(),
+            tag_keys: tag_keys.to_vec(),
+            ..ListQuery::default()
+        })
+        .await
+    }
+
+    /// Every secret ListSecrets shows for `query`, pages of 100.
+    pub async fn list_where(&self, query: &ListQuery) -> Result<Vec<Listed>, CallError> {
         use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
         self.credentials().await.map_err(CallError::Credentials)?;
         let mut filters = Vec::new();
-        if !name_prefixes.is_empty() {
-            filters.push(
-                Filter::builder()
-                    .key(FilterNameStringType::Name)
-                    .set_values(Some(name_prefixes.to_vec()))
-                    .build(),
-            );
-        }
-        if !tag_keys.is_empty() {
-            filters.push(
-                Filter::builder()
-                    .key(FilterNameStringType::TagKey)
-                    .set_values(Some(tag_keys.to_vec()))
-                    .build(),
-            );
+        for (key, values) in [
+            (FilterNameStringType::Name, &query.name_prefixes),
+            (FilterNameStringType::TagKey, &query.tag_keys),
+            (FilterNameStringType::TagValue, &query.tag_values),
+        ] {
+            if !values.is_empty() {
+                filters.push(
+                    Filter::builder()
+                        .key(key)
+                        .set_values(Some(values.clone()))
+                        .build(),
+                );
+            }
         }
         let mut listed = Vec::new();
         let mut next: Option<String> = None;
@@ -262,6 +289,7 @@ impl SecretsManager {
                 .client
                 .list_secrets()
                 .max_results(LIST_PAGE)
+                .include_planned_deletion(query.include_deleted)
                 .set_filters((!filters.is_empty()).then(|| filters.clone()))
                 .set_next_token(next.take());
             let page = self
@@ -284,6 +312,7 @@ impl SecretsManager {
                         .iter()
                         .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
                         .collect(),
+                    deleted: entry.deleted_date().is_some(),
                 });
             }
             match page.next_token() {
