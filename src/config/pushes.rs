@@ -346,6 +346,12 @@ fn read_kube_source(c: &mut Checker, at: &Field) -> Option<PushSource> {
         read_list(c, v, AT_LEAST_ONE, "key", |c, item| key(c, item))
     });
     f.finish(c);
+    // Parsed and checked in full so that configs can be written for it, but the watched
+    // Kubernetes source is not built yet.
+    c.problem(
+        at,
+        "kubernetesSecret push sources are not available in this version; push from a `file` (a Secret mounted as a volume is a `dir` source)",
+    );
     Some(PushSource::KubernetesSecret {
         name: name?,
         namespace: namespace?,
@@ -428,15 +434,27 @@ fn read_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<String, String>> {
     for entry in entries {
         let key = entry.key.clone();
         if !is_tag_text(&key, 1..=128) {
-            c.key_problem(&entry, format!("tag key {:?} must be 1 to 128 letters, digits, spaces or any of \"_.:/=+-@\"", key));
+            c.key_problem(
+                &entry,
+                format!(
+                    "tag key {:?} must be 1 to 128 letters, digits, spaces or any of \"_.:/=+-@\"",
+                    key
+                ),
+            );
             ok = false;
         } else if key.to_ascii_lowercase().starts_with("aws:") {
-            c.key_problem(&entry, "tag keys starting with \"aws:\" are reserved by AWS");
+            c.key_problem(
+                &entry,
+                "tag keys starting with \"aws:\" are reserved by AWS",
+            );
             ok = false;
         } else if key.starts_with(super::kube::RESERVED_PREFIX) {
             c.key_problem(
                 &entry,
-                format!("tag keys under {} are secret-ferry's own ({OWNER_TAG} marks ownership)", super::kube::RESERVED_PREFIX),
+                format!(
+                    "tag keys under {} are secret-ferry's own ({OWNER_TAG} marks ownership)",
+                    super::kube::RESERVED_PREFIX
+                ),
             );
             ok = false;
         }

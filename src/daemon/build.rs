@@ -7,14 +7,16 @@ use super::group::Group;
 use super::group::MAX_CONCURRENT_FETCHES;
 use super::job::SecretJob;
 use super::poll::MAX_CONCURRENT_CYCLES;
+use super::push::PushGroup;
 use super::App;
 use crate::aws::{shared_https_client, timeouts};
-use crate::config::{Config, SecretConfig};
+use crate::config::{Config, PushConfig, SecretConfig};
 use crate::credentials::Roles;
 use crate::health::Readiness;
 use crate::k8s::Kube;
 use crate::metrics::Metrics;
 use crate::notify::Changed;
+use crate::sink::push_plan::TokenKey;
 use crate::source::plan::{self, PlannedGroup, Strategy};
 use crate::source::Clients;
 use crate::tenants::TenantController;
@@ -61,6 +63,7 @@ impl App {
             built.add(config, &planned, &mut clients, &metrics, kube)?;
         }
         log_groups(&built.groups);
+        let pushes = pushes(config, &mut clients, &metrics)?;
         let tenants = tenants(config, &mut clients, kube)?;
         let lapsed = roles.clone();
         let readiness = Arc::new(Readiness::new(
@@ -70,6 +73,7 @@ impl App {
         ));
         Ok(Self {
             groups: built.groups,
+            pushes,
             tenants,
             notifiers: built.notifiers,
             fetch_permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES)),
@@ -159,6 +163,46 @@ fn log_groups(groups: &[Group]) {
             );
         }
     }
+}
+
+/// The pushes, one group per (role, region, interval): a group lists the secrets it owns
+/// with one ListSecrets call per 100. Their version ids are keyed for this process.
+fn pushes(
+    config: &Config,
+    clients: &mut Clients<'_>,
+    metrics: &Metrics,
+) -> Result<Vec<PushGroup>, BuildError> {
+    if config.pushes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = TokenKey::random().map_err(BuildError::Random)?;
+    let instance: Arc<str> = Arc::from(config.instance.as_str());
+    let mut groups: BTreeMap<(Option<String>, String, std::time::Duration), Vec<PushConfig>> =
+        BTreeMap::new();
+    for push in &config.pushes {
+        let region = push
+            .to
+            .region
+            .clone()
+            .unwrap_or_else(|| clients.region_of_role(push.role.as_deref()));
+        metrics.register_push(&push.name);
+        groups
+            .entry((push.role.clone(), region, push.refresh_interval))
+            .or_default()
+            .push(push.clone());
+    }
+    let mut built = Vec::new();
+    for ((role, region, interval), members) in groups {
+        let client = clients.client(role.as_deref(), region, &members[0].name)?;
+        built.push(PushGroup::new(
+            interval,
+            client,
+            instance.clone(),
+            key,
+            members,
+        ));
+    }
+    Ok(built)
 }
 
 /// The tenants controller, when the config has `tenants` rules: it reads with any role.

@@ -23,6 +23,8 @@ pub enum BuildError {
     NoKube { secret: String },
     #[error(transparent)]
     Kube(#[from] crate::k8s::KubeSetupError),
+    #[error("cannot read /dev/urandom for the pushes' version-id key: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,41 @@ impl SyncError {
             Self::Mapping { source, .. } => source.kind(),
             Self::Sink { source, .. } => source.kind(),
             Self::WriterPanicked { .. } => "internal",
+        }
+    }
+}
+
+/// Why one push attempt did not leave the remote secret matching its source.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Source(#[from] crate::source::push_files::PushSourceError),
+    #[error(transparent)]
+    Remote(#[from] crate::sink::secrets_manager::RemoteError),
+    #[error("push '{push}': secret {secret_name} in {region} {why}; its value, tags and resource policy are left as they are. {fix}")]
+    Refused {
+        push: String,
+        secret_name: String,
+        region: String,
+        why: String,
+        fix: &'static str,
+        kind: &'static str,
+    },
+    #[error("push '{push}': the value of {secret_name} could not be read back to compare (neither SecretString nor SecretBinary)")]
+    EmptyRemote { push: String, secret_name: String },
+    #[error("push '{push}': the plan for {secret_name} did not settle (a bug); nothing more is written this time")]
+    Unsettled { push: String, secret_name: String },
+}
+
+impl PushError {
+    /// Bounded label for metrics and structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Source(e) => e.kind(),
+            Self::Remote(e) => e.kind(),
+            Self::Refused { kind, .. } => kind,
+            Self::EmptyRemote { .. } => "empty_secret",
+            Self::Unsettled { .. } => "internal",
         }
     }
 }

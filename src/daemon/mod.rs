@@ -11,10 +11,11 @@ mod error;
 pub(crate) mod group;
 pub(crate) mod job;
 pub(crate) mod poll;
+pub(crate) mod push;
 pub mod runtime;
 pub mod summary;
 
-pub use error::{BuildError, SyncError};
+pub use error::{BuildError, PushError, SyncError};
 pub use job::SyncOutcome;
 pub use poll::{failure_delays, jittered};
 
@@ -45,10 +46,14 @@ pub struct OnceReport {
     pub credentials_files: usize,
     /// The credentials files not written, in config order.
     pub unwritten: Vec<crate::vend::CredentialOutputError>,
+    /// The pushes that failed, in config order.
+    pub push_failures: Vec<PushError>,
 }
 
 pub struct App {
     pub(crate) groups: Vec<Group>,
+    /// Pushes, grouped by client and interval.
+    pub(crate) pushes: Vec<push::PushGroup>,
     /// Fills annotated Secrets under the `tenants` rules (controller mode).
     tenants: Option<TenantController>,
     /// Secrets with `onChange` actions (a `find` entry's members share its notifier).
@@ -109,6 +114,15 @@ impl App {
 
     /// Syncs every secret once; returns the failures (empty when all succeeded).
     pub async fn run_once(self) -> Vec<SyncError> {
+        self.run_once_all().await.0
+    }
+
+    /// Syncs every secret and attempts every push once.
+    async fn run_once_all(mut self) -> (Vec<SyncError>, Vec<PushError>) {
+        let mut push_failures = Vec::new();
+        for group in &mut self.pushes {
+            push_failures.extend(group.cycle(&self.metrics).await);
+        }
         let mut set = JoinSet::new();
         let ctx = self.ctx();
         for mut group in self.groups {
@@ -125,17 +139,18 @@ impl App {
                 }),
             }
         }
-        failures
+        (failures, push_failures)
     }
 
     /// `run --once`: syncs every secret once, then writes every `credentialOutputs` file
     /// once (valid until its credential's expiry; nothing rewrites it afterwards).
     pub async fn run_once_with_credentials_files(self) -> OnceReport {
         let (roles, outputs) = (self.roles.clone(), self.credential_outputs.clone());
-        let sync_failures = self.run_once().await;
+        let (sync_failures, push_failures) = self.run_once_all().await;
         let unwritten = crate::vend::write_credentials_files_once(&roles, &outputs).await;
         OnceReport {
             sync_failures,
+            push_failures,
             credentials_files: outputs.len(),
             unwritten,
         }
@@ -182,6 +197,16 @@ impl App {
             let span = tracing::info_span!("tenants");
             tasks.spawn(tracing::Instrument::instrument(
                 tenants.run(ctx.clone(), shutdown.clone()),
+                span,
+            ));
+        }
+        for group in self.pushes {
+            let span = match group.jobs.as_slice() {
+                [one] => tracing::info_span!("push", push = %one.config.name),
+                jobs => tracing::info_span!("push", pushes = jobs.len()),
+            };
+            tasks.spawn(tracing::Instrument::instrument(
+                push::run(group, self.metrics.clone(), shutdown.clone()),
                 span,
             ));
         }

@@ -97,6 +97,7 @@ pub async fn run(cfg: Config, options: &Options) -> Result<Outcome, StartError> 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         secrets = cfg.secrets.len(),
+        pushes = cfg.pushes.len(),
         roles = cfg.roles.len(),
         once = options.once,
         "secret-ferry starting"
@@ -126,6 +127,10 @@ async fn run_once(app: App, secrets: usize) -> Outcome {
         tracing::info!("all {} secret(s) synced", secrets);
     } else {
         log_lines(summary::summarize(&report.sync_failures, secrets));
+        outcome = Outcome::Failed;
+    }
+    for failure in &report.push_failures {
+        tracing::error!(reason = failure.kind(), "{failure}");
         outcome = Outcome::Failed;
     }
     if report.credentials_files == 0 {

@@ -2,6 +2,9 @@
 //! fixed enums (`result`); never error text, secret ids from the wire, or values.
 
 mod per_secret;
+mod push;
+
+pub use push::WRITE_OPERATIONS;
 
 use per_secret::PerSecret;
 use prometheus::{
@@ -49,6 +52,7 @@ pub struct Metrics {
     aws_api_calls_total: IntCounterVec,
     aws_throttled_total: IntCounterVec,
     notify_total: IntCounterVec,
+    pushes: push::PushMetrics,
 }
 
 // === impl Metrics ===
@@ -112,6 +116,7 @@ impl Metrics {
             "Requests made to the Kubernetes API, by verb and result (success, not_found, conflict, forbidden, invalid, throttled, server_error, timeout, error).",
             &["verb", "result"],
         )?;
+        let pushes = push::PushMetrics::new(r)?;
         let (leader, runtime_tasks, secrets_by_state) = process_metrics(r)?;
         let per_secret = Arc::new(PerSecret::new()?);
         registry.register(Box::new(SharedCollector(per_secret.clone())))?;
@@ -131,6 +136,7 @@ impl Metrics {
             aws_api_calls_total,
             aws_throttled_total,
             notify_total,
+            pushes,
         })
     }
 
@@ -204,6 +210,22 @@ impl Metrics {
                 .with_label_values(&[state.as_str()])
                 .dec();
         }
+    }
+
+    /// Creates every series of a push at zero.
+    pub fn register_push(&self, push: &str) {
+        self.pushes.register(push);
+    }
+
+    /// One push attempt: `failure` is the error's `kind()`, `None` on success.
+    pub fn push_attempted(&self, push: &str, failure: Option<&'static str>) {
+        self.pushes
+            .attempted(push, failure, unix_seconds(SystemTime::now()));
+    }
+
+    /// One write to Secrets Manager; `operation` is one of [`WRITE_OPERATIONS`].
+    pub fn push_wrote(&self, push: &str, operation: &'static str) {
+        self.pushes.wrote(push, operation);
     }
 
     pub fn kube_request(&self, verb: &str, result: &str) {

@@ -3,10 +3,15 @@
 //! step and asks again (after a read, a restore or an adoption) until nothing is left.
 //!
 //! Unchanged sources must cost no write, ever, and as few reads as possible. The version
-//! ids do most of the work: every version this instance writes has the id
-//! [`token`]`(content, version it replaces)`, so a listing that shows a current version
+//! ids do most of the work: every version this process writes has the id
+//! [`token`]`(key, content, version it replaces)`, so a listing that shows a current version
 //! whose id is the token of the source's content and the previous version proves the two
-//! equal without reading the value. Only a version written by someone else is read, once.
+//! equal without reading the value. A version written by someone else, or by this instance
+//! before a restart, is read once and then remembered.
+//!
+//! The token is keyed with a random per-process [`TokenKey`]: version ids are shown to
+//! anyone allowed ListSecrets or DescribeSecret, and an id computed from the content alone
+//! would let them test guesses of a short value without GetSecretValue.
 
 use crate::config::{DeletionPolicy, UpdatePolicy};
 use crate::secret::Payload;
@@ -40,23 +45,63 @@ impl Digest {
     }
 }
 
+/// The secret of the version-id derivation, random for each process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenKey([u8; 32]);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(...)")
+    }
+}
+
+impl TokenKey {
+    /// 32 bytes from the kernel's random source.
+    pub fn random() -> std::io::Result<Self> {
+        use std::io::Read as _;
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        Ok(Self(key))
+    }
+
+    #[cfg(test)]
+    pub fn fixed(byte: u8) -> Self {
+        Self([byte; 32])
+    }
+}
+
 /// The `ClientRequestToken` (and so the version id) of the version holding `content` that
 /// replaces `replacing` (`None` on create). A retry repeats it, so Secrets Manager makes one
 /// version however often the request is sent; a revert (A → B → A) replaces a different
 /// version than A's first write did, so it gets a new token and is not ignored.
-pub fn token(instance: &str, secret_name: &str, content: Digest, replacing: Option<&str>) -> String {
+pub fn token(
+    key: &TokenKey,
+    instance: &str,
+    secret_name: &str,
+    content: Digest,
+    replacing: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
+    h.update(key.0);
+    // A create (no replaced version) never shares a token with a replace.
+    let replaced = match replacing {
+        Some(version) => [b"replaces ".as_slice(), version.as_bytes()].concat(),
+        None => b"creates".to_vec(),
+    };
     for part in [
         b"secret-ferry push v1".as_slice(),
         instance.as_bytes(),
         secret_name.as_bytes(),
         &content.0,
-        replacing.unwrap_or("").as_bytes(),
+        &replaced,
     ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
-    let hex: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     // UUID-shaped, as the SDKs generate them: 36 characters, within the 32..=64 allowed.
     format!(
         "{}-{}-{}-{}-{}",
@@ -112,6 +157,7 @@ pub struct Memory {
 /// The policies and names one plan needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
+    pub key: &'a TokenKey,
     pub instance: &'a str,
     pub secret_name: &'a str,
     pub update: UpdatePolicy,
@@ -124,10 +170,17 @@ pub struct Policy<'a> {
 pub enum Step {
     /// The remote secret holds the source's value (or, by policy, must not change).
     Done(Settled),
-    Create { token: String },
-    Put { token: String, replacing: Option<String> },
+    Create {
+        token: String,
+    },
+    Put {
+        token: String,
+        replacing: Option<String>,
+    },
     /// Read this version's value to compare it with the source.
-    Read { version: String },
+    Read {
+        version: String,
+    },
     /// Cancel the scheduled deletion, then plan again.
     Restore,
     /// Add the ownership tag (`adopt: true`), then plan again.
@@ -186,7 +239,13 @@ pub fn plan(policy: &Policy, source: Source, remote: Option<&Remote>, memory: &M
     };
     let Some(remote) = remote else {
         return Step::Create {
-            token: token(policy.instance, policy.secret_name, digest, None),
+            token: token(
+                policy.key,
+                policy.instance,
+                policy.secret_name,
+                digest,
+                None,
+            ),
         };
     };
     if !owned(remote) {
@@ -205,7 +264,13 @@ pub fn plan(policy: &Policy, source: Source, remote: Option<&Remote>, memory: &M
     }
     let Some(current) = remote.current.as_deref() else {
         return Step::Put {
-            token: token(policy.instance, policy.secret_name, digest, None),
+            token: token(
+                policy.key,
+                policy.instance,
+                policy.secret_name,
+                digest,
+                None,
+            ),
             replacing: None,
         };
     };
@@ -220,6 +285,7 @@ pub fn plan(policy: &Policy, source: Source, remote: Option<&Remote>, memory: &M
         }
     }
     let expected = token(
+        policy.key,
         policy.instance,
         policy.secret_name,
         digest,
@@ -235,7 +301,13 @@ pub fn plan(policy: &Policy, source: Source, remote: Option<&Remote>, memory: &M
 
 fn put(policy: &Policy, digest: Digest, replacing: String) -> Step {
     Step::Put {
-        token: token(policy.instance, policy.secret_name, digest, Some(&replacing)),
+        token: token(
+            policy.key,
+            policy.instance,
+            policy.secret_name,
+            digest,
+            Some(&replacing),
+        ),
         replacing: Some(replacing),
     }
 }
@@ -252,7 +324,9 @@ mod tests {
     use super::*;
     use crate::secret::Sensitive;
 
+    const KEY: TokenKey = TokenKey([7; 32]);
     const POLICY: Policy = Policy {
+        key: &KEY,
         instance: "cluster-a",
         secret_name: "app/tokens",
         update: UpdatePolicy::Replace,
@@ -284,12 +358,28 @@ mod tests {
     #[test]
     fn tokens_are_stable_per_content_and_replaced_version_and_fit_aws() {
         let (a, b) = (digest("A"), digest("B"));
-        let t = token("i", "s", a, Some("v1"));
-        assert_eq!(t, token("i", "s", a, Some("v1")), "a retry repeats its token");
-        assert_ne!(t, token("i", "s", a, Some("v2")), "a revert gets a new one");
-        assert_ne!(t, token("i", "s", b, Some("v1")));
-        assert_ne!(t, token("j", "s", a, Some("v1")));
-        assert_ne!(token("i", "s", a, None), token("i", "s", a, Some("")));
+        let k = &KEY;
+        let t = token(k, "i", "s", a, Some("v1"));
+        assert_eq!(
+            t,
+            token(k, "i", "s", a, Some("v1")),
+            "a retry repeats its token"
+        );
+        assert_ne!(
+            t,
+            token(k, "i", "s", a, Some("v2")),
+            "a revert gets a new one"
+        );
+        assert_ne!(t, token(k, "i", "s", b, Some("v1")));
+        assert_ne!(t, token(k, "j", "s", a, Some("v1")));
+        assert_ne!(
+            t,
+            token(&TokenKey::fixed(8), "i", "s", a, Some("v1")),
+            "without the process's key the content cannot be tested against the id"
+        );
+        assert_ne!(token(k, "i", "s", a, None), token(k, "i", "s", a, Some("")));
+        assert_ne!(TokenKey::random().unwrap(), TokenKey::random().unwrap());
+        assert_eq!(format!("{KEY:?}"), "TokenKey(...)");
         assert_eq!(t.len(), 36);
         assert!(t.chars().all(|c| c.is_ascii_hexdigit() || c == '-'), "{t}");
         assert_ne!(
@@ -305,25 +395,61 @@ mod tests {
         let Step::Create { token: v1 } = plan(&POLICY, Source::Present(a), None, &seen()) else {
             panic!()
         };
-        // After a restart nothing is remembered: the version id alone proves equality.
+        // A write whose answer was lost: the version id alone proves equality.
         let remote = owned(&v1, None);
         assert_eq!(
-            plan(&POLICY, Source::Present(a), Some(&remote), &Memory::default()),
+            plan(
+                &POLICY,
+                Source::Present(a),
+                Some(&remote),
+                &Memory::default()
+            ),
             Step::Done(Settled::InSync)
+        );
+        // After a restart (another key) the value is read once.
+        let restarted = Policy {
+            key: &TokenKey([9; 32]),
+            ..POLICY
+        };
+        assert_eq!(
+            plan(
+                &restarted,
+                Source::Present(a),
+                Some(&remote),
+                &Memory::default()
+            ),
+            Step::Read {
+                version: v1.clone()
+            }
         );
         // A change is one put, replacing the current version.
         let b = digest("B");
-        let step = plan(&POLICY, Source::Present(b), Some(&remote), &seen());
+        let wrote = Memory {
+            seen_source: true,
+            known: Some(Known {
+                version: v1.clone(),
+                digest: a,
+                replaced: None,
+            }),
+        };
+        let step = plan(&POLICY, Source::Present(b), Some(&remote), &wrote);
         assert_eq!(
             step,
             Step::Put {
-                token: token("cluster-a", "app/tokens", b, Some(&v1)),
+                token: token(&KEY, "cluster-a", "app/tokens", b, Some(&v1)),
                 replacing: Some(v1.clone())
             }
         );
-        let Step::Put { token: v2, .. } = step else { panic!() };
+        let Step::Put { token: v2, .. } = step else {
+            panic!()
+        };
         assert_eq!(
-            plan(&POLICY, Source::Present(b), Some(&owned(&v2, Some(&v1))), &Memory::default()),
+            plan(
+                &POLICY,
+                Source::Present(b),
+                Some(&owned(&v2, Some(&v1))),
+                &Memory::default()
+            ),
             Step::Done(Settled::InSync)
         );
     }
@@ -331,8 +457,8 @@ mod tests {
     #[test]
     fn a_revert_writes_again_and_a_lagging_listing_is_not_drift() {
         let (a, b) = (digest("A"), digest("B"));
-        let v1 = token("cluster-a", "app/tokens", a, None);
-        let v2 = token("cluster-a", "app/tokens", b, Some(&v1));
+        let v1 = token(&KEY, "cluster-a", "app/tokens", a, None);
+        let v2 = token(&KEY, "cluster-a", "app/tokens", b, Some(&v1));
         let memory = Memory {
             seen_source: true,
             known: Some(Known {
@@ -343,12 +469,28 @@ mod tests {
         };
         // The listing still shows v1 current just after v2 was written.
         assert_eq!(
-            plan(&POLICY, Source::Present(b), Some(&owned(&v1, None)), &memory),
+            plan(
+                &POLICY,
+                Source::Present(b),
+                Some(&owned(&v1, None)),
+                &memory
+            ),
             Step::Done(Settled::InSync)
         );
         // A → B → A: A replaces v2, with a token A's first write never had.
-        let step = plan(&POLICY, Source::Present(a), Some(&owned(&v2, Some(&v1))), &memory);
-        let Step::Put { token: v3, replacing } = step else { panic!("{step:?}") };
+        let step = plan(
+            &POLICY,
+            Source::Present(a),
+            Some(&owned(&v2, Some(&v1))),
+            &memory,
+        );
+        let Step::Put {
+            token: v3,
+            replacing,
+        } = step
+        else {
+            panic!("{step:?}")
+        };
         assert_eq!(replacing.as_deref(), Some(v2.as_str()));
         assert_ne!(v3, v1);
     }
@@ -390,8 +532,14 @@ mod tests {
             plan(&POLICY, Source::Present(a), Some(&foreign), &seen()),
             Step::Refuse(Refusal::NotOwned)
         );
-        let adopting = Policy { adopt: true, ..POLICY };
-        assert_eq!(plan(&adopting, Source::Present(a), Some(&foreign), &seen()), Step::Adopt);
+        let adopting = Policy {
+            adopt: true,
+            ..POLICY
+        };
+        assert_eq!(
+            plan(&adopting, Source::Present(a), Some(&foreign), &seen()),
+            Step::Adopt
+        );
         let mut other = foreign.clone();
         other.owner = Some("cluster-b".into());
         assert_eq!(
@@ -411,7 +559,10 @@ mod tests {
             plan(&once, Source::Present(a), Some(&owned("v", None)), &seen()),
             Step::Done(Settled::Exists)
         );
-        assert!(matches!(plan(&once, Source::Present(a), None, &seen()), Step::Create { .. }));
+        assert!(matches!(
+            plan(&once, Source::Present(a), None, &seen()),
+            Step::Create { .. }
+        ));
     }
 
     #[test]
@@ -422,7 +573,10 @@ mod tests {
             Step::SourceMissing,
             "a source missing since start is never taken for a removal"
         );
-        assert_eq!(plan(&POLICY, Source::Gone, Some(&remote), &seen()), Step::Delete);
+        assert_eq!(
+            plan(&POLICY, Source::Gone, Some(&remote), &seen()),
+            Step::Delete
+        );
         let retain = Policy {
             deletion: DeletionPolicy::Retain,
             ..POLICY
@@ -437,7 +591,10 @@ mod tests {
             plan(&POLICY, Source::Gone, Some(&scheduled), &seen()),
             Step::Done(Settled::Deleted)
         );
-        assert_eq!(plan(&POLICY, Source::Gone, None, &seen()), Step::Done(Settled::Deleted));
+        assert_eq!(
+            plan(&POLICY, Source::Gone, None, &seen()),
+            Step::Done(Settled::Deleted)
+        );
         let mut foreign = remote.clone();
         foreign.owner = None;
         assert_eq!(
@@ -446,7 +603,12 @@ mod tests {
         );
         // The source is back while the secret waits out its recovery window.
         assert_eq!(
-            plan(&POLICY, Source::Present(digest("A")), Some(&scheduled), &seen()),
+            plan(
+                &POLICY,
+                Source::Present(digest("A")),
+                Some(&scheduled),
+                &seen()
+            ),
             Step::Restore
         );
     }

@@ -93,7 +93,16 @@ impl PushSink<'_> {
             .map_err(|e| self.error(operation, CallError::Credentials(e)))
     }
 
-    fn aws<E>(&self, operation: &'static str) -> impl Fn(aws_sdk_secretsmanager::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> RemoteError + '_
+    fn aws<E>(
+        &self,
+        operation: &'static str,
+    ) -> impl Fn(
+        aws_sdk_secretsmanager::error::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    ) -> RemoteError
+           + '_
     where
         E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
     {

@@ -93,7 +93,10 @@ pub fn read_dir(push: &str, dir: &Path) -> Result<Read, PushSourceError> {
         let entry = entry.map_err(|e| unreadable(dir, e))?;
         let path = entry.path();
         let Some(key) = entry.file_name().to_str().map(str::to_owned) else {
-            return Err(layout(&path, "has a name that is not UTF-8, so it cannot be a key"));
+            return Err(layout(
+                &path,
+                "has a name that is not UTF-8, so it cannot be a key",
+            ));
         };
         if key.starts_with("..") {
             continue;
@@ -113,7 +116,10 @@ pub fn read_dir(push: &str, dir: &Path) -> Result<Read, PushSourceError> {
                 ));
             }
             if !target.is_file() {
-                return Err(layout(&path, "links to something that is not a regular file"));
+                return Err(layout(
+                    &path,
+                    "links to something that is not a regular file",
+                ));
             }
         } else if meta.is_dir() {
             return Err(layout(
@@ -142,7 +148,8 @@ pub fn read_dir(push: &str, dir: &Path) -> Result<Read, PushSourceError> {
             path: dir.to_owned(),
         });
     }
-    let json = serde_json::to_string(&keys).map_err(|e| unreadable(dir, std::io::Error::other(e)))?;
+    let json =
+        serde_json::to_string(&keys).map_err(|e| unreadable(dir, std::io::Error::other(e)))?;
     if json.len() > MAX_SECRET_BYTES {
         return Err(PushSourceError::TooLarge {
             push: push.to_owned(),
@@ -259,7 +266,9 @@ mod tests {
             std::os::unix::fs::symlink(tmp.path().join("outside"), d.join("k")).unwrap()
         });
         assert!(e.to_string().contains("symbolic link out"), "{e}");
-        let e = case("bin", &|d| std::fs::write(d.join("k"), [0xff, 0xfe]).unwrap());
+        let e = case("bin", &|d| {
+            std::fs::write(d.join("k"), [0xff, 0xfe]).unwrap()
+        });
         assert_eq!(e.kind(), "source_not_utf8");
         let e = case("empty", &|_| {});
         assert_eq!(e.kind(), "source_empty");
@@ -288,9 +297,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         std::fs::write(&path, vec![b'x'; MAX_SECRET_BYTES + 1]).unwrap();
-        assert_eq!(read_file("p", &path, false).unwrap_err().kind(), "source_too_large");
+        assert_eq!(
+            read_file("p", &path, false).unwrap_err().kind(),
+            "source_too_large"
+        );
         std::fs::write(&path, "").unwrap();
-        assert_eq!(read_file("p", &path, false).unwrap_err().kind(), "source_empty");
+        assert_eq!(
+            read_file("p", &path, false).unwrap_err().kind(),
+            "source_empty"
+        );
         assert!(matches!(
             read_file("p", &tmp.path().join("gone"), false).unwrap(),
             Read::Gone
