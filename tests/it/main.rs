@@ -27,5 +27,6 @@ mod metrics_format;
 mod moto_credentials;
 mod moto_daemon;
 mod moto_fetch;
+mod moto_push;
 mod pods;
 mod resource_bounds;

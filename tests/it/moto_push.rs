@@ -1,0 +1,389 @@
+//! Pushes against moto, counted at a recording proxy: a `dir` source created as a JSON
+//! secret in the role's account, no write while unchanged, one version per change (a
+//! retried write included), a revert, ownership and adoption, deletion and restore.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use crate::common;
+
+use common::proxy::{json_error, Proxy};
+use common::*;
+use secret_ferry::daemon::App;
+use secret_ferry::metrics::Metrics;
+use std::path::Path;
+use std::time::Duration;
+
+struct Daemon {
+    metrics: Metrics,
+    trigger: secret_ferry::shutdown::Trigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    fn start(yaml: &str, sdk: &aws_config::SdkConfig) -> Daemon {
+        capture_logs();
+        let cfg = secret_ferry::config::parse(yaml).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let app = App::build(&cfg, sdk, metrics.clone()).unwrap();
+        let (trigger, signal) = secret_ferry::shutdown::channel();
+        let task = tokio::spawn(app.run(signal));
+        Daemon {
+            metrics,
+            trigger,
+            task,
+        }
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics.render().unwrap();
+        capture("metrics", text.as_bytes());
+        metric_or_zero(&text, series)
+    }
+
+    /// Waits until `push` has made `n` more attempts than `from` (successful or not).
+    async fn attempts(&self, push: &str, from: f64, n: f64) {
+        let total = |d: &Daemon| {
+            d.metric(&format!(
+                "secret_ferry_push_total{{push=\"{push}\",result=\"success\"}}"
+            )) + d.metric(&format!(
+                "secret_ferry_push_total{{push=\"{push}\",result=\"failure\"}}"
+            ))
+        };
+        let done = wait_for_async(Duration::from_secs(30), || async {
+            (total(self) >= from + n).then_some(())
+        })
+        .await;
+        assert!(done.is_some(), "{push}: {} attempts", total(self) - from);
+    }
+
+    fn total_attempts(&self, push: &str) -> f64 {
+        self.metric(&format!(
+            "secret_ferry_push_total{{push=\"{push}\",result=\"success\"}}"
+        )) + self.metric(&format!(
+            "secret_ferry_push_total{{push=\"{push}\",result=\"failure\"}}"
+        ))
+    }
+
+    async fn stop(self) {
+        self.trigger.fire();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn config(role_arn: &str, ext_file: &Path, pushes: &str) -> String {
+    format!(
+        "region: us-east-1\ninstance: it-cluster\nroles:\n  customer: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\npushes:\n{pushes}",
+        ext_file.display()
+    )
+}
+
+async fn value_of(admin: &aws_config::SdkConfig, name: &str) -> Option<String> {
+    let sm = aws_sdk_secretsmanager::Client::new(admin);
+    let out = sm.get_secret_value().secret_id(name).send().await.ok()?;
+    out.secret_string().map(str::to_owned)
+}
+
+async fn described(
+    admin: &aws_config::SdkConfig,
+    name: &str,
+) -> aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput {
+    let sm = aws_sdk_secretsmanager::Client::new(admin);
+    sm.describe_secret().secret_id(name).send().await.unwrap()
+}
+
+async fn version_count(admin: &aws_config::SdkConfig, name: &str) -> usize {
+    let sm = aws_sdk_secretsmanager::Client::new(admin);
+    let out = sm
+        .list_secret_version_ids()
+        .secret_id(name)
+        .include_deprecated(true)
+        .send()
+        .await
+        .unwrap();
+    out.versions().len()
+}
+
+fn json(pairs: &[(&str, &str)]) -> String {
+    let map: std::collections::BTreeMap<&str, &str> = pairs.iter().copied().collect();
+    serde_json::to_string(&map).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dir_is_created_in_the_role_account_and_written_only_on_change() {
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
+    let proxy = Proxy::start(moto.addr());
+    let sdk = moto
+        .sdk_config()
+        .to_builder()
+        .endpoint_url(proxy.endpoint())
+        .build();
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let dir = tmp.path().join("tokens");
+    std::fs::create_dir(&dir).unwrap();
+    let (access, refresh) = (canary("access"), canary("refresh"));
+    std::fs::write(dir.join("access"), &access).unwrap();
+    std::fs::write(dir.join("refresh"), &refresh).unwrap();
+    let yaml = config(
+        &role_arn,
+        &ext_file,
+        &format!(
+            "  - name: tokens\n    role: customer\n    refreshInterval: 1s\n    from: {{file: {{dir: {}}}}}\n    to: {{secretName: unified/ws-1234/tokens, tags: {{team: payments}}}}\n",
+            dir.display()
+        ),
+    );
+    let daemon = Daemon::start(&yaml, &sdk);
+    assert!(proxy.wait_for_count("CreateSecret", 1, Duration::from_secs(20)));
+    daemon.attempts("tokens", 0.0, 1.0).await;
+    let a = json(&[("access", &access), ("refresh", &refresh)]);
+    assert_eq!(
+        value_of(&admin, "unified/ws-1234/tokens").await.as_deref(),
+        Some(a.as_str())
+    );
+    let d = described(&admin, "unified/ws-1234/tokens").await;
+    assert!(
+        d.arn().unwrap().contains(&format!(":{SECRETS_ACCOUNT}:")),
+        "{:?}",
+        d.arn()
+    );
+    let tags: Vec<(String, String)> = d
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    assert!(
+        tags.contains(&("secret-ferry.io/instance".into(), "it-cluster".into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("team".into(), "payments".into())),
+        "{tags:?}"
+    );
+
+    // Ten unchanged intervals: listings only, no write and no read of the value.
+    proxy.reset_records();
+    let from = daemon.total_attempts("tokens");
+    daemon.attempts("tokens", from, 10.0).await;
+    for op in [
+        "PutSecretValue",
+        "CreateSecret",
+        "GetSecretValue",
+        "DescribeSecret",
+    ] {
+        assert_eq!(proxy.count(op), 0, "{op} while unchanged");
+    }
+    let lists = proxy.count("ListSecrets");
+    assert!(
+        (10..=12).contains(&lists),
+        "{lists} listings for ~10 intervals"
+    );
+    assert_eq!(
+        daemon.metric(r#"secret_ferry_push_writes_total{operation="put",push="tokens"}"#),
+        0.0
+    );
+
+    // A change is one new version within the interval + 1 s.
+    let access_b = canary("access-b");
+    std::fs::write(dir.join("access"), &access_b).unwrap();
+    let changed = std::time::Instant::now();
+    assert!(proxy.wait_for_count("PutSecretValue", 1, Duration::from_secs(5)));
+    assert!(
+        changed.elapsed() <= Duration::from_secs(2),
+        "{:?}",
+        changed.elapsed()
+    );
+    let b = json(&[("access", &access_b), ("refresh", &refresh)]);
+    let landed = wait_for_async(Duration::from_secs(5), || async {
+        (value_of(&admin, "unified/ws-1234/tokens").await.as_deref() == Some(b.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(landed.is_some());
+    assert_eq!(version_count(&admin, "unified/ws-1234/tokens").await, 2);
+
+    // A write answered with 500 is retried with the same token: one version, not two.
+    proxy.reset_records();
+    proxy.inject(json_error("PutSecretValue", "InternalServiceError", "try again", 500).times(2));
+    let access_c = canary("access-c");
+    std::fs::write(dir.join("access"), &access_c).unwrap();
+    let c = json(&[("access", &access_c), ("refresh", &refresh)]);
+    let landed = wait_for_async(Duration::from_secs(20), || async {
+        (value_of(&admin, "unified/ws-1234/tokens").await.as_deref() == Some(c.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(landed.is_some(), "the write after two 500s did not land");
+    let tokens: std::collections::BTreeSet<String> = proxy
+        .requests_for("PutSecretValue")
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body_text()).unwrap();
+            body["ClientRequestToken"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        proxy.count("PutSecretValue") >= 3,
+        "{}",
+        proxy.count("PutSecretValue")
+    );
+    assert_eq!(tokens.len(), 1, "every retry repeats its token: {tokens:?}");
+    assert_eq!(version_count(&admin, "unified/ws-1234/tokens").await, 3);
+
+    // A revert (C → B) makes B current again.
+    std::fs::write(dir.join("access"), &access_b).unwrap();
+    let reverted = wait_for_async(Duration::from_secs(5), || async {
+        (value_of(&admin, "unified/ws-1234/tokens").await.as_deref() == Some(b.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(reverted.is_some(), "the revert did not land");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_it_did_not_create_is_refused_until_adopted() {
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
+    let theirs = canary("theirs");
+    create_secret(&admin, "shared/db", &theirs).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let source = tmp.path().join("password");
+    let ours = canary("ours");
+    std::fs::write(&source, &ours).unwrap();
+    let push = |adopt: bool| {
+        config(
+            &role_arn,
+            &ext_file,
+            &format!(
+                "  - {{name: db, role: customer, refreshInterval: 1s, adopt: {adopt}, from: {{file: {{path: {}}}}}, to: {{secretName: shared/db}}}}\n",
+                source.display()
+            ),
+        )
+    };
+    let daemon = Daemon::start(&push(false), &moto.sdk_config());
+    daemon.attempts("db", 0.0, 2.0).await;
+    assert_eq!(
+        value_of(&admin, "shared/db").await.as_deref(),
+        Some(theirs.as_str())
+    );
+    assert!(daemon.metric(r#"secret_ferry_push_errors_total{kind="not_owned",push="db"}"#) >= 2.0);
+    assert_eq!(daemon.metric(r#"secret_ferry_push_stale{push="db"}"#), 1.0);
+    daemon.stop().await;
+
+    let daemon = Daemon::start(&push(true), &moto.sdk_config());
+    daemon.attempts("db", 0.0, 2.0).await;
+    assert_eq!(
+        value_of(&admin, "shared/db").await.as_deref(),
+        Some(ours.as_str())
+    );
+    let tags = described(&admin, "shared/db").await;
+    assert!(
+        tags.tags().iter().any(|t| t.key() == Some("secret-ferry.io/instance") && t.value() == Some("it-cluster")),
+        "{:?}",
+        tags.tags()
+    );
+    assert_eq!(
+        daemon.metric(r#"secret_ferry_push_writes_total{operation="adopt",push="db"}"#),
+        1.0
+    );
+    assert_eq!(daemon.metric(r#"secret_ferry_push_stale{push="db"}"#), 0.0);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_source_schedules_deletion_a_returning_one_restores_and_a_bad_read_deletes_nothing(
+) {
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let dir = tmp.path().join("cert");
+    std::fs::create_dir(&dir).unwrap();
+    let value = canary("cert");
+    std::fs::write(dir.join("tls.key"), &value).unwrap();
+    let yaml = config(
+        &role_arn,
+        &ext_file,
+        &format!(
+            "  - {{name: cert, role: customer, refreshInterval: 1s, deletionPolicy: Delete, recoveryWindow: 7d, from: {{file: {{dir: {}}}}}, to: {{secretName: app/cert}}}}\n",
+            dir.display()
+        ),
+    );
+    let daemon = Daemon::start(&yaml, &moto.sdk_config());
+    daemon.attempts("cert", 0.0, 1.0).await;
+    assert!(value_of(&admin, "app/cert").await.is_some());
+
+    // A source that cannot be read (a subdirectory appeared) fails; nothing is deleted.
+    std::fs::create_dir(dir.join("nested")).unwrap();
+    let from = daemon.total_attempts("cert");
+    daemon.attempts("cert", from, 2.0).await;
+    assert!(
+        daemon.metric(r#"secret_ferry_push_errors_total{kind="source_layout",push="cert"}"#) >= 1.0
+    );
+    assert!(described(&admin, "app/cert").await.deleted_date().is_none());
+    std::fs::remove_dir(dir.join("nested")).unwrap();
+
+    // The directory removed: scheduled for deletion with the configured window.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let deleted = wait_for_async(Duration::from_secs(15), || async {
+        described(&admin, "app/cert")
+            .await
+            .deleted_date()
+            .map(|d| d.secs())
+    })
+    .await
+    .expect("not scheduled for deletion");
+    let days = (deleted
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64) as f64
+        / 86_400.0;
+    assert!((6.9..=7.1).contains(&days), "deletion in {days} days");
+    assert_eq!(
+        daemon.metric(r#"secret_ferry_push_writes_total{operation="delete",push="cert"}"#),
+        1.0
+    );
+
+    // The directory back: restored, not blocked by the recovery window.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("tls.key"), &value).unwrap();
+    let restored = wait_for_async(Duration::from_secs(15), || async {
+        described(&admin, "app/cert")
+            .await
+            .deleted_date()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(restored.is_some(), "not restored");
+    let expected = json(&[("tls.key", &value)]);
+    assert_eq!(
+        value_of(&admin, "app/cert").await.as_deref(),
+        Some(expected.as_str())
+    );
+    assert_eq!(
+        daemon.metric(r#"secret_ferry_push_writes_total{operation="restore",push="cert"}"#),
+        1.0
+    );
+    daemon.stop().await;
+}
