@@ -121,6 +121,7 @@ fn role_documents(
         kms_statement(&role.role_arn, &read_regions),
     );
     doc.insert("callerPolicy".into(), caller_policy(role));
+    push::add(&mut doc, config, Some(&role.name), &role.role_arn, region);
     Value::Object(doc)
 }
 
@@ -137,7 +138,7 @@ fn base_documents(
         .enumerate()
         .filter(|(_, s)| s.role.is_none())
         .collect();
-    if base_reads.is_empty() {
+    if base_reads.is_empty() && config.pushes.iter().all(|p| p.role.is_some()) {
         return None;
     }
     let roots: Vec<&str> = config
@@ -156,10 +157,13 @@ fn base_documents(
     );
     let mut doc = Map::new();
     doc.insert("permissionsPolicy".into(), permissions);
-    doc.insert(
-        "kmsKeyPolicyStatement".into(),
-        kms_statement(caller, &read_regions),
-    );
+    if !base_reads.is_empty() {
+        doc.insert(
+            "kmsKeyPolicyStatement".into(),
+            kms_statement(caller, &read_regions),
+        );
+    }
+    push::add(&mut doc, config, None, caller, default_region);
     Some(Value::Object(doc))
 }
 
@@ -383,8 +387,9 @@ pub fn render_text(documents: &BTreeMap<String, Value>) -> String {
         out.push_str(&format!("# {name}\n\n"));
         let sections = [
             ("trustPolicy", "Trust policy (on the role: IAM → Roles → Trust relationships)"),
-            ("permissionsPolicy", "Permissions policy (attach to the role that reads the secrets)"),
+            ("permissionsPolicy", "Permissions policy (attach to the role that reads or pushes the secrets)"),
             ("kmsKeyPolicyStatement", "KMS key policy statement (add to the key policy of a customer-managed key encrypting the secrets)"),
+            ("kmsKeyPolicyPushStatement", "KMS key policy statement for pushes (add to the key policy of the kmsKeyId a push encrypts with)"),
             ("callerPolicy", "Caller policy (attach to the identity that assumes the role)"),
         ];
         for (key, title) in sections {
@@ -397,5 +402,6 @@ pub fn render_text(documents: &BTreeMap<String, Value>) -> String {
     out
 }
 
+mod push;
 #[cfg(test)]
 mod tests;

@@ -333,7 +333,7 @@ fn hint(client: &SecretsManager, operation: &str, name: &str, class: Class) -> S
             ". The permissions policy of {principal} must allow secretsmanager:{operation} on {arn} (statement PushSecrets of `iam-policy`); also check any resource policy on the secret, which secret-ferry never changes"
         ),
         Class::Kms => format!(
-            ". The secret's customer-managed KMS key must allow kms:GenerateDataKey and kms:Decrypt for {principal} through Secrets Manager in {region} (statement AllowSecretFerryEncrypt of `iam-policy`'s kmsKeyPolicyStatement)"
+            ". The secret's customer-managed KMS key must allow kms:GenerateDataKey and kms:Decrypt for {principal} through Secrets Manager in {region} (statement AllowSecretFerryEncrypt, `iam-policy`'s kmsKeyPolicyPushStatement)"
         ),
         Class::InvalidRequest => ". The secret may be scheduled for deletion by someone else, or its name is still reserved by a secret deleted without recovery moments ago: retried with back-off".to_owned(),
         Class::ExpiredToken => ". The credentials expired: check the role's session duration and that the base credentials are refreshed".to_owned(),

@@ -387,3 +387,170 @@ async fn a_removed_source_schedules_deletion_a_returning_one_restores_and_a_bad_
     );
     daemon.stop().await;
 }
+
+/// The documents `iam-policy` prints for a config with pushes, applied in moto's auth mode,
+/// are enough to create, read back and update the pushed secret; without them it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_policy_documents_are_sufficient_for_every_push() {
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let workload = create_user(&admin, "workload", &allow("sts:GetCallerIdentity")).await;
+    let operator = create_user(&admin, "operator", &allow("*")).await;
+    // The admin role is not checked before auth; the operator is, and may do anything.
+    let reader = moto.sdk_config_with(operator.credentials());
+    let tmp = tempfile::tempdir().unwrap();
+    let external_id = canary("extid");
+    let id_file = tmp.path().join("external-id");
+    std::fs::write(&id_file, &external_id).unwrap();
+    let source = tmp.path().join("token");
+    let first = canary("first");
+    std::fs::write(&source, &first).unwrap();
+    let role_arn = format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Pusher");
+    let yaml = format!(
+        "region: us-east-1\ninstance: it-cluster\nroles:\n  customer: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\npushes:\n  - {{name: token, role: customer, deletionPolicy: Delete, forceDelete: true, from: {{file: {{path: {}}}}}, to: {{secretName: unified/ws-1/token, tags: {{team: a}}}}}}\n",
+        id_file.display(),
+        source.display()
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let out = std::process::Command::new(binary())
+        .args([
+            "iam-policy",
+            "--config",
+            config.to_str().unwrap(),
+            "--caller-arn",
+            &workload.arn,
+            "--output",
+            "json",
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let out = captured(out);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let perms = docs["customer"]["permissionsPolicy"].clone();
+    let sids: Vec<&str> = perms["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sids,
+        ["PushSecrets", "PushListOwnedSecrets", "PushDeleteSecrets"],
+        "{perms}"
+    );
+    assert_eq!(
+        perms["Statement"][0]["Resource"],
+        format!(
+            "arn:aws:secretsmanager:us-east-1:{SECRETS_ACCOUNT}:secret:unified/ws-1/token-??????"
+        )
+    );
+    assert!(
+        docs["customer"].get("kmsKeyPolicyPushStatement").is_none(),
+        "no key, no statement"
+    );
+
+    let trust = docs["customer"]["trustPolicy"].to_string();
+    let placeholder = docs["customer"]["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]
+        ["sts:ExternalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let iam = aws_sdk_iam::Client::new(&admin);
+    iam.create_role()
+        .role_name("Pusher")
+        .assume_role_policy_document(trust.replace(&placeholder, &external_id))
+        .send()
+        .await
+        .unwrap();
+    // moto evaluates Secrets Manager permissions against "*" only: the same actions on "*",
+    // and the generated pattern held against the ARN moto assigns below.
+    let mut anywhere = perms.clone();
+    for statement in anywhere["Statement"].as_array_mut().unwrap() {
+        statement["Resource"] = serde_json::json!("*");
+    }
+    let put_policy = |iam: &aws_sdk_iam::Client, doc: serde_json::Value| {
+        let iam = iam.clone();
+        async move {
+            iam.put_role_policy()
+                .role_name("Pusher")
+                .policy_name("perms")
+                .policy_document(doc.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put_policy(&iam, anywhere.clone()).await;
+    iam.put_user_policy()
+        .user_name("workload")
+        .policy_name("caller")
+        .policy_document(docs["customer"]["callerPolicy"].to_string())
+        .send()
+        .await
+        .unwrap();
+    moto.enable_auth();
+
+    let once = || {
+        let out = std::process::Command::new(binary())
+            .args(["run", "--once", "--config", config.to_str().unwrap()])
+            .env_clear()
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_ACCESS_KEY_ID", &workload.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &workload.secret_access_key)
+            .output()
+            .unwrap();
+        let out = captured(out);
+        (out.status.code(), output_text(&out))
+    };
+    let (code, log) = once();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        value_of(&reader, "unified/ws-1/token").await.as_deref(),
+        Some(first.as_str())
+    );
+    let arn = described(&reader, "unified/ws-1/token")
+        .await
+        .arn()
+        .unwrap()
+        .to_owned();
+    let pattern = perms["Statement"][0]["Resource"].as_str().unwrap();
+    assert!(
+        secret_ferry::commands::iam_policy::resource_matches(pattern, &arn),
+        "{pattern} vs {arn}"
+    );
+
+    // A new process (a restart) reads the current value back once, then writes the change.
+    let second = canary("second");
+    std::fs::write(&source, &second).unwrap();
+    let (code, log) = once();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        value_of(&reader, "unified/ws-1/token").await.as_deref(),
+        Some(second.as_str())
+    );
+
+    // Without PutSecretValue the push fails, names the statement, and the value stays.
+    let mut fewer = anywhere.clone();
+    fewer["Statement"][0]["Action"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a != "secretsmanager:PutSecretValue");
+    // In auth mode only a real user may change IAM.
+    put_policy(&aws_sdk_iam::Client::new(&reader), fewer).await;
+    std::fs::write(&source, canary("third")).unwrap();
+    let (code, log) = once();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("PutSecretValue") && log.contains("statement PushSecrets"),
+        "{log}"
+    );
+    assert_eq!(
+        value_of(&reader, "unified/ws-1/token").await.as_deref(),
+        Some(second.as_str())
+    );
+    assert_no_leak(&log, &[&first, &second, &external_id]);
+}
