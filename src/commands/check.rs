@@ -13,11 +13,13 @@ use crate::k8s::Kube;
 use crate::k8s::KubeSetupError;
 use crate::metrics::Metrics;
 use std::path::Path;
+
+mod push;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct Link {
-    /// `base`, `role`, `secret` or `target`.
+    /// `base`, `role`, `secret`, `target` or `push`.
     pub kind: &'static str,
     pub name: String,
     pub ok: bool,
@@ -180,6 +182,9 @@ impl App {
                     links.push(check_target(&job.config.name, target, kube).await);
                 }
             }
+        }
+        for group in &self.pushes {
+            links.extend(push::check_pushes(group).await);
         }
         links
     }

@@ -68,6 +68,15 @@ impl PushGroup {
         }
     }
 
+    /// The client the group writes with (for `check`).
+    pub(crate) fn client(&self) -> &SecretsManager {
+        &self.client
+    }
+
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// One attempt of every push; the failures, in config order.
     pub(crate) async fn cycle(&mut self, metrics: &Metrics) -> Vec<PushError> {
         let owned = self.list().await;

@@ -554,3 +554,65 @@ async fn iam_policy_documents_are_sufficient_for_every_push() {
     );
     assert_no_leak(&log, &[&first, &second, &external_id]);
 }
+
+/// `check` tells, per push, whether the source reads and what will happen to the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_each_push_target_and_what_blocks_it() {
+    let moto = Moto::start();
+    let admin = moto.admin_in("123456789012").await;
+    let foreign = canary("foreign");
+    create_secret(&admin, "app/foreign", &foreign).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("token");
+    std::fs::write(&source, canary("token")).unwrap();
+    let yaml = format!(
+        "region: us-east-1\ninstance: it-cluster\npushes:\n  - {{name: fresh, from: {{file: {{path: {src}}}}}, to: {{secretName: app/fresh}}}}\n  - {{name: theirs, from: {{file: {{path: {src}}}}}, to: {{secretName: app/foreign}}}}\n  - {{name: nosource, from: {{file: {{dir: {missing}}}}}, to: {{secretName: app/other}}}}\n",
+        src = source.display(),
+        missing = tmp.path().join("missing").display()
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let out = std::process::Command::new(binary())
+        .args(["check", "--config", config.to_str().unwrap()])
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    let out = captured(out);
+    let report = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let line = |needle: &str| {
+        report
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("push   fresh").starts_with("ok") && line("push   fresh").contains("will be created"),
+        "{report}"
+    );
+    assert!(
+        line("push   theirs").starts_with("FAIL")
+            && line("push   theirs").contains("without the tag"),
+        "{report}"
+    );
+    assert!(report.contains("set adopt: true"), "{report}");
+    assert!(
+        line("push   nosource").starts_with("FAIL")
+            && line("push   nosource").contains("does not exist"),
+        "{report}"
+    );
+    assert_eq!(
+        value_of(&admin, "app/foreign").await.as_deref(),
+        Some(foreign.as_str()),
+        "check never writes"
+    );
+    assert!(
+        value_of(&admin, "app/fresh").await.is_none(),
+        "check never creates"
+    );
+    assert_no_leak(&report, &[&foreign]);
+}
