@@ -616,3 +616,102 @@ async fn check_names_each_push_target_and_what_blocks_it() {
     );
     assert_no_leak(&report, &[&foreign]);
 }
+
+/// 1,000 unchanged pushes cost one ListSecrets page per 100 each interval and no write; a
+/// changed source becomes a new version within the interval. Figures for docs/performance.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_unchanged_pushes_cost_ten_listings_and_no_write() {
+    let _heavy = heavy();
+    const N: usize = 1000;
+    const INTERVAL_S: u64 = 5;
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
+    let proxy = Proxy::start(moto.addr());
+    let sdk = moto
+        .sdk_config()
+        .to_builder()
+        .endpoint_url(proxy.endpoint())
+        .build();
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let prefix = canary("bulk-push");
+    let mut pushes = String::new();
+    for i in 0..N {
+        let path = tmp.path().join(format!("p{i:04}"));
+        std::fs::write(&path, format!("{prefix}-{i}")).unwrap();
+        pushes.push_str(&format!(
+            "  - {{name: p{i:04}, role: customer, refreshInterval: {INTERVAL_S}s, from: {{file: {{path: {}}}}}, to: {{secretName: bulk/p{i:04}}}}}\n",
+            path.display()
+        ));
+    }
+    let daemon = Daemon::start(&config(&role_arn, &ext_file, &pushes), &sdk);
+    assert!(
+        proxy.wait_for_count("CreateSecret", N, Duration::from_secs(120)),
+        "{} created",
+        proxy.count("CreateSecret")
+    );
+    // Wait for the first cycle to end, then count exactly one more.
+    daemon.attempts(&format!("p{:04}", N - 1), 0.0, 1.0).await;
+    proxy.reset_records();
+    let before = daemon.total_attempts(&format!("p{:04}", N - 1));
+    daemon
+        .attempts(&format!("p{:04}", N - 1), before, 1.0)
+        .await;
+    let calls = proxy.requests().len();
+    let lists = proxy.count("ListSecrets");
+    let writes: usize = [
+        "CreateSecret",
+        "PutSecretValue",
+        "TagResource",
+        "DeleteSecret",
+    ]
+    .iter()
+    .map(|op| proxy.count(op))
+    .sum();
+    assert_eq!(writes, 0, "writes while unchanged");
+    assert!(
+        calls <= 11,
+        "{calls} calls for one interval of {N} unchanged pushes ({lists} ListSecrets)"
+    );
+
+    // Source change → new version, ten times, one push at a time.
+    let mut latencies = Vec::new();
+    for k in 0..10 {
+        let i = k * 97;
+        proxy.reset_records();
+        let value = format!("{prefix}-changed-{k}");
+        std::fs::write(tmp.path().join(format!("p{i:04}")), &value).unwrap();
+        let changed = std::time::Instant::now();
+        let landed = wait_for_async(Duration::from_secs(INTERVAL_S * 3), || async {
+            (value_of(&admin, &format!("bulk/p{i:04}")).await.as_deref() == Some(value.as_str()))
+                .then_some(())
+        })
+        .await;
+        assert!(landed.is_some(), "change {k} did not land");
+        latencies.push(changed.elapsed().as_secs_f64());
+        assert_eq!(proxy.count("PutSecretValue"), 1, "one write per change");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let max = latencies[latencies.len() - 1];
+    assert!(
+        max <= INTERVAL_S as f64 + 1.5,
+        "change → version {latencies:?}"
+    );
+    record_figures(
+        "push_economy",
+        serde_json::json!({
+            "pushes": N,
+            "interval_s": INTERVAL_S,
+            "calls_per_interval_unchanged": calls,
+            "list_secrets_per_interval": lists,
+            "writes_per_interval_unchanged": writes,
+            "change_to_version_s": {"min": latencies[0], "median": latencies[latencies.len() / 2], "max": max},
+        }),
+    );
+    daemon.stop().await;
+}
