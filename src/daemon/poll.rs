@@ -37,15 +37,7 @@ pub(crate) async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
             c = cycle(&mut group, &ctx) => c,
             _ = shutdown.wait() => return,
         };
-        let delay = if cycle.all_failed {
-            backoff
-                .get_or_insert_with(|| Box::new(failure_delays(interval)))
-                .next()
-                .unwrap_or(interval)
-        } else {
-            backoff = None;
-            jittered(interval)
-        };
+        let delay = next_delay(cycle.all_failed, &mut backoff, interval);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = group.refresh.notified() => {
@@ -53,6 +45,24 @@ pub(crate) async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
             }
             _ = shutdown.wait() => return,
         }
+    }
+}
+
+/// The wait before the next cycle: the interval (jittered), or after a cycle in which
+/// everything failed the next step of the back-off, which a success resets.
+pub(crate) fn next_delay(
+    all_failed: bool,
+    backoff: &mut Option<Box<dyn Iterator<Item = Duration> + Send>>,
+    interval: Duration,
+) -> Duration {
+    if all_failed {
+        backoff
+            .get_or_insert_with(|| Box::new(failure_delays(interval)))
+            .next()
+            .unwrap_or(interval)
+    } else {
+        *backoff = None;
+        jittered(interval)
     }
 }
 

@@ -3,7 +3,7 @@
 //! `sink::push_plan` says, one step at a time, until the plan settles.
 
 use super::error::PushError;
-use super::poll::{failure_delays, jittered};
+use super::poll::next_delay;
 use crate::config::{PushConfig, PushSource};
 use crate::metrics::Metrics;
 use crate::secret::Payload;
@@ -314,15 +314,8 @@ pub(crate) async fn run(mut group: PushGroup, metrics: Metrics, mut shutdown: Si
             f = group.cycle(&metrics) => f,
             _ = shutdown.wait() => return,
         };
-        let delay = if !failures.is_empty() && failures.len() == group.jobs.len() {
-            backoff
-                .get_or_insert_with(|| Box::new(failure_delays(interval)))
-                .next()
-                .unwrap_or(interval)
-        } else {
-            backoff = None;
-            jittered(interval)
-        };
+        let all_failed = !failures.is_empty() && failures.len() == group.jobs.len();
+        let delay = next_delay(all_failed, &mut backoff, interval);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.wait() => return,
