@@ -11,6 +11,9 @@ fn exported() -> BTreeSet<String> {
     let m = Metrics::new().unwrap();
     m.register_role("r");
     m.register_secret("s");
+    m.register_push("p");
+    m.push_attempted("p", None);
+    m.push_attempted("p", Some("not_owned"));
     m.secret_synced("s", Outcome::Success);
     m.secret_version("s", "v1");
     m.secret_region("s", "us-east-1");
