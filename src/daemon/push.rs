@@ -208,7 +208,7 @@ impl PushGroup {
                     sink.create(&self.instance, &token, value).await?;
                     metrics.push_wrote(&config.name, "create");
                     tracing::info!(push = %config.name, secret = %config.to.secret_name, version_id = %token, "created the secret");
-                    job.memory.known = Some(Known { version: token, digest: digest_of(&source), replaced: None });
+                    job.memory.known = Some(Known { version: token, digest: Digest::of(value), replaced: None });
                     return Ok(Settled::InSync);
                 }
                 Step::Put { token, replacing } => {
@@ -216,7 +216,7 @@ impl PushGroup {
                     sink.put(&token, value).await?;
                     metrics.push_wrote(&config.name, "put");
                     tracing::info!(push = %config.name, secret = %config.to.secret_name, version_id = %token, "pushed a new version");
-                    job.memory.known = Some(Known { version: token, digest: digest_of(&source), replaced: replacing });
+                    job.memory.known = Some(Known { version: token, digest: Digest::of(value), replaced: replacing });
                     return Ok(Settled::InSync);
                 }
                 Step::Restore => {
@@ -260,14 +260,6 @@ fn unsettled(config: &PushConfig) -> PushError {
     PushError::Unsettled {
         push: config.name.clone(),
         secret_name: config.to.secret_name.clone(),
-    }
-}
-
-fn digest_of(source: &Source) -> Digest {
-    match source {
-        Source::Present(d) => *d,
-        // Only written when present (see the callers).
-        Source::Gone => Digest::of(&Payload::Binary(Default::default())),
     }
 }
 

@@ -41,18 +41,15 @@ impl Daemon {
 
     /// Waits until `push` has made `n` more attempts than `from` (successful or not).
     async fn attempts(&self, push: &str, from: f64, n: f64) {
-        let total = |d: &Daemon| {
-            d.metric(&format!(
-                "secret_ferry_push_total{{push=\"{push}\",result=\"success\"}}"
-            )) + d.metric(&format!(
-                "secret_ferry_push_total{{push=\"{push}\",result=\"failure\"}}"
-            ))
-        };
         let done = wait_for_async(Duration::from_secs(30), || async {
-            (total(self) >= from + n).then_some(())
+            (self.total_attempts(push) >= from + n).then_some(())
         })
         .await;
-        assert!(done.is_some(), "{push}: {} attempts", total(self) - from);
+        assert!(
+            done.is_some(),
+            "{push}: {} attempts",
+            self.total_attempts(push) - from
+        );
     }
 
     fn total_attempts(&self, push: &str) -> f64 {
