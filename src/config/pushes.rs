@@ -346,12 +346,6 @@ fn read_kube_source(c: &mut Checker, at: &Field) -> Option<PushSource> {
         read_list(c, v, AT_LEAST_ONE, "key", |c, item| key(c, item))
     });
     f.finish(c);
-    // Parsed and checked in full so that configs can be written for it, but the watched
-    // Kubernetes source is not built yet.
-    c.problem(
-        at,
-        "kubernetesSecret push sources are not available in this version; push from a `file` (a Secret mounted as a volume is a `dir` source)",
-    );
     Some(PushSource::KubernetesSecret {
         name: name?,
         namespace: namespace?,

@@ -10,7 +10,7 @@ use super::poll::MAX_CONCURRENT_CYCLES;
 use super::push::PushGroup;
 use super::App;
 use crate::aws::{shared_https_client, timeouts};
-use crate::config::{Config, PushConfig, SecretConfig};
+use crate::config::{Config, PushConfig, PushSource, SecretConfig};
 use crate::credentials::Roles;
 use crate::health::Readiness;
 use crate::k8s::Kube;
@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::notify::Changed;
 use crate::sink::push_plan::TokenKey;
 use crate::source::plan::{self, PlannedGroup, Strategy};
+use crate::source::push_kube::KubeSource;
 use crate::source::Clients;
 use crate::tenants::TenantController;
 use aws_config::SdkConfig;
@@ -63,7 +64,7 @@ impl App {
             built.add(config, &planned, &mut clients, &metrics, kube)?;
         }
         log_groups(&built.groups);
-        let pushes = pushes(config, &mut clients, &metrics)?;
+        let pushes = pushes(config, &mut clients, &metrics, kube)?;
         let tenants = tenants(config, &mut clients, kube)?;
         let lapsed = roles.clone();
         let readiness = Arc::new(Readiness::new(
@@ -171,6 +172,7 @@ fn pushes(
     config: &Config,
     clients: &mut Clients<'_>,
     metrics: &Metrics,
+    kube: Option<&Kube>,
 ) -> Result<Vec<PushGroup>, BuildError> {
     if config.pushes.is_empty() {
         return Ok(Vec::new());
@@ -194,15 +196,59 @@ fn pushes(
     let mut built = Vec::new();
     for ((role, region, interval), members) in groups {
         let client = clients.client(role.as_deref(), region, &members[0].name)?;
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let mut jobs = Vec::with_capacity(members.len());
+        let mut watches = false;
+        for push in members {
+            let source = kube_source(&push, kube, &changed)?;
+            watches |= source.is_some();
+            jobs.push((push, source));
+        }
+        let events = kube.filter(|_| watches).cloned();
         built.push(PushGroup::new(
             interval,
             client,
             instance.clone(),
             key,
-            members,
+            jobs,
+            events,
+            changed,
         ));
     }
     Ok(built)
+}
+
+/// The watch of a `kubernetesSecret` source; its namespace defaults to the daemon's own.
+fn kube_source(
+    push: &PushConfig,
+    kube: Option<&Kube>,
+    changed: &Arc<tokio::sync::Notify>,
+) -> Result<Option<KubeSource>, BuildError> {
+    let PushSource::KubernetesSecret {
+        name,
+        namespace,
+        keys,
+    } = &push.from
+    else {
+        return Ok(None);
+    };
+    let kube = kube.ok_or_else(|| BuildError::PushNoKube {
+        push: push.name.clone(),
+    })?;
+    let namespace = namespace
+        .as_deref()
+        .or(kube.namespace.as_deref())
+        .ok_or_else(|| BuildError::PushNoNamespace {
+            push: push.name.clone(),
+        })?;
+    Ok(Some(KubeSource::watch(
+        kube,
+        &push.name,
+        namespace,
+        name,
+        keys,
+        changed.clone(),
+    )))
 }
 
 /// The tenants controller, when the config has `tenants` rules: it reads with any role.

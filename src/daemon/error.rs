@@ -21,6 +21,10 @@ pub enum BuildError {
         "secret '{secret}' has a kubernetesSecret target, but no Kubernetes client was set up"
     )]
     NoKube { secret: String },
+    #[error("push '{push}' reads a kubernetesSecret source, but no Kubernetes client was set up")]
+    PushNoKube { push: String },
+    #[error("push '{push}': from.kubernetesSecret has no namespace and the daemon's own is unknown (no service-account namespace file, no POD_NAMESPACE): set from.kubernetesSecret.namespace")]
+    PushNoNamespace { push: String },
     #[error(transparent)]
     Kube(#[from] crate::k8s::KubeSetupError),
     #[error("cannot read /dev/urandom for the pushes' version-id key: {0}")]

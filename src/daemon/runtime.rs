@@ -276,10 +276,14 @@ fn needs_kube(cfg: &Config, leader_elect: bool) -> bool {
     leader_elect || !cfg.tenants.is_empty() || has_kube_targets(cfg)
 }
 
-/// Whether a secret is written to a Kubernetes Secret.
+/// Whether a secret is written to a Kubernetes Secret, or a push reads one.
 pub fn has_kube_targets(cfg: &Config) -> bool {
     cfg.secrets
         .iter()
         .flat_map(|s| &s.targets)
         .any(|t| matches!(t, Target::KubernetesSecret(_)))
+        || cfg
+            .pushes
+            .iter()
+            .any(|p| matches!(p.from, crate::config::PushSource::KubernetesSecret { .. }))
 }

@@ -272,3 +272,22 @@ pub fn describe(err: &kube::Error, verb: &str, resource: &str, namespace: &str) 
         other => other.to_string(),
     }
 }
+
+/// The Secret as an Event's `regarding` object.
+pub fn reference(secret: &k8s_openapi::api::core::v1::Secret, namespace: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Secret".to_owned()),
+        name: secret.metadata.name.clone(),
+        namespace: Some(
+            secret
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| namespace.to_owned()),
+        ),
+        uid: secret.metadata.uid.clone(),
+        resource_version: secret.metadata.resource_version.clone(),
+        ..ObjectReference::default()
+    }
+}

@@ -6,7 +6,7 @@ mod client;
 pub mod leader;
 
 pub use client::{
-    can_i, describe, is_timeout, own_namespace, Kube, KubeSetupError, PodRef, DELETION_ANNOTATION,
-    FIELD_MANAGER, HASH_ANNOTATION, INSTANCE_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
-    REQUEST_TIMEOUT, SOURCE_ANNOTATION,
+    can_i, describe, is_timeout, own_namespace, reference, Kube, KubeSetupError, PodRef,
+    DELETION_ANNOTATION, FIELD_MANAGER, HASH_ANNOTATION, INSTANCE_ANNOTATION, MANAGED_BY,
+    MANAGED_BY_LABEL, REQUEST_TIMEOUT, SOURCE_ANNOTATION,
 };

@@ -121,7 +121,12 @@ impl KubeSecretSink {
                     )
                 };
                 self.kube
-                    .event(&reference(&written, &self.namespace), false, reason, note)
+                    .event(
+                        &crate::k8s::reference(&written, &self.namespace),
+                        false,
+                        reason,
+                        note,
+                    )
                     .await;
                 Ok(WriteOutcome::Written)
             }
@@ -275,7 +280,7 @@ impl KubeSecretSink {
                 let err = KubeSecretError::NotOurs { namespace, name };
                 self.kube
                     .event(
-                        &reference(existing, &self.namespace),
+                        &crate::k8s::reference(existing, &self.namespace),
                         true,
                         "Refused",
                         err.to_string(),
@@ -458,24 +463,6 @@ pub async fn delete(kube: &Kube, namespace: &str, name: &str) -> Result<(), kube
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-pub fn reference(secret: &Secret, namespace: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".to_owned()),
-        kind: Some("Secret".to_owned()),
-        name: secret.metadata.name.clone(),
-        namespace: Some(
-            secret
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| namespace.to_owned()),
-        ),
-        uid: secret.metadata.uid.clone(),
-        resource_version: secret.metadata.resource_version.clone(),
-        ..ObjectReference::default()
     }
 }
 

@@ -1,11 +1,13 @@
 //! Where secret values come from: AWS Secrets Manager, read with GetSecretValue,
 //! BatchGetSecretValue or ListSecrets (see `plan` for which is used when); and, for
-//! pushes, the files an app writes (`push_files`).
+//! pushes, the files an app writes (`push_files`) or a watched Kubernetes Secret
+//! (`push_kube`).
 
 mod budget;
 mod clients;
 pub mod plan;
 pub mod push_files;
+pub mod push_kube;
 pub mod secret_id;
 mod secrets_manager;
 

@@ -50,6 +50,12 @@ pub enum PushSourceError {
     Empty { push: String, path: PathBuf },
     #[error("push '{push}': {path} does not exist; nothing is pushed until it does")]
     Missing { push: String, path: PathBuf },
+    #[error("push '{push}': {path} has no key {key:?} (named in `keys`); nothing is pushed until it does")]
+    MissingKey {
+        push: String,
+        path: PathBuf,
+        key: String,
+    },
 }
 
 impl PushSourceError {
@@ -62,6 +68,7 @@ impl PushSourceError {
             Self::NotUtf8 { .. } => "source_not_utf8",
             Self::Empty { .. } => "source_empty",
             Self::Missing { .. } => "source_missing",
+            Self::MissingKey { .. } => "source_key_missing",
         }
     }
 }
@@ -142,22 +149,35 @@ pub fn read_dir(push: &str, dir: &Path) -> Result<Read, PushSourceError> {
         })?;
         keys.insert(key, text);
     }
+    json_object(push, dir, &keys).map(Read::Present)
+}
+
+/// The keys of a source as one JSON object of text values, as a reader maps it back to
+/// files: refused when there are none or when it is over Secrets Manager's limit.
+pub(crate) fn json_object(
+    push: &str,
+    source: &Path,
+    keys: &BTreeMap<String, String>,
+) -> Result<Payload, PushSourceError> {
     if keys.is_empty() {
         return Err(PushSourceError::Empty {
             push: push.to_owned(),
-            path: dir.to_owned(),
+            path: source.to_owned(),
         });
     }
-    let json =
-        serde_json::to_string(&keys).map_err(|e| unreadable(dir, std::io::Error::other(e)))?;
+    let json = serde_json::to_string(keys).map_err(|e| PushSourceError::Unreadable {
+        push: push.to_owned(),
+        path: source.to_owned(),
+        reason: e.to_string(),
+    })?;
     if json.len() > MAX_SECRET_BYTES {
         return Err(PushSourceError::TooLarge {
             push: push.to_owned(),
-            path: dir.to_owned(),
+            path: source.to_owned(),
             bytes: json.len(),
         });
     }
-    Ok(Read::Present(Payload::Text(Sensitive::new(json))))
+    Ok(Payload::Text(Sensitive::new(json)))
 }
 
 /// Reads a `path` source: the file's content as the secret string, or as SecretBinary.

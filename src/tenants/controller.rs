@@ -172,7 +172,7 @@ impl TenantController {
                 stop(syncs, state.running.remove(&key));
                 if state.refused.get(&key) != Some(&reason) {
                     tracing::warn!(namespace = %namespace, name = %name, "tenant Secret refused: {reason}");
-                    let reference = crate::sink::kube_secret::reference(secret, &namespace);
+                    let reference = crate::k8s::reference(secret, &namespace);
                     self.kube
                         .event(&reference, true, "Refused", reason.clone())
                         .await;

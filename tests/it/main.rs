@@ -22,6 +22,7 @@ mod hostile_input;
 mod kube_bench;
 mod kube_emulator_selftest;
 mod kube_leader;
+mod kube_push;
 mod kube_target;
 mod metrics_format;
 mod moto_credentials;

@@ -17,11 +17,15 @@ pub(super) async fn check_pushes(group: &PushGroup) -> Vec<Link> {
             push: &push.name,
             target: &push.to,
         };
-        let read = match &push.from {
-            PushSource::Dir(dir) => push_files::read_dir(&push.name, dir),
-            PushSource::File { path, binary } => push_files::read_file(&push.name, path, *binary),
-            PushSource::KubernetesSecret { .. } => Ok(Read::Gone),
+        let read = match (&push.from, &job.kube) {
+            (_, Some(watched)) => watched.peek().await,
+            (PushSource::Dir(dir), None) => push_files::read_dir(&push.name, dir),
+            (PushSource::File { path, binary }, None) => {
+                push_files::read_file(&push.name, path, *binary)
+            }
+            (PushSource::KubernetesSecret { .. }, None) => Ok(Read::Gone),
         };
+        let kube_source = job.kube.is_some();
         let source = match read {
             Ok(Read::Present(_)) => "source readable".to_owned(),
             Ok(Read::Gone) => {
@@ -29,7 +33,11 @@ pub(super) async fn check_pushes(group: &PushGroup) -> Vec<Link> {
                     "push",
                     &push.name,
                     format!("{} does not exist", push.from.describe()),
-                    "create it (the app writes it there), or fix `from`; nothing is pushed until it exists",
+                    if kube_source {
+                        "create the Secret, or fix from.kubernetesSecret; nothing is pushed until it exists"
+                    } else {
+                        "create it (the app writes it there), or fix `from`; nothing is pushed until it exists"
+                    },
                 ));
                 continue;
             }
@@ -38,7 +46,11 @@ pub(super) async fn check_pushes(group: &PushGroup) -> Vec<Link> {
                     "push",
                     &push.name,
                     e.to_string(),
-                    "fix the file named; nothing is pushed or deleted until then",
+                    if kube_source {
+                        "let the service account get, list and watch the Secret named (the chart's RBAC does for pushes), or fix its keys; nothing is pushed or deleted until then"
+                    } else {
+                        "fix the file named; nothing is pushed or deleted until then"
+                    },
                 ));
                 continue;
             }

@@ -82,16 +82,40 @@ fn a_config_may_only_push() {
 }
 
 #[test]
-fn a_kubernetes_secret_source_is_checked_but_not_available_yet() {
-    let yaml = "pushes:\n  - name: k\n    from:\n      kubernetesSecret: {name: app-tokens, namespace: app, keys: [token]}\n    to: {secretName: s}\n";
-    let p = problems(yaml);
+fn a_kubernetes_secret_source_names_a_secret_and_optionally_its_namespace_and_keys() {
+    let yaml = "instance: c1\npushes:\n  - name: k\n    from:\n      kubernetesSecret: {name: app-tokens, namespace: app, keys: [token]}\n    to: {secretName: s}\n  - name: own\n    from: {kubernetesSecret: {name: mine}}\n    to: {secretName: t}\n";
+    let config = parse(yaml).expect("valid");
+    assert_eq!(
+        config.pushes[0].from,
+        PushSource::KubernetesSecret {
+            name: "app-tokens".to_owned(),
+            namespace: Some("app".to_owned()),
+            keys: vec!["token".to_owned()],
+        }
+    );
+    assert_eq!(
+        config.pushes[1].from,
+        PushSource::KubernetesSecret {
+            name: "mine".to_owned(),
+            namespace: None,
+            keys: Vec::new(),
+        }
+    );
+    let bad = "pushes:\n  - name: k\n    from:\n      kubernetesSecret: {name: App_Tokens, namespace: a.b, keys: [token, token, \"../x\"]}\n    to: {secretName: s}\n";
+    let p = problems(bad);
     expect_problem(
         &p,
-        "pushes[0].from.kubernetesSecret",
+        "pushes[0].from.kubernetesSecret.name",
         4,
-        "not available in this version",
+        "DNS subdomain",
     );
-    assert_eq!(p.len(), 1, "{p:#?}");
+    expect_problem(
+        &p,
+        "pushes[0].from.kubernetesSecret.namespace",
+        4,
+        "DNS label",
+    );
+    assert!(p.len() >= 3, "{p:#?}");
 }
 
 #[test]
