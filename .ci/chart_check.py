@@ -432,10 +432,15 @@ def expected_rbac(config: dict, release_ns: str, leader: bool) -> dict:
                 e["create"] = True
             if k.get("deletionPolicy", "Retain") == "Delete":
                 delete = True
+    sources: dict[str, set] = {}
+    for p in config.get("pushes") or []:
+        k = (p.get("from") or {}).get("kubernetesSecret") if isinstance(p.get("from"), dict) else None
+        if k:
+            sources.setdefault(k.get("namespace") or release_ns, set()).add(k["name"])
     tenant_ns = {n for r in config.get("tenants") or [] for n in r.get("namespaces") or []}
     cluster = any(r.get("namespaceSelector") for r in config.get("tenants") or [])
-    return {"targets": targets, "delete": delete, "tenant_ns": tenant_ns, "cluster": cluster, "leader": leader,
-            "needs_api": bool(targets or tenant_ns or cluster or leader)}
+    return {"targets": targets, "sources": sources, "delete": delete, "tenant_ns": tenant_ns, "cluster": cluster,
+            "leader": leader, "needs_api": bool(targets or sources or tenant_ns or cluster or leader)}
 
 
 def _rule_problem(rule: dict, ns: str | None, need: dict, release_ns: str, lease: str) -> str | None:
@@ -469,8 +474,12 @@ def _rule_problem(rule: dict, ns: str | None, need: dict, release_ns: str, lease
             return None
         if verbs <= {"get", "list", "watch", "patch"} and ns in need["tenant_ns"]:
             return None
+        src = need["sources"].get(ns)
+        if verbs <= {"get", "list", "watch"} and names and src and set(names) <= src:
+            return None
         return "secrets access the config does not need (get/patch must name the target Secrets)"
-    if (g, r) == ("events.k8s.io", "events") and verbs <= {"create", "patch"} and (tgt or ns in need["tenant_ns"]):
+    if (g, r) == ("events.k8s.io", "events") and verbs <= {"create", "patch"} and (
+            tgt or ns in need["tenant_ns"] or ns in need["sources"]):
         return None
     if (g, r) == ("coordination.k8s.io", "leases") and need["leader"] and ns == release_ns:
         if verbs <= {"get", "update"} and names == [lease]:
@@ -664,6 +673,13 @@ def check_policy(objs: list[dict], shape: Shape, values: dict) -> list[str]:
             errors.append(f"missing RBAC: create events in {ns}")
         if need["delete"] and not has(ns, "", "secrets", "delete"):
             errors.append(f"missing RBAC: delete secrets in {ns} (deletionPolicy: Delete)")
+    for ns, names in need["sources"].items():
+        for n in names:
+            for verb in ("get", "list", "watch"):
+                if not has(ns, "", "secrets", verb, n):
+                    errors.append(f"missing RBAC: {verb} secrets/{n} in {ns} (a push's kubernetesSecret source)")
+        if not has(ns, "events.k8s.io", "events", "create"):
+            errors.append(f"missing RBAC: create events in {ns}")
     for ns in need["tenant_ns"]:
         for verb in ("list", "watch", "patch"):
             if not has(ns, "", "secrets", verb):
@@ -1318,6 +1334,29 @@ def negative_tests(ws: Workspace, binary: Path) -> list[tuple[str, list[str]]]:
     expect("policy rejects unnamed get on secrets", check_policy(mutated(
         lambda objs: next(o for o in objs if o["kind"] == "Role" and o["metadata"]["namespace"] == "app")["rules"][0]
         .pop("resourceNames")), shape, values), "get/patch must name")
+
+    # a push's kubernetesSecret source: its watch needs get/list/watch on that name, and no more
+    all_shape = SHAPES[2]  # controller-all-optional: one push reads app/app-tokens
+    all_values = load_values(all_shape.values)
+    all_good = [o for _, o in parse_rendered(render(CHART, all_values, all_shape.release, all_shape.namespace))[0]]
+
+    def push_rule(objs):
+        role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["namespace"] == "app")
+        return role, next(r for r in role["rules"] if r.get("resourceNames") == ["app-tokens"])
+
+    def drop_push_rule(objs):
+        role, rule = push_rule(objs)
+        role["rules"].remove(rule)
+
+    def unname_push_rule(objs):
+        push_rule(objs)[1].pop("resourceNames")
+
+    for name, fn, needle in (
+            ("policy requires watch on a push's source Secret", drop_push_rule, "watch secrets/app-tokens in app"),
+            ("policy rejects unnamed watch on a push's source", unname_push_rule, "secrets access")):
+        objs = copy.deepcopy(all_good)
+        fn(objs)
+        expect(name, check_policy(objs, all_shape, all_values), needle)
 
     def add_cluster(objs):
         objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

@@ -168,6 +168,16 @@ What the config needs from the Kubernetes API, as YAML:
 {{- end }}
 {{- end }}
 {{- end }}
+{{- range $p := ($c.pushes | default list) }}
+{{- if and (kindIs "map" $p.from) $p.from.kubernetesSecret }}
+{{- $k := $p.from.kubernetesSecret }}
+{{- $n := default $own $k.namespace }}
+{{- $e := get $ns $n | default (dict "names" list "create" false "delete" false "tenant" false "events" true "lease" false) }}
+{{- $_ := set $e "pushNames" (append ($e.pushNames | default list) $k.name) }}
+{{- $_ := set $e "events" true }}
+{{- $_ := set $ns $n $e }}
+{{- end }}
+{{- end }}
 {{- range $r := ($c.tenants | default list) }}
 {{- if $r.namespaceSelector }}{{ $cluster = true }}{{ end }}
 {{- range $n := ($r.namespaces | default list) }}
@@ -191,7 +201,7 @@ What the config needs from the Kubernetes API, as YAML:
 {{- toYaml (dict "namespaces" $ns "cluster" $cluster) }}
 {{- end }}
 
-{{/* "true" when the daemon talks to the Kubernetes API (Secret targets, tenants, leader election). */}}
+{{/* "true" when the daemon talks to the Kubernetes API (Secret targets, push sources, tenants, leader election). */}}
 {{- define "secret-ferry.needsKubeApi" -}}
 {{- $plan := include "secret-ferry.rbacPlan" . | fromYaml }}
 {{- if or $plan.namespaces $plan.cluster }}true{{ end }}
