@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -62,6 +63,9 @@ pub struct KubeSource {
     name: String,
     keys: Vec<String>,
     rx: watch::Receiver<Observed>,
+    /// The first read waited for the first list; later ones answer at once, so that a
+    /// Secret that cannot be listed does not hold up every cycle of its group.
+    waited: AtomicBool,
     /// Feeds the channel from a watch of the one Secret (None when fed from elsewhere).
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -99,6 +103,7 @@ impl KubeSource {
             name: name.to_owned(),
             keys: keys.to_vec(),
             rx,
+            waited: AtomicBool::new(false),
             task: Some(task),
         }
     }
@@ -143,7 +148,8 @@ impl KubeSource {
         }
     }
 
-    /// The value to push, after the first list (waiting up to [`FIRST_SYNC`] for it); what
+    /// The value to push, after the first list (the first call waits up to [`FIRST_SYNC`]
+    /// for it); what
     /// changes after this call makes [`has_changed`](Self::has_changed) true again.
     pub async fn read(&mut self) -> Result<Read, PushSourceError> {
         self.rx.mark_unchanged();
@@ -153,15 +159,18 @@ impl KubeSource {
     /// [`read`](Self::read) without marking the change as seen (for `check`).
     pub async fn peek(&self) -> Result<Read, PushSourceError> {
         let mut rx = self.rx.clone();
-        let seen = match tokio::time::timeout(
-            FIRST_SYNC,
-            rx.wait_for(|o| !matches!(o, Observed::NotYet(_))),
-        )
-        .await
-        {
-            Ok(Ok(seen)) => Some(seen.clone()),
-            _ => None,
+        let wait = if self.waited.swap(true, Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            FIRST_SYNC
         };
+        let seen =
+            match tokio::time::timeout(wait, rx.wait_for(|o| !matches!(o, Observed::NotYet(_))))
+                .await
+            {
+                Ok(Ok(seen)) => Some(seen.clone()),
+                _ => None,
+            };
         // The channel closed or the wait timed out: say why the Secret is not listed.
         let observed = seen.unwrap_or_else(|| rx.borrow().clone());
         match observed {
