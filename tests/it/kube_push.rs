@@ -9,6 +9,7 @@ use crate::common;
 use crate::kube_emulator;
 
 use base64::Engine as _;
+use common::in_process::Daemon;
 use common::proxy::Proxy;
 use common::*;
 use kube_emulator::KubeEmulator;
@@ -43,13 +44,8 @@ async fn deleted(admin: &aws_config::SdkConfig, name: &str) -> Option<bool> {
     Some(out.deleted_date().is_some())
 }
 
-struct Running {
-    metrics: Metrics,
-    trigger: secret_ferry::shutdown::Trigger,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start(emulator: &KubeEmulator, sdk: &aws_config::SdkConfig, yaml: &str) -> Running {
+/// The daemon built from `yaml` with a Kubernetes client on the emulator (namespace `app`).
+async fn app(emulator: &KubeEmulator, sdk: &aws_config::SdkConfig, yaml: &str) -> (App, Metrics) {
     capture_logs();
     emulator.add_namespace("app", &[]);
     let metrics = Metrics::new().unwrap();
@@ -62,29 +58,7 @@ async fn start(emulator: &KubeEmulator, sdk: &aws_config::SdkConfig, yaml: &str)
     );
     let cfg = secret_ferry::config::parse(yaml).unwrap();
     let app = App::build_with(&cfg, sdk, metrics.clone(), Some(&kube)).unwrap();
-    let (trigger, signal) = secret_ferry::shutdown::channel();
-    let task = tokio::spawn(app.run(signal));
-    Running {
-        metrics,
-        trigger,
-        task,
-    }
-}
-
-impl Running {
-    fn metric(&self, series: &str) -> f64 {
-        let text = self.metrics.render().unwrap();
-        capture("metrics", text.as_bytes());
-        metric_or_zero(&text, series)
-    }
-
-    async fn stop(self) {
-        self.trigger.fire();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    (app, metrics)
 }
 
 const CONFIG: &str = "region: us-east-1
@@ -107,7 +81,8 @@ async fn a_watched_secret_is_pushed_within_a_second_and_its_deletion_and_return_
     let emulator = KubeEmulator::start();
     let first = canary("kube-token");
     emulator.put(source_secret(&first, "x", json!({})));
-    let daemon = start(&emulator, &sdk, CONFIG).await;
+    let (app, metrics) = app(&emulator, &sdk, CONFIG).await;
+    let daemon = Daemon::run(app, metrics);
 
     // Created from the one selected key, as the secret string as is.
     let created = wait_for_async(Duration::from_secs(20), || async {
@@ -217,18 +192,7 @@ async fn a_secret_the_service_account_may_not_watch_is_an_error_naming_the_rule_
     emulator.allow("*", "*", None);
     emulator.deny("list", "secrets", Some("app"));
     emulator.deny("watch", "secrets", Some("app"));
-    capture_logs();
-    emulator.add_namespace("app", &[]);
-    let metrics = Metrics::new().unwrap();
-    let kube = Kube::new(
-        emulator.client().await,
-        Some("app".to_owned()),
-        None,
-        metrics.clone(),
-        "secret-ferry".to_owned(),
-    );
-    let cfg = secret_ferry::config::parse(CONFIG).unwrap();
-    let app = App::build_with(&cfg, &admin, metrics.clone(), Some(&kube)).unwrap();
+    let (app, _metrics) = app(&emulator, &admin, CONFIG).await;
     let report = app.run_once_with_credentials_files().await;
     let messages: Vec<String> = report
         .push_failures

@@ -4,46 +4,15 @@
 
 use crate::common;
 
+use common::in_process::Daemon;
 use common::proxy::{json_error, Proxy};
 use common::*;
 use secret_ferry::daemon::App;
-use secret_ferry::health::{Readiness, RefreshHandle};
 use secret_ferry::metrics::Metrics;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-/// A daemon running in-process, stopped on `stop`.
-struct Daemon {
-    metrics: Metrics,
-    readiness: Arc<Readiness>,
-    refresh: RefreshHandle,
-    trigger: secret_ferry::shutdown::Trigger,
-    task: tokio::task::JoinHandle<()>,
-}
-
 impl Daemon {
-    fn start(yaml: &str, sdk: &aws_config::SdkConfig) -> Daemon {
-        // The library runs in this process, which is shared with the tests that install the
-        // log capture: install it here too, so that whether these logs reach the leak scan
-        // does not depend on which test ran first.
-        capture_logs();
-        let cfg = secret_ferry::config::parse(yaml).unwrap();
-        let metrics = Metrics::new().unwrap();
-        let app = App::build(&cfg, sdk, metrics.clone()).unwrap();
-        let readiness = app.readiness();
-        let refresh = app.refresh_handle();
-        let (trigger, signal) = secret_ferry::shutdown::channel();
-        let task = tokio::spawn(app.run(signal));
-        Daemon {
-            metrics,
-            readiness,
-            refresh,
-            trigger,
-            task,
-        }
-    }
-
     async fn wait_ready(&self, timeout: Duration) {
         let ready = wait_for_async(timeout, || async {
             self.readiness.is_ready().then_some(())
@@ -76,14 +45,6 @@ impl Daemon {
             "the poll did not finish: {}",
             self.successes() - before
         );
-    }
-
-    async fn stop(self) {
-        self.trigger.fire();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap();
     }
 }
 

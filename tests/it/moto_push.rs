@@ -5,40 +5,13 @@
 
 use crate::common;
 
+use common::in_process::Daemon;
 use common::proxy::{json_error, Proxy};
 use common::*;
-use secret_ferry::daemon::App;
-use secret_ferry::metrics::Metrics;
 use std::path::Path;
 use std::time::Duration;
 
-struct Daemon {
-    metrics: Metrics,
-    trigger: secret_ferry::shutdown::Trigger,
-    task: tokio::task::JoinHandle<()>,
-}
-
 impl Daemon {
-    fn start(yaml: &str, sdk: &aws_config::SdkConfig) -> Daemon {
-        capture_logs();
-        let cfg = secret_ferry::config::parse(yaml).unwrap();
-        let metrics = Metrics::new().unwrap();
-        let app = App::build(&cfg, sdk, metrics.clone()).unwrap();
-        let (trigger, signal) = secret_ferry::shutdown::channel();
-        let task = tokio::spawn(app.run(signal));
-        Daemon {
-            metrics,
-            trigger,
-            task,
-        }
-    }
-
-    fn metric(&self, series: &str) -> f64 {
-        let text = self.metrics.render().unwrap();
-        capture("metrics", text.as_bytes());
-        metric_or_zero(&text, series)
-    }
-
     /// Waits until `push` has made `n` more attempts than `from` (successful or not).
     async fn attempts(&self, push: &str, from: f64, n: f64) {
         let done = wait_for_async(Duration::from_secs(30), || async {
@@ -58,14 +31,6 @@ impl Daemon {
         )) + self.metric(&format!(
             "secret_ferry_push_total{{push=\"{push}\",result=\"failure\"}}"
         ))
-    }
-
-    async fn stop(self) {
-        self.trigger.fire();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap();
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod fake_aws;
 pub mod fault;
+pub mod in_process;
 pub mod proxy;
 pub mod tls_front;
 
