@@ -56,6 +56,9 @@ pub struct TenantRule {
     pub roles: Vec<String>,
     /// Globs over secret ids (`*` matches any run of characters, `?` one character).
     pub secret_ids: Vec<String>,
+    /// Globs over the Secrets Manager names these namespaces may push their Secrets to
+    /// (annotation `secret-ferry.io/push-to`); empty: no pushes.
+    pub push_secret_names: Vec<String>,
     /// The shortest refresh interval a tenant may ask for; shorter requests are raised to it.
     pub max_refresh_interval: Option<Duration>,
 }
@@ -306,13 +309,25 @@ fn read_tenant(
             read_reference(c, item, roles, &ROLES)
         })
     });
-    let secret_ids = f.require(c, "secretIds").and_then(|v| {
-        read_list(c, &v, AT_LEAST_ONE, "secret id glob", |c, item| {
+    let ids_field = f.get("secretIds");
+    let push_field = f.get("pushSecretNames");
+    let secret_ids = or_default(ids_field.clone(), Vec::new(), |v| {
+        read_list(c, v, AT_LEAST_ONE, "secret id glob", |c, item| {
             checked_string(
                 c,
                 item,
                 |g| !g.is_empty() && g.len() <= 2048 && g != "*",
                 "a secret id or a glob such as \"team-a/*\" (a lone \"*\" would hand every secret to the namespace)",
+            )
+        })
+    });
+    let push_secret_names = or_default(push_field.clone(), Vec::new(), |v| {
+        read_list(c, v, AT_LEAST_ONE, "secret name glob", |c, item| {
+            checked_string(
+                c,
+                item,
+                |g| !g.is_empty() && g.len() <= 512 && g != "*",
+                "a Secrets Manager secret name or a glob such as \"team-a/*\" (a lone \"*\" would let the namespace overwrite any secret the role may write)",
             )
         })
     });
@@ -327,11 +342,19 @@ fn read_tenant(
         );
         return None;
     }
+    if ids_field.is_none() && push_field.is_none() {
+        c.problem(
+            at,
+            "needs `secretIds` (what its namespaces may read) or `pushSecretNames` (what they may push to), or both",
+        );
+        return None;
+    }
     Some(TenantRule {
         namespaces: namespaces?,
         namespace_selector: namespace_selector?,
         roles: rule_roles?,
         secret_ids: secret_ids?,
+        push_secret_names: push_secret_names?,
         max_refresh_interval: max_refresh_interval?,
     })
 }

@@ -41,8 +41,8 @@ pub use mapping::{Decode, KeyMap, Mapping, TemplateMode};
 pub use on_change::{OnChange, SignalName};
 pub use outputs::{BaseCredentials, CredentialOutput, CredentialsEndpoint};
 pub use pushes::{
-    PushConfig, PushSource, PushTarget, Recovery, UpdatePolicy, DEFAULT_INSTANCE, MAX_SECRET_BYTES,
-    OWNER_TAG,
+    push_secret_name_problem, PushConfig, PushSource, PushTarget, Recovery, UpdatePolicy,
+    DEFAULT_INSTANCE, MAX_SECRET_BYTES, OWNER_TAG,
 };
 pub use roles::{ExternalIdSource, RoleConfig};
 pub use secrets::{FetchStrategy, Find, SecretConfig, VersionSelector};

@@ -386,17 +386,21 @@ fn read_target(c: &mut Checker, at: &Field) -> Option<PushTarget> {
     })
 }
 
-fn read_secret_name(c: &mut Checker, at: &Field) -> Option<String> {
-    let name = c.string(at)?;
+/// Why `name` cannot be the name a push creates, if it cannot (also for tenants' pushes).
+pub fn push_secret_name_problem(name: &str) -> Option<String> {
     if name.starts_with("arn:") {
-        c.problem(
-            at,
-            format!("must be a secret name, not an ARN (a push creates the secret by name in the role's account and region), got {name:?}"),
-        );
-        return None;
+        return Some(format!("must be a secret name, not an ARN (a push creates the secret by name in the role's account and region), got {name:?}"));
     }
     if !((1..=512).contains(&name.len()) && name.chars().all(is_secret_name_char)) {
-        c.problem(at, format!("must be {SECRET_NAME_RULE}, got {name:?}"));
+        return Some(format!("must be {SECRET_NAME_RULE}, got {name:?}"));
+    }
+    None
+}
+
+fn read_secret_name(c: &mut Checker, at: &Field) -> Option<String> {
+    let name = c.string(at)?;
+    if let Some(problem) = push_secret_name_problem(name) {
+        c.problem(at, problem);
         return None;
     }
     // Secrets Manager takes "-" and six characters at the end of an id for an ARN's random

@@ -268,9 +268,12 @@ fn tenants(
         let region = clients.region_of_role(Some(name));
         role_sources.insert(name.clone(), clients.client(Some(name), region, "tenants")?);
     }
+    let key = TokenKey::random().map_err(BuildError::Random)?;
     Ok(Some(TenantController::new(
         kube.clone(),
         config.tenants.clone(),
         role_sources,
+        Arc::from(config.instance.as_str()),
+        key,
     )))
 }

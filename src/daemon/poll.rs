@@ -3,11 +3,14 @@
 
 use super::group::{self, Group, MAX_CONCURRENT_FETCHES};
 use super::job::{Ctx, SecretJob};
-use crate::config::SecretConfig;
+use super::push::PushGroup;
+use crate::config::{PushConfig, PushSource, SecretConfig};
 use crate::k8s::Kube;
 use crate::notify::Changed;
 use crate::shutdown::Signal;
+use crate::sink::push_plan::TokenKey;
 use crate::source::plan::Strategy;
+use crate::source::push_kube::KubeSource;
 use crate::source::SecretsManager;
 use crate::tenants::{StartError, Syncs};
 use std::sync::Arc;
@@ -108,6 +111,46 @@ impl Syncs for Ctx {
     fn forget(&self, name: &str) {
         self.metrics.forget_secret(name);
         self.readiness.forget(name);
+    }
+
+    /// A tenant's push is a push group of one, woken by its Secret's watch.
+    fn start_push(
+        &self,
+        push: PushConfig,
+        client: SecretsManager,
+        (instance, key): (&Arc<str>, TokenKey),
+        kube: &Kube,
+        shutdown: Signal,
+    ) -> Result<JoinHandle<()>, StartError> {
+        let PushSource::KubernetesSecret {
+            name,
+            namespace: Some(namespace),
+            keys,
+        } = &push.from
+        else {
+            return Err(format!("push {}: a tenant's push reads its own Secret", push.name).into());
+        };
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let source = KubeSource::watch(kube, &push.name, namespace, name, keys, changed.clone());
+        self.metrics.register_push(&push.name);
+        let group = PushGroup::new(
+            push.refresh_interval,
+            client,
+            instance.clone(),
+            key,
+            vec![(push, Some(source))],
+            Some(kube.clone()),
+            changed,
+        );
+        Ok(tokio::spawn(super::push::run(
+            group,
+            self.metrics.clone(),
+            shutdown,
+        )))
+    }
+
+    fn forget_push(&self, name: &str) {
+        self.metrics.forget_push(name);
     }
 }
 

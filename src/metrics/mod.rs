@@ -217,6 +217,11 @@ impl Metrics {
         self.pushes.register(push);
     }
 
+    /// Drops every series of a push that no longer exists.
+    pub fn forget_push(&self, push: &str) {
+        self.pushes.forget(push);
+    }
+
     /// One push attempt: `failure` is the error's `kind()`, `None` on success.
     pub fn push_attempted(&self, push: &str, failure: Option<&'static str>) {
         self.pushes

@@ -3,6 +3,8 @@
 
 use super::{counter, registered, Outcome};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 /// The writes a push makes, for `secret_ferry_push_writes_total{operation}`.
 pub const WRITE_OPERATIONS: [&str; 5] = ["create", "put", "adopt", "delete", "restore"];
@@ -14,6 +16,8 @@ pub(super) struct PushMetrics {
     errors: IntCounterVec,
     last_success: GaugeVec,
     stale: IntGaugeVec,
+    /// The error kinds counted per push, so that a forgotten push loses every series.
+    kinds: Arc<Mutex<BTreeMap<String, BTreeSet<&'static str>>>>,
 }
 
 impl PushMetrics {
@@ -57,6 +61,7 @@ impl PushMetrics {
                     &["push"],
                 )?,
             )?,
+            kinds: Arc::default(),
         })
     }
 
@@ -80,6 +85,12 @@ impl PushMetrics {
             Some(kind) => {
                 self.total.with_label_values(&[push, "failure"]).inc();
                 self.errors.with_label_values(&[push, kind]).inc();
+                self.kinds
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(push.to_owned())
+                    .or_default()
+                    .insert(kind);
                 self.stale.with_label_values(&[push]).set(1);
             }
         }
@@ -87,5 +98,27 @@ impl PushMetrics {
 
     pub(super) fn wrote(&self, push: &str, operation: &'static str) {
         self.writes.with_label_values(&[push, operation]).inc();
+    }
+
+    /// Drops every series of a push that no longer exists (a tenant's, when its Secret goes).
+    pub(super) fn forget(&self, push: &str) {
+        // A series that was never created is not an error here: removing is best effort.
+        for outcome in [Outcome::Success, Outcome::Failure] {
+            let _ = self.total.remove_label_values(&[push, outcome.as_str()]);
+        }
+        for operation in WRITE_OPERATIONS {
+            let _ = self.writes.remove_label_values(&[push, operation]);
+        }
+        let kinds = self
+            .kinds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(push)
+            .unwrap_or_default();
+        for kind in kinds {
+            let _ = self.errors.remove_label_values(&[push, kind]);
+        }
+        let _ = self.last_success.remove_label_values(&[push]);
+        let _ = self.stale.remove_label_values(&[push]);
     }
 }

@@ -2,22 +2,30 @@
 //! "true"`), asks `rules::decide` about each, and keeps one polling task per allowed
 //! Secret; a refused one gets a Warning Event and no task, so nothing is fetched for it.
 //!
-//! The polling itself is the daemon's: it hands the controller a [`Syncs`].
+//! A Secret annotated with `push-to` instead asks for its keys to be pushed into Secrets
+//! Manager (`rules::decide_push`, the rule's `pushSecretNames`); two Secrets never push to
+//! one name (the second is refused), and a tenant's push never deletes the remote secret.
+//!
+//! The polling and pushing are the daemon's: it hands the controller a [`Syncs`].
 
-use super::rules::{decide, watched_namespaces, TenantRequest, MANAGED_LABEL};
+use super::rules::{
+    decide, decide_push, is_push, watched_namespaces, PushRequest, TenantRequest, MANAGED_LABEL,
+};
 use crate::config::Mapping;
 use crate::config::{
-    CreationPolicy, DeletionPolicy, FetchStrategy, KubeSecretTarget, SecretConfig, Target,
-    TenantRule, VersionSelector,
+    CreationPolicy, DeletionPolicy, FetchStrategy, KubeSecretTarget, PushConfig, PushSource,
+    PushTarget, Recovery, SecretConfig, Target, TenantRule, UpdatePolicy, VersionSelector,
 };
 use crate::k8s::Kube;
 use crate::shutdown::Signal;
+use crate::sink::push_plan::TokenKey;
 use crate::source::{SecretsManager, UnknownRole};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -42,6 +50,18 @@ pub(crate) trait Syncs {
     ) -> Result<JoinHandle<()>, StartError>;
     /// Drops what was recorded for the secret named `name` (metrics, readiness).
     fn forget(&self, name: &str);
+    /// Starts pushing `push` (a watched Kubernetes Secret source) with `client`, its versions
+    /// keyed with `key` and tagged as `instance`'s, until aborted or `shutdown` fires.
+    fn start_push(
+        &self,
+        push: PushConfig,
+        client: SecretsManager,
+        owner: (&Arc<str>, TokenKey),
+        kube: &Kube,
+        shutdown: Signal,
+    ) -> Result<JoinHandle<()>, StartError>;
+    /// Drops what was recorded for the push named `name`.
+    fn forget_push(&self, name: &str);
 }
 
 pub(crate) struct TenantController {
@@ -49,12 +69,39 @@ pub(crate) struct TenantController {
     rules: Vec<TenantRule>,
     /// One client per role, in the role's region.
     sources: BTreeMap<String, SecretsManager>,
+    /// The ownership tag's value and the version-id key of tenants' pushes.
+    instance: Arc<str>,
+    key: TokenKey,
 }
 
-struct Running {
-    request: TenantRequest,
+/// A tenant Secret's running task: a sync (`R` = [`TenantRequest`]) or a push
+/// ([`PushRequest`]), with the request it was started for.
+struct Running<R> {
+    request: R,
     job: String,
     task: JoinHandle<()>,
+}
+
+/// What a tenant Secret asks for, as the controller keeps track of it.
+trait Ask: PartialEq {
+    /// For logs: what is done to the Secret.
+    const DOING: &'static str;
+    /// Drops what the daemon recorded for the task's job.
+    fn forget(syncs: &impl Syncs, job: &str);
+}
+
+impl Ask for TenantRequest {
+    const DOING: &'static str = "synced";
+    fn forget(syncs: &impl Syncs, job: &str) {
+        syncs.forget(job);
+    }
+}
+
+impl Ask for PushRequest {
+    const DOING: &'static str = "pushed";
+    fn forget(syncs: &impl Syncs, job: &str) {
+        syncs.forget_push(job);
+    }
 }
 
 type Key = (String, String);
@@ -62,7 +109,8 @@ type Key = (String, String);
 /// What the controller knows between two watch events.
 #[derive(Default)]
 struct State {
-    running: BTreeMap<Key, Running>,
+    running: BTreeMap<Key, Running<TenantRequest>>,
+    pushing: BTreeMap<Key, Running<PushRequest>>,
     /// Why each refused Secret was refused, so that it is warned about once per reason.
     refused: BTreeMap<Key, String>,
     labels_cache: BTreeMap<String, (Instant, BTreeMap<String, String>)>,
@@ -75,11 +123,15 @@ impl TenantController {
         kube: Kube,
         rules: Vec<TenantRule>,
         sources: BTreeMap<String, SecretsManager>,
+        instance: Arc<str>,
+        key: TokenKey,
     ) -> Self {
         Self {
             kube,
             rules,
             sources,
+            instance,
+            key,
         }
     }
 
@@ -120,6 +172,9 @@ impl TenantController {
         for (_, run) in state.running {
             run.task.abort();
         }
+        for (_, run) in state.pushing {
+            run.task.abort();
+        }
     }
 
     /// One watch event about an annotated Secret: start, restart or stop its sync.
@@ -140,6 +195,7 @@ impl TenantController {
         let key = (namespace.clone(), name.clone());
         if deleted {
             stop(syncs, state.running.remove(&key));
+            stop(syncs, state.pushing.remove(&key));
             state.refused.remove(&key);
             return;
         }
@@ -147,39 +203,88 @@ impl TenantController {
             .namespace_labels(&namespace, &mut state.labels_cache)
             .await;
         let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-        match decide(&self.rules, &namespace, &ns_labels, &annotations) {
-            Ok(request) => {
-                if state
-                    .running
-                    .get(&key)
-                    .is_some_and(|r| r.request == request)
-                {
+        // A Secret is filled or pushed, never both: what it no longer asks for stops.
+        let refused = if is_push(&annotations) {
+            stop(syncs, state.running.remove(&key));
+            let decided = decide_push(&self.rules, &namespace, &ns_labels, &annotations)
+                .and_then(|request| unclaimed(&state.pushing, &key, request));
+            match decided {
+                Ok(request) => {
+                    state.refused.remove(&key);
+                    restart(syncs, &mut state.pushing, key, request, |r| {
+                        self.start_push(syncs, &namespace, &name, r, shutdown.clone())
+                    });
                     return;
                 }
-                stop(syncs, state.running.remove(&key));
-                state.refused.remove(&key);
-                match self.start(syncs, &namespace, &name, &request, shutdown.clone()) {
-                    Ok(run) => {
-                        tracing::info!(secret = %run.job, secret_id = %request.secret_id, role = %request.role, rule = request.rule, "tenant Secret allowed; syncing it");
-                        state.running.insert(key, run);
-                    }
-                    Err(e) => {
-                        tracing::warn!(namespace = %namespace, name = %name, "cannot sync a tenant Secret: {e}")
-                    }
+                Err(reason) => {
+                    stop(syncs, state.pushing.remove(&key));
+                    reason
                 }
             }
-            Err(reason) => {
-                stop(syncs, state.running.remove(&key));
-                if state.refused.get(&key) != Some(&reason) {
-                    tracing::warn!(namespace = %namespace, name = %name, "tenant Secret refused: {reason}");
-                    let reference = crate::k8s::reference(secret, &namespace);
-                    self.kube
-                        .event(&reference, true, "Refused", reason.clone())
-                        .await;
-                    state.refused.insert(key, reason);
+        } else {
+            stop(syncs, state.pushing.remove(&key));
+            match decide(&self.rules, &namespace, &ns_labels, &annotations) {
+                Ok(request) => {
+                    state.refused.remove(&key);
+                    restart(syncs, &mut state.running, key, request, |r| {
+                        self.start(syncs, &namespace, &name, r, shutdown.clone())
+                    });
+                    return;
+                }
+                Err(reason) => {
+                    stop(syncs, state.running.remove(&key));
+                    reason
                 }
             }
+        };
+        self.refuse(state, key, secret, refused).await;
+    }
+
+    /// A refused Secret is warned about (log and Event) once per distinct reason.
+    async fn refuse(&self, state: &mut State, key: Key, secret: &Secret, reason: String) {
+        if state.refused.get(&key) == Some(&reason) {
+            return;
         }
+        let (namespace, name) = (&key.0, &key.1);
+        tracing::warn!(namespace = %namespace, name = %name, "tenant Secret refused: {reason}");
+        let reference = crate::k8s::reference(secret, namespace);
+        self.kube
+            .event(&reference, true, "Refused", reason.clone())
+            .await;
+        state.refused.insert(key, reason);
+    }
+
+    fn start_push(
+        &self,
+        syncs: &impl Syncs,
+        namespace: &str,
+        name: &str,
+        request: &PushRequest,
+        shutdown: Signal,
+    ) -> Result<Running<PushRequest>, StartError> {
+        let client = self
+            .sources
+            .get(&request.role)
+            .cloned()
+            .ok_or_else(|| UnknownRole {
+                reader: format!("{namespace}/{name}"),
+                role: request.role.clone(),
+            })?;
+        let push = tenant_push(namespace, name, request);
+        let job = push.name.clone();
+        let task = syncs.start_push(
+            push,
+            client,
+            (&self.instance, self.key),
+            &self.kube,
+            shutdown,
+        )?;
+        tracing::info!(push = %job, secret_name = %request.secret_name, role = %request.role, rule = request.rule, "tenant Secret allowed; pushing it");
+        Ok(Running {
+            request: request.clone(),
+            job,
+            task,
+        })
     }
 
     fn start(
@@ -189,7 +294,7 @@ impl TenantController {
         name: &str,
         request: &TenantRequest,
         shutdown: Signal,
-    ) -> Result<Running, StartError> {
+    ) -> Result<Running<TenantRequest>, StartError> {
         let source = self
             .sources
             .get(&request.role)
@@ -201,6 +306,7 @@ impl TenantController {
         let config = tenant_secret(namespace, name, request);
         let job = config.name.clone();
         let task = syncs.start(config, source, &self.kube, shutdown)?;
+        tracing::info!(secret = %job, secret_id = %request.secret_id, role = %request.role, rule = request.rule, "tenant Secret allowed; syncing it");
         Ok(Running {
             request: request.clone(),
             job,
@@ -235,11 +341,80 @@ impl TenantController {
     }
 }
 
-fn stop(syncs: &impl Syncs, run: Option<Running>) {
+fn stop<R: Ask>(syncs: &impl Syncs, run: Option<Running<R>>) {
     if let Some(run) = run {
         run.task.abort();
-        syncs.forget(&run.job);
-        tracing::info!(secret = %run.job, "tenant Secret no longer synced");
+        R::forget(syncs, &run.job);
+        tracing::info!(job = %run.job, "tenant Secret no longer {}", R::DOING);
+    }
+}
+
+/// Keeps the task of an unchanged request; otherwise stops the old task and starts one for
+/// `request` (an annotation edited in place restarts with what it now says).
+fn restart<R: Ask>(
+    syncs: &impl Syncs,
+    tasks: &mut BTreeMap<Key, Running<R>>,
+    key: Key,
+    request: R,
+    start: impl FnOnce(&R) -> Result<Running<R>, StartError>,
+) {
+    if tasks.get(&key).is_some_and(|r| r.request == request) {
+        return;
+    }
+    stop(syncs, tasks.remove(&key));
+    match start(&request) {
+        Ok(run) => {
+            tasks.insert(key, run);
+        }
+        Err(e) => {
+            tracing::warn!(namespace = %key.0, name = %key.1, "a tenant Secret cannot be {}: {e}", R::DOING)
+        }
+    }
+}
+
+/// The request, unless another Secret already pushes to its name: the first one keeps it.
+fn unclaimed(
+    pushing: &BTreeMap<Key, Running<PushRequest>>,
+    key: &Key,
+    request: PushRequest,
+) -> Result<PushRequest, String> {
+    match pushing
+        .iter()
+        .find(|(k, r)| *k != key && r.request.secret_name == request.secret_name)
+    {
+        Some(((namespace, name), _)) => Err(format!(
+            "{} is already pushed from the Secret {namespace}/{name}: two Secrets never push to one secret name",
+            request.secret_name
+        )),
+        None => Ok(request),
+    }
+}
+
+/// The push for an allowed request: every key of the Secret, written only on change, never
+/// deleted (a tenant deleting its Secret leaves the remote secret as it was).
+fn tenant_push(namespace: &str, name: &str, request: &PushRequest) -> PushConfig {
+    PushConfig {
+        name: format!("{namespace}/{name}"),
+        role: Some(request.role.clone()),
+        refresh_interval: request.refresh_interval,
+        from: PushSource::KubernetesSecret {
+            name: name.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            keys: Vec::new(),
+        },
+        to: PushTarget {
+            secret_name: request.secret_name.clone(),
+            region: None,
+            kms_key_id: None,
+            description: Some(format!(
+                "pushed by secret-ferry from the Kubernetes Secret {namespace}/{name}"
+            )),
+            tags: BTreeMap::new(),
+        },
+        update_policy: UpdatePolicy::Replace,
+        deletion_policy: DeletionPolicy::Retain,
+        recovery: Recovery::Window(30),
+        adopt: false,
     }
 }
 

@@ -13,6 +13,8 @@ pub const SECRET_ID_ANNOTATION: &str = "secret-ferry.io/secret-id";
 pub const ROLE_ANNOTATION: &str = "secret-ferry.io/role";
 pub const REFRESH_ANNOTATION: &str = "secret-ferry.io/refresh-interval";
 pub const PROPERTY_ANNOTATION: &str = "secret-ferry.io/property";
+/// Asks for the Secret's keys to be pushed to this Secrets Manager secret name.
+pub const PUSH_TO_ANNOTATION: &str = "secret-ferry.io/push-to";
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What an allowed annotated Secret asks for.
@@ -24,6 +26,53 @@ pub struct TenantRequest {
     pub property: Option<String>,
     /// Index of the rule that allowed it, for logs.
     pub rule: usize,
+}
+
+/// What an allowed Secret annotated with `push-to` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRequest {
+    pub secret_name: String,
+    pub role: String,
+    pub refresh_interval: Duration,
+    /// Index of the rule that allowed it, for logs.
+    pub rule: usize,
+}
+
+/// Whether the Secret asks to be pushed (rather than filled).
+pub fn is_push(annotations: &BTreeMap<String, String>) -> bool {
+    annotations.contains_key(PUSH_TO_ANNOTATION)
+}
+
+/// Whether the rules let `namespace` push its Secret to the name `push-to` gives. Pure, like
+/// [`decide`]: nothing is read or written for a refused request.
+pub fn decide_push(
+    rules: &[TenantRule],
+    namespace: &str,
+    namespace_labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<PushRequest, String> {
+    if annotations.contains_key(SECRET_ID_ANNOTATION) {
+        return Err(format!("annotations {SECRET_ID_ANNOTATION} and {PUSH_TO_ANNOTATION} together: a Secret is either filled from Secrets Manager or pushed to it; use two Secrets"));
+    }
+    let secret_name = annotations
+        .get(PUSH_TO_ANNOTATION)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            format!("annotation {PUSH_TO_ANNOTATION} is empty: name the secret to push to")
+        })?;
+    if let Some(problem) = crate::config::push_secret_name_problem(secret_name) {
+        return Err(format!("annotation {PUSH_TO_ANNOTATION} {problem}"));
+    }
+    let covering = covering(rules, namespace, namespace_labels, Grant::Push)?;
+    let role = role_of(annotations, &covering, namespace)?;
+    let (index, rule) = rule_for(&covering, &role, secret_name, namespace, Grant::Push)?;
+    Ok(PushRequest {
+        secret_name: secret_name.to_owned(),
+        role,
+        refresh_interval: refresh_interval_of(annotations, rule)?,
+        rule: index,
+    })
 }
 
 /// Whether the rules let `namespace` (with `namespace_labels`) have what `annotations` ask
@@ -41,18 +90,9 @@ pub fn decide(
         .ok_or_else(|| {
             format!("annotation {SECRET_ID_ANNOTATION} is missing: name the secret to sync")
         })?;
-    let covering: Vec<(usize, &TenantRule)> = rules
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| covers(r, namespace, namespace_labels))
-        .collect();
-    if covering.is_empty() {
-        return Err(format!(
-            "no tenants rule covers namespace {namespace}: add it to a rule's namespaces (or match its labels with namespaceSelector)"
-        ));
-    }
+    let covering = covering(rules, namespace, namespace_labels, Grant::Read)?;
     let role = role_of(annotations, &covering, namespace)?;
-    let (index, rule) = rule_for(&covering, &role, secret_id, namespace)?;
+    let (index, rule) = rule_for(&covering, &role, secret_id, namespace, Grant::Read)?;
     let refresh_interval = refresh_interval_of(annotations, rule)?;
     let property = property_of(annotations)?;
     Ok(TenantRequest {
@@ -77,47 +117,111 @@ fn role_of(
     {
         return Ok(role.to_owned());
     }
-    match covering {
-        [(_, rule)] if rule.roles.len() == 1 => Ok(rule.roles[0].clone()),
-        _ => {
-            let roles: Vec<&str> = covering
-                .iter()
-                .flat_map(|(_, r)| r.roles.iter().map(String::as_str))
-                .collect();
-            Err(format!(
-                "annotation {ROLE_ANNOTATION} is missing and namespace {namespace} may use several roles ({}): name one",
-                roles.join(", ")
-            ))
+    // Several rules may cover a namespace; what counts is how many distinct roles they allow.
+    let mut roles: Vec<&str> = covering
+        .iter()
+        .flat_map(|(_, r)| r.roles.iter().map(String::as_str))
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    match roles.as_slice() {
+        [only] => Ok((*only).to_owned()),
+        _ => Err(format!(
+            "annotation {ROLE_ANNOTATION} is missing and namespace {namespace} may use several roles ({}): name one",
+            roles.join(", ")
+        )),
+    }
+}
+
+/// What a request asks a rule for: to read a secret id, or to push to a secret name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Read,
+    Push,
+}
+
+impl Grant {
+    /// The rule's globs for this grant.
+    fn globs(self, rule: &TenantRule) -> &[String] {
+        match self {
+            Grant::Read => &rule.secret_ids,
+            Grant::Push => &rule.push_secret_names,
+        }
+    }
+
+    /// The rule key that grants it, for refusals.
+    fn key(self) -> &'static str {
+        match self {
+            Grant::Read => "secretIds",
+            Grant::Push => "pushSecretNames",
         }
     }
 }
 
-/// The first covering rule that lets `role` read `secret_id`; the refusal names the rule
-/// that came closest.
+/// The rules that cover `namespace`, with their index; the refusal when none does.
+fn covering<'r>(
+    rules: &'r [TenantRule],
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    grant: Grant,
+) -> Result<Vec<(usize, &'r TenantRule)>, String> {
+    let covering: Vec<(usize, &TenantRule)> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| covers(r, namespace, labels))
+        .collect();
+    if covering.is_empty() {
+        return Err(format!(
+            "no tenants rule covers namespace {namespace}: add it to a rule's namespaces (or match its labels with namespaceSelector), with {}",
+            grant.key()
+        ));
+    }
+    Ok(covering)
+}
+
+/// The first covering rule that lets `role` have `name` (a secret id to read or a secret name
+/// to push to); the refusal names the rule that came closest.
 fn rule_for<'r>(
     covering: &[(usize, &'r TenantRule)],
     role: &str,
-    secret_id: &str,
+    name: &str,
     namespace: &str,
+    grant: Grant,
 ) -> Result<(usize, &'r TenantRule), String> {
     let with_role: Vec<&(usize, &TenantRule)> = covering
         .iter()
         .filter(|(_, r)| r.roles.iter().any(|allowed| allowed == role))
         .collect();
     let found = with_role.iter().find(|(_, r)| {
-        r.secret_ids
+        grant
+            .globs(r)
             .iter()
-            .any(|g| crate::config::glob_matches(g, secret_id))
+            .any(|g| crate::config::glob_matches(g, name))
     });
     if let Some(&&(index, rule)) = found {
         return Ok((index, rule));
     }
-    Err(match with_role.first() {
-        Some((i, r)) => format!(
-            "tenants[{i}] lets namespace {namespace} use role {role} only for secret ids matching {}, and {secret_id:?} does not match",
+    // The closest rule: one that grants this kind of request at all, else any with the role.
+    let closest = with_role
+        .iter()
+        .find(|(_, r)| !grant.globs(r).is_empty())
+        .or(with_role.first());
+    Err(match (closest, grant) {
+        (Some((i, r)), _) if grant.globs(r).is_empty() => format!(
+            "tenants[{i}] lets namespace {namespace} use role {role} only for {}: add {} to allow {}",
+            if grant == Grant::Push { "reading" } else { "pushing" },
+            grant.key(),
+            if grant == Grant::Push { "pushes" } else { "reading" },
+        ),
+        (Some((i, r)), Grant::Read) => format!(
+            "tenants[{i}] lets namespace {namespace} use role {role} only for secret ids matching {}, and {name:?} does not match",
             r.secret_ids.join(", ")
         ),
-        None => {
+        (Some((i, r)), Grant::Push) => format!(
+            "tenants[{i}] lets namespace {namespace} push with role {role} only to secret names matching {}, and {name:?} does not match",
+            r.push_secret_names.join(", ")
+        ),
+        (None, _) => {
             let (i, r) = covering[0];
             format!(
                 "tenants[{i}] does not let namespace {namespace} use role {role:?} (allowed: {})",
@@ -192,8 +296,117 @@ mod tests {
             namespace_selector: None,
             roles: roles.iter().map(|s| s.to_string()).collect(),
             secret_ids: ids.iter().map(|s| s.to_string()).collect(),
+            push_secret_names: Vec::new(),
             max_refresh_interval: None,
         }
+    }
+
+    fn push_rule(namespaces: &[&str], roles: &[&str], names: &[&str]) -> TenantRule {
+        TenantRule {
+            push_secret_names: names.iter().map(|s| s.to_string()).collect(),
+            ..rule(namespaces, roles, &[])
+        }
+    }
+
+    #[test]
+    fn a_push_is_allowed_only_to_the_names_its_rule_lists_with_its_role() {
+        let rules = [
+            rule(&["team-a"], &["shared"], &["team-a/*"]),
+            push_rule(&["team-a"], &["shared"], &["team-a/pushed/*"]),
+        ];
+        let none = BTreeMap::new();
+        let ok = decide_push(
+            &rules,
+            "team-a",
+            &none,
+            &ann(&[(PUSH_TO_ANNOTATION, "team-a/pushed/tokens")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.secret_name.as_str(), ok.role.as_str(), ok.rule),
+            ("team-a/pushed/tokens", "shared", 1)
+        );
+        let e = decide_push(
+            &rules,
+            "team-a",
+            &none,
+            &ann(&[(PUSH_TO_ANNOTATION, "team-b/tokens")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("team-a/pushed/*") && e.contains("\"team-b/tokens\""),
+            "{e}"
+        );
+        let e = decide_push(
+            &rules[..1],
+            "team-a",
+            &none,
+            &ann(&[(PUSH_TO_ANNOTATION, "team-a/x")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("only for reading") && e.contains("add pushSecretNames"),
+            "{e}"
+        );
+        let e = decide(
+            &rules[1..],
+            "team-a",
+            &none,
+            &ann(&[(SECRET_ID_ANNOTATION, "team-a/x")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("only for pushing") && e.contains("add secretIds"),
+            "{e}"
+        );
+        let e = decide_push(
+            &rules,
+            "team-b",
+            &none,
+            &ann(&[(PUSH_TO_ANNOTATION, "team-a/pushed/x")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("no tenants rule covers namespace team-b"), "{e}");
+        let e = decide_push(
+            &rules,
+            "team-a",
+            &none,
+            &ann(&[
+                (PUSH_TO_ANNOTATION, "team-a/pushed/x"),
+                (ROLE_ANNOTATION, "admin"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.contains("role \"admin\""), "{e}");
+    }
+
+    #[test]
+    fn a_push_to_an_arn_a_bad_name_or_together_with_a_secret_id_is_refused() {
+        let rules = [push_rule(&["team-a"], &["shared"], &["team-a/*"])];
+        let none = BTreeMap::new();
+        for (pairs, needle) in [
+            (
+                vec![(
+                    PUSH_TO_ANNOTATION,
+                    "arn:aws:secretsmanager:us-east-1:1:secret:team-a/x",
+                )],
+                "not an ARN",
+            ),
+            (vec![(PUSH_TO_ANNOTATION, "team-a/a b")], "must be"),
+            (vec![(PUSH_TO_ANNOTATION, " ")], "is empty"),
+            (
+                vec![
+                    (PUSH_TO_ANNOTATION, "team-a/x"),
+                    (SECRET_ID_ANNOTATION, "team-a/y"),
+                ],
+                "either filled",
+            ),
+        ] {
+            let e = decide_push(&rules, "team-a", &none, &ann(&pairs)).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        assert!(is_push(&ann(&[(PUSH_TO_ANNOTATION, "x")])));
+        assert!(!is_push(&ann(&[(SECRET_ID_ANNOTATION, "x")])));
     }
 
     fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -222,3 +222,114 @@ async fn a_secret_the_service_account_may_not_watch_is_an_error_naming_the_rule_
     assert_no_leak(&serde_json::to_string(&warned).unwrap(), &[&value]);
     assert_no_leak(&messages[0], &[&value]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_pushes_what_its_rule_allows_one_secret_per_name_and_never_deletes() {
+    let CrossAccount {
+        moto: _moto,
+        admin,
+        role_arn,
+        external_id: _,
+    } = cross_account_role().await;
+    let emulator = KubeEmulator::start();
+    emulator.add_namespace("team-a", &[]);
+    let pushed = |name: &str, to: &str, token: &str| {
+        let mut secret =
+            crate::common::tenant_secret("team-a", name, json!({"secret-ferry.io/push-to": to}));
+        secret["data"] = json!({"token": b64(token)});
+        secret
+    };
+    let (first, second, other) = (
+        canary("tenant-push"),
+        canary("tenant-push"),
+        canary("tenant-push"),
+    );
+    emulator.put(pushed("tokens", "team-a/pushed/tokens", &first));
+    emulator.put(pushed("outside", "team-b/tokens", &other));
+    let yaml = format!(
+        r#"region: us-east-1
+instance: it-cluster
+roles:
+  shared: {{roleArn: "{role_arn}"}}
+tenants:
+  - namespaces: [team-a]
+    roles: [shared]
+    pushSecretNames: ["team-a/pushed/*"]
+"#
+    );
+    let (app, metrics) = app(&emulator, &admin, &yaml).await;
+    let daemon = Daemon::run(app, metrics);
+
+    // The one key of the allowed Secret, as the secret string; the Secret outside the rule
+    // is refused and nothing is created for it.
+    let created = wait_for_async(Duration::from_secs(20), || async {
+        value_of(&admin, "team-a/pushed/tokens")
+            .await
+            .filter(|v| *v == first)
+    })
+    .await;
+    assert!(created.is_some(), "the tenant's Secret was not pushed");
+    assert_eq!(value_of(&admin, "team-b/tokens").await, None);
+
+    // A second Secret asking for the same name is refused; the first keeps it.
+    emulator.put(pushed("copy", "team-a/pushed/tokens", &other));
+    // A change of the first is pushed by its watch.
+    emulator.put(pushed("tokens", "team-a/pushed/tokens", &second));
+    let changed = wait_for_async(Duration::from_secs(10), || async {
+        value_of(&admin, "team-a/pushed/tokens")
+            .await
+            .filter(|v| *v == second)
+    })
+    .await;
+    assert!(changed.is_some(), "the change was not pushed");
+    let refusals = wait_for_async(Duration::from_secs(10), || async {
+        let notes: Vec<String> = emulator
+            .events()
+            .iter()
+            .filter(|e| e["reason"] == "Refused")
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["regarding"]["name"].as_str().unwrap_or_default(),
+                    e["note"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        (notes.len() >= 2).then_some(notes)
+    })
+    .await
+    .expect("both refusals are Events");
+    assert!(
+        refusals
+            .iter()
+            .any(|n| n.starts_with("outside") && n.contains("team-a/pushed/*")),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|n| n.starts_with("copy")
+                && n.contains("already pushed from the Secret team-a/tokens")),
+        "{refusals:?}"
+    );
+
+    // The tenant deletes its Secret: the remote secret stays (a tenant's push never deletes).
+    let client = emulator.client().await;
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client, "team-a");
+    api.delete("tokens", &Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(deleted(&admin, "team-a/pushed/tokens").await, Some(false));
+    assert_eq!(
+        value_of(&admin, "team-a/pushed/tokens").await.as_deref(),
+        Some(second.as_str())
+    );
+    assert_eq!(
+        daemon.metric(r#"secret_ferry_push_total{push="team-a/tokens",result="success"}"#),
+        0.0,
+        "the deleted Secret's push series are dropped"
+    );
+    let all_events = serde_json::to_string(&emulator.events()).unwrap();
+    assert_no_leak(&all_events, &[&first, &second, &other]);
+    daemon.stop().await;
+}

@@ -368,14 +368,7 @@ async fn tenants_get_what_a_rule_allows_and_refusals_fetch_nothing() {
     let emulator = KubeEmulator::start();
     emulator.add_namespace("team-a", &[("tenant", "a")]);
     emulator.add_namespace("team-b", &[]);
-    let annotated = |ns: &str, name: &str, annotations: serde_json::Value| {
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": ns,
-                         "labels": {"secret-ferry.io/managed": "true"},
-                         "annotations": annotations},
-        })
-    };
+    let annotated = crate::common::tenant_secret;
     emulator.put(annotated(
         "team-a",
         "ok",

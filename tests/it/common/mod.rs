@@ -821,3 +821,18 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A tenant's Secret as the controller watches it: labelled `secret-ferry.io/managed` and
+/// annotated with what it asks for (a secret id to fill it from, or a name to push it to).
+pub fn tenant_secret(
+    namespace: &str,
+    name: &str,
+    annotations: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"secret-ferry.io/managed": "true"},
+                     "annotations": annotations},
+    })
+}

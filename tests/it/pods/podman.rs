@@ -110,6 +110,9 @@ pub fn app_image() -> &'static str {
     IMAGE
 }
 
+/// How long `podman kube play` may take to start a pod (pulling nothing: the images are local).
+const PLAY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A pod played from rendered objects with `podman kube play`. Dropping it captures every
 /// container's log for the leak scan and runs `podman kube down`.
 pub struct Played {
@@ -125,7 +128,22 @@ impl Played {
     /// says no (the pod it left is taken down).
     pub fn play(objects: &[Value]) -> Result<Played, String> {
         let mut played = Self::start(objects);
-        let out = played.playing.take().unwrap().wait_with_output().unwrap();
+        let mut playing = played.playing.take().unwrap();
+        // A `kube play` that never returns (seen once here, after a pod of the same name was
+        // left by a killed run) must fail its test, not hold up the whole suite.
+        let deadline = Instant::now() + PLAY_TIMEOUT;
+        while playing.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = playing.kill();
+                let out = playing.wait_with_output().unwrap();
+                return Err(format!(
+                    "podman kube play did not return within {PLAY_TIMEOUT:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = playing.wait_with_output().unwrap();
         if out.status.success() {
             Ok(played)
         } else {
@@ -145,6 +163,11 @@ impl Played {
             .expect("a Deployment to play");
         // podman 4.3 names a Deployment's pod `<name>-pod-0` and its containers `<pod>-<name>`.
         let name = format!("{}-pod-0", deployment["metadata"]["name"].as_str().unwrap());
+        // Every test plays the same release, so a pod a killed run left behind (its Drop never
+        // ran) would make every later play fail with "name is in use".
+        let _ = Command::new("podman")
+            .args(["pod", "rm", "--force", "--ignore", &name])
+            .output();
         let playing = podman()
             .args(["kube", "play"])
             .arg(dir.path().join("pod.yaml"))
