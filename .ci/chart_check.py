@@ -86,6 +86,7 @@ class Shape:
 BASE_ALERTS = {
     "SecretFerrySecretNotSynced", "SecretFerrySecretStale", "SecretFerrySyncFailing",
     "SecretFerryCredentialExpiringSoon", "SecretFerryAssumeRoleFailing", "SecretFerryAwsThrottled",
+    "SecretFerryPollStalled",
 }
 
 SHAPES = [
@@ -738,7 +739,7 @@ def check_policy(objs: list[dict], shape: Shape, values: dict) -> list[str]:
                       "secret_ferry_secret_stale", "secret_ferry_credential_expiry_timestamp_seconds",
                       "secret_ferry_credential_consecutive_failures", "secret_ferry_credential_refresh_errors_total",
                       "secret_ferry_aws_throttled_total", "secret_ferry_kube_requests_total", "secret_ferry_leader",
-                      "secret_ferry_sync_duration_seconds"}
+                      "secret_ferry_sync_duration_seconds", "secret_ferry_poll_groups_stalled"}
             if wanted - used:
                 errors.append(f"dashboard has no panel for {sorted(wanted - used)}")
     return errors

@@ -55,13 +55,15 @@ done
 say() { echo "image.sh: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# 1. podman and runc
-if ! command -v podman >/dev/null || { ! command -v runc >/dev/null && ! [ -x /usr/sbin/runc ]; }; then
-    say "installing podman and runc (Debian packages)"
+# 1. podman, runc, and catatonit (the pause process of every pod `podman kube play` starts; only
+# a recommended package of podman, so --no-install-recommends leaves it out)
+has_catatonit() { command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ]; }
+if ! command -v podman >/dev/null || { ! command -v runc >/dev/null && ! [ -x /usr/sbin/runc ]; } || ! has_catatonit; then
+    say "installing podman, runc and catatonit (Debian packages)"
     mkdir -p "$WORK"
     as_root apt-get update -qq >"$WORK/apt.log" 2>&1 || true
     if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        podman runc uidmap slirp4netns fuse-overlayfs >>"$WORK/apt.log" 2>&1; then
+        podman runc catatonit uidmap slirp4netns fuse-overlayfs >>"$WORK/apt.log" 2>&1; then
         say "apt-get install podman runc failed; its log: $WORK/apt.log"
         exit 1
     fi

@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, unit tests, the end-to-end tests against a real
 # AWS API stand-in (moto, installed here on first use), the reliability suite, the image
 # built with podman and the chart's pods played in it, the leak scan over everything the
-# tests captured, and the chart checks.
+# tests captured, the chart checks and the alert rules under promtool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
@@ -22,6 +22,7 @@ python3 .ci/leak_scan.py --self-test
 python3 .ci/leak_scan.py "$SECRET_FERRY_HARNESS_DIR"
 python3 .ci/reliability_report.py "$SECRET_FERRY_HARNESS_DIR"
 SECRET_FERRY_BIN="$TARGET_DIR/debug/secret-ferry" scripts/chart-check.sh
+scripts/alert-rules-test.sh
 # The benchmark harness in its smoke mode (N = 10, seconds): it fails only if a figure could
 # not be measured, never on a figure's value.
 python3 bench/run.py --smoke --binary "$TARGET_DIR/debug/secret-ferry"

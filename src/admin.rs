@@ -155,7 +155,7 @@ mod tests {
     #[tokio::test]
     async fn routes_and_readiness() {
         let metrics = Metrics::new().unwrap();
-        metrics.register_secret("db");
+        metrics.register_secret("db", std::time::Duration::from_secs(60));
         let readiness = Arc::new(Readiness::new(["db".to_owned()], None, || None));
         let listener = Admin::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await

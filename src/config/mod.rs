@@ -21,6 +21,7 @@ mod depth;
 pub mod keys;
 mod kube;
 mod mapping;
+mod observability;
 mod on_change;
 mod outputs;
 mod policy_json;
@@ -38,6 +39,7 @@ mod yaml;
 
 pub use kube::{glob_matches, CreationPolicy, DeletionPolicy, KubeSecretTarget, TenantRule};
 pub use mapping::{Decode, KeyMap, Mapping, TemplateMode};
+pub use observability::DEFAULT_MAX_POLL_STALL;
 pub use on_change::{OnChange, SignalName};
 pub use outputs::{BaseCredentials, CredentialOutput, CredentialsEndpoint};
 pub use pushes::{
@@ -86,6 +88,11 @@ pub struct Config {
     pub credentials_endpoint: Option<CredentialsEndpoint>,
     /// `/readyz` fails while any secret's last successful sync is older than this.
     pub max_staleness: Option<Duration>,
+    /// `/readyz` fails while a group has not completed a poll for this long (and for twice
+    /// its interval).
+    pub max_poll_stall: Duration,
+    /// Which secrets have their own series (`metrics.perSecretSeries`).
+    pub metrics: crate::metrics::SeriesPolicy,
     /// Secrets Manager calls per second allowed per (account, region).
     pub api_rate_limit: u32,
     /// Default `fetchStrategy` of secrets that set none.
@@ -312,6 +319,12 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let api_rate_limit = or_default(f.get("apiRateLimit"), DEFAULT_API_RATE_LIMIT, |v| {
         c.integer_within(v, API_RATE_LIMITS)
     });
+    let max_poll_stall = or_default(f.get("maxPollStall"), DEFAULT_MAX_POLL_STALL, |v| {
+        c.duration_within(v, REFRESH_INTERVALS)
+    });
+    let metrics = or_default(f.get("metrics"), Default::default(), |v| {
+        observability::read_metrics(c, v)
+    });
     f.finish(c);
     Some(Config {
         region: region?,
@@ -324,6 +337,8 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         credentials_endpoint: credentials_endpoint?,
         max_staleness: max_staleness?,
         api_rate_limit: api_rate_limit?,
+        max_poll_stall: max_poll_stall?,
+        metrics: metrics?,
         fetch_strategy: fetch_strategy?,
         failover_region: failover_region?,
         tenants: tenants?,

@@ -56,6 +56,7 @@ impl App {
             .or_else(|| base.region().map(|r| r.to_string()))
             .ok_or(BuildError::NoRegion)?;
         let base = sdk_for(base, &region);
+        metrics.set_series_policy(config.metrics);
         let roles = Roles::build(config, &base, &metrics);
         let mut clients = Clients::new(config, &base, &roles, &metrics, &region);
         let planned = plan::plan(&config.secrets, |secret| clients.region_of(secret));
@@ -67,11 +68,12 @@ impl App {
         let pushes = pushes(config, &mut clients, &metrics, kube)?;
         let tenants = tenants(config, &mut clients, kube)?;
         let lapsed = roles.clone();
-        let readiness = Arc::new(Readiness::new(
-            built.expected,
-            config.max_staleness,
-            move || lapsed.lapsed().map(str::to_owned),
-        ));
+        let readiness = Arc::new(
+            Readiness::new(built.expected, config.max_staleness, move || {
+                lapsed.lapsed().map(str::to_owned)
+            })
+            .with_max_poll_stall(config.max_poll_stall),
+        );
         Ok(Self {
             groups: built.groups,
             pushes,
@@ -126,7 +128,7 @@ impl Built {
             if !secret.on_change.is_empty() {
                 self.notifiers.push((secret.clone(), changed.clone()));
             }
-            metrics.register_secret(&secret.name);
+            metrics.register_secret(&secret.name, secret.refresh_interval);
             self.expected.push(secret.name.clone());
             if planned.strategy == Strategy::Find {
                 self.groups.push(Group::discovering(

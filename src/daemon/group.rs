@@ -86,6 +86,21 @@ impl Group {
         }
     }
 
+    /// What the group polls, for logs: its `find` entry, its one secret, or how many.
+    pub(crate) fn describe(&self) -> String {
+        match (self.entry_name(), self.members.as_slice()) {
+            (Some(entry), _) => format!("find entry {entry}"),
+            (None, [one]) => format!("secret {}", one.config.name),
+            (None, members) => format!(
+                "{} secrets ({}, every {}, first {})",
+                members.len(),
+                self.strategy.as_str(),
+                humantime::format_duration(self.interval),
+                members.first().map_or("-", |m| m.config.name.as_str())
+            ),
+        }
+    }
+
     /// Polls every member once.
     pub(crate) async fn cycle(&mut self, ctx: &Ctx) -> Cycle {
         let results = match self.strategy {

@@ -6,7 +6,7 @@ use crate::config::{SecretConfig, Target};
 use crate::health::Readiness;
 use crate::k8s::Kube;
 use crate::mapping::Mapper;
-use crate::metrics::{Metrics, Outcome, SecretState};
+use crate::metrics::Metrics;
 use crate::sink::file::FileSink;
 use crate::sink::kube_secret::KubeSecretSink;
 use crate::sink::single_file::SingleFile;
@@ -311,21 +311,17 @@ impl Ctx {
         };
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
-        self.metrics.sync_took(name, elapsed);
         match &result {
             Ok(outcome) => {
                 // The first write of a run is the app's starting point, not a change.
                 if *outcome == SyncOutcome::Written && self.readiness.has_synced(name) {
                     job.changed.changed();
                 }
-                self.metrics.secret_synced(name, Outcome::Success);
-                self.metrics.secret_stale(name, false);
-                self.metrics.secret_state(name, SecretState::Synced);
+                self.metrics
+                    .sync_succeeded(name, elapsed, version.as_deref(), region.as_deref());
                 self.readiness.synced(name);
                 let version = version.as_deref().unwrap_or("-");
-                self.metrics.secret_version(name, version);
                 let region = region.as_deref().unwrap_or("-");
-                self.metrics.secret_region(name, region);
                 let failover = region != job.source.region();
                 // One event per sync; unchanged polls at debug, so that thousands of
                 // secrets do not flood the log at the default level.
@@ -339,18 +335,9 @@ impl Ctx {
                 }
             }
             Err(err) => {
-                self.metrics.secret_synced(name, Outcome::Failure);
                 // Stale: the files still hold a value that could not be refreshed.
                 let synced_before = self.readiness.has_synced(name);
-                self.metrics.secret_stale(name, synced_before);
-                self.metrics.secret_state(
-                    name,
-                    if synced_before {
-                        SecretState::Stale
-                    } else {
-                        SecretState::Failing
-                    },
-                );
+                self.metrics.sync_failed(name, elapsed, synced_before);
                 match err.credentials_role() {
                     // The role's AssumeRole failure was logged with its cause; repeating it for
                     // each of the role's secrets would bury it.

@@ -210,6 +210,12 @@ impl App {
                 span,
             ));
         }
+        let metrics = self.metrics.clone();
+        tasks.spawn(crate::health::stall::watch(
+            self.readiness.stalls.clone(),
+            move |progress| metrics.poll_progress(progress.into()),
+            shutdown.clone(),
+        ));
         for group in self.groups {
             let span = match group.entry_name() {
                 Some(entry) => tracing::info_span!("poll", secret = %entry),

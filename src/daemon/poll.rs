@@ -32,8 +32,10 @@ pub(crate) async fn cycle(group: &mut Group, ctx: &Ctx) -> group::Cycle {
 
 pub(crate) async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
     let interval = group.interval;
+    let heartbeat = ctx.readiness.stalls.register(interval, group.describe());
     let mut backoff: Option<Box<dyn Iterator<Item = Duration> + Send>> = None;
     loop {
+        heartbeat.started();
         // A fetch in flight is abandoned on shutdown (nothing has been written yet); a
         // write in flight is not: it runs on the blocking pool, which the runtime waits for.
         let cycle = tokio::select! {
@@ -41,6 +43,7 @@ pub(crate) async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
             _ = shutdown.wait() => return,
         };
         let delay = next_delay(cycle.all_failed, &mut backoff, interval);
+        heartbeat.completed(delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = group.refresh.notified() => {
@@ -103,7 +106,7 @@ impl Syncs for Ctx {
         let name = secret.name.clone();
         let interval = secret.refresh_interval;
         let job = SecretJob::new(secret, source.clone(), None, Changed::default(), Some(kube))?;
-        self.metrics.register_secret(&name);
+        self.metrics.register_secret(&name, interval);
         let group = Group::new(Strategy::Get, false, interval, vec![Arc::new(job)], source);
         Ok(tokio::spawn(poll(group, self.clone(), shutdown)))
     }

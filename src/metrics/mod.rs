@@ -2,8 +2,11 @@
 //! fixed enums (`result`); never error text, secret ids from the wire, or values.
 
 mod per_secret;
+mod polls;
 mod push;
 
+pub use per_secret::{SeriesPolicy, Synced};
+pub use polls::PollProgress;
 pub use push::WRITE_OPERATIONS;
 
 use per_secret::PerSecret;
@@ -41,18 +44,19 @@ pub struct Metrics {
     credential_expiry: GaugeVec,
     assume_role_duration: HistogramVec,
     credential_consecutive_failures: IntGaugeVec,
-    /// sync_total, last_success, stale, sync_duration, version_info and region_info.
+    /// sync_total, last_success, stale, version_info and region_info, and the aggregates
+    /// over every secret (by state, behind, oldest success).
     per_secret: Arc<PerSecret>,
+    /// One histogram for all secrets, by result: a per-secret one was 13 series a secret.
+    sync_duration: HistogramVec,
     kube_requests_total: IntCounterVec,
     leader: prometheus::IntGauge,
     runtime_tasks: prometheus::IntGauge,
-    secrets_by_state: IntGaugeVec,
-    /// Each secret's state, so that the per-state counts can move on a change.
-    states: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, SecretState>>>,
     aws_api_calls_total: IntCounterVec,
     aws_throttled_total: IntCounterVec,
     notify_total: IntCounterVec,
     pushes: push::PushMetrics,
+    polls: polls::PollMetrics,
 }
 
 // === impl Metrics ===
@@ -117,14 +121,25 @@ impl Metrics {
             &["verb", "result"],
         )?;
         let pushes = push::PushMetrics::new(r)?;
-        let (leader, runtime_tasks, secrets_by_state) = process_metrics(r)?;
+        let polls = polls::PollMetrics::new(r)?;
+        let (leader, runtime_tasks) = process_metrics(r)?;
         let per_secret = Arc::new(PerSecret::new()?);
         registry.register(Box::new(SharedCollector(per_secret.clone())))?;
+        let sync_duration = HistogramOpts::new(
+            "secret_ferry_sync_duration_seconds",
+            "Time taken by one sync of a secret (fetch, render and write), over all secrets, by result.",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]);
+        let sync_duration = registered(r, HistogramVec::new(sync_duration, &["result"])?)?;
+        for outcome in [Outcome::Success, Outcome::Failure] {
+            sync_duration.with_label_values(&[outcome.as_str()]);
+        }
         Ok(Self {
             registry,
             per_secret,
-            secrets_by_state,
-            states: Default::default(),
+            sync_duration,
             kube_requests_total,
             leader,
             runtime_tasks,
@@ -137,6 +152,7 @@ impl Metrics {
             aws_throttled_total,
             notify_total,
             pushes,
+            polls,
         })
     }
 
@@ -152,64 +168,54 @@ impl Metrics {
             .set(0);
     }
 
-    /// Moves a secret to `state` in `secret_ferry_secrets{state}`.
-    pub fn secret_state(&self, secret: &str, state: SecretState) {
-        let mut states = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let old = states.insert(secret.to_owned(), state);
-        if old == Some(state) {
-            return;
-        }
-        if let Some(old) = old {
-            self.secrets_by_state
-                .with_label_values(&[old.as_str()])
-                .dec();
-        }
-        self.secrets_by_state
-            .with_label_values(&[state.as_str()])
-            .inc();
+    /// Which secrets have their own series (config `metrics.perSecretSeries`).
+    pub fn set_series_policy(&self, policy: SeriesPolicy) {
+        self.per_secret.set_policy(policy);
     }
 
-    pub fn register_secret(&self, secret: &str) {
-        self.secret_state(secret, SecretState::Pending);
-        self.per_secret.register(secret);
+    /// Counts the secret (pending) from now on; `interval` tells when it is behind.
+    pub fn register_secret(&self, secret: &str, interval: Duration) {
+        self.per_secret
+            .register(secret, interval, unix_seconds(SystemTime::now()));
     }
 
-    pub fn secret_stale(&self, secret: &str, stale: bool) {
-        self.per_secret.stale(secret, stale);
+    /// One successful sync: the secret is synced at `version` from `region`.
+    pub fn sync_succeeded(
+        &self,
+        secret: &str,
+        took: Duration,
+        version: Option<&str>,
+        region: Option<&str>,
+    ) {
+        self.record_sync(secret, took, Synced::Success { version, region });
     }
 
-    pub fn sync_took(&self, secret: &str, took: Duration) {
-        self.per_secret.took(secret, took.as_secs_f64());
+    /// One failed sync; `stale`: the targets hold an earlier good value.
+    pub fn sync_failed(&self, secret: &str, took: Duration, stale: bool) {
+        self.record_sync(secret, took, Synced::Failure { stale });
     }
 
-    /// Keeps exactly one `secret_version_info` series per secret: the old version's
-    /// series goes when the version changes.
-    pub fn secret_version(&self, secret: &str, version_id: &str) {
-        self.per_secret.version(secret, version_id);
-    }
-
-    /// Like `secret_version`: one series per secret.
-    pub fn secret_region(&self, secret: &str, region: &str) {
-        self.per_secret.region(secret, region);
+    fn record_sync(&self, secret: &str, took: Duration, outcome: Synced<'_>) {
+        let result = match outcome {
+            Synced::Success { .. } => Outcome::Success,
+            Synced::Failure { .. } => Outcome::Failure,
+        };
+        self.sync_duration
+            .with_label_values(&[result.as_str()])
+            .observe(took.as_secs_f64());
+        self.per_secret
+            .synced(secret, outcome, unix_seconds(SystemTime::now()));
     }
 
     /// Removes every series of a secret that is no longer synced, so that dashboards and
     /// alerts do not keep reporting a secret that has gone.
     pub fn forget_secret(&self, secret: &str) {
         self.per_secret.forget(secret);
-        let gone = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(secret);
-        if let Some(state) = gone {
-            self.secrets_by_state
-                .with_label_values(&[state.as_str()])
-                .dec();
-        }
+    }
+
+    /// What the stall watchdog saw at its last look.
+    pub fn poll_progress(&self, progress: PollProgress) {
+        self.polls.set(progress);
     }
 
     /// Creates every series of a push at zero.
@@ -291,12 +297,6 @@ impl Metrics {
             .set(unix_seconds(expiry));
     }
 
-    pub fn secret_synced(&self, secret: &str, outcome: Outcome) {
-        let now = unix_seconds(SystemTime::now());
-        self.per_secret
-            .synced(secret, outcome == Outcome::Success, now);
-    }
-
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         // Read at scrape time: a task count is only meaningful as a sample, and
@@ -341,6 +341,11 @@ pub enum SecretState {
 impl SecretState {
     pub const ALL: [SecretState; 4] = [Self::Synced, Self::Stale, Self::Failing, Self::Pending];
 
+    /// The state's place in [`Self::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Synced => "synced",
@@ -376,11 +381,10 @@ where
     Ok(metric)
 }
 
-/// The process-wide metrics: leadership, runtime tasks, secrets by state (all states
-/// at zero from the start) and the build info.
+/// The process-wide metrics: leadership, runtime tasks and the build info.
 fn process_metrics(
     registry: &Registry,
-) -> Result<(prometheus::IntGauge, prometheus::IntGauge, IntGaugeVec), prometheus::Error> {
+) -> Result<(prometheus::IntGauge, prometheus::IntGauge), prometheus::Error> {
     let leader = registered(
         registry,
         prometheus::IntGauge::new(
@@ -395,19 +399,6 @@ fn process_metrics(
             "Tasks alive in the daemon's async runtime at scrape time; flat in steady state, so growth means a leak.",
         )?,
     )?;
-    let secrets_by_state = registered(
-        registry,
-        IntGaugeVec::new(
-            Opts::new(
-                "secret_ferry_secrets",
-                "Secrets by state: synced (last sync succeeded), stale (last sync failed, the last good value is served), failing (never synced, last attempt failed), pending (not tried yet).",
-            ),
-            &["state"],
-        )?,
-    )?;
-    for state in SecretState::ALL {
-        secrets_by_state.with_label_values(&[state.as_str()]).set(0);
-    }
     let build_info = registered(
         registry,
         IntGaugeVec::new(
@@ -421,7 +412,7 @@ fn process_metrics(
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
-    Ok((leader, runtime_tasks, secrets_by_state))
+    Ok((leader, runtime_tasks))
 }
 
 #[cfg(test)]
@@ -432,19 +423,28 @@ mod tests {
     fn series_exist_from_the_start_and_count() {
         let m = Metrics::new().unwrap();
         m.register_role("shared");
-        m.register_secret("db");
+        m.register_secret("db", Duration::from_secs(60));
         let text = m.render().unwrap();
         assert!(text.contains(
             r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 0"#
         ));
         assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 0"#));
-        m.secret_synced("db", Outcome::Success);
-        m.secret_version("db", "v1");
-        m.secret_version("db", "v1");
-        m.secret_version("db", "v2");
+        assert!(text.contains(r#"secret_ferry_sync_duration_seconds_count{result="failure"} 0"#));
+        m.sync_succeeded(
+            "db",
+            Duration::from_millis(3),
+            Some("v1"),
+            Some("us-east-1"),
+        );
+        m.sync_succeeded(
+            "db",
+            Duration::from_millis(3),
+            Some("v2"),
+            Some("us-east-1"),
+        );
         m.credential_refreshed("shared", Outcome::Failure);
         let text = m.render().unwrap();
-        assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 1"#));
+        assert!(text.contains(r#"secret_ferry_secret_sync_total{result="success",secret="db"} 2"#));
         assert!(text.contains(
             r#"secret_ferry_credential_refresh_total{result="failure",role="shared"} 1"#
         ));
@@ -455,6 +455,11 @@ mod tests {
             "the old version's series must go: {text}"
         );
         assert!(text.contains(r#"secret_ferry_secret_stale{secret="db"} 0"#));
+        assert!(text.contains(r#"secret_ferry_sync_duration_seconds_count{result="success"} 2"#));
+        assert!(
+            !text.contains(r#"secret_ferry_sync_duration_seconds_count{secret"#),
+            "no per-secret histogram"
+        );
     }
 
     #[test]
@@ -467,13 +472,15 @@ mod tests {
                 .find_map(|l| l.strip_prefix(&series).map(|v| v.parse::<i64>().unwrap()))
                 .unwrap()
         };
-        m.register_secret("a");
-        m.register_secret("b");
+        assert_eq!(state(&m, "pending"), 0);
+        m.register_secret("a", Duration::from_secs(60));
+        m.register_secret("b", Duration::from_secs(60));
         assert_eq!(state(&m, "pending"), 2);
-        m.secret_state("a", SecretState::Synced);
-        m.secret_state("b", SecretState::Failing);
-        m.secret_state("a", SecretState::Stale);
-        m.secret_state("a", SecretState::Stale);
+        let took = Duration::from_millis(5);
+        m.sync_succeeded("a", took, Some("v1"), Some("us-east-1"));
+        m.sync_failed("b", took, false);
+        m.sync_failed("a", took, true);
+        m.sync_failed("a", took, true);
         assert_eq!(
             (
                 state(&m, "pending"),
@@ -483,9 +490,6 @@ mod tests {
             ),
             (0, 0, 1, 1)
         );
-        m.secret_version("a", "v1");
-        m.secret_region("a", "us-east-1");
-        m.sync_took("a", Duration::from_millis(5));
         m.forget_secret("a");
         let text = m.render().unwrap();
         assert!(

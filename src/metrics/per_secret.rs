@@ -1,60 +1,125 @@
 //! The per-secret metrics, kept as one compact record per secret and turned into metric
-//! families only when scraped. With the `prometheus` crate's vectors each series holds its
-//! own copy of the family's descriptor and label pairs: 5.4 KiB per secret for the seven
-//! series below, which dominated the daemon's memory at thousands of secrets.
+//! families only when scraped, together with the aggregates computed from the same records.
+//!
+//! The budget (issue 18): at 10,000 secrets one series per secret per family is 15 MB a
+//! scrape, so which secrets are *named* follows a [`SeriesPolicy`]. A secret that needs
+//! someone's attention (stale, failing, or behind: no success for two intervals) is always
+//! named, so "secret X is stale" alerts work at any N; healthy secrets are only counted
+//! above the policy's limit. The aggregates answer "is anything behind?" without names.
 
+use super::SecretState;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
-/// Upper bounds of `secret_ferry_sync_duration_seconds`, in seconds.
-pub const BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+/// Which secrets get their own series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesPolicy {
+    /// Every secret, at any N.
+    All,
+    /// Only secrets that are stale, failing or behind; healthy ones are only counted.
+    Unhealthy,
+    /// Every secret while there are at most `limit`, only unhealthy ones above.
+    Auto { limit: usize },
+}
+
+impl SeriesPolicy {
+    /// The default limit: at ~450 bytes of series per healthy secret, 500 keeps a scrape of
+    /// healthy secrets under 256 KiB at any N.
+    pub const DEFAULT_LIMIT: usize = 500;
+
+    fn names_healthy(self, secrets: usize) -> bool {
+        match self {
+            SeriesPolicy::All => true,
+            SeriesPolicy::Unhealthy => false,
+            SeriesPolicy::Auto { limit } => secrets <= limit,
+        }
+    }
+}
+
+impl Default for SeriesPolicy {
+    fn default() -> Self {
+        SeriesPolicy::Auto {
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
 
 const SYNC_TOTAL: (&str, &str) = (
     "secret_ferry_secret_sync_total",
-    "Sync attempts of a secret (fetch, render and write to every target), by result.",
+    "Sync attempts of a secret (fetch, render and write to every target), by result; named per the metrics.perSecretSeries rule.",
 );
 const LAST_SUCCESS: (&str, &str) = (
     "secret_ferry_secret_last_success_timestamp_seconds",
-    "Unix time of the last successful sync of a secret.",
+    "Unix time of the last successful sync of a secret; named per the metrics.perSecretSeries rule, always while it is behind.",
 );
 const STALE: (&str, &str) = (
     "secret_ferry_secret_stale",
-    "1 while a secret's files hold the last good value because its latest sync failed.",
-);
-const DURATION: (&str, &str) = (
-    "secret_ferry_sync_duration_seconds",
-    "Time taken by one sync of a secret: fetch, render and write.",
+    "1 while a secret's files hold the last good value because its latest sync failed; named per the metrics.perSecretSeries rule, always while 1.",
 );
 const VERSION: (&str, &str) = (
     "secret_ferry_secret_version_info",
-    "The Secrets Manager version id last synced, as a label; one series per secret.",
+    "The Secrets Manager version id last synced, as a label; one series per named secret.",
 );
 const REGION: (&str, &str) = (
     "secret_ferry_secret_region_info",
     "The region that served a secret's last successful sync, as a label; differs from the configured region after a failover.",
 );
+const BY_STATE: (&str, &str) = (
+    "secret_ferry_secrets",
+    "Secrets by state: synced (last sync succeeded), stale (last sync failed, the last good value is served), failing (never synced, last attempt failed), pending (not tried yet).",
+);
+const BEHIND: (&str, &str) = (
+    "secret_ferry_secrets_behind",
+    "Secrets without a successful sync for more than twice their refresh interval (each of them is named by the per-secret series).",
+);
+const OLDEST: (&str, &str) = (
+    "secret_ferry_secrets_oldest_success_timestamp_seconds",
+    "The oldest of the secrets' last successful syncs, as Unix time (absent until one has synced).",
+);
+const NAMED: (&str, &str) = (
+    "secret_ferry_secrets_named",
+    "Secrets that have their own per-secret series at this scrape (all of them, or only the unhealthy ones above the limit of metrics.perSecretSeries).",
+);
 
-#[derive(Default)]
 struct Record {
     success: u64,
     failure: u64,
     last_success: Option<f64>,
-    stale: bool,
-    /// Observations per bucket (not cumulative); the last slot is above every bound.
-    buckets: [u64; BUCKETS.len() + 1],
-    sum: f64,
+    /// Since when a never-synced secret has been waiting.
+    registered: f64,
+    /// Twice the refresh interval: no success for this long is "behind".
+    behind_after: f32,
+    state: SecretState,
     version: Option<Box<str>>,
     region: Option<Box<str>>,
 }
 
+impl Record {
+    fn behind(&self, now: f64) -> bool {
+        now - self.last_success.unwrap_or(self.registered) > f64::from(self.behind_after)
+    }
+
+    fn unhealthy(&self, now: f64) -> bool {
+        matches!(self.state, SecretState::Stale | SecretState::Failing) || self.behind(now)
+    }
+}
+
+/// One sync's outcome, as recorded for its secret.
+pub enum Synced<'a> {
+    Success {
+        version: Option<&'a str>,
+        region: Option<&'a str>,
+    },
+    /// `stale`: the targets hold an earlier good value.
+    Failure { stale: bool },
+}
+
 pub struct PerSecret {
     descs: Vec<Desc>,
+    policy: Mutex<SeriesPolicy>,
     records: Mutex<BTreeMap<Box<str>, Record>>,
 }
 
@@ -73,77 +138,188 @@ impl PerSecret {
                 desc(SYNC_TOTAL, &["secret", "result"])?,
                 desc(LAST_SUCCESS, &["secret"])?,
                 desc(STALE, &["secret"])?,
-                desc(DURATION, &["secret"])?,
                 desc(VERSION, &["secret", "version_id"])?,
                 desc(REGION, &["secret", "region"])?,
+                desc(BY_STATE, &["state"])?,
+                desc(BEHIND, &[])?,
+                desc(OLDEST, &[])?,
+                desc(NAMED, &[])?,
             ],
+            policy: Mutex::new(SeriesPolicy::default()),
             records: Mutex::new(BTreeMap::new()),
         })
     }
 
-    fn with<T>(&self, secret: &str, update: impl FnOnce(&mut Record) -> T) -> T {
-        let mut records = self
-            .records
+    pub fn set_policy(&self, policy: SeriesPolicy) {
+        *self
+            .policy
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match records.get_mut(secret) {
-            Some(record) => update(record),
-            None => update(records.entry(secret.into()).or_default()),
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
     }
 
-    /// Every series of the secret exists from now on (at zero), as with the vectors.
-    pub fn register(&self, secret: &str) {
-        self.with(secret, |_| ());
-    }
-
-    pub fn forget(&self, secret: &str) {
+    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<Box<str>, Record>> {
         self.records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(secret);
     }
 
-    pub fn synced(&self, secret: &str, success: bool, now: f64) {
-        self.with(secret, |r| {
-            if success {
+    /// The secret is counted (pending) from now on; registering it again keeps its record
+    /// and takes the new interval.
+    pub fn register(&self, secret: &str, interval: Duration, now: f64) {
+        let behind_after = (2.0 * interval.as_secs_f64()) as f32;
+        let mut records = self.records();
+        match records.get_mut(secret) {
+            Some(r) => r.behind_after = behind_after,
+            None => {
+                records.insert(
+                    secret.into(),
+                    Record {
+                        success: 0,
+                        failure: 0,
+                        last_success: None,
+                        registered: now,
+                        behind_after,
+                        state: SecretState::Pending,
+                        version: None,
+                        region: None,
+                    },
+                );
+            }
+        }
+    }
+
+    pub fn forget(&self, secret: &str) {
+        self.records().remove(secret);
+    }
+
+    /// Records one sync of a registered secret (one that is not is ignored: it was
+    /// forgotten while its sync ran).
+    pub fn synced(&self, secret: &str, outcome: Synced<'_>, now: f64) {
+        let mut records = self.records();
+        let Some(r) = records.get_mut(secret) else {
+            return;
+        };
+        match outcome {
+            Synced::Success { version, region } => {
                 r.success += 1;
                 r.last_success = Some(now);
-            } else {
+                r.state = SecretState::Synced;
+                set_label(&mut r.version, version);
+                set_label(&mut r.region, region);
+            }
+            Synced::Failure { stale } => {
                 r.failure += 1;
+                r.state = if stale {
+                    SecretState::Stale
+                } else {
+                    SecretState::Failing
+                };
             }
-        });
+        }
     }
 
-    pub fn stale(&self, secret: &str, stale: bool) {
-        self.with(secret, |r| r.stale = stale);
-    }
-
-    pub fn took(&self, secret: &str, seconds: f64) {
-        let slot = BUCKETS
+    /// Every family at `now`: the per-secret ones for the secrets the policy names, the
+    /// aggregates over all. One pass over the records, under the lock.
+    pub fn collect_at(&self, now: f64) -> Vec<MetricFamily> {
+        let policy = *self
+            .policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let records = self.records();
+        let name_all = policy.names_healthy(records.len());
+        let mut named = Named::default();
+        let mut by_state = [0u64; SecretState::ALL.len()];
+        let (mut behind, mut oldest, mut count) = (0u64, None::<f64>, 0u64);
+        for (secret, r) in records.iter() {
+            by_state[r.state.index()] += 1;
+            let is_behind = r.behind(now);
+            behind += u64::from(is_behind);
+            if let Some(at) = r.last_success {
+                oldest = Some(oldest.map_or(at, |o: f64| o.min(at)));
+            }
+            if name_all || r.unhealthy(now) {
+                count += 1;
+                named.push(secret, r);
+            }
+        }
+        let states = SecretState::ALL
             .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        self.with(secret, |r| {
-            r.buckets[slot] += 1;
-            r.sum += seconds;
-        });
+            .map(|s| gauge(&[("state", s.as_str())], by_state[s.index()] as f64))
+            .collect();
+        let mut families = named.families();
+        families.push(family(BY_STATE, MetricType::GAUGE, states));
+        families.push(family(
+            BEHIND,
+            MetricType::GAUGE,
+            vec![gauge(&[], behind as f64)],
+        ));
+        if let Some(at) = oldest {
+            families.push(family(OLDEST, MetricType::GAUGE, vec![gauge(&[], at)]));
+        }
+        families.push(family(
+            NAMED,
+            MetricType::GAUGE,
+            vec![gauge(&[], count as f64)],
+        ));
+        families
+    }
+}
+
+fn set_label(slot: &mut Option<Box<str>>, value: Option<&str>) {
+    let value = value.unwrap_or("-");
+    if slot.as_deref() != Some(value) {
+        *slot = Some(value.into());
+    }
+}
+
+/// The per-secret series of the named secrets, family by family.
+#[derive(Default)]
+struct Named {
+    sync: Vec<Metric>,
+    last: Vec<Metric>,
+    stale: Vec<Metric>,
+    version: Vec<Metric>,
+    region: Vec<Metric>,
+}
+
+impl Named {
+    fn push(&mut self, secret: &str, r: &Record) {
+        self.sync.push(counter(
+            &[("secret", secret), ("result", "failure")],
+            r.failure,
+        ));
+        self.sync.push(counter(
+            &[("secret", secret), ("result", "success")],
+            r.success,
+        ));
+        if let Some(at) = r.last_success {
+            self.last.push(gauge(&[("secret", secret)], at));
+        }
+        let stale = r.state == SecretState::Stale;
+        self.stale
+            .push(gauge(&[("secret", secret)], if stale { 1.0 } else { 0.0 }));
+        if let Some(v) = &r.version {
+            self.version
+                .push(gauge(&[("secret", secret), ("version_id", v)], 1.0));
+        }
+        if let Some(v) = &r.region {
+            self.region
+                .push(gauge(&[("secret", secret), ("region", v)], 1.0));
+        }
     }
 
-    pub fn version(&self, secret: &str, version: &str) {
-        self.with(secret, |r| {
-            if r.version.as_deref() != Some(version) {
-                r.version = Some(version.into());
-            }
-        });
-    }
-
-    pub fn region(&self, secret: &str, region: &str) {
-        self.with(secret, |r| {
-            if r.region.as_deref() != Some(region) {
-                r.region = Some(region.into());
-            }
-        });
+    fn families(self) -> Vec<MetricFamily> {
+        [
+            (SYNC_TOTAL, MetricType::COUNTER, self.sync),
+            (LAST_SUCCESS, MetricType::GAUGE, self.last),
+            (STALE, MetricType::GAUGE, self.stale),
+            (VERSION, MetricType::GAUGE, self.version),
+            (REGION, MetricType::GAUGE, self.region),
+        ]
+        .into_iter()
+        .filter(|(_, _, metrics)| !metrics.is_empty())
+        .map(|(meta, kind, metrics)| family(meta, kind, metrics))
+        .collect()
     }
 }
 
@@ -178,28 +354,6 @@ fn counter(pairs: &[(&str, &str)], value: u64) -> Metric {
     m
 }
 
-fn histogram(secret: &str, record: &Record) -> Metric {
-    let mut cumulative = 0;
-    let buckets = BUCKETS
-        .iter()
-        .zip(record.buckets.iter())
-        .map(|(bound, count)| {
-            cumulative += count;
-            let mut b = Bucket::default();
-            b.set_upper_bound(*bound);
-            b.set_cumulative_count(cumulative);
-            b
-        })
-        .collect();
-    let mut h = Histogram::default();
-    h.set_bucket(buckets);
-    h.set_sample_count(record.buckets.iter().sum());
-    h.set_sample_sum(record.sum);
-    let mut m = Metric::from_label(labels(&[("secret", secret)]));
-    m.set_histogram(h);
-    m
-}
-
 fn family((name, help): (&str, &str), kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
     let mut f = MetricFamily::default();
     f.set_name(name.to_owned());
@@ -215,56 +369,121 @@ impl Collector for PerSecret {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let records = self
-            .records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (mut sync, mut last, mut stale, mut duration, mut version, mut region) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        for (secret, r) in records.iter() {
-            let secret: &str = secret;
-            sync.push(counter(
-                &[("secret", secret), ("result", "failure")],
-                r.failure,
-            ));
-            sync.push(counter(
-                &[("secret", secret), ("result", "success")],
-                r.success,
-            ));
-            if let Some(at) = r.last_success {
-                last.push(gauge(&[("secret", secret)], at));
-            }
-            stale.push(gauge(
-                &[("secret", secret)],
-                if r.stale { 1.0 } else { 0.0 },
-            ));
-            if r.buckets.iter().any(|c| *c > 0) {
-                duration.push(histogram(secret, r));
-            }
-            if let Some(v) = &r.version {
-                version.push(gauge(&[("secret", secret), ("version_id", v)], 1.0));
-            }
-            if let Some(v) = &r.region {
-                region.push(gauge(&[("secret", secret), ("region", v)], 1.0));
-            }
+        self.collect_at(super::unix_seconds(std::time::SystemTime::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(p: &PerSecret, now: f64) -> Vec<String> {
+        let families = p.collect_at(now);
+        let stale = families
+            .iter()
+            .find(|f| f.name() == STALE.0)
+            .map(|f| f.get_metric().to_vec())
+            .unwrap_or_default();
+        stale
+            .iter()
+            .map(|m| m.get_label()[0].value().to_owned())
+            .collect()
+    }
+
+    fn aggregate(p: &PerSecret, now: f64, name: &str) -> Option<f64> {
+        p.collect_at(now)
+            .iter()
+            .find(|f| f.name() == name)
+            .map(|f| f.get_metric()[0].get_gauge().get_value())
+    }
+
+    fn with(policy: SeriesPolicy, n: usize) -> PerSecret {
+        let p = PerSecret::new().unwrap();
+        p.set_policy(policy);
+        for i in 0..n {
+            let s = format!("s{i:02}");
+            p.register(&s, Duration::from_secs(60), 0.0);
+            let ok = Synced::Success {
+                version: Some("v1"),
+                region: Some("us-east-1"),
+            };
+            p.synced(&s, ok, 10.0);
         }
-        [
-            (SYNC_TOTAL, MetricType::COUNTER, sync),
-            (LAST_SUCCESS, MetricType::GAUGE, last),
-            (STALE, MetricType::GAUGE, stale),
-            (DURATION, MetricType::HISTOGRAM, duration),
-            (VERSION, MetricType::GAUGE, version),
-            (REGION, MetricType::GAUGE, region),
-        ]
-        .into_iter()
-        .filter(|(_, _, metrics)| !metrics.is_empty())
-        .map(|(meta, kind, metrics)| family(meta, kind, metrics))
-        .collect()
+        p
+    }
+
+    #[test]
+    fn above_the_limit_only_unhealthy_secrets_are_named_and_all_are_counted() {
+        let p = with(SeriesPolicy::Auto { limit: 3 }, 3);
+        assert_eq!(names(&p, 20.0), ["s00", "s01", "s02"]);
+        let p = with(SeriesPolicy::Auto { limit: 3 }, 4);
+        assert!(names(&p, 20.0).is_empty());
+        p.synced("s01", Synced::Failure { stale: true }, 30.0);
+        p.register("new", Duration::from_secs(60), 30.0);
+        p.synced("new", Synced::Failure { stale: false }, 31.0);
+        assert_eq!(names(&p, 40.0), ["new", "s01"]);
+        assert_eq!(aggregate(&p, 40.0, NAMED.0), Some(2.0));
+        let states: Vec<(String, f64)> = p
+            .collect_at(40.0)
+            .iter()
+            .find(|f| f.name() == BY_STATE.0)
+            .unwrap()
+            .get_metric()
+            .iter()
+            .map(|m| {
+                (
+                    m.get_label()[0].value().to_owned(),
+                    m.get_gauge().get_value(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("synced".to_owned(), 3.0),
+                ("stale".to_owned(), 1.0),
+                ("failing".to_owned(), 1.0),
+                ("pending".to_owned(), 0.0)
+            ]
+        );
+        // Recovery takes the name away again.
+        p.synced(
+            "s01",
+            Synced::Success {
+                version: None,
+                region: None,
+            },
+            41.0,
+        );
+        assert_eq!(names(&p, 42.0), ["new"]);
+    }
+
+    #[test]
+    fn a_secret_without_a_success_for_two_intervals_is_behind_and_named() {
+        let p = with(SeriesPolicy::Unhealthy, 2);
+        assert!(names(&p, 100.0).is_empty());
+        assert_eq!(aggregate(&p, 100.0, BEHIND.0), Some(0.0));
+        assert_eq!(aggregate(&p, 100.0, OLDEST.0), Some(10.0));
+        // 120 s after the last success (interval 60 s): both behind, both named.
+        assert_eq!(names(&p, 131.0), ["s00", "s01"]);
+        assert_eq!(aggregate(&p, 131.0, BEHIND.0), Some(2.0));
+        // A pending secret counts from its registration.
+        p.register("late", Duration::from_secs(1), 200.0);
+        assert!(names(&p, 201.0).contains(&"s00".to_owned()));
+        assert!(names(&p, 203.0).contains(&"late".to_owned()));
+    }
+
+    #[test]
+    fn all_names_every_secret_and_forget_removes_one() {
+        let p = with(SeriesPolicy::All, 3);
+        assert_eq!(names(&p, 20.0).len(), 3);
+        p.forget("s01");
+        assert_eq!(names(&p, 20.0), ["s00", "s02"]);
+        p.synced("s01", Synced::Failure { stale: true }, 21.0);
+        assert_eq!(
+            names(&p, 22.0),
+            ["s00", "s02"],
+            "a forgotten secret stays gone"
+        );
     }
 }

@@ -10,14 +10,11 @@ use std::time::{Duration, SystemTime};
 fn exported() -> BTreeSet<String> {
     let m = Metrics::new().unwrap();
     m.register_role("r");
-    m.register_secret("s");
+    m.register_secret("s", Duration::from_secs(60));
     m.register_push("p");
     m.push_attempted("p", None);
     m.push_attempted("p", Some("not_owned"));
-    m.secret_synced("s", Outcome::Success);
-    m.secret_version("s", "v1");
-    m.secret_region("s", "us-east-1");
-    m.sync_took("s", Duration::from_millis(1));
+    m.sync_succeeded("s", Duration::from_millis(1), Some("v1"), Some("us-east-1"));
     m.credential_refreshed("r", Outcome::Success);
     m.credential_refresh_failed("r", "throttled");
     m.credential_expires_at("r", SystemTime::now());

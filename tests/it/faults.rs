@@ -901,3 +901,81 @@ async fn a_full_or_read_only_target_filesystem_keeps_the_last_good_files_and_rec
     assert_no_leak(&log, &[&fx.external_id, &first_password]);
     record_figures("faults_disk", serde_json::json!({"faults": figures}));
 }
+
+/// A connection that never answers leaves the poll hanging: the group is a stalled poll in
+/// the metrics within twice its interval, the log names it once, `/readyz` fails after
+/// `maxPollStall` naming it, and all of it clears once AWS answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_connection_is_a_stalled_poll_in_metrics_log_and_readyz_and_then_clears() {
+    let (first, first_password) = value("stall");
+    let fx = cross_account(SECRET, &first).await;
+    let proxy = Proxy::start(fx.moto.addr());
+    let tmp = tempfile::tempdir().unwrap();
+    let ext = tmp.path().join("external-id");
+    std::fs::write(&ext, &fx.external_id).unwrap();
+    let dir = tmp.path().join("out");
+    let yaml = ConfigYaml::new()
+        .region(REGION)
+        .top("maxPollStall", "2s")
+        .role("shared", &fx.role_arn, &ext)
+        .secret("db", SECRET)
+        .uses_role("shared")
+        .option("refreshInterval", "1s")
+        .file_target(&dir)
+        .build();
+    let d = Daemon::start(&write_config(tmp.path(), &yaml), &proxy.endpoint());
+    assert_eq!(
+        wait_for(Duration::from_secs(30), || read(&dir, "password")).as_deref(),
+        Some(first_password.as_str())
+    );
+    assert_eq!(d.metric("secret_ferry_poll_groups_stalled "), 0.0);
+    assert_eq!(d.metric("secret_ferry_poll_groups "), 1.0);
+
+    // Every GetSecretValue is held far past the SDK's 10 s attempt timeout.
+    let hang = Fault::aws("GetSecretValue", 0, "application/x-amz-json-1.1", "")
+        .delay(Duration::from_secs(60));
+    proxy.inject(hang);
+    let hung = Instant::now();
+    let stalled = wait_for(Duration::from_secs(8), || {
+        (d.metric("secret_ferry_poll_groups_stalled ") == 1.0).then(|| hung.elapsed())
+    });
+    let stalled = stalled.expect("the hung poll never showed as stalled");
+    let unready = wait_for(Duration::from_secs(8), || {
+        let (status, body) = d.readyz();
+        (status == 503 && body.contains("has not completed")).then_some(body)
+    })
+    .expect("/readyz never failed on the stalled poll");
+    assert!(
+        unready.contains("secret db") && unready.contains("maxPollStall 2s"),
+        "{unready}"
+    );
+    assert_eq!(
+        read(&dir, "password").as_deref(),
+        Some(first_password.as_str()),
+        "a stalled poll keeps the last good files"
+    );
+
+    proxy.clear_faults();
+    let cleared = wait_for(Duration::from_secs(45), || {
+        (d.metric("secret_ferry_poll_groups_stalled ") == 0.0 && d.readyz().0 == 200)
+            .then(|| hung.elapsed())
+    });
+    assert!(
+        cleared.is_some(),
+        "the stall did not clear once AWS answered"
+    );
+    let log = d.stop();
+    assert!(
+        log.contains("poll stalled") && log.contains("group=secret db"),
+        "the stall is logged with its group"
+    );
+    assert!(
+        log.contains("poll no longer stalled"),
+        "the recovery is logged"
+    );
+    println!(
+        "stall shown after {:.1} s (interval 1 s); cleared {:.1} s after the hang began",
+        stalled.as_secs_f64(),
+        cleared.unwrap().as_secs_f64()
+    );
+}

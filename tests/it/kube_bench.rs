@@ -129,17 +129,19 @@ async fn controller_rss_and_requests_at_1000_kubernetes_secrets() {
 fn metrics_memory_per_secret() {
     // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
     let _heavy = heavy();
-    use secret_ferry::metrics::{Metrics, Outcome};
+    use secret_ferry::metrics::Metrics;
     let rss = || status_kib(std::process::id(), "VmRSS:");
     let m = Metrics::new().unwrap();
     let before = rss();
     for i in 0..10_000 {
         let s = format!("s{i:05}");
-        m.register_secret(&s);
-        m.secret_synced(&s, Outcome::Success);
-        m.secret_version(&s, "f6a7e1a2-3b4c-4d5e-8f90-0123456789ab");
-        m.secret_region(&s, "us-east-1");
-        m.sync_took(&s, Duration::from_millis(3));
+        m.register_secret(&s, Duration::from_secs(60));
+        m.sync_succeeded(
+            &s,
+            Duration::from_millis(3),
+            Some("f6a7e1a2-3b4c-4d5e-8f90-0123456789ab"),
+            Some("us-east-1"),
+        );
     }
     let after = rss();
     println!(

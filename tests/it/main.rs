@@ -12,6 +12,7 @@
 mod common;
 mod kube_emulator;
 
+mod alert_scrapes;
 mod check;
 mod cli;
 mod crash_consistency;

@@ -49,6 +49,10 @@ async fn metrics_parse_as_prometheus_text_with_the_documented_names_and_labels()
     );
     let (status, text) = get(admin_addr, "/metrics").unwrap();
     assert_eq!(status, 200);
+    // A real answer for `promtool check metrics` (scripts/alert-rules-test.sh lints it).
+    let dir = harness_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("metrics-answer.prom"), &text).unwrap();
 
     let mut child = std::process::Command::new(python())
         .args(["-c", PARSE])
@@ -84,8 +88,11 @@ async fn metrics_parse_as_prometheus_text_with_the_documented_names_and_labels()
         (
             "secret_ferry_sync_duration_seconds",
             "histogram",
-            &["secret"],
+            &["result"],
         ),
+        ("secret_ferry_secrets_behind", "gauge", &[]),
+        ("secret_ferry_secrets_named", "gauge", &[]),
+        ("secret_ferry_poll_groups_stalled", "gauge", &[]),
         (
             "secret_ferry_secret_version_info",
             "gauge",

@@ -470,7 +470,7 @@ async fn refresh_triggers_freshness_metrics_and_max_staleness() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"secret_ferry_sync_duration_seconds_count{secret="db"}"#),
+        metrics.contains(r#"secret_ferry_sync_duration_seconds_count{result="success"}"#),
         "{metrics}"
     );
     let calls = |op: &str| {

@@ -469,3 +469,122 @@ fn ten_thousand_secrets_polled_every_second_keep_memory_tasks_threads_and_fds_fl
         "CPU per poll grew from {cpu_start:.2} s to {cpu_end:.2} s: {samples:#?}"
     );
 }
+
+/// The metrics budget at 10,000 secrets in the default configuration: healthy secrets are
+/// only counted, so a scrape stays small and cheap, and the one failing secret among them is
+/// named by its own series (the "secret X" alerts keep working at any N).
+#[test]
+fn ten_thousand_secrets_scrape_under_256_kib_and_the_failing_one_is_named() {
+    // Timing- and resource-sensitive: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
+    const BUDGET: usize = 256 * 1024;
+    let external_id = canary("extid");
+    let marker = canary("budget");
+    let aws = FakeAws::start(&external_id);
+    // Secret 0 is never created: its sync fails (not found), every other one succeeds.
+    for i in 1..SECRETS {
+        aws.create(&secret_name(i), &value(&marker, i, 0));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("secret-ferry-budget-")
+        .tempdir_in(memory_dir())
+        .unwrap();
+    let root = tmp.path().join("targets");
+    let mut yaml = format!(
+        "region: us-east-1\napiRateLimit: 10000\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: BUDGET_EXTERNAL_ID\nsecrets:\n",
+        common::fake_aws::ACCOUNT
+    );
+    for i in 0..SECRETS {
+        yaml.push_str(&format!(
+            "  - {{name: s{i:05}, secretId: {}, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
+            secret_name(i),
+            root.join(format!("s{i:05}")).display()
+        ));
+    }
+    let config = write_config(tmp.path(), &yaml);
+    let port = free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cmd = daemon(&config, &aws.endpoint(), port);
+    cmd.env("RUST_LOG", "info")
+        .env("BUDGET_EXTERNAL_ID", &external_id);
+    let running = Running::start(&mut cmd);
+    let pid = running.pid();
+    let settled = wait_for(Duration::from_secs(300), || {
+        assert_alive(pid);
+        let text = scrape_uncaptured(admin)
+            .filter(|(status, _)| *status == 200)?
+            .1;
+        let failing = metric_or_zero(&text, "secret_ferry_secrets{state=\"failing\"}");
+        let synced = metric_or_zero(&text, SYNCED) as usize;
+        (synced == SECRETS - 1 && failing == 1.0).then_some(text)
+    });
+    let text = settled.expect("9,999 secrets synced and one failing within 300 s");
+
+    assert!(
+        text.len() <= BUDGET,
+        "/metrics is {} bytes at {SECRETS} secrets, over the {BUDGET}-byte budget",
+        text.len()
+    );
+    for series in [
+        r#"secret_ferry_secret_sync_total{result="failure",secret="s00000"} "#,
+        "secret_ferry_secret_stale{secret=\"s00000\"} 0",
+        "secret_ferry_secrets_named 1",
+        "secret_ferry_secrets_behind 0",
+    ] {
+        assert!(text.contains(series), "no {series:?} in /metrics:\n{text}");
+    }
+    assert!(
+        !text.contains("secret=\"s00001\""),
+        "a healthy secret is named above the limit"
+    );
+    assert!(
+        metric_or_zero(
+            &text,
+            r#"secret_ferry_sync_duration_seconds_count{result="success"}"#
+        ) >= (SECRETS - 1) as f64,
+        "the duration histogram counts every secret's syncs"
+    );
+
+    // The cost of one scrape: CPU ticks (10 ms) over 50 sequential scrapes, then 10 at once.
+    const SCRAPES: u64 = 50;
+    let cpu_before = cpu_ticks(pid);
+    for _ in 0..SCRAPES {
+        scrape(admin);
+    }
+    let cpu_ms_per_scrape =
+        (cpu_ticks(pid) - cpu_before) as f64 * 1000.0 / TICKS_PER_SEC / SCRAPES as f64;
+    let rss_before = proc_status_kib(pid, "VmRSS:");
+    let parallel: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || scrape(admin).len()))
+        .collect();
+    for scraped in parallel {
+        assert!(scraped.join().unwrap() <= BUDGET);
+    }
+    let rss_after = proc_status_kib(pid, "VmRSS:");
+    capture("admin-http", text.as_bytes());
+    let output = running.stop();
+    let mut log = output.stderr.clone();
+    log.extend_from_slice(&output.stdout);
+    capture("budget-log", &log);
+    record_figures(
+        "metrics_budget",
+        serde_json::json!({
+            "secrets": SECRETS,
+            "scrape_bytes": text.len(),
+            "scrape_lines": text.lines().count(),
+            "scrape_cpu_ms": cpu_ms_per_scrape,
+            "rss_kib_before_parallel_scrapes": rss_before,
+            "rss_kib_after_parallel_scrapes": rss_after,
+        }),
+    );
+    println!(
+        "/metrics at {SECRETS} secrets (one failing): {} bytes, {} lines; {cpu_ms_per_scrape:.2} ms CPU per scrape (debug build); RSS {rss_before} KiB before 10 parallel scrapes, {rss_after} KiB after",
+        text.len(),
+        text.lines().count()
+    );
+    assert!(output.status.success(), "{:?}", output.status);
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    status_number(&proc_status(pid), field.trim_end_matches(':'))
+}

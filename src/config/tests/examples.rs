@@ -52,6 +52,8 @@ fn example_parses_with_exact_values() {
         credentials_endpoint: None,
         max_staleness: None,
         api_rate_limit: 50,
+        max_poll_stall: crate::config::DEFAULT_MAX_POLL_STALL,
+        metrics: Default::default(),
         fetch_strategy: FetchStrategy::Auto,
         failover_region: None,
         tenants: Vec::new(),
@@ -69,6 +71,49 @@ fn max_staleness_is_an_optional_duration_of_at_least_a_second() {
     );
     let found = problems(&yaml.replace("5m", "0s"));
     expect_problem(&found, "maxStaleness", 1, "at least 1s");
+}
+
+#[test]
+fn the_metrics_section_picks_which_secrets_are_named() {
+    use crate::metrics::SeriesPolicy;
+    let base = "secrets:\n  - {name: a, secretId: a, targets: [{file: {dir: /a}}]}\n";
+    assert_eq!(
+        parse(base).expect("valid").metrics,
+        SeriesPolicy::Auto { limit: 500 }
+    );
+    for (section, policy) in [
+        ("metrics: {perSecretSeries: all}", SeriesPolicy::All),
+        (
+            "metrics: {perSecretSeries: unhealthy}",
+            SeriesPolicy::Unhealthy,
+        ),
+        (
+            "metrics: {perSecretSeriesLimit: 20}",
+            SeriesPolicy::Auto { limit: 20 },
+        ),
+    ] {
+        let config = parse(&format!("{base}{section}\n")).expect(section);
+        assert_eq!(config.metrics, policy, "{section}");
+    }
+    let warned = parse(&format!(
+        "{base}metrics: {{perSecretSeries: all, perSecretSeriesLimit: 3}}\n"
+    ))
+    .expect("valid");
+    assert!(warned.warnings[0]
+        .message
+        .contains("only applies with perSecretSeries: auto"));
+    let e = parse(&format!(
+        "{base}metrics: {{perSecretSeries: some}}\nmaxPollStall: 0s\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("metrics.perSecretSeries") && e.contains("one of auto, all, unhealthy"),
+        "{e}"
+    );
+    assert!(e.contains("maxPollStall"), "{e}");
+    let stall = parse(&format!("{base}maxPollStall: 2m\n")).expect("valid");
+    assert_eq!(stall.max_poll_stall, std::time::Duration::from_secs(120));
 }
 
 #[test]
@@ -240,6 +285,8 @@ fn full_example_parses_with_exact_values() {
         }),
         max_staleness: None,
         api_rate_limit: 50,
+        max_poll_stall: crate::config::DEFAULT_MAX_POLL_STALL,
+        metrics: Default::default(),
         fetch_strategy: FetchStrategy::Auto,
         failover_region: None,
         tenants: Vec::new(),

@@ -4,7 +4,6 @@
 use super::{sync_listed, Cycle, Group};
 use crate::config::SecretConfig;
 use crate::daemon::job::{Ctx, SecretJob};
-use crate::metrics::Outcome;
 use crate::source::plan::Strategy;
 use crate::source::{Listed, SecretsManager, LIST};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,7 +81,9 @@ impl Group {
             Ok(listed) => listed,
             Err(err) => {
                 let err = self.source.error_for(&d.entry, LIST, err);
-                ctx.metrics.secret_synced(&entry, Outcome::Failure);
+                let listed_before = ctx.readiness.has_synced(&entry);
+                ctx.metrics
+                    .sync_failed(&entry, started.elapsed(), listed_before);
                 tracing::warn!(secret = %entry, reason = err.kind(), "discovery failed; the secrets found before are kept: {err}");
                 return Cycle {
                     failures: vec![err.into()],
@@ -118,7 +119,8 @@ impl Group {
             match member(d, &self.source, &listed.name) {
                 Ok(job) => {
                     tracing::info!(secret = %job.name(), "found a new secret matching `find`");
-                    ctx.metrics.register_secret(job.name());
+                    ctx.metrics
+                        .register_secret(job.name(), job.config.refresh_interval);
                     ctx.readiness.expect(job.name());
                     d.known.insert(listed.name.clone(), Arc::new(job));
                 }
@@ -128,7 +130,8 @@ impl Group {
                 }
             }
         }
-        ctx.metrics.secret_synced(&entry, Outcome::Success);
+        ctx.metrics
+            .sync_succeeded(&entry, started.elapsed(), None, None);
         ctx.readiness.synced(&entry);
         let members: Vec<Arc<SecretJob>> = d.known.values().cloned().collect();
         let results = sync_listed(ctx, &self.source, &members, Ok(matches), started).await;

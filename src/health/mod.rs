@@ -1,5 +1,10 @@
 //! Readiness (`/readyz`) and the refresh handle (SIGHUP, `POST /refresh`): what the
 //! daemon's polling tells the admin server, and what the admin server asks of the polling.
+//! `stall`: the groups' heartbeats, and the watchdog that tells a stalled poll.
+
+pub mod stall;
+
+use stall::Stalls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +14,8 @@ use tokio::time::Instant;
 
 /// `/readyz` turns ready once every secret has synced at least once; it turns unready
 /// again while a role's credential has lapsed (its secrets can no longer be refreshed),
-/// while a secret's last sync is older than `maxStaleness`, and when the drain starts so
+/// while a secret's last sync is older than `maxStaleness`, while a group's poll has been
+/// stalled for longer than `maxPollStall`, and when the drain starts so
 /// that no new traffic is sent to a pod on its way out.
 pub struct Readiness {
     max_staleness: Option<Duration>,
@@ -19,6 +25,8 @@ pub struct Readiness {
     draining: AtomicBool,
     /// The first role whose credential has lapsed, if any.
     lapsed: Box<dyn Fn() -> Option<String> + Send + Sync>,
+    /// Every polling group's heartbeat.
+    pub(crate) stalls: Arc<Stalls>,
 }
 
 #[derive(Default)]
@@ -46,7 +54,14 @@ impl Readiness {
             draining: AtomicBool::new(false),
             standby: AtomicBool::new(false),
             lapsed: Box::new(lapsed),
+            stalls: Arc::new(Stalls::new(crate::config::DEFAULT_MAX_POLL_STALL)),
         }
+    }
+
+    /// `/readyz` fails while a group has not completed a poll for `max` (`maxPollStall`).
+    pub(crate) fn with_max_poll_stall(mut self, max: Duration) -> Self {
+        self.stalls = Arc::new(Stalls::new(max));
+        self
     }
 
     pub fn is_ready(&self) -> bool {
@@ -85,7 +100,7 @@ impl Readiness {
                 ));
             }
         }
-        Ok(())
+        self.stalls.status(Instant::now())
     }
 
     pub fn pending(&self) -> usize {
