@@ -118,7 +118,7 @@ fn read_output_path(
     let path = read_path(c, at)?;
     let shown = path.display().to_string();
     // The target's writer manages everything in its directory and assumes it is the only one.
-    if let Some((dir, owner)) = dirs.iter().find(|(dir, _)| path.starts_with(dir)) {
+    if let Some((dir, owner)) = path.ancestors().find_map(|dir| dirs.get_key_value(dir)) {
         c.problem(
             at,
             format!(

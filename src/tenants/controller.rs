@@ -254,6 +254,19 @@ impl TenantController {
         state.refused.insert(key, reason);
     }
 
+    /// The client of `role`, for the tenant Secret `namespace/name`.
+    fn client(
+        &self,
+        namespace: &str,
+        name: &str,
+        role: &str,
+    ) -> Result<SecretsManager, UnknownRole> {
+        self.sources.get(role).cloned().ok_or_else(|| UnknownRole {
+            reader: format!("{namespace}/{name}"),
+            role: role.to_owned(),
+        })
+    }
+
     fn start_push(
         &self,
         syncs: &impl Syncs,
@@ -262,14 +275,7 @@ impl TenantController {
         request: &PushRequest,
         shutdown: Signal,
     ) -> Result<Running<PushRequest>, StartError> {
-        let client = self
-            .sources
-            .get(&request.role)
-            .cloned()
-            .ok_or_else(|| UnknownRole {
-                reader: format!("{namespace}/{name}"),
-                role: request.role.clone(),
-            })?;
+        let client = self.client(namespace, name, &request.role)?;
         let push = tenant_push(namespace, name, request);
         let job = push.name.clone();
         let task = syncs.start_push(
@@ -295,14 +301,7 @@ impl TenantController {
         request: &TenantRequest,
         shutdown: Signal,
     ) -> Result<Running<TenantRequest>, StartError> {
-        let source = self
-            .sources
-            .get(&request.role)
-            .cloned()
-            .ok_or_else(|| UnknownRole {
-                reader: format!("{namespace}/{name}"),
-                role: request.role.clone(),
-            })?;
+        let source = self.client(namespace, name, &request.role)?;
         let config = tenant_secret(namespace, name, request);
         let job = config.name.clone();
         let task = syncs.start(config, source, &self.kube, shutdown)?;

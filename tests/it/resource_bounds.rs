@@ -49,6 +49,25 @@ fn value(marker: &str, i: usize, round: usize) -> String {
     format!("{head}{pad}\"}}")
 }
 
+/// The config of all SECRETS secrets, read through one cross-account role (its ExternalId in
+/// the variable `external_id_env`) every `interval`, each into its own directory under `root`.
+/// apiRateLimit at its maximum: the default 50 calls/s would hold a poll of 500 batch calls to
+/// 10 s, and these tests are about the daemon's own resources, not the budget.
+fn many_secrets(external_id_env: &str, interval: &str, root: &Path) -> String {
+    let mut yaml = format!(
+        "region: us-east-1\napiRateLimit: 10000\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: {external_id_env}\nsecrets:\n",
+        common::fake_aws::ACCOUNT
+    );
+    for i in 0..SECRETS {
+        yaml.push_str(&format!(
+            "  - {{name: s{i:05}, secretId: {}, role: shared, refreshInterval: {interval}, targets: [{{file: {{dir: {}}}}}]}}\n",
+            secret_name(i),
+            root.join(format!("s{i:05}")).display()
+        ));
+    }
+    yaml
+}
+
 fn password(value: &str) -> String {
     serde_json::from_str::<serde_json::Value>(value).unwrap()["password"]
         .as_str()
@@ -206,20 +225,7 @@ fn ten_thousand_secrets_polled_every_second_keep_memory_tasks_threads_and_fds_fl
         .tempdir_in(memory_dir())
         .unwrap();
     let root = tmp.path().join("targets");
-    // apiRateLimit at its maximum: the default 50 calls/s would hold a poll of 500 batch
-    // calls to 10 s, and this test is about the daemon's own resources, not the budget.
-    let mut yaml = format!(
-        "region: us-east-1\napiRateLimit: 10000\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: SOAK_EXTERNAL_ID\nsecrets:\n",
-        common::fake_aws::ACCOUNT
-    );
-    for i in 0..SECRETS {
-        yaml.push_str(&format!(
-            "  - {{name: s{i:05}, secretId: {}, role: shared, refreshInterval: 1s, targets: [{{file: {{dir: {}}}}}]}}\n",
-            secret_name(i),
-            root.join(format!("s{i:05}")).display()
-        ));
-    }
-    let config = write_config(tmp.path(), &yaml);
+    let config = write_config(tmp.path(), &many_secrets("SOAK_EXTERNAL_ID", "1s", &root));
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cmd = daemon(&config, &aws.endpoint(), port);
@@ -490,18 +496,7 @@ fn ten_thousand_secrets_scrape_under_256_kib_and_the_failing_one_is_named() {
         .tempdir_in(memory_dir())
         .unwrap();
     let root = tmp.path().join("targets");
-    let mut yaml = format!(
-        "region: us-east-1\napiRateLimit: 10000\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: BUDGET_EXTERNAL_ID\nsecrets:\n",
-        common::fake_aws::ACCOUNT
-    );
-    for i in 0..SECRETS {
-        yaml.push_str(&format!(
-            "  - {{name: s{i:05}, secretId: {}, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
-            secret_name(i),
-            root.join(format!("s{i:05}")).display()
-        ));
-    }
-    let config = write_config(tmp.path(), &yaml);
+    let config = write_config(tmp.path(), &many_secrets("BUDGET_EXTERNAL_ID", "1h", &root));
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cmd = daemon(&config, &aws.endpoint(), port);
