@@ -80,6 +80,8 @@ from common import (EXTERNAL_ID, HERE, REGION, ROOT, CpuMeter, Stack, admin_clie
                     write_daemon_config, write_external_id)
 
 # Secrets Manager operation each strategy polls with, and how many secrets one call covers.
+# GET /metrics per measured daemon, for the scrape figures.
+SCRAPES = 20
 OPERATION = {"batch": "BatchGetSecretValue", "list": "ListSecrets", "get": "GetSecretValue"}
 PER_CALL = {"batch": 20, "list": 100, "get": 1}
 ABBREV = {"BatchGetSecretValue": "BGSV", "ListSecrets": "LS", "GetSecretValue": "GSV", "AssumeRole": "AR"}
@@ -356,9 +358,29 @@ class Bench:
                        cpu_s=round(cpu["cpu_s"], 4), cpu_s_ticks=cpu["cpu_s_ticks"],
                        cpu_us_per_secret_per_poll=round(cpu["cpu_s"] / polls / n * 1e6, 2),
                        rss_kib_end=status_kib(p.pid, "VmRSS"), hwm_kib=status_kib(p.pid, "VmHWM"))
+            out.update(self.scrapes(p, admin))
             return out
         finally:
             stop(p)
+
+    def scrapes(self, p, admin, count=SCRAPES):
+        """One /metrics answer's size, the daemon's CPU per scrape over `count` sequential scrapes,
+        and how far its peak RSS rose above its RSS over them and over 10 scrapes at once (the peak is
+        reset first through /proc/PID/clear_refs, so an earlier peak, the first sync's, hides nothing)."""
+        with open(f"/proc/{p.pid}/clear_refs", "w") as f:
+            f.write("5")
+        hwm0 = status_kib(p.pid, "VmRSS")
+        meter = CpuMeter(p.pid)
+        sizes = [len(urllib.request.urlopen(f"{admin}/metrics", timeout=30).read()) for _ in range(count)]
+        cpu = meter.stop()
+        threads = [threading.Thread(target=lambda: urllib.request.urlopen(f"{admin}/metrics", timeout=30).read())
+                   for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return {"scrape_bytes": max(sizes), "scrape_cpu_ms": round(cpu["cpu_s"] / count * 1e3, 3),
+                "scrape_hwm_growth_kib": status_kib(p.pid, "VmHWM") - hwm0}
 
     def wait_calls(self, stack, op, expected, proc):
         """Until the proxy has seen `expected` calls of `op`, then until 0.3 s pass with no call at all."""
@@ -825,6 +847,24 @@ def build_table(b):
               baseline=lambda: f"{g('soak', 'baseline', str(first_size))['cpu_us_per_secret_per_poll']:,.0f} µs",
               ratio=lambda f=poll_cpu: _ratio(f(nb), g("soak", "baseline", str(first_size))["cpu_us_per_secret_per_poll"]),
               target="≤ 20 µs", meets=lambda f=poll_cpu: cpu_meets(f))
+
+    # Scrapes (issue 18: the metrics budget), after the triggered polls of the first strategy
+    scraped = a.strategies[0]
+    t.add("`/metrics` size, every secret healthy",
+          f"the largest of {SCRAPES} GET /metrics after the `{scraped}` polls; default metrics.perSecretSeries",
+          per_n=lambda n: f"{g('polls', scraped, str(n))['scrape_bytes']:,} B",
+          target="≤ 256 KiB at 10,000",
+          meets=lambda: [(g("polls", scraped, str(n))["scrape_bytes"] <= 256 * 1024,
+                          f"N={n:,}: {g('polls', scraped, str(n))['scrape_bytes']:,} B") for n in a.sizes])
+    t.add("CPU of one scrape; peak RSS growth over the scrapes",
+          f"CPU time (ns resolution) over {SCRAPES} sequential scrapes ÷ {SCRAPES}; VmHWM (reset through "
+          "/proc/PID/clear_refs) after them and 10 parallel scrapes, minus VmRSS before",
+          per_n=lambda n: (f"{g('polls', scraped, str(n))['scrape_cpu_ms']:.2f} ms; "
+                           f"+{g('polls', scraped, str(n))['scrape_hwm_growth_kib']:,} KiB"),
+          target="≤ 20 ms; ≤ 2 MiB",
+          meets=lambda: [(g("polls", scraped, str(n))["scrape_cpu_ms"] <= 20
+                          and g("polls", scraped, str(n))["scrape_hwm_growth_kib"] <= 2048,
+                          f"N={n:,}") for n in a.sizes])
 
     # Rotation
     def rot(who):
