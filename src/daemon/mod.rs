@@ -13,11 +13,12 @@ pub(crate) mod job;
 pub(crate) mod poll;
 pub(crate) mod push;
 pub mod runtime;
+mod schedule;
 pub mod summary;
 
 pub use error::{BuildError, PushError, SyncError};
 pub use job::SyncOutcome;
-pub use poll::{failure_delays, jittered};
+pub use schedule::{failure_delays, jittered};
 
 use crate::config::{CredentialOutput, SecretConfig};
 use crate::credentials::Roles;

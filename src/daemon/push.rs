@@ -4,7 +4,7 @@
 //! source is watched: its change wakes the group, which then attempts only that push.
 
 use super::error::PushError;
-use super::poll::next_delay;
+use super::schedule::next_delay;
 use crate::config::{PushConfig, PushSource};
 use crate::k8s::Kube;
 use crate::metrics::Metrics;

@@ -403,9 +403,13 @@ fn ten_thousand_secrets_polled_every_second_keep_memory_tasks_threads_and_fds_fl
         "the daemon did not exit 0 on SIGTERM: {:?}",
         output.status
     );
+    // A debug build on two shared cores polls 10,000 secrets in about 2 s at a 1 s interval, so
+    // the stall watchdog may rightly report a poll that took over twice the interval; the pace
+    // is asserted below. Every other warning or error fails the test.
     let failed: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .filter(|l| !l.contains("poll stalled"))
         .take(5)
         .collect();
     assert!(
