@@ -2,7 +2,7 @@
 //! (when a poll that does not complete fails readiness).
 
 use super::read::read_enum;
-use super::yaml::{Checker, Field, Fields};
+use super::yaml::{or_default, Checker, Field, Fields};
 use crate::metrics::SeriesPolicy;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -31,14 +31,12 @@ pub(super) fn read_metrics(c: &mut Checker, at: &Field) -> Option<SeriesPolicy> 
     let mut f = Fields::open(c, at)?;
     let mode_field = f.get("perSecretSeries");
     let limit_field = f.get("perSecretSeriesLimit");
-    let mode = match &mode_field {
-        Some(v) => read_enum(c, v, MODES),
-        None => Some(Mode::Auto),
-    };
-    let limit = match &limit_field {
-        Some(v) => c.integer_within(v, LIMITS),
-        None => Some(SeriesPolicy::DEFAULT_LIMIT as u32),
-    };
+    let mode = or_default(mode_field, Mode::Auto, |v| read_enum(c, v, MODES));
+    let limit = or_default(
+        limit_field.clone(),
+        SeriesPolicy::DEFAULT_LIMIT as u32,
+        |v| c.integer_within(v, LIMITS),
+    );
     f.finish(c);
     let (mode, limit) = (mode?, limit?);
     if let (Some(field), true) = (&limit_field, mode != Mode::Auto) {

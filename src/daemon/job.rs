@@ -335,9 +335,9 @@ impl Ctx {
                 }
             }
             Err(err) => {
-                // Stale: the files still hold a value that could not be refreshed.
-                let synced_before = self.readiness.has_synced(name);
-                self.metrics.sync_failed(name, elapsed, synced_before);
+                // Stale (if it synced before): the files still hold a value that could not be
+                // refreshed.
+                self.metrics.sync_failed(name, elapsed);
                 match err.credentials_role() {
                     // The role's AssumeRole failure was logged with its cause; repeating it for
                     // each of the role's secrets would bury it.

@@ -5,11 +5,11 @@ mod per_secret;
 mod polls;
 mod push;
 
-pub use per_secret::{SeriesPolicy, Synced};
+pub use per_secret::SeriesPolicy;
 pub use polls::PollProgress;
 pub use push::WRITE_OPERATIONS;
 
-use per_secret::PerSecret;
+use per_secret::{PerSecret, Synced};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -17,6 +17,11 @@ use prometheus::{
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Upper bounds, in seconds, of the duration histograms (AssumeRole, sync): 5 ms to 30 s.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Outcome label shared by every `_total` counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +86,7 @@ impl Metrics {
             "secret_ferry_assume_role_duration_seconds",
             "Time taken by AssumeRole calls, successful or not.",
         )
-        .buckets(vec![
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ]);
+        .buckets(DURATION_BUCKETS.to_vec());
         let assume_role_duration = registered(r, HistogramVec::new(duration, &["role"])?)?;
         let failures = Opts::new(
             "secret_ferry_credential_consecutive_failures",
@@ -129,9 +132,7 @@ impl Metrics {
             "secret_ferry_sync_duration_seconds",
             "Time taken by one sync of a secret (fetch, render and write), over all secrets, by result.",
         )
-        .buckets(vec![
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ]);
+        .buckets(DURATION_BUCKETS.to_vec());
         let sync_duration = registered(r, HistogramVec::new(sync_duration, &["result"])?)?;
         for outcome in [Outcome::Success, Outcome::Failure] {
             sync_duration.with_label_values(&[outcome.as_str()]);
@@ -190,15 +191,16 @@ impl Metrics {
         self.record_sync(secret, took, Synced::Success { version, region });
     }
 
-    /// One failed sync; `stale`: the targets hold an earlier good value.
-    pub fn sync_failed(&self, secret: &str, took: Duration, stale: bool) {
-        self.record_sync(secret, took, Synced::Failure { stale });
+    /// One failed sync: the secret is stale if it synced before (its targets hold that
+    /// value), else failing.
+    pub fn sync_failed(&self, secret: &str, took: Duration) {
+        self.record_sync(secret, took, Synced::Failure);
     }
 
     fn record_sync(&self, secret: &str, took: Duration, outcome: Synced<'_>) {
         let result = match outcome {
             Synced::Success { .. } => Outcome::Success,
-            Synced::Failure { .. } => Outcome::Failure,
+            Synced::Failure => Outcome::Failure,
         };
         self.sync_duration
             .with_label_values(&[result.as_str()])
@@ -478,9 +480,9 @@ mod tests {
         assert_eq!(state(&m, "pending"), 2);
         let took = Duration::from_millis(5);
         m.sync_succeeded("a", took, Some("v1"), Some("us-east-1"));
-        m.sync_failed("b", took, false);
-        m.sync_failed("a", took, true);
-        m.sync_failed("a", took, true);
+        m.sync_failed("b", took);
+        m.sync_failed("a", took);
+        m.sync_failed("a", took);
         assert_eq!(
             (
                 state(&m, "pending"),

@@ -113,8 +113,8 @@ pub enum Synced<'a> {
         version: Option<&'a str>,
         region: Option<&'a str>,
     },
-    /// `stale`: the targets hold an earlier good value.
-    Failure { stale: bool },
+    /// Stale when an earlier sync succeeded (the targets hold that value), else failing.
+    Failure,
 }
 
 pub struct PerSecret {
@@ -207,9 +207,9 @@ impl PerSecret {
                 set_label(&mut r.version, version);
                 set_label(&mut r.region, region);
             }
-            Synced::Failure { stale } => {
+            Synced::Failure => {
                 r.failure += 1;
-                r.state = if stale {
+                r.state = if r.last_success.is_some() {
                     SecretState::Stale
                 } else {
                     SecretState::Failing
@@ -418,9 +418,9 @@ mod tests {
         assert_eq!(names(&p, 20.0), ["s00", "s01", "s02"]);
         let p = with(SeriesPolicy::Auto { limit: 3 }, 4);
         assert!(names(&p, 20.0).is_empty());
-        p.synced("s01", Synced::Failure { stale: true }, 30.0);
+        p.synced("s01", Synced::Failure, 30.0);
         p.register("new", Duration::from_secs(60), 30.0);
-        p.synced("new", Synced::Failure { stale: false }, 31.0);
+        p.synced("new", Synced::Failure, 31.0);
         assert_eq!(names(&p, 40.0), ["new", "s01"]);
         assert_eq!(aggregate(&p, 40.0, NAMED.0), Some(2.0));
         let states: Vec<(String, f64)> = p
@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(names(&p, 20.0).len(), 3);
         p.forget("s01");
         assert_eq!(names(&p, 20.0), ["s00", "s02"]);
-        p.synced("s01", Synced::Failure { stale: true }, 21.0);
+        p.synced("s01", Synced::Failure, 21.0);
         assert_eq!(
             names(&p, 22.0),
             ["s00", "s02"],

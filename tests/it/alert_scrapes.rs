@@ -65,9 +65,9 @@ fn cases() -> Vec<Case> {
             setup: |m| {
                 m.register_secret("db", INTERVAL);
                 ok(m, "db");
-                m.sync_failed("db", took(), true);
+                m.sync_failed("db", took());
             },
-            step: |m| m.sync_failed("db", took(), true),
+            step: |m| m.sync_failed("db", took()),
             // Failing on and on, it has also not synced for longer than the alert allows.
             expected: vec![
                 ("SecretFerrySecretStale", json!({"secret": "db"})),
@@ -80,9 +80,9 @@ fn cases() -> Vec<Case> {
             controller_only: false,
             setup: |m| {
                 m.register_secret("db", INTERVAL);
-                m.sync_failed("db", took(), false);
+                m.sync_failed("db", took());
             },
-            step: |m| m.sync_failed("db", took(), false),
+            step: |m| m.sync_failed("db", took()),
             expected: vec![("SecretFerrySyncFailing", json!({"secret": "db"}))],
         },
         Case {

@@ -81,9 +81,7 @@ impl Group {
             Ok(listed) => listed,
             Err(err) => {
                 let err = self.source.error_for(&d.entry, LIST, err);
-                let listed_before = ctx.readiness.has_synced(&entry);
-                ctx.metrics
-                    .sync_failed(&entry, started.elapsed(), listed_before);
+                ctx.metrics.sync_failed(&entry, started.elapsed());
                 tracing::warn!(secret = %entry, reason = err.kind(), "discovery failed; the secrets found before are kept: {err}");
                 return Cycle {
                     failures: vec![err.into()],
