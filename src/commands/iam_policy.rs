@@ -73,6 +73,8 @@ impl ReadModes {
                 match group.strategy {
                     Strategy::Batch => modes.batched.insert(i),
                     Strategy::List | Strategy::Find => modes.listed.insert(i),
+                    // Batches first, a listing once the versions are known.
+                    Strategy::Auto => modes.batched.insert(i) | modes.listed.insert(i),
                     Strategy::Get => false,
                 };
             }

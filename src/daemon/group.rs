@@ -1,6 +1,8 @@
 //! One poll of a group of secrets (see `plan` for how groups are formed), with the
 //! strategy's AWS calls and the fall-backs when they fail:
-//! - `batch` denied under `auto`: the group switches to `get` for good (logged once);
+//! - under `auto`, each poll reads with `batch` or `list`, whichever costs fewer calls by
+//!   what the last polls saw (`source::auto`); a denied BatchGetSecretValue or ListSecrets
+//!   is not tried again (logged once), and a group with neither left reads with `get`;
 //! - a transient failure with a `failoverRegion`: members are read from the replica;
 //! - a secret the batch or listing does not mention: read on its own with GetSecretValue,
 //!   so that its own error (not found, no permission) is reported.
@@ -13,6 +15,7 @@ use super::error::SyncError;
 use super::job::{Ctx, Polled, SecretJob, SyncOutcome};
 use crate::aws::Class;
 use crate::config::VersionSelector;
+use crate::source::auto::{AutoChoice, Read, Switch};
 use crate::source::plan::{name_filter, Strategy};
 use crate::source::{
     id_matches, CallError, Listed, SecretsManager, SourceError, BATCH_MAX, GET, LIST,
@@ -38,6 +41,11 @@ pub(crate) struct Group {
     /// Static members; a `find` group keeps its own in `discovery`.
     pub(crate) members: Vec<Arc<SecretJob>>,
     chunks: Vec<Chunk>,
+    /// With `Strategy::Auto`: what the next poll reads with.
+    choice: Option<AutoChoice>,
+    /// Members that failed at the last poll (all, before the first): a listing cannot settle
+    /// them, so `auto` counts a read for each.
+    unsettled: usize,
     /// Where the group's own calls (BatchGetSecretValue, ListSecrets) go.
     source: SecretsManager,
     pub(crate) refresh: Arc<tokio::sync::Notify>,
@@ -78,6 +86,8 @@ impl Group {
             strategy,
             auto,
             interval,
+            choice: (strategy == Strategy::Auto).then(|| AutoChoice::new(members.len())),
+            unsettled: members.len(),
             members,
             chunks,
             source,
@@ -103,21 +113,66 @@ impl Group {
 
     /// Polls every member once.
     pub(crate) async fn cycle(&mut self, ctx: &Ctx) -> Cycle {
-        let results = match self.strategy {
-            Strategy::Get => {
-                let members = self.members.iter().map(|m| (m.clone(), None)).collect();
-                get_all(ctx, members, false).await
-            }
-            Strategy::Batch => self.batch(ctx).await,
-            Strategy::List => {
-                let started = Instant::now();
-                let listed = self.list(ctx, &[]).await;
-                let members = self.members.clone();
-                sync_listed(ctx, &self.source, &members, listed, started).await
-            }
-            Strategy::Find => return self.discover(ctx).await,
+        let read = match (self.strategy, &self.choice) {
+            (Strategy::Find, _) => return self.discover(ctx).await,
+            (Strategy::Auto, Some(choice)) => choice.next(self.unsettled),
+            (Strategy::Batch, _) => Read::Batch,
+            (Strategy::List, _) => Read::List,
+            (Strategy::Get | Strategy::Auto, _) => Read::Get,
         };
-        Cycle::of(results)
+        let results = match read {
+            Read::Get => self.get(ctx).await,
+            Read::Batch => self.batch(ctx).await,
+            Read::List => self.list_and_sync(ctx).await,
+        };
+        let cycle = Cycle::of(results);
+        self.unsettled = cycle.failures.len();
+        cycle
+    }
+
+    async fn get(&self, ctx: &Ctx) -> Vec<Result<SyncOutcome, SyncError>> {
+        let members = self.members.iter().map(|m| (m.clone(), None)).collect();
+        get_all(ctx, members, false).await
+    }
+
+    /// One listing, then a read of each secret it does not show unchanged. Under `auto`, a
+    /// denied listing reads with the next cheapest way instead, and a listing that matched
+    /// far more secrets than the group's is not made again.
+    async fn list_and_sync(&mut self, ctx: &Ctx) -> Vec<Result<SyncOutcome, SyncError>> {
+        let started = Instant::now();
+        let listed = self.list(ctx, &[]).await;
+        if let Some(choice) = &mut self.choice {
+            match &listed {
+                Err(CallError::Aws(info)) if info.class == Class::AccessDenied => {
+                    if choice.denied(Read::List) {
+                        tracing::warn!(
+                            principal = %self.source.principal(),
+                            region = %self.source.region(),
+                            secrets = self.members.len(),
+                            "ListSecrets is denied (fetchStrategy auto): no longer comparing versions before reading; allow secretsmanager:ListSecrets on \"*\" to save calls"
+                        );
+                    }
+                    return match choice.next(self.unsettled) {
+                        Read::Batch => self.batch(ctx).await,
+                        Read::Get | Read::List => self.get(ctx).await,
+                    };
+                }
+                Ok(listed) => {
+                    if let Some(Switch::ListingTooLarge) = choice.listed(listed.len()) {
+                        tracing::info!(
+                            principal = %self.source.principal(),
+                            region = %self.source.region(),
+                            secrets = self.members.len(),
+                            listed = listed.len(),
+                            "the ListSecrets name filter matches far more secrets than this group has (fetchStrategy auto): reading it without the listing from now on; give the group's names a common prefix to save calls"
+                        );
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        let members = self.members.clone();
+        sync_listed(ctx, &self.source, &members, listed, started).await
     }
 
     async fn list(&self, ctx: &Ctx, tag_keys: &[String]) -> Result<Vec<Listed>, CallError> {
@@ -164,13 +219,21 @@ impl Group {
             }
         }
         if !denied.is_empty() {
-            tracing::warn!(
-                principal = %self.source.principal(),
-                region = %self.source.region(),
-                secrets = self.members.len(),
-                "BatchGetSecretValue is denied (fetchStrategy auto): reading these secrets with GetSecretValue from now on; allow secretsmanager:BatchGetSecretValue on \"*\" to save calls"
-            );
-            self.strategy = Strategy::Get;
+            let first = match &mut self.choice {
+                Some(choice) => choice.denied(Read::Batch),
+                None => {
+                    self.strategy = Strategy::Get;
+                    true
+                }
+            };
+            if first {
+                tracing::warn!(
+                    principal = %self.source.principal(),
+                    region = %self.source.region(),
+                    secrets = self.members.len(),
+                    "BatchGetSecretValue is denied (fetchStrategy auto): reading these secrets without it from now on; allow secretsmanager:BatchGetSecretValue on \"*\" to save calls"
+                );
+            }
             let members = denied
                 .iter()
                 .flat_map(|chunk| chunk.iter().flat_map(|(_, jobs)| jobs.iter()))
@@ -301,7 +364,9 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
 }
 
 /// Syncs `members` against a ListSecrets result: a secret whose listed version is the one
-/// already written costs no call; the others are read at exactly the listed version.
+/// already written costs no call; the others are read with GetSecretValue at their own
+/// stage, not at the listed version: the listing may lag, and a lagging one must not bring
+/// an older version back.
 async fn sync_listed(
     ctx: &Ctx,
     source: &SecretsManager,
@@ -355,7 +420,7 @@ async fn sync_listed(
                 };
                 results.push(ctx.finish(job, Ok(polled), started).await);
             }
-            version => to_fetch.push((job.clone(), version.map(str::to_owned))),
+            _ => to_fetch.push((job.clone(), None)),
         }
     }
     results.extend(get_all(ctx, to_fetch, false).await);

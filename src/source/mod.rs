@@ -3,6 +3,7 @@
 //! pushes, the files an app writes (`push_files`) or a watched Kubernetes Secret
 //! (`push_kube`).
 
+pub mod auto;
 mod budget;
 mod clients;
 pub mod plan;

@@ -10,9 +10,13 @@
 //!   GetSecretValue only for the secrets whose version changed.
 //! - `find`: a discovery entry; like `list`, with its members learnt from the listing.
 //!
-//! `auto` becomes `batch` for a group of two or more and `get` otherwise. Secrets that
-//! want another version than AWSCURRENT cannot be batched (BatchGetSecretValue takes no
-//! version), so under `auto` they are read with `get`.
+//! - `auto`: a group of two or more polled at least every [`AUTO_LISTS_FROM`] chooses between
+//!   `batch` and `list` on each poll by which costs fewer calls (see `auto`); polled more
+//!   often, it is `batch`, because ListSecrets may lag a change by minutes and such an
+//!   interval asks for seconds. A group of one is `get`.
+//!
+//! Secrets that want another version than AWSCURRENT cannot be batched
+//! (BatchGetSecretValue takes no version), so under `auto` they are read with `get`.
 
 use crate::config::{FetchStrategy, SecretConfig, VersionSelector, DEFAULT_VERSION_STAGE};
 use std::collections::BTreeMap;
@@ -24,7 +28,13 @@ pub enum Strategy {
     Batch,
     List,
     Find,
+    /// `batch` or `list`, chosen on each poll.
+    Auto,
 }
+
+/// The shortest interval at which `auto` may list: AWS documents that ListSecrets might not
+/// reflect changes of the last five minutes, a lag an interval of seconds would not expect.
+pub const AUTO_LISTS_FROM: Duration = Duration::from_secs(60);
 
 impl Strategy {
     pub fn as_str(self) -> &'static str {
@@ -33,6 +43,7 @@ impl Strategy {
             Strategy::Batch => "batch",
             Strategy::List => "list",
             Strategy::Find => "find",
+            Strategy::Auto => "auto",
         }
     }
 }
@@ -40,7 +51,7 @@ impl Strategy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedGroup {
     pub strategy: Strategy,
-    /// Chosen by `auto`: a denied BatchGetSecretValue falls back to `get`.
+    /// Chosen by `auto`: a denied BatchGetSecretValue (or ListSecrets) falls back.
     pub auto: bool,
     /// Indexes into the config's secrets, in config order.
     pub members: Vec<usize>,
@@ -102,6 +113,12 @@ pub fn plan(
             FetchStrategy::Auto if members.len() == 1 => {
                 plan.extend(members.into_iter().map(|i| single(i, key.interval)))
             }
+            FetchStrategy::Auto if key.interval >= AUTO_LISTS_FROM => plan.push(PlannedGroup {
+                strategy: Strategy::Auto,
+                auto: true,
+                members,
+                interval: key.interval,
+            }),
             FetchStrategy::Auto | FetchStrategy::Batch => plan.push(PlannedGroup {
                 strategy: Strategy::Batch,
                 auto: key.strategy == FetchStrategy::Auto,
@@ -201,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn auto_batches_secrets_that_share_credentials_region_and_interval() {
+    fn auto_groups_secrets_that_share_credentials_region_and_interval() {
         use FetchStrategy::*;
         let mut secrets = vec![
             secret("a", Some("r"), Auto),
@@ -209,15 +226,23 @@ mod tests {
             secret("c", Some("other"), Auto),
             secret("d", None, Auto),
             secret("e", Some("r"), Auto),
+            secret("f", Some("r"), Auto),
+            secret("g", Some("r"), Auto),
         ];
-        secrets[4].refresh_interval = Duration::from_secs(5);
+        for s in &mut secrets[4..] {
+            s.refresh_interval = Duration::from_secs(5);
+        }
+        secrets[6].refresh_interval = AUTO_LISTS_FROM - Duration::from_millis(1);
+        secrets.push(secret("h", Some("r"), Auto));
+        secrets[7].refresh_interval = secrets[6].refresh_interval;
         assert_eq!(
             shape(&plan(&secrets, region)),
             vec![
-                (Strategy::Batch, true, vec![0, 1]),
+                (Strategy::Auto, true, vec![0, 1]),
                 (Strategy::Get, false, vec![2]),
                 (Strategy::Get, false, vec![3]),
-                (Strategy::Get, false, vec![4]),
+                (Strategy::Batch, true, vec![4, 5]),
+                (Strategy::Batch, true, vec![6, 7]),
             ]
         );
     }

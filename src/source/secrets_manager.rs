@@ -16,7 +16,7 @@ pub const LIST: &str = "ListSecrets";
 /// BatchGetSecretValue takes at most 20 secret ids.
 pub const BATCH_MAX: usize = 20;
 /// ListSecrets returns at most 100 secrets per page.
-const LIST_PAGE: i32 = 100;
+pub(crate) const LIST_PAGE: usize = 100;
 
 /// One secret in a BatchGetSecretValue answer; `fetched` is `None` when it had no value.
 pub struct BatchValue {
@@ -288,7 +288,7 @@ impl SecretsManager {
             let request = self
                 .client
                 .list_secrets()
-                .max_results(LIST_PAGE)
+                .max_results(LIST_PAGE as i32)
                 .include_planned_deletion(query.include_deleted)
                 .set_filters((!filters.is_empty()).then(|| filters.clone()))
                 .set_next_token(next.take());

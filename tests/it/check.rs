@@ -220,8 +220,12 @@ secrets:
         ])
     );
     assert_eq!(
-        perms[1]["Action"], "secretsmanager:BatchGetSecretValue",
-        "two secrets are batched"
+        perms[1]["Action"],
+        serde_json::json!([
+            "secretsmanager:BatchGetSecretValue",
+            "secretsmanager:ListSecrets"
+        ]),
+        "two secrets at the default interval: auto batches, then lists"
     );
     assert_no_leak(&text(&out), &[&external_id]);
 

@@ -32,3 +32,4 @@ mod moto_fetch;
 mod moto_push;
 mod pods;
 mod resource_bounds;
+mod scale;

@@ -56,7 +56,7 @@ fn data_links(root: &Path, n: usize) -> Vec<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_with_list() {
+async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_with_list_or_auto() {
     capture_logs();
     const N: usize = 1000;
     let CrossAccount {
@@ -93,7 +93,7 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
     std::fs::write(&ext_file, &external_id).unwrap();
 
     let mut figures = Vec::new();
-    for (round, strategy) in ["batch", "list"].into_iter().enumerate() {
+    for (round, strategy) in ["batch", "list", "auto"].into_iter().enumerate() {
         let root = tmp.path().join(strategy);
         let mut config = ConfigYaml::new()
             .region(REGION)
@@ -107,8 +107,21 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
                 .option("refreshInterval", "1h")
                 .file_target(&root.join(format!("s{i:04}")));
         }
+        proxy.reset_records();
         let daemon = Daemon::start(&config.build(), &sdk);
         daemon.wait_ready(Duration::from_secs(120)).await;
+        if strategy == "auto" {
+            // Nothing written yet: a listing would leave 1,000 reads to make, batches do it in 50.
+            assert_eq!(
+                (
+                    proxy.count("BatchGetSecretValue"),
+                    proxy.count("ListSecrets"),
+                    proxy.count("GetSecretValue")
+                ),
+                (50, 0, 0),
+                "auto's first poll batches"
+            );
+        }
         let links = data_links(&root, N);
         assert_eq!(
             read(&root.join("s0999"), "password"),
@@ -165,12 +178,13 @@ async fn a_thousand_unchanged_secrets_cost_at_most_50_calls_with_batch_and_10_wi
         let now = data_links(&root, N);
         let changed: Vec<usize> = (0..N).filter(|&i| now[i] != links[i]).collect();
         assert_eq!(changed, rotated, "only the rotated secrets are rewritten");
-        if strategy == "list" {
+        if strategy != "batch" {
             assert_eq!(
                 proxy.count("GetSecretValue"),
                 3,
                 "only changed secrets are read"
             );
+            assert_eq!(proxy.count("BatchGetSecretValue"), 0);
         }
         daemon.stop().await;
     }
@@ -241,6 +255,173 @@ async fn auto_falls_back_to_get_when_batch_is_denied_and_keeps_syncing() {
     assert_eq!(proxy.count("GetSecretValue"), 4);
     let text = daemon.metrics.render().unwrap();
     assert_no_leak(&text, &[&first, &b, &b2, &external_id]);
+    daemon.stop().await;
+}
+
+/// 30 secrets at `refreshInterval: 1h` under `auto`, named `{prefix}NN`, read through `role`.
+fn thirty(prefix: &str, root: &Path, role_arn: &str, ext_file: &Path) -> String {
+    let mut config = ConfigYaml::new()
+        .region(REGION)
+        .role("shared", role_arn, ext_file);
+    for i in 0..30 {
+        config = config
+            .secret(&format!("s{i:02}"), &format!("{prefix}{i:02}"))
+            .uses_role("shared")
+            .option("refreshInterval", "1h")
+            .file_target(&root.join(format!("s{i:02}")));
+    }
+    config.build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_without_list_secrets_keeps_batching_after_one_denied_listing() {
+    capture_logs();
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let workload = create_user(&admin, "workload", &allow("sts:AssumeRole")).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(&admin, "Shared", &workload.arn, &external_id).await;
+    // GetSecretValue (create_role) and BatchGetSecretValue, no ListSecrets.
+    aws_sdk_iam::Client::new(&admin)
+        .put_role_policy()
+        .role_name("Shared")
+        .policy_name("batch")
+        .policy_document(allow("secretsmanager:BatchGetSecretValue"))
+        .send()
+        .await
+        .unwrap();
+    let value = canary("auto-batch");
+    for i in 0..30 {
+        create_secret(
+            &admin,
+            &format!("team/s{i:02}"),
+            &format!(r#"{{"password":"{value}-{i}"}}"#),
+        )
+        .await;
+    }
+    moto.enable_auth();
+    let proxy = Proxy::start(moto.addr());
+    let sdk = through(&proxy, &moto.sdk_config_with(workload.credentials()));
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let daemon = Daemon::start(&thirty("team/s", tmp.path(), &role_arn, &ext_file), &sdk);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(
+        read(&tmp.path().join("s29"), "password"),
+        Some(format!("{value}-29"))
+    );
+    let calls = |proxy: &Proxy| {
+        (
+            proxy.count("BatchGetSecretValue"),
+            proxy.count("ListSecrets"),
+            proxy.count("GetSecretValue"),
+        )
+    };
+    assert_eq!(calls(&proxy), (2, 0, 0), "the first poll batches");
+
+    // The second poll would list (one page against two batches): denied, it batches.
+    proxy.reset_records();
+    daemon.poll_once(30).await;
+    let lists = proxy.requests_for("ListSecrets");
+    assert_eq!(lists.len(), 1, "{:?}", calls(&proxy));
+    let text = daemon.metrics.render().unwrap();
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("secret_ferry_aws_api_calls_total{"))
+        .filter(|l| l.contains(r#"operation="ListSecrets""#) && l.contains(r#"result="failure""#))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "moto's auth mode refuses the listing (403): {text}"
+    );
+    assert!(refused[0].ends_with(" 1"), "{refused:?}");
+    assert_eq!(calls(&proxy), (2, 1, 0));
+
+    // Remembered: no listing again.
+    for _ in 0..2 {
+        proxy.reset_records();
+        daemon.poll_once(30).await;
+        assert_eq!(calls(&proxy), (2, 0, 0), "the denial is remembered");
+    }
+    let text = daemon.metrics.render().unwrap();
+    assert_no_leak(&text, &[&value, &external_id]);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_stops_listing_when_the_listing_matches_far_more_secrets_than_the_group() {
+    capture_logs();
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
+    let value = canary("auto-wide");
+    // 30 secrets with no common prefix, so the listing cannot filter by name, among 270 others.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let admin = admin.clone();
+        let value = value.clone();
+        let name = match i {
+            0..=14 => format!("x{i:02}"),
+            15..=29 => format!("y{i:02}"),
+            _ => format!("other/o{i:03}"),
+        };
+        set.spawn(async move {
+            create_secret(&admin, &name, &format!(r#"{{"password":"{value}-{i}"}}"#)).await
+        });
+        if set.len() >= 16 {
+            set.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let proxy = Proxy::start(moto.addr());
+    let sdk = through(&proxy, &moto.sdk_config());
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let mut config = ConfigYaml::new()
+        .region(REGION)
+        .role("shared", &role_arn, &ext_file);
+    for i in 0..30 {
+        let id = if i < 15 {
+            format!("x{i:02}")
+        } else {
+            format!("y{i:02}")
+        };
+        config = config
+            .secret(&format!("s{i:02}"), &id)
+            .uses_role("shared")
+            .option("refreshInterval", "1h")
+            .file_target(&tmp.path().join(format!("s{i:02}")));
+    }
+    let daemon = Daemon::start(&config.build(), &sdk);
+    daemon.wait_ready(Duration::from_secs(60)).await;
+    assert_eq!(
+        read(&tmp.path().join("s20"), "password"),
+        Some(format!("{value}-20"))
+    );
+    let calls = |proxy: &Proxy| {
+        (
+            proxy.count("BatchGetSecretValue"),
+            proxy.count("ListSecrets"),
+            proxy.count("GetSecretValue"),
+        )
+    };
+    // The second poll lists: 300 secrets, three pages, more than two batches.
+    proxy.reset_records();
+    daemon.poll_once(30).await;
+    assert_eq!(calls(&proxy), (0, 3, 0), "one listing of the whole account");
+    for _ in 0..2 {
+        proxy.reset_records();
+        daemon.poll_once(30).await;
+        assert_eq!(calls(&proxy), (2, 0, 0), "batches from then on");
+    }
     daemon.stop().await;
 }
 

@@ -1,0 +1,196 @@
+//! Memory and CPU per secret at scale, against the in-memory fake AWS (moto answers a few
+//! hundred calls a second; 100,000 secrets take 5,000 batch calls for the first sync alone).
+//!
+//! A benchmark, not a timed test: ignored by `cargo test`, run by `bench/run.py --scale`
+//! (which builds the release binary, passes it in `SECRET_FERRY_SCALE_BINARY` and reports the
+//! figures). One daemon reads `SECRET_FERRY_SCALE_SECRETS` secrets (default 10,000) through one
+//! cross-account role at the default `refreshInterval` (60s) with `fetchStrategy`
+//! `SECRET_FERRY_SCALE_STRATEGY` (default `auto`), and is polled `SECRET_FERRY_SCALE_POLLS`
+//! times (default 60: an hour at that interval) with `POST /refresh`, each poll waited for.
+//! It prints RSS after the first sync and after the polls, the peak, CPU per secret per poll
+//! and the calls of one poll, and checks that three rotations then land.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use crate::common;
+
+use common::fake_aws::FakeAws;
+use common::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SUCCESSES: &str = r#"secret_ferry_sync_duration_seconds_count{result="success"}"#;
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}: a whole number, not {v:?}"))
+    })
+}
+
+fn secret_name(i: usize) -> String {
+    format!("scale/s{i:06}")
+}
+
+/// About 200 bytes of JSON, with a canary for the leak scan.
+fn value(marker: &str, i: usize, round: usize) -> String {
+    let head = format!(r#"{{"username":"user-{i:06}","password":"{marker}-{i:06}-r{round}-"#);
+    let pad = "x".repeat(200usize.saturating_sub(head.len() + 2));
+    format!("{head}{pad}\"}}")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// utime + stime in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn successes(admin: SocketAddr) -> Option<f64> {
+    let (status, text) = scrape_uncaptured(admin)?;
+    (status == 200).then(|| metric_or_zero(&text, SUCCESSES))
+}
+
+/// Where the targets go: tmpfs, like the volumes secrets belong on (the disk would be measured).
+fn memory_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+#[test]
+#[ignore = "a benchmark: bench/run.py --scale runs it with the release binary"]
+fn memory_and_cpu_per_secret_at_scale() {
+    let _heavy = heavy();
+    let n = env_number("SECRET_FERRY_SCALE_SECRETS", 10_000);
+    let polls = env_number("SECRET_FERRY_SCALE_POLLS", 60);
+    let strategy = std::env::var("SECRET_FERRY_SCALE_STRATEGY").unwrap_or_else(|_| "auto".into());
+    let binary = std::env::var("SECRET_FERRY_SCALE_BINARY").unwrap_or_else(|_| binary().into());
+    let external_id = canary("extid");
+    let marker = canary("scale");
+    let aws = FakeAws::start(&external_id);
+    for i in 0..n {
+        aws.create(&secret_name(i), &value(&marker, i, 0));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("secret-ferry-scale-")
+        .tempdir_in(memory_dir())
+        .unwrap();
+    let root = tmp.path().join("targets");
+    let mut yaml = format!(
+        "region: us-east-1\napiRateLimit: 10000\nfetchStrategy: {strategy}\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: SCALE_EXTERNAL_ID\nsecrets:\n",
+        common::fake_aws::ACCOUNT
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - {{name: s{i:06}, secretId: {}, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n",
+            secret_name(i),
+            root.join(format!("s{i:06}")).display()
+        ));
+    }
+    let config = write_config(tmp.path(), &yaml);
+    let port = free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cmd = daemon_of(Path::new(&binary), &config, &aws.endpoint(), port);
+    // As the image runs it (one malloc arena).
+    cmd.env("RUST_LOG", "info")
+        .env("MALLOC_ARENA_MAX", "1")
+        .env("SCALE_EXTERNAL_ID", &external_id);
+    let started = Instant::now();
+    let running = Running::start(&mut cmd);
+    let pid = running.pid();
+    let first = wait_for(Duration::from_secs(1800), || {
+        successes(admin).filter(|&s| s >= n as f64)
+    });
+    assert!(first.is_some(), "{n} secrets not synced within 30 minutes");
+    let first_sync_secs = started.elapsed().as_secs_f64();
+    let rss_first = status_kib(pid, "VmRSS:");
+    let counts_first = aws.counts();
+
+    let cpu_before = cpu_ticks(pid);
+    let polls_started = Instant::now();
+    let mut done = successes(admin).unwrap();
+    for _ in 0..polls {
+        let (status, _) = http("POST", admin, "/refresh", None).expect("POST /refresh");
+        assert_eq!(status, 202, "POST /refresh");
+        let target = done + n as f64;
+        done = wait_for(Duration::from_secs(600), || {
+            std::thread::sleep(Duration::from_millis(100));
+            successes(admin).filter(|&s| s >= target)
+        })
+        .expect("a poll of every secret within 10 minutes");
+    }
+    let poll_secs = polls_started.elapsed().as_secs_f64();
+    let cpu_ticks_polls = cpu_ticks(pid) - cpu_before;
+    let rss_after = status_kib(pid, "VmRSS:");
+    let hwm = status_kib(pid, "VmHWM:");
+    let counts_after = aws.counts();
+    let per_poll: serde_json::Map<String, serde_json::Value> = counts_after
+        .iter()
+        .map(|(op, &count)| {
+            let before = counts_first.get(op).copied().unwrap_or(0);
+            (
+                op.clone(),
+                ((count - before) as f64 / polls.max(1) as f64).into(),
+            )
+        })
+        .collect();
+
+    // Three rotations land with one more poll.
+    let rotated = [0, n / 2, n - 1];
+    for &i in &rotated {
+        aws.rotate(&secret_name(i), &value(&marker, i, 1));
+    }
+    http("POST", admin, "/refresh", None).expect("POST /refresh");
+    let landed = wait_for(Duration::from_secs(600), || {
+        std::thread::sleep(Duration::from_millis(100));
+        rotated
+            .iter()
+            .all(|&i| {
+                read(&root.join(format!("s{i:06}")), "password").is_some_and(|p| p.contains("-r1-"))
+            })
+            .then_some(())
+    });
+    let output = running.stop();
+    let mut log = output.stderr.clone();
+    log.extend_from_slice(&output.stdout);
+    capture("scale-log", &log);
+    assert!(landed.is_some(), "the rotated secrets did not land");
+    assert!(output.status.success(), "{:?}", output.status);
+
+    let cpu_us_per_secret_per_poll = cpu_ticks_polls as f64 * 10_000.0 / (polls.max(1) * n) as f64;
+    let figures = serde_json::json!({
+        "secrets": n,
+        "strategy": strategy,
+        "polls": polls,
+        "first_sync_secs": first_sync_secs,
+        "rss_kib_after_first_sync": rss_first,
+        "rss_kib_after_polls": rss_after,
+        "hwm_kib": hwm,
+        "poll_secs": poll_secs,
+        "cpu_us_per_secret_per_poll": cpu_us_per_secret_per_poll,
+        "calls_per_poll": per_poll,
+        "calls_first_sync": counts_first,
+    });
+    record_figures(&format!("scale-{n}-{strategy}"), figures);
+    println!(
+        "{n} secrets ({strategy}): first sync {first_sync_secs:.1} s, RSS {:.1} MiB; after {polls} polls {:.1} MiB (peak {:.1} MiB); {cpu_us_per_secret_per_poll:.1} µs CPU per secret per poll; calls per poll {per_poll:?}",
+        rss_first as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+    );
+}
