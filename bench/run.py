@@ -952,6 +952,61 @@ def build_release():
     return os.path.join(target, "release", "secret-ferry")
 
 
+# -- scale: tests/it/scale.rs against the fast fake AWS ------------------------------------------
+
+def scale_run(a, n, strategy):
+    """One daemon of `n` secrets with `strategy`; the figures the test prints."""
+    env = dict(os.environ, SECRET_FERRY_SCALE_BINARY=a.binary, SECRET_FERRY_SCALE_SECRETS=str(n),
+               SECRET_FERRY_SCALE_STRATEGY=strategy, SECRET_FERRY_SCALE_POLLS=str(a.scale_polls),
+               CARGO_TARGET_DIR=os.path.expanduser("~/.cache/secret-ferry/target"))
+    cmd = ["cargo", "test", "--test", "it", "scale::", "--", "--ignored", "--nocapture"]
+    log(f"scale: N={n:,} {strategy}, {a.scale_polls} polls: " + " ".join(cmd))
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=a.timeout)
+    prefix = f"figures scale-{n}-{strategy}: "
+    for line in done.stdout.splitlines():
+        if line.startswith(prefix):
+            figures = json.loads(line[len(prefix):])
+            figures["test_exit_status"] = done.returncode
+            return figures
+    last = " | ".join((done.stderr + done.stdout).strip().splitlines()[-6:])[-800:]
+    raise RuntimeError(f"no figures in the output of cargo test (exit {done.returncode}): {last}")
+
+
+def scale_main(a):
+    """RSS and CPU per secret at each N and strategy against the fast fake AWS; a table."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    runs, failures = [], []
+    for n in a.scale:
+        for strategy in a.scale_strategies:
+            try:
+                runs.append(scale_run(a, n, strategy))
+            except Exception as e:  # one figure lost, not the run
+                failures.append({"figure": f"scale {n} {strategy}", "error": str(e)})
+                log(f"scale N={n} {strategy}: {e}")
+    rows = ["| N | strategy | first sync | RSS after it | RSS after the polls | peak | CPU / secret / poll | calls / poll |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        calls = ", ".join(f"{round(v):,} {k}" for k, v in sorted(r["calls_per_poll"].items()) if v)
+        rows.append(f"| {r['secrets']:,} | {r['strategy']} | {r['first_sync_secs']:.1f} s | "
+                    f"{mib(r['rss_kib_after_first_sync'])} MiB | {mib(r['rss_kib_after_polls'])} MiB | "
+                    f"{mib(r['hwm_kib'])} MiB | {r['cpu_us_per_secret_per_poll']:.1f} µs | {calls or '0'} |")
+    md = "\n".join([f"# secret-ferry at scale, {started}", "",
+                     f"Release binary `{a.binary}` against the fast fake AWS (tests/it/common/fake_aws.rs), "
+                     f"200 B values, one cross-account role, `refreshInterval: 60s`, MALLOC_ARENA_MAX=1 as in "
+                     f"the image; {a.scale_polls} polls started with `POST /refresh` after the first sync, each "
+                     f"waited for.", ""] + rows + [""])
+    out = a.out or os.path.join(ROOT, "bench", "results", "scale-" + time.strftime("%Y-%m-%d"))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump({"started": started, "binary": a.binary, "runs": runs, "failures": failures}, f, indent=2)
+    with open(out + ".md", "w") as f:
+        f.write(md)
+    print(md)
+    log(f"wrote {out}.json and {out}.md")
+    if failures:
+        sys.exit(1)
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -979,6 +1034,10 @@ def parse_args(argv=None):
                     help="run the daemon without the Dockerfile's ENV lines (MALLOC_ARENA_MAX), to measure their effect")
     ap.add_argument("--smoke", action="store_true", help="N=10, 200 B, a few seconds per window; for CI")
     ap.add_argument("--out", help="output path without extension (default bench/results/run-DATE)")
+    ap.add_argument("--scale", help="only the scale figures at these N (e.g. 10000,100000), against the fast "
+                                    "fake AWS (tests/it/scale.rs); written to bench/results/scale-DATE")
+    ap.add_argument("--scale-strategies", default="auto", help="fetch strategies of the scale figures")
+    ap.add_argument("--scale-polls", type=int, default=60, help="polls after the first sync (60: an hour at 60s)")
     a = ap.parse_args(argv)
     if a.smoke:
         a.sizes, a.value_bytes = "10", "200"
@@ -1006,6 +1065,13 @@ def parse_args(argv=None):
 
 def main():
     a = parse_args()
+    if a.scale:
+        a.scale = [int(x) for x in a.scale.split(",")]
+        a.scale_strategies = a.scale_strategies.split(",")
+        if not a.binary:
+            a.binary = build_release()
+        a.binary = os.path.abspath(a.binary)
+        return scale_main(a)
     if a.no_image_env:
         common.IMAGE_ENV.clear()
     t_start = time.time()

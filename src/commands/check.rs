@@ -178,8 +178,8 @@ impl App {
             }
             for job in &group.members {
                 links.push(check_secret(job).await);
-                for target in &job.config.targets {
-                    links.push(check_target(&job.config.name, target, kube).await);
+                for target in &job.targets() {
+                    links.push(check_target(job.name(), target, kube).await);
                 }
             }
         }
@@ -262,7 +262,7 @@ fn role_fix(kind: &str, role_arn: &str) -> String {
 }
 
 async fn check_secret(job: &SecretJob) -> Link {
-    let name = job.config.name.clone();
+    let name = job.name().to_owned();
     match job.fetch(None, false).await {
         Ok(fetched) => match job.keys_of(&fetched) {
             Ok(keys) => Link::ok(
@@ -270,14 +270,14 @@ async fn check_secret(job: &SecretJob) -> Link {
                 name,
                 format!(
                     "{} readable in {}{}; version {}; keys: {}",
-                    job.config.secret_id,
+                    job.secret_id(),
                     fetched.region,
                     // The complete ARN settles what a partial one named (and what the
                     // permissions policy must grant).
                     fetched
                         .arn
                         .as_deref()
-                        .filter(|arn| *arn != job.config.secret_id)
+                        .filter(|arn| *arn != job.secret_id())
                         .map(|arn| format!(" as {arn}"))
                         .unwrap_or_default(),
                     fetched.version_id.as_deref().unwrap_or("-"),

@@ -124,8 +124,8 @@ impl Built {
                 Some(region) => Some(clients.for_secret(secret, Some(region))?),
                 None => None,
             };
-            let changed = Changed::default();
-            if !secret.on_change.is_empty() {
+            let changed = (!secret.on_change.is_empty()).then(Changed::default);
+            if let Some(changed) = &changed {
                 self.notifiers.push((secret.clone(), changed.clone()));
             }
             metrics.register_secret(&secret.name, secret.refresh_interval);
@@ -139,7 +139,7 @@ impl Built {
                 ));
                 continue;
             }
-            let job = SecretJob::new(secret.clone(), source, failover, changed, kube)?;
+            let job = SecretJob::new(secret, source, failover, changed, kube)?;
             members.push(Arc::new(job));
         }
         if let Some(first) = members.first() {

@@ -30,9 +30,9 @@ use tokio::time::Instant;
 /// not open thousands of connections (and time out on a slow endpoint) at once.
 pub(crate) const MAX_CONCURRENT_FETCHES: usize = 16;
 
-/// Secrets read by one BatchGetSecretValue call: each distinct id with the secrets
-/// configured with it.
-type Chunk = Arc<[(String, Vec<Arc<SecretJob>>)]>;
+/// Secrets read by one BatchGetSecretValue call: for each distinct id, the secrets
+/// configured with it (never empty; the id is the first one's).
+type Chunk = Arc<[Box<[Arc<SecretJob>]>]>;
 
 pub(crate) struct Group {
     pub(crate) strategy: Strategy,
@@ -69,18 +69,18 @@ impl Group {
         members: Vec<Arc<SecretJob>>,
         source: SecretsManager,
     ) -> Self {
-        let mut ids: Vec<(String, Vec<Arc<SecretJob>>)> = Vec::new();
-        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ids: Vec<Vec<Arc<SecretJob>>> = Vec::new();
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         for job in &members {
-            let id = &job.config.secret_id;
-            match index.get(id) {
-                Some(&i) => ids[i].1.push(job.clone()),
+            match index.get(job.secret_id()) {
+                Some(&i) => ids[i].push(job.clone()),
                 None => {
-                    index.insert(id.clone(), ids.len());
-                    ids.push((id.clone(), vec![job.clone()]));
+                    index.insert(job.secret_id(), ids.len());
+                    ids.push(vec![job.clone()]);
                 }
             }
         }
+        let ids: Vec<Box<[Arc<SecretJob>]>> = ids.into_iter().map(Vec::into_boxed_slice).collect();
         let chunks = ids.chunks(BATCH_MAX).map(Chunk::from).collect();
         Self {
             strategy,
@@ -100,13 +100,13 @@ impl Group {
     pub(crate) fn describe(&self) -> String {
         match (self.entry_name(), self.members.as_slice()) {
             (Some(entry), _) => format!("find entry {entry}"),
-            (None, [one]) => format!("secret {}", one.config.name),
+            (None, [one]) => format!("secret {}", one.name()),
             (None, members) => format!(
                 "{} secrets ({}, every {}, first {})",
                 members.len(),
                 self.strategy.as_str(),
                 humantime::format_duration(self.interval),
-                members.first().map_or("-", |m| m.config.name.as_str())
+                members.first().map_or("-", |m| m.name())
             ),
         }
     }
@@ -130,7 +130,7 @@ impl Group {
         cycle
     }
 
-    async fn get(&self, ctx: &Ctx) -> Vec<Result<SyncOutcome, SyncError>> {
+    async fn get(&self, ctx: &Ctx) -> Tally {
         let members = self.members.iter().map(|m| (m.clone(), None)).collect();
         get_all(ctx, members, false).await
     }
@@ -138,7 +138,7 @@ impl Group {
     /// One listing, then a read of each secret it does not show unchanged. Under `auto`, a
     /// denied listing reads with the next cheapest way instead, and a listing that matched
     /// far more secrets than the group's is not made again.
-    async fn list_and_sync(&mut self, ctx: &Ctx) -> Vec<Result<SyncOutcome, SyncError>> {
+    async fn list_and_sync(&mut self, ctx: &Ctx) -> Tally {
         let started = Instant::now();
         let listed = self.list(ctx, &[]).await;
         if let Some(choice) = &mut self.choice {
@@ -183,16 +183,16 @@ impl Group {
                 .iter()
                 .filter_map(|f| f.name_prefix.clone())
                 .collect(),
-            None => name_filter(self.members.iter().map(|m| m.config.secret_id.as_str())),
+            None => name_filter(self.members.iter().map(|m| m.secret_id())),
         };
         let _permit = ctx.permit().await;
         self.source.list(&names, tag_keys).await
     }
 
-    async fn batch(&mut self, ctx: &Ctx) -> Vec<Result<SyncOutcome, SyncError>> {
+    async fn batch(&mut self, ctx: &Ctx) -> Tally {
         let mut set = JoinSet::new();
         let mut chunks = self.chunks.iter();
-        let mut results = Vec::new();
+        let mut results = Tally::default();
         let mut denied = Vec::new();
         loop {
             while set.len() < MAX_CONCURRENT_FETCHES {
@@ -236,7 +236,7 @@ impl Group {
             }
             let members = denied
                 .iter()
-                .flat_map(|chunk| chunk.iter().flat_map(|(_, jobs)| jobs.iter()))
+                .flat_map(|chunk| chunk.iter().flat_map(|jobs| jobs.iter()))
                 .map(|job| (job.clone(), None))
                 .collect();
             results.extend(get_all(ctx, members, false).await);
@@ -245,15 +245,43 @@ impl Group {
     }
 }
 
+/// What a poll's syncs came to, counted as they finish: how many, and the failures. (A
+/// vector of every result cost ~2 MB per poll at 10,000 secrets.)
+#[derive(Default)]
+pub(crate) struct Tally {
+    total: usize,
+    failures: Vec<SyncError>,
+}
+
+// === impl Tally ===
+
+impl Tally {
+    fn of(result: Result<SyncOutcome, SyncError>) -> Self {
+        let mut tally = Self::default();
+        tally.push(result);
+        tally
+    }
+
+    fn push(&mut self, result: Result<SyncOutcome, SyncError>) {
+        self.total += 1;
+        if let Err(e) = result {
+            self.failures.push(e);
+        }
+    }
+
+    fn extend(&mut self, other: Tally) {
+        self.total += other.total;
+        self.failures.extend(other.failures);
+    }
+}
+
 // === impl Cycle ===
 
 impl Cycle {
-    fn of(results: Vec<Result<SyncOutcome, SyncError>>) -> Self {
-        let total = results.len();
-        let failures: Vec<SyncError> = results.into_iter().filter_map(Result::err).collect();
+    fn of(results: Tally) -> Self {
         Self {
-            all_failed: total > 0 && failures.len() == total,
-            failures,
+            all_failed: results.total > 0 && results.failures.len() == results.total,
+            failures: results.failures,
         }
     }
 }
@@ -264,14 +292,14 @@ async fn get_all(
     ctx: &Ctx,
     members: Vec<(Arc<SecretJob>, Option<String>)>,
     skip_primary: bool,
-) -> Vec<Result<SyncOutcome, SyncError>> {
+) -> Tally {
     if let [(job, pinned)] = members.as_slice() {
-        return vec![ctx.sync_one(job, pinned.as_deref(), skip_primary).await];
+        return Tally::of(ctx.sync_one(job, pinned.as_deref(), skip_primary).await);
     }
     // Never more tasks than fetches can run: each waiting task would hold its request state.
     let mut set = JoinSet::new();
     let mut pending = members.into_iter();
-    let mut results = Vec::new();
+    let mut results = Tally::default();
     loop {
         while set.len() < MAX_CONCURRENT_FETCHES {
             let Some((job, pinned)) = pending.next() else {
@@ -295,36 +323,43 @@ async fn get_all(
 }
 
 enum ChunkResult {
-    Done(Vec<Result<SyncOutcome, SyncError>>),
+    Done(Tally),
     /// BatchGetSecretValue is not allowed; the caller falls back to `get`.
     Denied(Chunk),
 }
 
 async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool) -> ChunkResult {
     let started = Instant::now();
-    let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+    let ids: Vec<&str> = chunk
+        .iter()
+        .filter_map(|jobs| jobs.first())
+        .map(|job| job.secret_id())
+        .collect();
     let answer = {
         let _permit = ctx.permit().await;
         source.batch_get(&ids).await
     };
-    let mut results = Vec::new();
+    let mut results = Tally::default();
     match answer {
         Err(CallError::Aws(info)) if auto && info.class == Class::AccessDenied => {
             return ChunkResult::Denied(chunk);
         }
         Err(err) => {
-            for job in chunk.iter().flat_map(|(_, jobs)| jobs) {
+            for job in chunk.iter().flat_map(|jobs| jobs.iter()) {
                 let result = if err.is_transient() && job.failover.is_some() {
                     ctx.sync_one(job, None, true).await
                 } else {
-                    let err = source.error_for(&job.config, crate::source::BATCH, err.clone());
+                    let err = source.error_for(&job.wanted, crate::source::BATCH, err.clone());
                     ctx.finish(job, Err(err), started).await
                 };
                 results.push(result);
             }
         }
         Ok((values, errors)) => {
-            for (id, jobs) in chunk.iter() {
+            for jobs in chunk.iter() {
+                let Some(id) = jobs.first().map(|job| job.secret_id()) else {
+                    continue;
+                };
                 let value = values
                     .iter()
                     .find(|v| id_matches(id, v.name.as_deref(), v.arn.as_deref()));
@@ -335,8 +370,8 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
                             let polled =
                                 value.fetched.clone().map(Polled::Value).ok_or_else(|| {
                                     SourceError::Empty {
-                                        secret: job.config.name.clone(),
-                                        secret_id: id.clone(),
+                                        secret: job.name().to_owned(),
+                                        secret_id: id.to_owned(),
                                     }
                                 });
                             ctx.finish(job, polled, started).await
@@ -350,7 +385,7 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
                         // permission, its KMS key, its existence.
                         (None, Some((_, info))) => {
                             let err =
-                                source.error_for(&job.config, GET, CallError::Aws(info.clone()));
+                                source.error_for(&job.wanted, GET, CallError::Aws(info.clone()));
                             ctx.finish(job, Err(err), started).await
                         }
                         (None, None) => ctx.sync_one(job, None, false).await,
@@ -373,17 +408,17 @@ async fn sync_listed(
     members: &[Arc<SecretJob>],
     listed: Result<Vec<Listed>, CallError>,
     started: Instant,
-) -> Vec<Result<SyncOutcome, SyncError>> {
+) -> Tally {
     let listed = match listed {
         Ok(listed) => listed,
         Err(err) => {
-            let mut results = Vec::new();
+            let mut results = Tally::default();
             if err.is_transient() && members.iter().any(|m| m.failover.is_some()) {
                 let members = members.iter().map(|m| (m.clone(), None)).collect();
                 return get_all(ctx, members, true).await;
             }
             for job in members {
-                let err = source.error_for(&job.config, LIST, err.clone());
+                let err = source.error_for(&job.wanted, LIST, err.clone());
                 results.push(ctx.finish(job, Err(err), started).await);
             }
             return results;
@@ -391,10 +426,10 @@ async fn sync_listed(
     };
     let by_name: BTreeMap<&str, &Listed> = listed.iter().map(|l| (l.name.as_str(), l)).collect();
     let by_arn: BTreeMap<&str, &Listed> = listed.iter().map(|l| (l.arn.as_str(), l)).collect();
-    let mut results = Vec::new();
+    let mut results = Tally::default();
     let mut to_fetch = Vec::new();
     for job in members {
-        let id = job.config.secret_id.as_str();
+        let id = job.secret_id();
         let entry = by_name
             .get(id)
             .or_else(|| by_arn.get(id))
@@ -408,7 +443,7 @@ async fn sync_listed(
                     .map(|(_, l)| *l)
                     .find(|l| id_matches(id, None, Some(&l.arn)))
             });
-        let stage = match &job.config.version {
+        let stage = match &job.wanted.version {
             VersionSelector::Stage(stage) => stage.as_str(),
             VersionSelector::Id(_) => crate::config::DEFAULT_VERSION_STAGE,
         };

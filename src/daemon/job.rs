@@ -5,30 +5,35 @@ use super::error::{BuildError, SyncError};
 use crate::config::{SecretConfig, Target};
 use crate::health::Readiness;
 use crate::k8s::Kube;
-use crate::mapping::Mapper;
+use crate::mapping::{Mapper, MappingError};
 use crate::metrics::Metrics;
 use crate::sink::file::FileSink;
 use crate::sink::kube_secret::KubeSecretSink;
 use crate::sink::single_file::SingleFile;
 use crate::sink::WriteOutcome;
+use crate::source::Wanted;
 use crate::source::{Fetched, SecretsManager, SourceError};
 use crate::transform::Rendered;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// Everything one secret needs.
+/// Everything one secret needs, and only that: a controller holds one per secret for its
+/// lifetime (the parsed config is dropped once the jobs are built).
 pub(crate) struct SecretJob {
-    pub(crate) config: SecretConfig,
+    pub(crate) wanted: Wanted,
+    pub(crate) refresh_interval: std::time::Duration,
+    /// Shared by every secret read with the same identity in the same region.
     pub(crate) source: SecretsManager,
     /// The same credentials in `failoverRegion`, if one is configured.
     pub(crate) failover: Option<SecretsManager>,
-    mapper: Mapper,
-    sinks: Vec<Sink>,
+    /// `None` for the default mapping (every JSON key a file), the common case.
+    mapper: Option<Box<Mapper>>,
+    sinks: Box<[Sink]>,
     /// Version last written to every sink; a poll that sees it again writes nothing.
-    last_version: Mutex<Option<String>>,
-    /// Wakes the secret's notifier after its files changed.
-    pub(crate) changed: crate::notify::Changed,
+    last_version: Mutex<Option<Box<str>>>,
+    /// Wakes the secret's notifier after its files changed; `None` without `onChange`.
+    pub(crate) changed: Option<crate::notify::Changed>,
 }
 
 /// What a poll learnt about one secret.
@@ -51,38 +56,69 @@ pub enum SyncOutcome {
 
 impl SecretJob {
     pub(crate) fn new(
-        config: SecretConfig,
+        config: &SecretConfig,
         source: SecretsManager,
         failover: Option<SecretsManager>,
-        changed: crate::notify::Changed,
+        changed: Option<crate::notify::Changed>,
         kube: Option<&Kube>,
     ) -> Result<Self, BuildError> {
-        let mapper = Mapper::new(&config.mapping).map_err(|source| BuildError::Mapping {
-            secret: config.name.clone(),
-            source,
-        })?;
+        let mapper = if config.mapping == crate::config::Mapping::default() {
+            None
+        } else {
+            let mapper = Mapper::new(&config.mapping).map_err(|source| BuildError::Mapping {
+                secret: config.name.clone(),
+                source,
+            })?;
+            Some(Box::new(mapper))
+        };
         let sinks = config
             .targets
             .iter()
             .map(|t| Sink::from_target(t, kube, &config.name))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            config,
+            wanted: Wanted::of(config),
+            refresh_interval: config.refresh_interval,
             source,
             failover,
             mapper,
-            sinks,
+            sinks: sinks.into_boxed_slice(),
             last_version: Mutex::new(None),
             changed,
         })
     }
 
     pub(crate) fn name(&self) -> &str {
-        &self.config.name
+        &self.wanted.name
+    }
+
+    pub(crate) fn secret_id(&self) -> &str {
+        &self.wanted.secret_id
+    }
+
+    /// The targets as configured, from the sinks (for `check` and for the Secrets a restart
+    /// no longer writes): the job keeps no second copy.
+    pub(crate) fn targets(&self) -> Vec<Target> {
+        self.sinks
+            .iter()
+            .map(|sink| match sink {
+                Sink::Dir(dir) => Target::File(dir.target()),
+                Sink::File(file) => Target::SingleFile(file.target()),
+                Sink::Kube(secret) => Target::KubernetesSecret(secret.target().clone()),
+            })
+            .collect()
     }
 
     pub(crate) async fn last_version_is(&self, version: &str) -> bool {
         self.last_version.lock().await.as_deref() == Some(version)
+    }
+
+    /// The files a value makes, through the secret's mapping.
+    fn render(&self, payload: &crate::secret::Payload) -> Result<Rendered, MappingError> {
+        match &self.mapper {
+            Some(mapper) => mapper.apply(payload),
+            None => crate::transform::render(payload).map_err(Into::into),
+        }
     }
 
     /// GetSecretValue in the secret's region, or in its failover region when that fails
@@ -96,7 +132,7 @@ impl SecretJob {
         let primary = if skip_primary {
             None
         } else {
-            match self.source.fetch(&self.config, pinned).await {
+            match self.source.fetch(&self.wanted, pinned).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(e) => Some(e),
             }
@@ -107,7 +143,7 @@ impl SecretJob {
             (primary, Some(failover)) => {
                 if let Some(err) = &primary {
                     tracing::warn!(
-                        secret = %self.config.name,
+                        secret = %self.name(),
                         region = %self.source.region(),
                         failover_region = %failover.region(),
                         reason = err.kind(),
@@ -116,21 +152,20 @@ impl SecretJob {
                 }
                 // The replica's current version: version ids only differ between
                 // regions while replication lags.
-                match failover.fetch_replica(&self.config).await {
+                match failover.fetch_replica(&self.wanted).await {
                     Ok(fetched) => Ok(fetched),
                     // The primary's error says more about what to fix.
                     Err(e) => Err(primary.unwrap_or(e)),
                 }
             }
             // `skip_primary` is only honoured with a failover, so a failure is known here.
-            (None, None) => self.source.fetch(&self.config, pinned).await,
+            (None, None) => self.source.fetch(&self.wanted, pinned).await,
         }
     }
 
     /// The key names the mapping makes of a value (for `check`: names, never values).
     pub(crate) fn keys_of(&self, fetched: &Fetched) -> Result<Vec<String>, String> {
-        self.mapper
-            .apply(&fetched.payload)
+        self.render(&fetched.payload)
             .map(|rendered| rendered.files.keys().cloned().collect())
             .map_err(|e| e.to_string())
     }
@@ -138,31 +173,29 @@ impl SecretJob {
     /// Maps and writes a fetched value unless its version was already written.
     async fn apply(&self, fetched: Fetched) -> Result<SyncOutcome, SyncError> {
         let mut last = self.last_version.lock().await;
-        if fetched.version_id.is_some() && *last == fetched.version_id {
+        if fetched.version_id.is_some() && last.as_deref() == fetched.version_id.as_deref() {
             return Ok(SyncOutcome::Unchanged);
         }
-        let name = &self.config.name;
-        let rendered =
-            self.mapper
-                .apply(&fetched.payload)
-                .map_err(|source| SyncError::Mapping {
-                    secret: name.clone(),
-                    source,
-                })?;
+        let rendered = self
+            .render(&fetched.payload)
+            .map_err(|source| SyncError::Mapping {
+                secret: self.name().to_owned(),
+                source,
+            })?;
         let mut outcome = SyncOutcome::Unchanged;
         for sink in &self.sinks {
-            if write(sink, &rendered, name).await? == WriteOutcome::Written {
+            if write(sink, &rendered, self.name()).await? == WriteOutcome::Written {
                 outcome = SyncOutcome::Written;
             }
         }
-        *last = fetched.version_id;
+        *last = fetched.version_id.map(String::into_boxed_str);
         Ok(outcome)
     }
 
     /// Removes what was written for this secret (a pruned `find` match).
     pub(crate) async fn remove_targets(&self) {
         for sink in &self.sinks {
-            let name = &self.config.name;
+            let name = self.name();
             let result = match sink.clone() {
                 Sink::Dir(dir) => blocking(name, move || dir.remove().map_err(|e| e.to_string()))
                     .await
@@ -175,7 +208,7 @@ impl SecretJob {
                 Sink::Kube(secret) => secret.remove().await.map_err(|e| e.to_string()),
             };
             if let Err(error) = result {
-                tracing::warn!(secret = %self.config.name, %error, "could not remove a target of a secret no longer synced");
+                tracing::warn!(secret = %self.name(), %error, "could not remove a target of a secret no longer synced");
             }
         }
     }
@@ -298,7 +331,7 @@ impl Ctx {
         polled: Result<Polled, SourceError>,
         started: Instant,
     ) -> Result<SyncOutcome, SyncError> {
-        let name = &job.config.name;
+        let name = job.name();
         let (version, region) = match &polled {
             Ok(Polled::Value(f)) => (f.version_id.clone(), Some(f.region.clone())),
             Ok(Polled::Same { version, region }) => (Some(version.clone()), Some(region.clone())),
@@ -315,7 +348,9 @@ impl Ctx {
             Ok(outcome) => {
                 // The first write of a run is the app's starting point, not a change.
                 if *outcome == SyncOutcome::Written && self.readiness.has_synced(name) {
-                    job.changed.changed();
+                    if let Some(changed) = &job.changed {
+                        changed.changed();
+                    }
                 }
                 self.metrics
                     .sync_succeeded(name, elapsed, version.as_deref(), region.as_deref());

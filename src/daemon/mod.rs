@@ -77,7 +77,7 @@ impl App {
         let mut secrets = BTreeMap::new();
         for group in &self.groups {
             for job in &group.members {
-                secrets.insert(job.config.name.clone(), group.refresh.clone());
+                secrets.insert(job.name().to_owned(), group.refresh.clone());
             }
             if let Some(entry) = group.entry_name() {
                 secrets.insert(entry.to_owned(), group.refresh.clone());
@@ -93,7 +93,7 @@ impl App {
         let mut configured = BTreeSet::new();
         let mut namespaces: BTreeSet<String> = kube.namespace.iter().cloned().collect();
         for job in self.groups.iter().flat_map(|g| g.members.iter()) {
-            for target in &job.config.targets {
+            for target in &job.targets() {
                 if let crate::config::Target::KubernetesSecret(t) = target {
                     let namespace = t.namespace.clone().or_else(|| kube.namespace.clone());
                     if let Some(namespace) = namespace {
@@ -221,7 +221,7 @@ impl App {
             let span = match group.entry_name() {
                 Some(entry) => tracing::info_span!("poll", secret = %entry),
                 None if group.members.len() == 1 => {
-                    tracing::info_span!("poll", secret = %group.members[0].config.name)
+                    tracing::info_span!("poll", secret = %group.members[0].name())
                 }
                 None => tracing::info_span!(
                     "poll",

@@ -7,7 +7,6 @@ use super::push::PushGroup;
 use super::schedule::next_delay;
 use crate::config::{PushConfig, PushSource, SecretConfig};
 use crate::k8s::Kube;
-use crate::notify::Changed;
 use crate::shutdown::Signal;
 use crate::sink::push_plan::TokenKey;
 use crate::source::plan::Strategy;
@@ -68,7 +67,7 @@ impl Syncs for Ctx {
     ) -> Result<JoinHandle<()>, StartError> {
         let name = secret.name.clone();
         let interval = secret.refresh_interval;
-        let job = SecretJob::new(secret, source.clone(), None, Changed::default(), Some(kube))?;
+        let job = SecretJob::new(&secret, source.clone(), None, None, Some(kube))?;
         self.metrics.register_secret(&name, interval);
         let group = Group::new(Strategy::Get, false, interval, vec![Arc::new(job)], source);
         Ok(tokio::spawn(poll(group, self.clone(), shutdown)))

@@ -56,6 +56,14 @@ pub struct FileSink {
 // === impl FileSink ===
 
 impl FileSink {
+    /// The target this sink writes, as configured.
+    pub fn target(&self) -> crate::config::FileTarget {
+        crate::config::FileTarget {
+            dir: self.dir.clone(),
+            mode: self.mode,
+        }
+    }
+
     /// `mode` is applied to every secret file exactly (umask does not apply);
     /// bits outside 0o777 are dropped.
     pub fn new(dir: impl Into<PathBuf>, mode: u32) -> Self {

@@ -74,6 +74,11 @@ impl KubeSecretSink {
         &self.namespace
     }
 
+    /// The target this sink writes, as configured.
+    pub fn target(&self) -> &KubeSecretTarget {
+        &self.target
+    }
+
     pub fn name(&self) -> &str {
         &self.target.name
     }

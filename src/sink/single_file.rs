@@ -50,6 +50,15 @@ impl From<ReplaceError> for SingleFileError {
 }
 
 impl SingleFile {
+    /// The target this sink writes, as configured.
+    pub fn target(&self) -> crate::config::SingleFileTarget {
+        crate::config::SingleFileTarget {
+            path: self.path.clone(),
+            format: self.format,
+            mode: self.mode,
+        }
+    }
+
     pub fn new(path: impl Into<PathBuf>, format: FileFormat, mode: u32) -> Self {
         Self {
             path: path.into(),

@@ -21,8 +21,28 @@ pub use secrets_manager::{
 };
 
 use crate::aws::ErrorInfo;
+use crate::config::{SecretConfig, VersionSelector};
 use crate::credentials::CredentialsError;
 use crate::secret::Payload;
+
+/// What reading one configured secret takes: its name (for errors), id and version. A job
+/// keeps this for its lifetime, not the secret's whole config.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub name: Box<str>,
+    pub secret_id: Box<str>,
+    pub version: VersionSelector,
+}
+
+impl Wanted {
+    pub fn of(config: &SecretConfig) -> Self {
+        Self {
+            name: config.name.as_str().into(),
+            secret_id: config.secret_id.as_str().into(),
+            version: config.version.clone(),
+        }
+    }
+}
 
 /// One secret value as read, with the version it belongs to.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
-use super::{CallError, Fetched, SourceError};
+use super::{CallError, Fetched, SourceError, Wanted};
 use crate::aws::{self, Class, ErrorInfo};
-use crate::config::{SecretConfig, VersionSelector};
+use crate::config::VersionSelector;
 use crate::credentials::CredentialsError;
 use crate::credentials::{RoleSession, StsAssumer};
 use crate::secret::{Payload, Sensitive};
@@ -69,9 +69,13 @@ fn payload_of(text: Option<&str>, blob: Option<&aws_smithy_types::Blob>) -> Opti
 }
 
 /// A Secrets Manager client for one identity (a role, or the base credentials) in one
-/// region, shared by every secret read with that identity.
+/// region, shared by every secret read with that identity: a clone is one reference count,
+/// so that each of 100,000 jobs holding one costs a pointer.
 #[derive(Clone, Debug)]
-pub struct SecretsManager {
+pub struct SecretsManager(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
     client: aws_sdk_secretsmanager::Client,
     region: String,
     /// The role the client's credentials come from; `None` for the base identity.
@@ -84,6 +88,14 @@ pub struct SecretsManager {
 
 // === impl SecretsManager ===
 
+impl std::ops::Deref for SecretsManager {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl SecretsManager {
     pub fn new(
         client: aws_sdk_secretsmanager::Client,
@@ -92,13 +104,13 @@ impl SecretsManager {
         principal: String,
         budget: Arc<Budget>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             client,
             region,
             session,
             principal,
             budget,
-        }
+        }))
     }
 
     /// The SDK client, for the push direction's calls (`sink::secrets_manager`); every call
@@ -156,7 +168,7 @@ impl SecretsManager {
     /// overrides the configured version so that the value read is the one listed.
     pub async fn fetch(
         &self,
-        secret: &SecretConfig,
+        secret: &Wanted,
         pinned: Option<&str>,
     ) -> Result<Fetched, SourceError> {
         self.fetch_id(secret, &secret.secret_id, pinned).await
@@ -165,14 +177,14 @@ impl SecretsManager {
     /// GetSecretValue of the replica of `secret` in this client's region (its failover
     /// region). An ARN names the primary's region, and Secrets Manager only finds a secret
     /// by an ARN of its own region; the replica's ARN is the primary's with this region.
-    pub async fn fetch_replica(&self, secret: &SecretConfig) -> Result<Fetched, SourceError> {
+    pub async fn fetch_replica(&self, secret: &Wanted) -> Result<Fetched, SourceError> {
         let id = secret_id::in_region(&secret.secret_id, &self.region);
         self.fetch_id(secret, &id, None).await
     }
 
     async fn fetch_id(
         &self,
-        secret: &SecretConfig,
+        secret: &Wanted,
         id: &str,
         pinned: Option<&str>,
     ) -> Result<Fetched, SourceError> {
@@ -192,8 +204,8 @@ impl SecretsManager {
         let payload =
             payload_of(output.secret_string(), output.secret_binary()).ok_or_else(|| {
                 SourceError::Empty {
-                    secret: secret.name.clone(),
-                    secret_id: secret.secret_id.clone(),
+                    secret: secret.name.to_string(),
+                    secret_id: secret.secret_id.to_string(),
                 }
             })?;
         Ok(Fetched {
@@ -326,19 +338,19 @@ impl SecretsManager {
     /// The per-secret error for a failed call, with the fix the guides give for it.
     pub fn error_for(
         &self,
-        secret: &SecretConfig,
+        secret: &Wanted,
         operation: &'static str,
         err: CallError,
     ) -> SourceError {
         match err {
             CallError::Credentials(source) => SourceError::Credentials {
-                secret: secret.name.clone(),
+                secret: secret.name.to_string(),
                 source,
             },
             CallError::Aws(info) => SourceError::Aws {
-                secret: secret.name.clone(),
+                secret: secret.name.to_string(),
                 operation,
-                secret_id: secret.secret_id.clone(),
+                secret_id: secret.secret_id.to_string(),
                 region: self.region.clone(),
                 hint: self.hint(info.class, secret, operation),
                 info,
@@ -347,7 +359,7 @@ impl SecretsManager {
     }
 
     /// The fix for each failure, as the troubleshooting guides give it.
-    fn hint(&self, class: Class, secret: &SecretConfig, operation: &str) -> String {
+    fn hint(&self, class: Class, secret: &Wanted, operation: &str) -> String {
         let principal = &self.principal;
         let id = &secret.secret_id;
         match class {

@@ -1,11 +1,11 @@
 //! A `find` entry's group: its members are learnt from a ListSecrets listing on each
 //! poll, and the `{{ name }}` placeholder of its targets is filled for each match.
 
-use super::{sync_listed, Cycle, Group};
+use super::{sync_listed, Cycle, Group, Tally};
 use crate::config::SecretConfig;
 use crate::daemon::job::{Ctx, SecretJob};
 use crate::source::plan::Strategy;
-use crate::source::{Listed, SecretsManager, LIST};
+use crate::source::{Listed, SecretsManager, Wanted, LIST};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -14,7 +14,8 @@ use tokio::time::Instant;
 pub(crate) struct Discovery {
     pub(super) entry: SecretConfig,
     failover: Option<SecretsManager>,
-    changed: crate::notify::Changed,
+    /// Shared by every member; `None` without `onChange`.
+    changed: Option<crate::notify::Changed>,
     /// Secret name → its member.
     known: BTreeMap<String, Arc<SecretJob>>,
     /// Matches that cannot be synced (their name cannot name a path), warned about once.
@@ -28,7 +29,7 @@ impl Group {
         entry: SecretConfig,
         source: SecretsManager,
         failover: Option<SecretsManager>,
-        changed: crate::notify::Changed,
+        changed: Option<crate::notify::Changed>,
     ) -> Self {
         let interval = entry.refresh_interval;
         let mut group = Self::new(Strategy::Find, false, interval, Vec::new(), source);
@@ -60,7 +61,10 @@ impl Group {
                 .filter(|l| finds(&find, l))
                 .map(|l| l.name)
                 .collect()),
-            Err(e) => Err(self.source.error_for(&discovery.entry, LIST, e).to_string()),
+            Err(e) => Err(self
+                .source
+                .error_for(&Wanted::of(&discovery.entry), LIST, e)
+                .to_string()),
         })
     }
 
@@ -69,18 +73,18 @@ impl Group {
     pub(super) async fn discover(&mut self, ctx: &Ctx) -> Cycle {
         let started = Instant::now();
         let Some(find) = self.discovery.as_ref().and_then(|d| d.entry.find.clone()) else {
-            return Cycle::of(Vec::new());
+            return Cycle::of(Tally::default());
         };
         let tag_keys: Vec<String> = find.tags.keys().cloned().collect();
         let listed = self.list(ctx, &tag_keys).await;
         let Some(d) = self.discovery.as_mut() else {
-            return Cycle::of(Vec::new());
+            return Cycle::of(Tally::default());
         };
         let entry = d.entry.name.clone();
         let listed = match listed {
             Ok(listed) => listed,
             Err(err) => {
-                let err = self.source.error_for(&d.entry, LIST, err);
+                let err = self.source.error_for(&Wanted::of(&d.entry), LIST, err);
                 ctx.metrics.sync_failed(&entry, started.elapsed());
                 tracing::warn!(secret = %entry, reason = err.kind(), "discovery failed; the secrets found before are kept: {err}");
                 return Cycle {
@@ -118,7 +122,7 @@ impl Group {
                 Ok(job) => {
                     tracing::info!(secret = %job.name(), "found a new secret matching `find`");
                     ctx.metrics
-                        .register_secret(job.name(), job.config.refresh_interval);
+                        .register_secret(job.name(), job.refresh_interval);
                     ctx.readiness.expect(job.name());
                     d.known.insert(listed.name.clone(), Arc::new(job));
                 }
@@ -153,7 +157,7 @@ fn member(d: &Discovery, source: &SecretsManager, name: &str) -> Result<SecretJo
     let config = d.entry.find_member(name)?;
     // `find` entries have file targets only, so no Kubernetes client is needed.
     SecretJob::new(
-        config,
+        &config,
         source.clone(),
         d.failover.clone(),
         d.changed.clone(),
