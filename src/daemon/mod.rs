@@ -29,7 +29,7 @@ use crate::tenants::TenantController;
 use group::Group;
 use job::Ctx;
 use poll::{cycle, poll};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -74,16 +74,11 @@ impl App {
 
     /// Wakes the group a secret (or `find` entry) belongs to: its whole group polls.
     pub fn refresh_handle(&self) -> RefreshHandle {
-        let mut secrets = BTreeMap::new();
-        for group in &self.groups {
-            for job in &group.members {
-                secrets.insert(job.name().to_owned(), group.refresh.clone());
-            }
-            if let Some(entry) = group.entry_name() {
-                secrets.insert(entry.to_owned(), group.refresh.clone());
-            }
-        }
-        RefreshHandle::new(secrets)
+        RefreshHandle::new(self.groups.iter().map(|group| {
+            let mut names: Vec<&str> = group.members.iter().map(|job| job.name()).collect();
+            names.extend(group.entry_name());
+            (group.refresh.clone(), names)
+        }))
     }
 
     /// Deletes the Secrets this instance wrote with `deletionPolicy: Delete` that the config

@@ -6,7 +6,7 @@ pub mod stall;
 
 use stall::Stalls;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +29,18 @@ pub struct Readiness {
     pub(crate) stalls: Arc<Stalls>,
 }
 
+/// One entry per secret, in one map: a controller keeps this for every secret it syncs.
 #[derive(Default)]
 struct ReadinessState {
-    /// Every secret (and `find` entry) that must sync before the pod is ready.
-    expected: BTreeSet<String>,
-    /// When each expected secret last synced; absent until its first sync.
-    last_synced: BTreeMap<String, Instant>,
+    secrets: BTreeMap<Box<str>, Tracked>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Tracked {
+    /// The pod waits for it (every configured secret and `find` entry; not tenants').
+    expected: bool,
+    /// When it last synced; `None` until its first sync.
+    last_synced: Option<Instant>,
 }
 
 // === impl Readiness ===
@@ -48,8 +54,16 @@ impl Readiness {
         Self {
             max_staleness,
             state: std::sync::Mutex::new(ReadinessState {
-                expected: expected.into_iter().collect(),
-                last_synced: BTreeMap::new(),
+                secrets: expected
+                    .into_iter()
+                    .map(|name| {
+                        let tracked = Tracked {
+                            expected: true,
+                            last_synced: None,
+                        };
+                        (name.into_boxed_str(), tracked)
+                    })
+                    .collect(),
             }),
             draining: AtomicBool::new(false),
             standby: AtomicBool::new(false),
@@ -88,9 +102,10 @@ impl Readiness {
         if let Some(max) = self.max_staleness {
             let state = self.lock();
             let stale = state
-                .last_synced
+                .secrets
                 .iter()
-                .filter(|(name, _)| state.expected.contains(*name))
+                .filter(|(_, t)| t.expected)
+                .filter_map(|(name, t)| Some((name, t.last_synced?)))
                 .find(|(_, at)| at.elapsed() > max);
             if let Some((name, at)) = stale {
                 return Err(format!(
@@ -104,37 +119,56 @@ impl Readiness {
     }
 
     pub fn pending(&self) -> usize {
-        let state = self.lock();
-        state
-            .expected
-            .iter()
-            .filter(|name| !state.last_synced.contains_key(*name))
+        self.lock()
+            .secrets
+            .values()
+            .filter(|t| t.expected && t.last_synced.is_none())
             .count()
     }
 
     /// Whether `secret` has synced at least once.
     pub fn has_synced(&self, secret: &str) -> bool {
-        self.lock().last_synced.contains_key(secret)
+        self.lock()
+            .secrets
+            .get(secret)
+            .is_some_and(|t| t.last_synced.is_some())
     }
 
     /// Also for secrets readiness does not wait for (tenants'), so that their failures are
     /// told apart from never having synced.
     pub(crate) fn synced(&self, secret: &str) {
-        self.lock()
-            .last_synced
-            .insert(secret.to_owned(), Instant::now());
+        let now = Instant::now();
+        let mut state = self.lock();
+        match state.secrets.get_mut(secret) {
+            Some(tracked) => tracked.last_synced = Some(now),
+            None => {
+                let tracked = Tracked {
+                    expected: false,
+                    last_synced: Some(now),
+                };
+                state.secrets.insert(secret.into(), tracked);
+            }
+        }
     }
 
     /// A secret found by discovery: the pod waits for it too.
     pub(crate) fn expect(&self, secret: &str) {
-        self.lock().expected.insert(secret.to_owned());
+        let mut state = self.lock();
+        match state.secrets.get_mut(secret) {
+            Some(tracked) => tracked.expected = true,
+            None => {
+                let tracked = Tracked {
+                    expected: true,
+                    last_synced: None,
+                };
+                state.secrets.insert(secret.into(), tracked);
+            }
+        }
     }
 
     /// A secret that is no longer synced (it stopped matching `find`).
     pub(crate) fn forget(&self, secret: &str) {
-        let mut state = self.lock();
-        state.expected.remove(secret);
-        state.last_synced.remove(secret);
+        self.lock().secrets.remove(secret);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ReadinessState> {
@@ -156,34 +190,50 @@ impl Readiness {
 /// Asks secrets to sync now instead of at their next interval (SIGHUP, `POST /refresh`).
 #[derive(Clone, Default)]
 pub struct RefreshHandle {
-    secrets: Arc<BTreeMap<String, Arc<tokio::sync::Notify>>>,
+    shared: Arc<Refreshes>,
+}
+
+#[derive(Default)]
+struct Refreshes {
+    /// Each group's `Notify`, once: waking one once per secret would leave a stored permit
+    /// behind after the first wake-up, and so a second, needless poll.
+    groups: Vec<Arc<tokio::sync::Notify>>,
+    /// Each secret (or `find` entry) name with the index of its group.
+    by_name: BTreeMap<Box<str>, u32>,
 }
 
 // === impl RefreshHandle ===
 
 impl RefreshHandle {
-    /// `secrets`: each secret (or `find` entry) name with the `Notify` of its group.
-    pub(crate) fn new(secrets: BTreeMap<String, Arc<tokio::sync::Notify>>) -> Self {
+    /// `groups`: each group's `Notify` with the names of its secrets (or `find` entry).
+    pub(crate) fn new<'a>(
+        groups: impl IntoIterator<Item = (Arc<tokio::sync::Notify>, Vec<&'a str>)>,
+    ) -> Self {
+        let mut shared = Refreshes::default();
+        for (notify, names) in groups {
+            let Ok(index) = u32::try_from(shared.groups.len()) else {
+                break;
+            };
+            shared.groups.push(notify);
+            for name in names {
+                shared.by_name.insert(name.into(), index);
+            }
+        }
         Self {
-            secrets: Arc::new(secrets),
+            shared: Arc::new(shared),
         }
     }
 
     pub fn all(&self) {
-        // Secrets of one group share a Notify. Waking it once per secret would leave a
-        // stored permit behind after the first wake-up, and so a second, needless poll.
-        let mut woken: Vec<&Arc<tokio::sync::Notify>> = Vec::new();
-        for notify in self.secrets.values() {
-            if !woken.iter().any(|w| Arc::ptr_eq(w, notify)) {
-                notify.notify_one();
-                woken.push(notify);
-            }
+        for notify in &self.shared.groups {
+            notify.notify_one();
         }
     }
 
     /// `false` when no secret has that name.
     pub fn one(&self, secret: &str) -> bool {
-        match self.secrets.get(secret) {
+        let group = self.shared.by_name.get(secret);
+        match group.and_then(|&i| self.shared.groups.get(i as usize)) {
             Some(notify) => {
                 notify.notify_one();
                 true
@@ -237,12 +287,8 @@ mod tests {
     fn refresh_handle_wakes_one_or_all() {
         let a = Arc::new(tokio::sync::Notify::new());
         let b = Arc::new(tokio::sync::Notify::new());
-        let handle = RefreshHandle {
-            secrets: Arc::new(BTreeMap::from([
-                ("a".to_owned(), a.clone()),
-                ("b".to_owned(), b.clone()),
-            ])),
-        };
+        // Two secrets share group b: `all` wakes it once, so no second poll follows.
+        let handle = RefreshHandle::new([(a.clone(), vec!["a"]), (b.clone(), vec!["b", "b2"])]);
         assert!(handle.one("a"));
         assert!(!handle.one("nope"));
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -260,6 +306,16 @@ mod tests {
                     .is_err()
             );
             handle.all();
+            tokio::time::timeout(Duration::from_millis(100), b.notified())
+                .await
+                .unwrap();
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), b.notified())
+                    .await
+                    .is_err(),
+                "one wake-up per group, however many secrets it has"
+            );
+            assert!(handle.one("b2"));
             tokio::time::timeout(Duration::from_millis(100), b.notified())
                 .await
                 .unwrap();
