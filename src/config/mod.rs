@@ -1,15 +1,14 @@
 //! The configuration file: parsing and validation.
 //!
-//! The YAML is walked by hand over saphyr's span-carrying tree (no serde) so that every problem
-//! can be reported at once, each with its path (`secrets[0].targets[0].file.mode`) and line.
+//! The YAML is walked by hand over a span-carrying tree (`tree`, built from saphyr-parser's
+//! events; no serde) so that every problem can be reported at once, each with its path
+//! (`secrets[0].targets[0].file.mode`) and line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
-
-use saphyr::{LoadableYamlNode, MarkedYaml};
 
 use outputs::{read_base_credentials, read_credential_outputs, read_credentials_endpoint};
 use read::{declared_keys, read_region};
@@ -35,6 +34,7 @@ mod targets;
 pub mod templates;
 #[cfg(test)]
 mod tests;
+mod tree;
 mod yaml;
 
 pub use kube::{glob_matches, CreationPolicy, DeletionPolicy, KubeSecretTarget, TenantRule};
@@ -212,14 +212,15 @@ pub fn parse_with_env(
             ),
         }]));
     }
-    // saphyr rejects duplicate mapping keys itself, so they arrive here as a load error.
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
+    // Duplicate mapping keys and the alias budget arrive here as load errors.
+    let tree = tree::Tree::load(text).map_err(|e| {
         ConfigErrors(vec![Problem {
             path: String::new(),
-            line: Some(e.marker().line()),
-            message: format!("invalid YAML: {}", e.info()),
+            line: Some(e.line),
+            message: format!("invalid YAML: {}", e.info),
         }])
     })?;
+    let docs: Vec<tree::NodeRef> = tree.documents().collect();
     let mut c = Checker {
         source: text,
         char_offsets: (!text.is_ascii()).then(|| {
@@ -245,11 +246,11 @@ pub fn parse_with_env(
             for node in extra {
                 c.report(
                     "",
-                    Some(line(node)),
+                    Some(line(*node)),
                     "the config must be a single YAML document",
                 );
             }
-            read_config(&mut c, &Field::root(doc))
+            read_config(&mut c, &Field::root(*doc))
         }
     };
     let mut warnings = std::mem::take(&mut c.warnings);

@@ -1,9 +1,10 @@
 //! A role's session `policy`, written as YAML or JSON, checked and compacted to the JSON
 //! that STS receives.
 
-use saphyr::{Scalar, YamlData};
+use saphyr::Scalar;
 
-use super::yaml::{line, untag, Checker, Field};
+use super::tree::Data;
+use super::yaml::{line, Checker, Field};
 
 /// STS's limit on the length of an AssumeRole session policy.
 const MAX_POLICY_CHARS: usize = 2048;
@@ -12,7 +13,7 @@ const MAX_POLICY_CHARS: usize = 2048;
 /// can be long, so JSON syntax errors give a position instead of quoting the text.
 pub(super) fn read_policy(c: &mut Checker, at: &Field) -> Option<String> {
     let json = match at.data() {
-        YamlData::Value(Scalar::String(text)) => match serde_json::from_str(text) {
+        Data::Value(Scalar::String(text)) => match serde_json::from_str(text) {
             Ok(serde_json::Value::Object(_)) => compact_json(text),
             Ok(other) => {
                 let kind = json_kind(&other);
@@ -27,7 +28,7 @@ pub(super) fn read_policy(c: &mut Checker, at: &Field) -> Option<String> {
                 return None;
             }
         },
-        YamlData::Mapping(_) => {
+        Data::Mapping(_) => {
             let before = c.problems.len();
             let mut json = String::new();
             write_json(c, at, &mut json);
@@ -91,19 +92,17 @@ fn compact_json(json: &str) -> String {
 /// cannot hold.
 fn write_json(c: &mut Checker, at: &Field, json: &mut String) {
     match at.data() {
-        YamlData::Value(Scalar::Null) => json.push_str("null"),
-        YamlData::Value(Scalar::Boolean(value)) => json.push_str(&value.to_string()),
-        YamlData::Value(Scalar::Integer(value)) => json.push_str(&value.to_string()),
-        YamlData::Value(Scalar::FloatingPoint(value)) => {
-            match serde_json::Number::from_f64(value.0) {
-                Some(number) => json.push_str(&number.to_string()),
-                None => c.problem(at, "JSON has no infinity or NaN"),
-            }
-        }
-        YamlData::Value(Scalar::String(value)) => {
+        Data::Value(Scalar::Null) => json.push_str("null"),
+        Data::Value(Scalar::Boolean(value)) => json.push_str(&value.to_string()),
+        Data::Value(Scalar::Integer(value)) => json.push_str(&value.to_string()),
+        Data::Value(Scalar::FloatingPoint(value)) => match serde_json::Number::from_f64(value.0) {
+            Some(number) => json.push_str(&number.to_string()),
+            None => c.problem(at, "JSON has no infinity or NaN"),
+        },
+        Data::Value(Scalar::String(value)) => {
             json.push_str(&serde_json::Value::from(value.as_ref()).to_string());
         }
-        YamlData::Sequence(_) => {
+        Data::Sequence(_) => {
             json.push('[');
             for (i, item) in c.list(at).unwrap_or_default().iter().enumerate() {
                 if i > 0 {
@@ -113,14 +112,14 @@ fn write_json(c: &mut Checker, at: &Field, json: &mut String) {
             }
             json.push(']');
         }
-        YamlData::Mapping(map) => {
+        Data::Mapping(map) => {
             json.push('{');
             for (i, (key_node, value)) in map.iter().enumerate() {
                 // JSON keys are strings, so a key YAML reads otherwise is taken as written:
                 // the IAM condition operator `Null` must not become a YAML null.
-                let key = match untag(key_node) {
-                    YamlData::Value(Scalar::String(key)) => Some(key.to_string()),
-                    YamlData::Value(_) => c.source_text(key_node).map(str::to_owned),
+                let key = match key_node.data() {
+                    Data::Value(Scalar::String(key)) => Some(key.to_string()),
+                    Data::Value(_) => c.source_text(key_node).map(str::to_owned),
                     _ => None,
                 };
                 let Some(key) = key else {

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use saphyr::{Scalar, YamlData};
+use super::tree::Data;
+use saphyr::Scalar;
 
 use super::rules::is_region;
-use super::yaml::{untag, Checker, Field};
+use super::yaml::{Checker, Field};
 
 /// A string field that `parse` turns into a value; `rule` completes "must be …".
 pub(super) fn parsed_string<T>(
@@ -120,11 +121,11 @@ pub(super) fn declared_keys(at: Option<&Field>) -> Option<BTreeSet<String>> {
     let Some(at) = at else {
         return Some(BTreeSet::new());
     };
-    let YamlData::Mapping(map) = at.data() else {
+    let Data::Mapping(map) = at.data() else {
         return None;
     };
-    let names = map.keys().filter_map(|key| match untag(key) {
-        YamlData::Value(Scalar::String(name)) => Some(name.to_string()),
+    let names = map.keys().filter_map(|key| match key.data() {
+        Data::Value(Scalar::String(name)) => Some(name.to_string()),
         _ => None,
     });
     Some(names.collect())

@@ -2,14 +2,15 @@
 
 use std::ops::RangeInclusive;
 
-use saphyr::{Scalar, YamlData};
+use super::tree::Data;
+use saphyr::Scalar;
 
 use super::yaml::{Checker, Field};
 
 const MODE_FORM: &str = "a quoted octal string such as \"0400\"";
 
 pub(super) fn read_file_mode(c: &mut Checker, at: &Field) -> Option<u32> {
-    let YamlData::Value(Scalar::String(text)) = at.data() else {
+    let Data::Value(Scalar::String(text)) = at.data() else {
         let got = c.describe(at.node);
         // Unquoted, YAML reads `0400` as the decimal number 400: point at the fix.
         let hint = match c.source_text(at.node) {

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use saphyr::{Scalar, YamlData};
+use super::tree::Data;
+use saphyr::Scalar;
 
 use super::mapping::read_mapping;
 use super::on_change::{read_on_change, OnChange, DEBOUNCES};
@@ -192,7 +193,7 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
     // The strategy is checked against the version fields as written, so that both set
     // (a problem of its own) does not hide a strategy that fits neither.
     let written_stage = stage.as_ref().map(|v| match v.data() {
-        YamlData::Value(Scalar::String(s)) => s.to_string(),
+        Data::Value(Scalar::String(s)) => s.to_string(),
         _ => String::new(),
     });
     let version = read_version(c, stage, id);
@@ -405,7 +406,7 @@ fn read_secret_name(
     // Compared as written, valid or not: a duplicate is a problem of its own, and fixing
     // the spelling of both must not reveal it only in a second run.
     let written = match at.data() {
-        YamlData::Value(Scalar::String(s)) if !s.is_empty() => s.to_string(),
+        Data::Value(Scalar::String(s)) if !s.is_empty() => s.to_string(),
         _ => return None,
     };
     if let Some(first) = first_use(names, written.clone(), secret_path) {

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use saphyr::{Scalar, YamlData};
+use super::tree::Data;
+use saphyr::Scalar;
 
 use super::read::first_use;
 use super::rules::{is_sts_name, is_tag_text};
@@ -156,7 +157,7 @@ fn read_tag_key(
 
 /// Tag values are strings even when they look like numbers, and may be empty.
 fn read_tag_value(c: &mut Checker, at: &Field) -> Option<String> {
-    let YamlData::Value(Scalar::String(value)) = at.data() else {
+    let Data::Value(Scalar::String(value)) = at.data() else {
         let got = c.describe(at.node);
         let hint = c.quote_hint(at);
         c.problem(at, format!("must be a string, got {got}{hint}"));

@@ -1,16 +1,16 @@
 //! The span-carrying YAML reader: a `Checker` that collects problems with their path and
-//! line, and `Field`/`Fields` that walk saphyr's tree and quote values as they were written.
+//! line, and `Field`/`Fields` that walk the document's tree (`tree`) and quote values as they
+//! were written.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use saphyr::{MarkedYaml, Scalar, YamlData};
+use saphyr::Scalar;
 
+use super::tree::{Data, NodeRef};
 use super::{ConfigErrors, Problem};
 
 const DURATION_FORM: &str = "a duration such as \"90s\", \"5m\" or \"1h\"";
-
-type Node<'a> = MarkedYaml<'a>;
 
 /// Collects problems and knows the source text, to quote values as the user wrote them.
 pub(super) struct Checker<'s> {
@@ -30,20 +30,20 @@ pub(super) struct Checker<'s> {
 #[derive(Clone)]
 pub(super) struct Field<'a> {
     pub(super) path: String,
-    pub(super) node: &'a Node<'a>,
+    pub(super) node: NodeRef<'a>,
 }
 
 // === impl Field ===
 
 impl<'a> Field<'a> {
-    pub(super) fn root(node: &'a Node<'a>) -> Self {
+    pub(super) fn root(node: NodeRef<'a>) -> Self {
         Self {
             path: String::new(),
             node,
         }
     }
 
-    pub(super) fn child(&self, key: &str, node: &'a Node<'a>) -> Self {
+    pub(super) fn child(&self, key: &str, node: NodeRef<'a>) -> Self {
         Self {
             path: self.child_path(key),
             node,
@@ -58,7 +58,7 @@ impl<'a> Field<'a> {
         }
     }
 
-    pub(super) fn item(&self, index: usize, node: &'a Node<'a>) -> Self {
+    pub(super) fn item(&self, index: usize, node: NodeRef<'a>) -> Self {
         Self {
             path: format!("{}[{index}]", self.path),
             node,
@@ -66,28 +66,22 @@ impl<'a> Field<'a> {
     }
 
     pub(super) fn line(&self) -> usize {
-        line(self.node)
+        self.node.line()
     }
 
-    pub(super) fn data(&self) -> &'a YamlData<'a, Node<'a>> {
-        untag(self.node)
+    /// What the node holds; custom tags (`!foo {...}`) carry no meaning here and are looked
+    /// through.
+    pub(super) fn data(&self) -> Data<'a> {
+        self.node.data()
     }
 
     pub(super) fn is_null(&self) -> bool {
-        matches!(self.data(), YamlData::Value(Scalar::Null))
+        matches!(self.data(), Data::Value(Scalar::Null))
     }
 }
 
-pub(super) fn line(node: &Node) -> usize {
-    node.span.start.line()
-}
-
-/// Custom tags (`!foo {...}`) carry no meaning here; look through them.
-pub(super) fn untag<'a>(node: &'a Node<'a>) -> &'a YamlData<'a, Node<'a>> {
-    match &node.data {
-        YamlData::Tagged(_, inner) => untag(inner),
-        data => data,
-    }
+pub(super) fn line(node: NodeRef) -> usize {
+    node.line()
 }
 
 /// One key of a mapping.
@@ -179,19 +173,20 @@ impl<'s> Checker<'s> {
     }
 
     /// The node as written in the source, such as `0400` or `"db"`.
-    pub(super) fn source_text(&self, node: &Node) -> Option<&'s str> {
-        let start = self.char_to_byte(node.span.start.index())?;
-        let end = self.char_to_byte(node.span.end.index())?;
+    pub(super) fn source_text(&self, node: NodeRef) -> Option<&'s str> {
+        let (start, end) = node.char_span();
+        let start = self.char_to_byte(start)?;
+        let end = self.char_to_byte(end)?;
         self.source.get(start..end).filter(|s| !s.is_empty())
     }
 
     /// A short description of a value for messages.
-    pub(super) fn describe(&self, node: &Node) -> String {
-        match untag(node) {
-            YamlData::Value(Scalar::String(s)) => format!("{s:?}"),
-            YamlData::Value(Scalar::Null) => "null".to_owned(),
-            YamlData::Sequence(_) => "a list".to_owned(),
-            YamlData::Mapping(_) => "a mapping".to_owned(),
+    pub(super) fn describe(&self, node: NodeRef) -> String {
+        match node.data() {
+            Data::Value(Scalar::String(s)) => format!("{s:?}"),
+            Data::Value(Scalar::Null) => "null".to_owned(),
+            Data::Sequence(_) => "a list".to_owned(),
+            Data::Mapping(_) => "a mapping".to_owned(),
             _ => self
                 .source_text(node)
                 .map_or_else(|| "an invalid value".to_owned(), str::to_owned),
@@ -205,11 +200,11 @@ impl<'s> Checker<'s> {
     /// A non-empty string. Numbers and booleans are refused so `region: 1` can't slip through.
     pub(super) fn string<'a>(&mut self, at: &Field<'a>) -> Option<&'a str> {
         match at.data() {
-            YamlData::Value(Scalar::String(s)) if s.is_empty() => {
+            Data::Value(Scalar::String(s)) if s.is_empty() => {
                 self.problem(at, "must not be empty");
                 None
             }
-            YamlData::Value(Scalar::String(s)) => Some(s),
+            Data::Value(Scalar::String(s)) => Some(s),
             _ => {
                 self.expected(at, "a string");
                 None
@@ -221,9 +216,9 @@ impl<'s> Checker<'s> {
     /// (`12345`, `0x1F`), and YAML's number parsing would lose their spelling.
     pub(super) fn scalar(&mut self, at: &Field) -> Option<String> {
         let text = match at.data() {
-            YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
-            YamlData::Value(Scalar::Null) => None,
-            YamlData::Value(_) => self.source_text(at.node).map(str::to_owned),
+            Data::Value(Scalar::String(s)) => Some(s.to_string()),
+            Data::Value(Scalar::Null) => None,
+            Data::Value(_) => self.source_text(at.node).map(str::to_owned),
             _ => None,
         };
         match text {
@@ -241,7 +236,7 @@ impl<'s> Checker<'s> {
 
     pub(super) fn boolean(&mut self, at: &Field) -> Option<bool> {
         match at.data() {
-            YamlData::Value(Scalar::Boolean(value)) => Some(*value),
+            Data::Value(Scalar::Boolean(value)) => Some(*value),
             _ => {
                 self.expected(at, "true or false");
                 None
@@ -252,8 +247,8 @@ impl<'s> Checker<'s> {
     /// For a scalar that YAML did not read as a string: how to write it so that it is one.
     pub(super) fn quote_hint(&self, at: &Field) -> String {
         let kind = match at.data() {
-            YamlData::Value(Scalar::Boolean(_)) => "a boolean",
-            YamlData::Value(Scalar::Integer(_) | Scalar::FloatingPoint(_)) => "a number",
+            Data::Value(Scalar::Boolean(_)) => "a boolean",
+            Data::Value(Scalar::Integer(_) | Scalar::FloatingPoint(_)) => "a number",
             _ => return String::new(),
         };
         self.source_text(at.node).map_or_else(String::new, |raw| {
@@ -262,7 +257,7 @@ impl<'s> Checker<'s> {
     }
 
     pub(super) fn list<'a>(&mut self, at: &Field<'a>) -> Option<Vec<Field<'a>>> {
-        let YamlData::Sequence(items) = at.data() else {
+        let Data::Sequence(items) = at.data() else {
             self.expected(at, "a list");
             return None;
         };
@@ -276,16 +271,16 @@ impl<'s> Checker<'s> {
     }
 
     pub(super) fn entries<'a>(&mut self, at: &Field<'a>) -> Option<Vec<Entry<'a>>> {
-        let YamlData::Mapping(map) = at.data() else {
+        let Data::Mapping(map) = at.data() else {
             self.expected(at, "a mapping");
             return None;
         };
         let mut entries = Vec::with_capacity(map.len());
-        for (key_node, value) in map {
+        for (key_node, value) in map.iter() {
             let key_line = line(key_node);
-            let (key, key_is_string) = match untag(key_node) {
-                YamlData::Value(Scalar::String(s)) => (s.to_string(), true),
-                YamlData::Value(Scalar::Null) | YamlData::Sequence(_) | YamlData::Mapping(_) => {
+            let (key, key_is_string) = match key_node.data() {
+                Data::Value(Scalar::String(s)) => (s.to_string(), true),
+                Data::Value(Scalar::Null) | Data::Sequence(_) | Data::Mapping(_) => {
                     let got = self.describe(key_node);
                     self.report(
                         &at.path,
@@ -308,7 +303,7 @@ impl<'s> Checker<'s> {
     }
 
     pub(super) fn duration(&mut self, at: &Field) -> Option<Duration> {
-        let YamlData::Value(Scalar::String(text)) = at.data() else {
+        let Data::Value(Scalar::String(text)) = at.data() else {
             self.expected(at, DURATION_FORM);
             return None;
         };
@@ -323,7 +318,7 @@ impl<'s> Checker<'s> {
 
     pub(super) fn integer_within(&mut self, at: &Field, range: RangeInclusive<u32>) -> Option<u32> {
         let value = match at.data() {
-            YamlData::Value(Scalar::Integer(n)) => u32::try_from(*n).ok(),
+            Data::Value(Scalar::Integer(n)) => u32::try_from(*n).ok(),
             _ => {
                 self.expected(at, "a whole number");
                 return None;
