@@ -18,7 +18,7 @@ use crate::config::VersionSelector;
 use crate::source::auto::{AutoChoice, Read, Switch};
 use crate::source::plan::{name_filter, Strategy};
 use crate::source::{
-    id_matches, CallError, Listed, SecretsManager, SourceError, BATCH_MAX, GET, LIST,
+    id_matches, CallError, ListQuery, Listed, SecretsManager, SourceError, BATCH_MAX, GET, LIST,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub(crate) struct Group {
     pub(crate) interval: Duration,
     /// Static members; a `find` group keeps its own in `discovery`.
     pub(crate) members: Vec<Arc<SecretJob>>,
+    /// Member indexes sorted by secret id, to settle a listing page by page.
+    by_id: Box<[u32]>,
     chunks: Vec<Chunk>,
     /// With `Strategy::Auto`: what the next poll reads with.
     choice: Option<AutoChoice>,
@@ -88,6 +90,7 @@ impl Group {
             interval,
             choice: (strategy == Strategy::Auto).then(|| AutoChoice::new(members.len())),
             unsettled: members.len(),
+            by_id: sorted_by_id(&members),
             members,
             chunks,
             source,
@@ -140,51 +143,79 @@ impl Group {
     /// far more secrets than the group's is not made again.
     async fn list_and_sync(&mut self, ctx: &Ctx) -> Tally {
         let started = Instant::now();
-        let listed = self.list(ctx, &[]).await;
-        if let Some(choice) = &mut self.choice {
-            match &listed {
-                Err(CallError::Aws(info)) if info.class == Class::AccessDenied => {
-                    if choice.denied(Read::List) {
-                        tracing::warn!(
-                            principal = %self.source.principal(),
-                            region = %self.source.region(),
-                            secrets = self.members.len(),
-                            "ListSecrets is denied (fetchStrategy auto): no longer comparing versions before reading; allow secretsmanager:ListSecrets on \"*\" to save calls"
-                        );
-                    }
-                    return match choice.next(self.unsettled) {
-                        Read::Batch => self.batch(ctx).await,
-                        Read::Get | Read::List => self.get(ctx).await,
-                    };
+        let query = ListQuery {
+            name_prefixes: name_filter(self.members.iter().map(|m| m.secret_id())),
+            ..ListQuery::default()
+        };
+        let mut pages = self.source.pages(&query);
+        let mut settle = Settle::new(&self.members, &self.by_id);
+        let mut listed = 0;
+        let mut failed = None;
+        loop {
+            let page = {
+                let _permit = ctx.permit().await;
+                pages.next_page().await
+            };
+            match page {
+                None => break,
+                Some(Ok(page)) => {
+                    listed += page.len();
+                    settle.page(ctx, &self.source, &page, started).await;
                 }
-                Ok(listed) => {
-                    if let Some(Switch::ListingTooLarge) = choice.listed(listed.len()) {
-                        tracing::info!(
-                            principal = %self.source.principal(),
-                            region = %self.source.region(),
-                            secrets = self.members.len(),
-                            listed = listed.len(),
-                            "the ListSecrets name filter matches far more secrets than this group has (fetchStrategy auto): reading it without the listing from now on; give the group's names a common prefix to save calls"
-                        );
-                    }
+                Some(Err(err)) => {
+                    failed = Some(err);
+                    break;
                 }
-                Err(_) => {}
             }
         }
-        let members = self.members.clone();
-        sync_listed(ctx, &self.source, &members, listed, started).await
+        drop(pages);
+        let Some(choice) = &mut self.choice else {
+            return match failed {
+                Some(err) => settle.failed(ctx, &self.source, err, started).await,
+                None => settle.finish(ctx).await,
+            };
+        };
+        match failed {
+            Some(CallError::Aws(info)) if info.class == Class::AccessDenied && listed == 0 => {
+                if choice.denied(Read::List) {
+                    tracing::warn!(
+                        principal = %self.source.principal(),
+                        region = %self.source.region(),
+                        secrets = self.members.len(),
+                        "ListSecrets is denied (fetchStrategy auto): no longer comparing versions before reading; allow secretsmanager:ListSecrets on \"*\" to save calls"
+                    );
+                }
+                let next = choice.next(self.unsettled);
+                drop(settle);
+                match next {
+                    Read::Batch => self.batch(ctx).await,
+                    Read::Get | Read::List => self.get(ctx).await,
+                }
+            }
+            Some(err) => settle.failed(ctx, &self.source, err, started).await,
+            None => {
+                if let Some(Switch::ListingTooLarge) = choice.listed(listed) {
+                    tracing::info!(
+                        principal = %self.source.principal(),
+                        region = %self.source.region(),
+                        secrets = self.members.len(),
+                        listed,
+                        "the ListSecrets name filter matches far more secrets than this group has (fetchStrategy auto): reading it without the listing from now on; give the group's names a common prefix to save calls"
+                    );
+                }
+                settle.finish(ctx).await
+            }
+        }
     }
 
+    /// A `find` entry's listing, whole: its members are learnt from it.
     async fn list(&self, ctx: &Ctx, tag_keys: &[String]) -> Result<Vec<Listed>, CallError> {
-        let names = match &self.discovery {
-            Some(d) => d
-                .entry
-                .find
-                .iter()
-                .filter_map(|f| f.name_prefix.clone())
-                .collect(),
-            None => name_filter(self.members.iter().map(|m| m.secret_id())),
-        };
+        let names: Vec<String> = self
+            .discovery
+            .iter()
+            .filter_map(|d| d.entry.find.as_ref())
+            .filter_map(|f| f.name_prefix.clone())
+            .collect();
         let _permit = ctx.permit().await;
         self.source.list(&names, tag_keys).await
     }
@@ -398,66 +429,147 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
     ChunkResult::Done(results)
 }
 
-/// Syncs `members` against a ListSecrets result: a secret whose listed version is the one
-/// already written costs no call; the others are read with GetSecretValue at their own
-/// stage, not at the listed version: the listing may lag, and a lagging one must not bring
-/// an older version back.
-async fn sync_listed(
-    ctx: &Ctx,
-    source: &SecretsManager,
-    members: &[Arc<SecretJob>],
-    listed: Result<Vec<Listed>, CallError>,
-    started: Instant,
-) -> Tally {
-    let listed = match listed {
-        Ok(listed) => listed,
-        Err(err) => {
-            let mut results = Tally::default();
-            if err.is_transient() && members.iter().any(|m| m.failover.is_some()) {
-                let members = members.iter().map(|m| (m.clone(), None)).collect();
-                return get_all(ctx, members, true).await;
-            }
-            for job in members {
-                let err = source.error_for(&job.wanted, LIST, err.clone());
-                results.push(ctx.finish(job, Err(err), started).await);
-            }
-            return results;
-        }
-    };
-    let by_name: BTreeMap<&str, &Listed> = listed.iter().map(|l| (l.name.as_str(), l)).collect();
-    let by_arn: BTreeMap<&str, &Listed> = listed.iter().map(|l| (l.arn.as_str(), l)).collect();
-    let mut results = Tally::default();
-    let mut to_fetch = Vec::new();
-    for job in members {
-        let id = job.secret_id();
-        let entry = by_name
-            .get(id)
-            .or_else(|| by_arn.get(id))
-            .copied()
-            .or_else(|| {
-                // An ARN without its random suffix sorts before the full ARN, though
-                // secrets whose names extend it (`app/db-2-...`) may sort in between.
-                by_arn
-                    .range(id..)
-                    .take_while(|(arn, _)| arn.starts_with(id))
-                    .map(|(_, l)| *l)
-                    .find(|l| id_matches(id, None, Some(&l.arn)))
-            });
-        let stage = match &job.wanted.version {
-            VersionSelector::Stage(stage) => stage.as_str(),
-            VersionSelector::Id(_) => crate::config::DEFAULT_VERSION_STAGE,
-        };
-        match entry.and_then(|l| l.version_with(stage)) {
-            Some(version) if job.last_version_is(version).await => {
-                let polled = Polled::Same {
-                    version: version.to_owned(),
-                    region: source.region().to_owned(),
-                };
-                results.push(ctx.finish(job, Ok(polled), started).await);
-            }
-            _ => to_fetch.push((job.clone(), None)),
+/// Member indexes in the order of their secret ids, to find the members a listed secret is.
+fn sorted_by_id(members: &[Arc<SecretJob>]) -> Box<[u32]> {
+    let mut by_id: Vec<u32> = (0..members.len())
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    by_id.sort_by(|&a, &b| {
+        members[a as usize]
+            .secret_id()
+            .cmp(members[b as usize].secret_id())
+    });
+    by_id.into_boxed_slice()
+}
+
+/// Syncs members against a ListSecrets listing as its pages arrive: a secret whose listed
+/// version is the one already written costs no call; the others are read with
+/// GetSecretValue at their own stage, not at the listed version: the listing may lag, and a
+/// lagging one must not bring an older version back. A member no page shows is read on its
+/// own, so that its own error (not found, no permission) is reported.
+pub(super) struct Settle<'m> {
+    members: &'m [Arc<SecretJob>],
+    by_id: &'m [u32],
+    seen: Vec<bool>,
+    to_fetch: Vec<(Arc<SecretJob>, Option<String>)>,
+    results: Tally,
+    matched: Vec<usize>,
+}
+
+// === impl Settle ===
+
+impl<'m> Settle<'m> {
+    pub(super) fn new(members: &'m [Arc<SecretJob>], by_id: &'m [u32]) -> Self {
+        Self {
+            members,
+            by_id,
+            seen: vec![false; members.len()],
+            to_fetch: Vec::new(),
+            results: Tally::default(),
+            matched: Vec::new(),
         }
     }
-    results.extend(get_all(ctx, to_fetch, false).await);
-    results
+
+    /// The members whose secret id is `id`.
+    fn with_id(&mut self, id: &str) {
+        let members = self.members;
+        let id_of = |i: &u32| members.get(*i as usize).map_or("", |m| m.secret_id());
+        let from = self.by_id.partition_point(|i| id_of(i) < id);
+        for i in &self.by_id[from..] {
+            if id_of(i) != id {
+                break;
+            }
+            self.matched.push(*i as usize);
+        }
+    }
+
+    pub(super) async fn page(
+        &mut self,
+        ctx: &Ctx,
+        source: &SecretsManager,
+        page: &[Listed],
+        started: Instant,
+    ) {
+        for listed in page {
+            // By name, by the complete ARN, and by the ARN without its random suffix.
+            self.matched.clear();
+            self.with_id(&listed.name);
+            self.with_id(&listed.arn);
+            if let Some(partial) = listed
+                .arn
+                .len()
+                .checked_sub(7)
+                .and_then(|cut| listed.arn.get(..cut))
+                .filter(|p| id_matches(p, None, Some(&listed.arn)))
+            {
+                self.with_id(partial);
+            }
+            let matched = std::mem::take(&mut self.matched);
+            for &i in &matched {
+                let Some(job) = self.members.get(i) else {
+                    continue;
+                };
+                if std::mem::replace(&mut self.seen[i], true) {
+                    continue;
+                }
+                let stage = match &job.wanted.version {
+                    VersionSelector::Stage(stage) => stage.as_str(),
+                    VersionSelector::Id(_) => crate::config::DEFAULT_VERSION_STAGE,
+                };
+                match listed.version_with(stage) {
+                    Some(version) if job.last_version_is(version).await => {
+                        let polled = Polled::Same {
+                            version: version.to_owned(),
+                            region: source.region().to_owned(),
+                        };
+                        self.results
+                            .push(ctx.finish(job, Ok(polled), started).await);
+                    }
+                    _ => self.to_fetch.push((job.clone(), None)),
+                }
+            }
+            self.matched = matched;
+        }
+    }
+
+    /// The listing failed: every member not settled yet has its error (or, when transient and
+    /// a failover region is configured, is read from the replica).
+    pub(super) async fn failed(
+        mut self,
+        ctx: &Ctx,
+        source: &SecretsManager,
+        err: CallError,
+        started: Instant,
+    ) -> Tally {
+        let unseen: Vec<Arc<SecretJob>> = self.unseen().collect();
+        if err.is_transient() && unseen.iter().any(|m| m.failover.is_some()) {
+            let members = unseen.into_iter().map(|m| (m, None)).collect();
+            self.results.extend(get_all(ctx, members, true).await);
+        } else {
+            for job in unseen {
+                let err = source.error_for(&job.wanted, LIST, err.clone());
+                self.results.push(ctx.finish(&job, Err(err), started).await);
+            }
+        }
+        let to_fetch = std::mem::take(&mut self.to_fetch);
+        self.results.extend(get_all(ctx, to_fetch, false).await);
+        self.results
+    }
+
+    /// The listing is complete: the changed members and the ones it did not show are read.
+    pub(super) async fn finish(mut self, ctx: &Ctx) -> Tally {
+        let unseen: Vec<Arc<SecretJob>> = self.unseen().collect();
+        self.to_fetch.extend(unseen.into_iter().map(|m| (m, None)));
+        let to_fetch = std::mem::take(&mut self.to_fetch);
+        self.results.extend(get_all(ctx, to_fetch, false).await);
+        self.results
+    }
+
+    fn unseen(&self) -> impl Iterator<Item = Arc<SecretJob>> + '_ {
+        self.members
+            .iter()
+            .zip(&self.seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|(m, _)| m.clone())
+    }
 }

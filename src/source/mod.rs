@@ -17,7 +17,7 @@ pub use clients::{Clients, UnknownRole};
 
 pub use secret_id::id_matches;
 pub use secrets_manager::{
-    BatchValue, ListQuery, Listed, SecretsManager, BATCH, BATCH_MAX, GET, LIST,
+    BatchValue, ListQuery, Listed, Pages, SecretsManager, BATCH, BATCH_MAX, GET, LIST,
 };
 
 use crate::aws::ErrorInfo;

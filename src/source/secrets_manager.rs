@@ -60,6 +60,78 @@ impl Listed {
     }
 }
 
+/// The pages of one ListSecrets listing (see [`SecretsManager::pages`]).
+pub struct Pages<'s> {
+    source: &'s SecretsManager,
+    filters: Vec<aws_sdk_secretsmanager::types::Filter>,
+    include_deleted: bool,
+    next: Option<String>,
+    started: bool,
+    done: bool,
+}
+
+// === impl Pages ===
+
+impl Pages<'_> {
+    /// The next page; `None` after the last one, or after an error.
+    pub async fn next_page(&mut self) -> Option<Result<Vec<Listed>, CallError>> {
+        if self.done {
+            return None;
+        }
+        let page = self.fetch().await;
+        if page.is_err() {
+            self.done = true;
+        }
+        Some(page)
+    }
+
+    async fn fetch(&mut self) -> Result<Vec<Listed>, CallError> {
+        let source = self.source;
+        if !self.started {
+            self.started = true;
+            source.credentials().await.map_err(CallError::Credentials)?;
+        }
+        let request = source
+            .client
+            .list_secrets()
+            .max_results(LIST_PAGE as i32)
+            .include_planned_deletion(self.include_deleted)
+            .set_filters((!self.filters.is_empty()).then(|| self.filters.clone()))
+            .set_next_token(self.next.take());
+        let page = source
+            .metered(LIST, request.send())
+            .await
+            .map_err(|err| CallError::Aws(aws::classify(&err)))?;
+        match page.next_token() {
+            Some(token) if !token.is_empty() => self.next = Some(token.to_owned()),
+            _ => self.done = true,
+        }
+        Ok(page
+            .secret_list()
+            .iter()
+            .filter_map(|entry| {
+                let (Some(name), Some(arn)) = (entry.name(), entry.arn()) else {
+                    return None;
+                };
+                Some(Listed {
+                    name: name.to_owned(),
+                    arn: arn.to_owned(),
+                    versions: entry
+                        .secret_versions_to_stages()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                    tags: entry
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                        .collect(),
+                    deleted: entry.deleted_date().is_some(),
+                })
+            })
+            .collect())
+    }
+}
+
 fn payload_of(text: Option<&str>, blob: Option<&aws_smithy_types::Blob>) -> Option<Payload> {
     if let Some(text) = text {
         Some(Payload::Text(Sensitive::new(text.to_owned())))
@@ -277,8 +349,18 @@ impl SecretsManager {
 
     /// Every secret ListSecrets shows for `query`, pages of 100.
     pub async fn list_where(&self, query: &ListQuery) -> Result<Vec<Listed>, CallError> {
+        let mut pages = self.pages(query);
+        let mut listed = Vec::new();
+        while let Some(page) = pages.next_page().await {
+            listed.extend(page?);
+        }
+        Ok(listed)
+    }
+
+    /// ListSecrets for `query`, one page of up to 100 at a time: a poll of 100,000 secrets
+    /// then holds 100 entries at once, not every one.
+    pub fn pages(&self, query: &ListQuery) -> Pages<'_> {
         use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-        self.credentials().await.map_err(CallError::Credentials)?;
         let mut filters = Vec::new();
         for (key, values) in [
             (FilterNameStringType::Name, &query.name_prefixes),
@@ -294,45 +376,14 @@ impl SecretsManager {
                 );
             }
         }
-        let mut listed = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let request = self
-                .client
-                .list_secrets()
-                .max_results(LIST_PAGE as i32)
-                .include_planned_deletion(query.include_deleted)
-                .set_filters((!filters.is_empty()).then(|| filters.clone()))
-                .set_next_token(next.take());
-            let page = self
-                .metered(LIST, request.send())
-                .await
-                .map_err(|err| CallError::Aws(aws::classify(&err)))?;
-            for entry in page.secret_list() {
-                let (Some(name), Some(arn)) = (entry.name(), entry.arn()) else {
-                    continue;
-                };
-                listed.push(Listed {
-                    name: name.to_owned(),
-                    arn: arn.to_owned(),
-                    versions: entry
-                        .secret_versions_to_stages()
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
-                    tags: entry
-                        .tags()
-                        .iter()
-                        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-                        .collect(),
-                    deleted: entry.deleted_date().is_some(),
-                });
-            }
-            match page.next_token() {
-                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-                _ => break,
-            }
+        Pages {
+            source: self,
+            filters,
+            include_deleted: query.include_deleted,
+            next: None,
+            started: false,
+            done: false,
         }
-        Ok(listed)
     }
 
     /// The per-secret error for a failed call, with the fix the guides give for it.

@@ -425,6 +425,84 @@ async fn auto_stops_listing_when_the_listing_matches_far_more_secrets_than_the_g
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_settles_secrets_named_by_name_complete_arn_and_arn_without_its_suffix() {
+    capture_logs();
+    let CrossAccount {
+        moto,
+        admin,
+        role_arn,
+        external_id,
+    } = cross_account_role().await;
+    let value = canary("by-arn");
+    create_secret(
+        &admin,
+        "arn-test/by-name",
+        &format!(r#"{{"v":"{value}-1"}}"#),
+    )
+    .await;
+    let full = create_secret(&admin, "arn-test/full", &format!(r#"{{"v":"{value}-2"}}"#)).await;
+    let partial = create_secret(
+        &admin,
+        "arn-test/partial",
+        &format!(r#"{{"v":"{value}-3"}}"#),
+    )
+    .await;
+    let partial = partial[..partial.len() - 7].to_owned();
+    let proxy = Proxy::start(moto.addr());
+    let sdk = through(&proxy, &moto.sdk_config());
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+    let mut config = ConfigYaml::new()
+        .region(REGION)
+        .top("fetchStrategy", "list")
+        .role("shared", &role_arn, &ext_file);
+    for (name, id) in [
+        ("a", "arn-test/by-name"),
+        ("b", full.as_str()),
+        ("c", partial.as_str()),
+    ] {
+        config = config
+            .secret(name, id)
+            .uses_role("shared")
+            .option("refreshInterval", "1h")
+            .file_target(&tmp.path().join(name));
+    }
+    let daemon = Daemon::start(&config.build(), &sdk);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    for (name, i) in [("a", 1), ("b", 2), ("c", 3)] {
+        assert_eq!(
+            read(&tmp.path().join(name), "v"),
+            Some(format!("{value}-{i}"))
+        );
+    }
+    // Unchanged: the listing settles all three, whichever way each is named.
+    proxy.reset_records();
+    daemon.poll_once(3).await;
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        0,
+        "a listed secret was read again"
+    );
+    assert_eq!(proxy.count("ListSecrets"), 1);
+    // A rotation of the one named by partial ARN is read, and only it.
+    put_secret(
+        &admin,
+        "arn-test/partial",
+        &format!(r#"{{"v":"{value}-new"}}"#),
+    )
+    .await;
+    proxy.reset_records();
+    daemon.poll_once(3).await;
+    assert_eq!(proxy.count("GetSecretValue"), 1);
+    assert_eq!(
+        read(&tmp.path().join("c"), "v"),
+        Some(format!("{value}-new"))
+    );
+    daemon.stop().await;
+}
+
 async fn create_tagged(admin: &aws_config::SdkConfig, name: &str, value: &str, env: &str) {
     assert_canaried(value);
     aws_sdk_secretsmanager::Client::new(admin)

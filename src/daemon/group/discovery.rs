@@ -1,7 +1,7 @@
 //! A `find` entry's group: its members are learnt from a ListSecrets listing on each
 //! poll, and the `{{ name }}` placeholder of its targets is filled for each match.
 
-use super::{sync_listed, Cycle, Group, Tally};
+use super::{sorted_by_id, Cycle, Group, Settle, Tally};
 use crate::config::SecretConfig;
 use crate::daemon::job::{Ctx, SecretJob};
 use crate::source::plan::Strategy;
@@ -136,8 +136,10 @@ impl Group {
             .sync_succeeded(&entry, started.elapsed(), None, None);
         ctx.readiness.synced(&entry);
         let members: Vec<Arc<SecretJob>> = d.known.values().cloned().collect();
-        let results = sync_listed(ctx, &self.source, &members, Ok(matches), started).await;
-        let mut cycle = Cycle::of(results);
+        let by_id = sorted_by_id(&members);
+        let mut settle = Settle::new(&members, &by_id);
+        settle.page(ctx, &self.source, &matches, started).await;
+        let mut cycle = Cycle::of(settle.finish(ctx).await);
         // The listing itself worked: that is progress, even with every member failing.
         cycle.all_failed = false;
         cycle
