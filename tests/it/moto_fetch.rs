@@ -258,6 +258,15 @@ async fn auto_falls_back_to_get_when_batch_is_denied_and_keeps_syncing() {
     daemon.stop().await;
 }
 
+/// BatchGetSecretValue, ListSecrets and GetSecretValue calls the proxy saw.
+fn calls(proxy: &Proxy) -> (usize, usize, usize) {
+    (
+        proxy.count("BatchGetSecretValue"),
+        proxy.count("ListSecrets"),
+        proxy.count("GetSecretValue"),
+    )
+}
+
 /// 30 secrets at `refreshInterval: 1h` under `auto`, named `{prefix}NN`, read through `role`.
 fn thirty(prefix: &str, root: &Path, role_arn: &str, ext_file: &Path) -> String {
     let mut config = ConfigYaml::new()
@@ -311,13 +320,6 @@ async fn auto_without_list_secrets_keeps_batching_after_one_denied_listing() {
         read(&tmp.path().join("s29"), "password"),
         Some(format!("{value}-29"))
     );
-    let calls = |proxy: &Proxy| {
-        (
-            proxy.count("BatchGetSecretValue"),
-            proxy.count("ListSecrets"),
-            proxy.count("GetSecretValue"),
-        )
-    };
     assert_eq!(calls(&proxy), (2, 0, 0), "the first poll batches");
 
     // The second poll would list (one page against two batches): denied, it batches.
@@ -406,13 +408,6 @@ async fn auto_stops_listing_when_the_listing_matches_far_more_secrets_than_the_g
         read(&tmp.path().join("s20"), "password"),
         Some(format!("{value}-20"))
     );
-    let calls = |proxy: &Proxy| {
-        (
-            proxy.count("BatchGetSecretValue"),
-            proxy.count("ListSecrets"),
-            proxy.count("GetSecretValue"),
-        )
-    };
     // The second poll lists: 300 secrets, three pages, more than two batches.
     proxy.reset_records();
     daemon.poll_once(30).await;

@@ -43,7 +43,7 @@ fn secret_name(i: usize) -> String {
 
 /// About 200 bytes of JSON; `marker` is a canary, so a value in any captured output fails
 /// the leak scan.
-fn value(marker: &str, i: usize, round: usize) -> String {
+pub(crate) fn value(marker: &str, i: usize, round: usize) -> String {
     let head = format!(r#"{{"username":"user-{i:05}","password":"{marker}-{i:05}-r{round}-"#);
     let pad = "x".repeat(200usize.saturating_sub(head.len() + 2));
     format!("{head}{pad}\"}}")
@@ -77,7 +77,7 @@ fn password(value: &str) -> String {
 
 /// Secrets belong in memory (the deployment docs say so), and 20,000 files a second
 /// compared against a disk would measure the disk.
-fn memory_dir() -> PathBuf {
+pub(crate) fn memory_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
         shm.to_owned()
@@ -131,7 +131,7 @@ fn scrape(admin: SocketAddr) -> String {
     text
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The command name may hold spaces; the fields after it are fixed.
     let fields: Vec<&str> = stat
@@ -584,6 +584,6 @@ fn ten_thousand_secrets_scrape_under_256_kib_and_the_failing_one_is_named() {
     assert!(output.status.success(), "{:?}", output.status);
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn proc_status_kib(pid: u32, field: &str) -> u64 {
     status_number(&proc_status(pid), field.trim_end_matches(':'))
 }

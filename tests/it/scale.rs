@@ -13,10 +13,11 @@
 
 use crate::common;
 
+use crate::resource_bounds::{cpu_ticks, memory_dir, proc_status_kib, value};
 use common::fake_aws::FakeAws;
 use common::*;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SUCCESSES: &str = r#"secret_ferry_sync_duration_seconds_count{result="success"}"#;
@@ -32,44 +33,9 @@ fn secret_name(i: usize) -> String {
     format!("scale/s{i:06}")
 }
 
-/// About 200 bytes of JSON, with a canary for the leak scan.
-fn value(marker: &str, i: usize, round: usize) -> String {
-    let head = format!(r#"{{"username":"user-{i:06}","password":"{marker}-{i:06}-r{round}-"#);
-    let pad = "x".repeat(200usize.saturating_sub(head.len() + 2));
-    format!("{head}{pad}\"}}")
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// utime + stime in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
 fn successes(admin: SocketAddr) -> Option<f64> {
     let (status, text) = scrape_uncaptured(admin)?;
     (status == 200).then(|| metric_or_zero(&text, SUCCESSES))
-}
-
-/// Where the targets go: tmpfs, like the volumes secrets belong on (the disk would be measured).
-fn memory_dir() -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        std::env::temp_dir()
-    }
 }
 
 #[test]
@@ -118,7 +84,7 @@ fn memory_and_cpu_per_secret_at_scale() {
     });
     assert!(first.is_some(), "{n} secrets not synced within 30 minutes");
     let first_sync_secs = started.elapsed().as_secs_f64();
-    let rss_first = status_kib(pid, "VmRSS:");
+    let rss_first = proc_status_kib(pid, "VmRSS:");
     let counts_first = aws.counts();
 
     let cpu_before = cpu_ticks(pid);
@@ -136,8 +102,8 @@ fn memory_and_cpu_per_secret_at_scale() {
     }
     let poll_secs = polls_started.elapsed().as_secs_f64();
     let cpu_ticks_polls = cpu_ticks(pid) - cpu_before;
-    let rss_after = status_kib(pid, "VmRSS:");
-    let hwm = status_kib(pid, "VmHWM:");
+    let rss_after = proc_status_kib(pid, "VmRSS:");
+    let hwm = proc_status_kib(pid, "VmHWM:");
     let counts_after = aws.counts();
     let per_poll: serde_json::Map<String, serde_json::Value> = counts_after
         .iter()
