@@ -263,7 +263,7 @@ fn role_fix(kind: &str, role_arn: &str) -> String {
 
 async fn check_secret(job: &SecretJob) -> Link {
     let name = job.name().to_owned();
-    match job.fetch(None, false).await {
+    match job.fetch(false).await {
         Ok(fetched) => match job.keys_of(&fetched) {
             Ok(keys) => Link::ok(
                 "secret",

@@ -15,7 +15,7 @@ use super::error::SyncError;
 use super::job::{Ctx, Polled, SecretJob, SyncOutcome};
 use crate::aws::Class;
 use crate::config::VersionSelector;
-use crate::source::auto::{AutoChoice, Read, Switch};
+use crate::source::auto::{AutoChoice, Read};
 use crate::source::plan::{name_filter, Strategy};
 use crate::source::{
     id_matches, CallError, ListQuery, Listed, SecretsManager, SourceError, BATCH_MAX, GET, LIST,
@@ -134,8 +134,7 @@ impl Group {
     }
 
     async fn get(&self, ctx: &Ctx) -> Tally {
-        let members = self.members.iter().map(|m| (m.clone(), None)).collect();
-        get_all(ctx, members, false).await
+        get_all(ctx, self.members.clone(), false).await
     }
 
     /// One listing, then a read of each secret it does not show unchanged. Under `auto`, a
@@ -169,42 +168,42 @@ impl Group {
             }
         }
         drop(pages);
-        let Some(choice) = &mut self.choice else {
-            return match failed {
-                Some(err) => settle.failed(ctx, &self.source, err, started).await,
-                None => settle.finish(ctx).await,
-            };
-        };
+        if let Some(choice) = &mut self.choice {
+            match &failed {
+                // Refused before any page: the next cheapest reading, now and from then on.
+                Some(CallError::Aws(info)) if info.class == Class::AccessDenied && listed == 0 => {
+                    if choice.denied(Read::List) {
+                        tracing::warn!(
+                            principal = %self.source.principal(),
+                            region = %self.source.region(),
+                            secrets = self.members.len(),
+                            "ListSecrets is denied (fetchStrategy auto): no longer comparing versions before reading; allow secretsmanager:ListSecrets on \"*\" to save calls"
+                        );
+                    }
+                    let next = choice.next(self.unsettled);
+                    drop(settle);
+                    return match next {
+                        Read::Batch => self.batch(ctx).await,
+                        Read::Get | Read::List => self.get(ctx).await,
+                    };
+                }
+                None => {
+                    if choice.listed(listed) {
+                        tracing::info!(
+                            principal = %self.source.principal(),
+                            region = %self.source.region(),
+                            secrets = self.members.len(),
+                            listed,
+                            "the ListSecrets name filter matches far more secrets than this group has (fetchStrategy auto): reading it without the listing from now on; give the group's names a common prefix to save calls"
+                        );
+                    }
+                }
+                Some(_) => {}
+            }
+        }
         match failed {
-            Some(CallError::Aws(info)) if info.class == Class::AccessDenied && listed == 0 => {
-                if choice.denied(Read::List) {
-                    tracing::warn!(
-                        principal = %self.source.principal(),
-                        region = %self.source.region(),
-                        secrets = self.members.len(),
-                        "ListSecrets is denied (fetchStrategy auto): no longer comparing versions before reading; allow secretsmanager:ListSecrets on \"*\" to save calls"
-                    );
-                }
-                let next = choice.next(self.unsettled);
-                drop(settle);
-                match next {
-                    Read::Batch => self.batch(ctx).await,
-                    Read::Get | Read::List => self.get(ctx).await,
-                }
-            }
             Some(err) => settle.failed(ctx, &self.source, err, started).await,
-            None => {
-                if let Some(Switch::ListingTooLarge) = choice.listed(listed) {
-                    tracing::info!(
-                        principal = %self.source.principal(),
-                        region = %self.source.region(),
-                        secrets = self.members.len(),
-                        listed,
-                        "the ListSecrets name filter matches far more secrets than this group has (fetchStrategy auto): reading it without the listing from now on; give the group's names a common prefix to save calls"
-                    );
-                }
-                settle.finish(ctx).await
-            }
+            None => settle.finish(ctx).await,
         }
     }
 
@@ -268,7 +267,7 @@ impl Group {
             let members = denied
                 .iter()
                 .flat_map(|chunk| chunk.iter().flat_map(|jobs| jobs.iter()))
-                .map(|job| (job.clone(), None))
+                .cloned()
                 .collect();
             results.extend(get_all(ctx, members, false).await);
         }
@@ -317,15 +316,10 @@ impl Cycle {
     }
 }
 
-/// GetSecretValue for each secret (pinned to a version when one is given), in parallel
-/// up to the fetch permits.
-async fn get_all(
-    ctx: &Ctx,
-    members: Vec<(Arc<SecretJob>, Option<String>)>,
-    skip_primary: bool,
-) -> Tally {
-    if let [(job, pinned)] = members.as_slice() {
-        return Tally::of(ctx.sync_one(job, pinned.as_deref(), skip_primary).await);
+/// GetSecretValue for each secret, in parallel up to the fetch permits.
+async fn get_all(ctx: &Ctx, members: Vec<Arc<SecretJob>>, skip_primary: bool) -> Tally {
+    if let [job] = members.as_slice() {
+        return Tally::of(ctx.sync_one(job, skip_primary).await);
     }
     // Never more tasks than fetches can run: each waiting task would hold its request state.
     let mut set = JoinSet::new();
@@ -333,11 +327,11 @@ async fn get_all(
     let mut results = Tally::default();
     loop {
         while set.len() < MAX_CONCURRENT_FETCHES {
-            let Some((job, pinned)) = pending.next() else {
+            let Some(job) = pending.next() else {
                 break;
             };
             let ctx = ctx.clone();
-            set.spawn(async move { ctx.sync_one(&job, pinned.as_deref(), skip_primary).await });
+            set.spawn(async move { ctx.sync_one(&job, skip_primary).await });
         }
         let Some(joined) = set.join_next().await else {
             break;
@@ -378,7 +372,7 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
         Err(err) => {
             for job in chunk.iter().flat_map(|jobs| jobs.iter()) {
                 let result = if err.is_transient() && job.failover.is_some() {
-                    ctx.sync_one(job, None, true).await
+                    ctx.sync_one(job, true).await
                 } else {
                     let err = source.error_for(&job.wanted, crate::source::BATCH, err.clone());
                     ctx.finish(job, Err(err), started).await
@@ -410,7 +404,7 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
                         (None, Some((_, info)))
                             if info.class.is_transient() && job.failover.is_some() =>
                         {
-                            ctx.sync_one(job, None, true).await
+                            ctx.sync_one(job, true).await
                         }
                         // Per-secret errors are about reading that secret: GetSecretValue's
                         // permission, its KMS key, its existence.
@@ -419,7 +413,7 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
                                 source.error_for(&job.wanted, GET, CallError::Aws(info.clone()));
                             ctx.finish(job, Err(err), started).await
                         }
-                        (None, None) => ctx.sync_one(job, None, false).await,
+                        (None, None) => ctx.sync_one(job, false).await,
                     };
                     results.push(result);
                 }
@@ -451,7 +445,7 @@ pub(super) struct Settle<'m> {
     members: &'m [Arc<SecretJob>],
     by_id: &'m [u32],
     seen: Vec<bool>,
-    to_fetch: Vec<(Arc<SecretJob>, Option<String>)>,
+    to_fetch: Vec<Arc<SecretJob>>,
     results: Tally,
     matched: Vec<usize>,
 }
@@ -525,7 +519,7 @@ impl<'m> Settle<'m> {
                         self.results
                             .push(ctx.finish(job, Ok(polled), started).await);
                     }
-                    _ => self.to_fetch.push((job.clone(), None)),
+                    _ => self.to_fetch.push(job.clone()),
                 }
             }
             self.matched = matched;
@@ -543,8 +537,7 @@ impl<'m> Settle<'m> {
     ) -> Tally {
         let unseen: Vec<Arc<SecretJob>> = self.unseen().collect();
         if err.is_transient() && unseen.iter().any(|m| m.failover.is_some()) {
-            let members = unseen.into_iter().map(|m| (m, None)).collect();
-            self.results.extend(get_all(ctx, members, true).await);
+            self.results.extend(get_all(ctx, unseen, true).await);
         } else {
             for job in unseen {
                 let err = source.error_for(&job.wanted, LIST, err.clone());
@@ -559,7 +552,7 @@ impl<'m> Settle<'m> {
     /// The listing is complete: the changed members and the ones it did not show are read.
     pub(super) async fn finish(mut self, ctx: &Ctx) -> Tally {
         let unseen: Vec<Arc<SecretJob>> = self.unseen().collect();
-        self.to_fetch.extend(unseen.into_iter().map(|m| (m, None)));
+        self.to_fetch.extend(unseen);
         let to_fetch = std::mem::take(&mut self.to_fetch);
         self.results.extend(get_all(ctx, to_fetch, false).await);
         self.results

@@ -123,16 +123,12 @@ impl SecretJob {
 
     /// GetSecretValue in the secret's region, or in its failover region when that fails
     /// with a transient error (or when the caller already knows the primary is failing).
-    pub(crate) async fn fetch(
-        &self,
-        pinned: Option<&str>,
-        skip_primary: bool,
-    ) -> Result<Fetched, SourceError> {
+    pub(crate) async fn fetch(&self, skip_primary: bool) -> Result<Fetched, SourceError> {
         let skip_primary = skip_primary && self.failover.is_some();
         let primary = if skip_primary {
             None
         } else {
-            match self.source.fetch(&self.wanted, pinned).await {
+            match self.source.fetch(&self.wanted).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(e) => Some(e),
             }
@@ -159,7 +155,7 @@ impl SecretJob {
                 }
             }
             // `skip_primary` is only honoured with a failover, so a failure is known here.
-            (None, None) => self.source.fetch(&self.wanted, pinned).await,
+            (None, None) => self.source.fetch(&self.wanted).await,
         }
     }
 
@@ -313,13 +309,12 @@ impl Ctx {
     pub(crate) async fn sync_one(
         &self,
         job: &SecretJob,
-        pinned: Option<&str>,
         skip_primary: bool,
     ) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
         let fetched = {
             let _permit = self.permit().await;
-            job.fetch(pinned, skip_primary).await
+            job.fetch(skip_primary).await
         };
         self.finish(job, fetched.map(Polled::Value), started).await
     }

@@ -29,14 +29,6 @@ pub struct AutoChoice {
     listed: usize,
 }
 
-/// Why a group left a reading for good, for its one log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Switch {
-    /// The listing matched so many more secrets than the group that batches (or, when they
-    /// are denied, one read per secret) cost fewer calls.
-    ListingTooLarge,
-}
-
 // === impl AutoChoice ===
 
 impl AutoChoice {
@@ -86,15 +78,17 @@ impl AutoChoice {
         self.members.div_ceil(BATCH_MAX).max(1)
     }
 
-    /// A listing returned `entries` secrets. `Some` the first time that makes the listing
-    /// the dearer reading even with nothing to fetch after it: the group leaves it for good.
-    pub fn listed(&mut self, entries: usize) -> Option<Switch> {
+    /// A listing returned `entries` secrets. `true` the first time that makes the listing
+    /// the dearer reading even with nothing to fetch after it (it matched so many more
+    /// secrets than the group that batches, or when they are denied one read per secret,
+    /// cost fewer calls): the group leaves it for good, and logs it once.
+    pub fn listed(&mut self, entries: usize) -> bool {
         self.listed = entries;
-        if self.list_allowed && self.list_calls(0) > self.calls(self.other()) {
+        let dearer = self.list_allowed && self.list_calls(0) > self.calls(self.other());
+        if dearer {
             self.list_allowed = false;
-            return Some(Switch::ListingTooLarge);
         }
-        None
+        dearer
     }
 
     /// The reading was refused (AccessDenied); `true` the first time, for the one log line.
@@ -140,15 +134,15 @@ mod tests {
         let mut auto = AutoChoice::new(100);
         assert_eq!(auto.next(0), Read::List);
         // 100 of its own among 450 listed: 5 pages against 5 batches, a tie stays listed.
-        assert_eq!(auto.listed(450), None);
+        assert!(!auto.listed(450));
         assert_eq!(auto.next(0), Read::Batch, "a tie batches");
         let mut auto = AutoChoice::new(100);
-        assert_eq!(auto.listed(200), None);
+        assert!(!auto.listed(200));
         assert_eq!(auto.next(0), Read::List);
         // 50,000 in the account, no name filter: 500 pages against 5 batches.
-        assert_eq!(auto.listed(50_000), Some(Switch::ListingTooLarge));
+        assert!(auto.listed(50_000));
         assert_eq!(auto.next(0), Read::Batch);
-        assert_eq!(auto.listed(50_000), None, "switched once");
+        assert!(!auto.listed(50_000), "switched once");
         assert_eq!(auto.next(0), Read::Batch);
     }
 
@@ -167,12 +161,11 @@ mod tests {
         // 10 pages + 1,000 reads against 1,000 reads: a tie reads each one.
         assert_eq!(auto.next(1_000), Read::Get);
         assert_eq!(auto.next(0), Read::List);
-        assert_eq!(
-            auto.listed(90_000),
-            None,
+        assert!(
+            !auto.listed(90_000),
             "900 pages are still fewer than 1,000 reads"
         );
-        assert_eq!(auto.listed(1_000_000), Some(Switch::ListingTooLarge));
+        assert!(auto.listed(1_000_000));
         assert_eq!(auto.next(0), Read::Get);
         assert!(!auto.denied(Read::Get));
     }

@@ -236,14 +236,9 @@ impl SecretsManager {
         result
     }
 
-    /// GetSecretValue of one secret; `pinned` (a version id learnt from ListSecrets)
-    /// overrides the configured version so that the value read is the one listed.
-    pub async fn fetch(
-        &self,
-        secret: &Wanted,
-        pinned: Option<&str>,
-    ) -> Result<Fetched, SourceError> {
-        self.fetch_id(secret, &secret.secret_id, pinned).await
+    /// GetSecretValue of one secret, at its configured stage or version id.
+    pub async fn fetch(&self, secret: &Wanted) -> Result<Fetched, SourceError> {
+        self.fetch_id(secret, &secret.secret_id).await
     }
 
     /// GetSecretValue of the replica of `secret` in this client's region (its failover
@@ -251,23 +246,17 @@ impl SecretsManager {
     /// by an ARN of its own region; the replica's ARN is the primary's with this region.
     pub async fn fetch_replica(&self, secret: &Wanted) -> Result<Fetched, SourceError> {
         let id = secret_id::in_region(&secret.secret_id, &self.region);
-        self.fetch_id(secret, &id, None).await
+        self.fetch_id(secret, &id).await
     }
 
-    async fn fetch_id(
-        &self,
-        secret: &Wanted,
-        id: &str,
-        pinned: Option<&str>,
-    ) -> Result<Fetched, SourceError> {
+    async fn fetch_id(&self, secret: &Wanted, id: &str) -> Result<Fetched, SourceError> {
         self.credentials()
             .await
             .map_err(|e| self.error_for(secret, GET, CallError::Credentials(e)))?;
         let mut request = self.client.get_secret_value().secret_id(id);
-        request = match (pinned, &secret.version) {
-            (Some(id), _) => request.version_id(id),
-            (None, VersionSelector::Stage(stage)) => request.version_stage(stage),
-            (None, VersionSelector::Id(id)) => request.version_id(id),
+        request = match &secret.version {
+            VersionSelector::Stage(stage) => request.version_stage(stage),
+            VersionSelector::Id(id) => request.version_id(id),
         };
         let output = self
             .metered(GET, request.send())
