@@ -37,7 +37,7 @@ const ROTATIONS: [(f64, [usize; 3]); 3] = [
     (0.75, [7, 2_468, 9_000]),
 ];
 
-fn secret_name(i: usize) -> String {
+pub(crate) fn secret_name(i: usize) -> String {
     format!("soak/s{i:05}")
 }
 
@@ -49,18 +49,27 @@ pub(crate) fn value(marker: &str, i: usize, round: usize) -> String {
     format!("{head}{pad}\"}}")
 }
 
-/// The config of all SECRETS secrets, read through one cross-account role (its ExternalId in
-/// the variable `external_id_env`) every `interval`, each into its own directory under `root`.
-/// apiRateLimit at its maximum: the default 50 calls/s would hold a poll of 500 batch calls to
-/// 10 s, and these tests are about the daemon's own resources, not the budget.
-fn many_secrets(external_id_env: &str, interval: &str, root: &Path) -> String {
+/// The config of `n` secrets, read through one cross-account role (its ExternalId in the
+/// variable `external_id_env`) every `interval` (`None`: the default), each into its own
+/// directory under `root`. apiRateLimit at its maximum: the default 50 calls/s would hold a
+/// poll of 500 batch calls to 10 s, and these tests are about the daemon's own resources, not
+/// the budget.
+pub(crate) fn many_secrets(
+    n: usize,
+    external_id_env: &str,
+    interval: Option<&str>,
+    root: &Path,
+) -> String {
     let mut yaml = format!(
         "region: us-east-1\napiRateLimit: 10000\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: {external_id_env}\nsecrets:\n",
         common::fake_aws::ACCOUNT
     );
-    for i in 0..SECRETS {
+    let interval = interval
+        .map(|interval| format!(", refreshInterval: {interval}"))
+        .unwrap_or_default();
+    for i in 0..n {
         yaml.push_str(&format!(
-            "  - {{name: s{i:05}, secretId: {}, role: shared, refreshInterval: {interval}, targets: [{{file: {{dir: {}}}}}]}}\n",
+            "  - {{name: s{i:05}, secretId: {}, role: shared{interval}, targets: [{{file: {{dir: {}}}}}]}}\n",
             secret_name(i),
             root.join(format!("s{i:05}")).display()
         ));
@@ -225,7 +234,10 @@ fn ten_thousand_secrets_polled_every_second_keep_memory_tasks_threads_and_fds_fl
         .tempdir_in(memory_dir())
         .unwrap();
     let root = tmp.path().join("targets");
-    let config = write_config(tmp.path(), &many_secrets("SOAK_EXTERNAL_ID", "1s", &root));
+    let config = write_config(
+        tmp.path(),
+        &many_secrets(SECRETS, "SOAK_EXTERNAL_ID", Some("1s"), &root),
+    );
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cmd = daemon(&config, &aws.endpoint(), port);
@@ -500,7 +512,10 @@ fn ten_thousand_secrets_scrape_under_256_kib_and_the_failing_one_is_named() {
         .tempdir_in(memory_dir())
         .unwrap();
     let root = tmp.path().join("targets");
-    let config = write_config(tmp.path(), &many_secrets("BUDGET_EXTERNAL_ID", "1h", &root));
+    let config = write_config(
+        tmp.path(),
+        &many_secrets(SECRETS, "BUDGET_EXTERNAL_ID", Some("1h"), &root),
+    );
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cmd = daemon(&config, &aws.endpoint(), port);

@@ -13,7 +13,9 @@
 
 use crate::common;
 
-use crate::resource_bounds::{cpu_ticks, memory_dir, proc_status_kib, value};
+use crate::resource_bounds::{
+    cpu_ticks, many_secrets, memory_dir, proc_status_kib, secret_name, value,
+};
 use common::fake_aws::FakeAws;
 use common::*;
 use std::net::SocketAddr;
@@ -27,10 +29,6 @@ fn env_number(name: &str, default: usize) -> usize {
         v.parse()
             .unwrap_or_else(|_| panic!("{name}: a whole number, not {v:?}"))
     })
-}
-
-fn secret_name(i: usize) -> String {
-    format!("scale/s{i:06}")
 }
 
 fn successes(admin: SocketAddr) -> Option<f64> {
@@ -57,17 +55,10 @@ fn memory_and_cpu_per_secret_at_scale() {
         .tempdir_in(memory_dir())
         .unwrap();
     let root = tmp.path().join("targets");
-    let mut yaml = format!(
-        "region: us-east-1\napiRateLimit: 10000\nfetchStrategy: {strategy}\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: SCALE_EXTERNAL_ID\nsecrets:\n",
-        common::fake_aws::ACCOUNT
+    let yaml = format!(
+        "fetchStrategy: {strategy}\n{}",
+        many_secrets(n, "SCALE_EXTERNAL_ID", None, &root)
     );
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "  - {{name: s{i:06}, secretId: {}, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n",
-            secret_name(i),
-            root.join(format!("s{i:06}")).display()
-        ));
-    }
     let config = write_config(tmp.path(), &yaml);
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
@@ -127,7 +118,7 @@ fn memory_and_cpu_per_secret_at_scale() {
         rotated
             .iter()
             .all(|&i| {
-                read(&root.join(format!("s{i:06}")), "password").is_some_and(|p| p.contains("-r1-"))
+                read(&root.join(format!("s{i:05}")), "password").is_some_and(|p| p.contains("-r1-"))
             })
             .then_some(())
     });
