@@ -983,17 +983,18 @@ def scale_main(a):
             except Exception as e:  # one figure lost, not the run
                 failures.append({"figure": f"scale {n} {strategy}", "error": str(e)})
                 log(f"scale N={n} {strategy}: {e}")
-    rows = ["| N | strategy | first sync | RSS after it | RSS after the polls | peak | CPU / secret / poll | calls / poll |",
+    rows = ["| N | strategy | first sync | RSS after it | RSS after the polls (anonymous + file) | peak | CPU / secret / poll | calls / poll |",
             "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         calls = ", ".join(f"{round(v):,} {k}" for k, v in sorted(r["calls_per_poll"].items()) if v)
         rows.append(f"| {r['secrets']:,} | {r['strategy']} | {r['first_sync_secs']:.1f} s | "
-                    f"{mib(r['rss_kib_after_first_sync'])} MiB | {mib(r['rss_kib_after_polls'])} MiB | "
+                    f"{mib(r['rss_kib_after_first_sync'])} MiB | {mib(r['rss_kib_after_polls'])} MiB "
+                    f"({mib(r.get('rss_anon_kib_after_polls', 0))} + {mib(r.get('rss_file_kib_after_polls', 0))}) | "
                     f"{mib(r['hwm_kib'])} MiB | {r['cpu_us_per_secret_per_poll']:.1f} µs | {calls or '0'} |")
     md = "\n".join([f"# secret-ferry at scale, {started}", "",
                      f"Release binary `{a.binary}` against the fast fake AWS (tests/it/common/fake_aws.rs), "
-                     f"200 B values, one cross-account role, `refreshInterval: 60s`, MALLOC_ARENA_MAX=1 as in "
-                     f"the image; {a.scale_polls} polls started with `POST /refresh` after the first sync, each "
+                     f"200 B values, one cross-account role, `refreshInterval: 60s`, the Dockerfile's ENV as in "
+                     f"the image ({', '.join(f'{k}={v}' for k, v in common.image_env().items())}); {a.scale_polls} polls started with `POST /refresh` after the first sync, each "
                      f"waited for.", ""] + rows + [""])
     out = a.out or os.path.join(ROOT, "bench", "results", "scale-" + time.strftime("%Y-%m-%d"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -29,3 +29,4 @@ pub mod telemetry;
 pub mod tenants;
 pub mod transform;
 pub mod vend;
+pub mod version_id;

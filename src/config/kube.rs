@@ -1,6 +1,7 @@
 //! The Kubernetes parts of the config: `kubernetesSecret` targets and `tenants` rules.
 
-use super::read::{checked_string, first_use, read_enum, read_list, read_reference, ROLES};
+use super::claims::PathClaims;
+use super::read::{checked_string, read_enum, read_list, read_reference, ROLES};
 use super::yaml::{optional, or_default, Checker, Field, Fields};
 use super::{AT_LEAST_ONE, REFRESH_INTERVALS};
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,7 +124,7 @@ fn is_label_value(v: &str) -> bool {
 pub(super) fn read_kube_secret_target(
     c: &mut Checker,
     at: &Field,
-    claimed: &mut BTreeMap<PathBuf, String>,
+    claimed: &mut PathClaims,
 ) -> Option<KubeSecretTarget> {
     let mut f = Fields::open(c, at)?;
     let name = f
@@ -174,7 +175,7 @@ pub(super) fn read_kube_secret_target(
         "kubernetesSecret:{}/{name}",
         namespace.as_deref().unwrap_or("")
     ));
-    if let Some(first) = first_use(claimed, key, &at.path) {
+    if let Some(first) = claimed.claim(&key, &at.path, false) {
         c.problem(
             at,
             format!("Secret {name:?} in this namespace is already written by {first}; each Secret has one writer"),

@@ -16,6 +16,7 @@ use roles::read_roles;
 use secrets::{read_fetch_strategy, read_secrets, SecretDefaults};
 use yaml::{line, optional, or_default, Checker, Field, Fields};
 
+mod claims;
 mod depth;
 pub mod keys;
 mod kube;
@@ -273,7 +274,7 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         failover_region: failover_region.clone().flatten(),
     };
     // Target directories, for credential outputs to stay out of.
-    let mut dirs = BTreeMap::new();
+    let mut dirs = claims::PathClaims::default();
     let secrets_field = f.get("secrets");
     let tenants_field = f.get("tenants");
     let pushes_field = f.get("pushes");

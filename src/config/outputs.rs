@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 
+use super::claims::PathClaims;
 use super::read::{
     checked_string, first_use, parsed_string, read_list, read_path, read_reference, unique, ROLES,
 };
@@ -65,7 +67,7 @@ pub(super) fn read_credential_outputs(
     c: &mut Checker,
     at: &Field,
     roles: Option<&BTreeSet<String>>,
-    dirs: &BTreeMap<PathBuf, String>,
+    dirs: &PathClaims,
 ) -> Option<Vec<CredentialOutput>> {
     // Output path → path of the field that has it.
     let mut paths = BTreeMap::new();
@@ -78,8 +80,8 @@ fn read_credential_output(
     c: &mut Checker,
     at: &Field,
     roles: Option<&BTreeSet<String>>,
-    dirs: &BTreeMap<PathBuf, String>,
-    paths: &mut BTreeMap<PathBuf, String>,
+    dirs: &PathClaims,
+    paths: &mut BTreeMap<PathBuf, Rc<str>>,
 ) -> Option<CredentialOutput> {
     let mut f = Fields::open(c, at)?;
     let role = f
@@ -112,13 +114,13 @@ fn read_credential_output(
 fn read_output_path(
     c: &mut Checker,
     at: &Field,
-    dirs: &BTreeMap<PathBuf, String>,
-    paths: &mut BTreeMap<PathBuf, String>,
+    dirs: &PathClaims,
+    paths: &mut BTreeMap<PathBuf, Rc<str>>,
 ) -> Option<PathBuf> {
     let path = read_path(c, at)?;
     let shown = path.display().to_string();
     // The target's writer manages everything in its directory and assumes it is the only one.
-    if let Some((dir, owner)) = path.ancestors().find_map(|dir| dirs.get_key_value(dir)) {
+    if let Some((dir, owner)) = path.ancestors().find_map(|dir| dirs.get(dir)) {
         c.problem(
             at,
             format!(

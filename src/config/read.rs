@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use super::tree::Data;
 use saphyr::Scalar;
@@ -101,14 +102,14 @@ pub(super) fn unique<'a>(
 
 /// Records that `key` is used at `place`; if it was used before, returns that place instead.
 pub(super) fn first_use<K: Ord>(
-    seen: &mut BTreeMap<K, String>,
+    seen: &mut BTreeMap<K, Rc<str>>,
     key: K,
-    place: &str,
-) -> Option<String> {
+    place: &Rc<str>,
+) -> Option<Rc<str>> {
     match seen.entry(key) {
         std::collections::btree_map::Entry::Occupied(first) => Some(first.get().clone()),
         std::collections::btree_map::Entry::Vacant(slot) => {
-            slot.insert(place.to_owned());
+            slot.insert(place.clone());
             None
         }
     }

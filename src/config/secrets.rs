@@ -1,17 +1,16 @@
 //! `secrets`: which secret to fetch, how, with which role and how often.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
+use super::claims::{NameClaims, PathClaims};
 use super::tree::Data;
 use saphyr::Scalar;
 
 use super::mapping::read_mapping;
 use super::on_change::{read_on_change, OnChange, DEBOUNCES};
-use super::read::{
-    checked_string, first_use, read_enum, read_list, read_reference, read_region, ROLES,
-};
+use super::read::{checked_string, read_enum, read_list, read_reference, read_region, ROLES};
 use super::rules::{check_secret_arn, is_name};
 use super::targets::{read_targets, Target, NAME_PLACEHOLDER};
 use super::yaml::{both_set, optional, or_default, Checker, Field, Fields};
@@ -128,8 +127,25 @@ impl FetchStrategy {
 /// Which version of a secret to fetch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VersionSelector {
-    Stage(String),
+    /// Borrowed for the default stage (nearly every secret's): no copy of "AWSCURRENT" per
+    /// secret, in the config or in the job that keeps it.
+    Stage(Cow<'static, str>),
     Id(String),
+}
+
+impl VersionSelector {
+    pub fn stage(stage: String) -> Self {
+        if stage == DEFAULT_VERSION_STAGE {
+            Self::current()
+        } else {
+            Self::Stage(Cow::Owned(stage))
+        }
+    }
+
+    /// The default: the `AWSCURRENT` stage.
+    pub fn current() -> Self {
+        Self::Stage(Cow::Borrowed(DEFAULT_VERSION_STAGE))
+    }
 }
 
 // === reading secrets ===
@@ -139,9 +155,9 @@ struct Seen<'r> {
     /// `None` when `roles` is unreadable and references can't be checked.
     pub(super) roles: Option<&'r BTreeSet<String>>,
     /// Secret name → path of the secret that has it.
-    pub(super) names: BTreeMap<String, String>,
+    pub(super) names: NameClaims,
     /// Target directory → path of the `dir` field that has it.
-    pub(super) dirs: &'r mut BTreeMap<PathBuf, String>,
+    pub(super) dirs: &'r mut PathClaims,
     pub(super) defaults: &'r SecretDefaults,
 }
 
@@ -156,12 +172,12 @@ pub(super) fn read_secrets(
     c: &mut Checker,
     at: &Field,
     roles: Option<&BTreeSet<String>>,
-    dirs: &mut BTreeMap<PathBuf, String>,
+    dirs: &mut PathClaims,
     defaults: &SecretDefaults,
 ) -> Option<Vec<SecretConfig>> {
     let mut seen = Seen {
         roles,
-        names: BTreeMap::new(),
+        names: NameClaims::default(),
         dirs,
         defaults,
     };
@@ -249,12 +265,7 @@ struct Delivery {
     debounce: Option<Duration>,
 }
 
-fn read_delivery(
-    c: &mut Checker,
-    f: &mut Fields,
-    dirs: &mut BTreeMap<PathBuf, String>,
-    finds: bool,
-) -> Delivery {
+fn read_delivery(c: &mut Checker, f: &mut Fields, dirs: &mut PathClaims, finds: bool) -> Delivery {
     let targets = f
         .require(c, "targets")
         .and_then(|v| read_targets(c, &v, dirs, finds));
@@ -395,7 +406,7 @@ fn read_secret_name(
     c: &mut Checker,
     at: &Field,
     secret_path: &str,
-    names: &mut BTreeMap<String, String>,
+    names: &mut NameClaims,
 ) -> Option<String> {
     let name = checked_string(
         c,
@@ -409,7 +420,7 @@ fn read_secret_name(
         Data::Value(Scalar::String(s)) if !s.is_empty() => s.to_string(),
         _ => return None,
     };
-    if let Some(first) = first_use(names, written.clone(), secret_path) {
+    if let Some(first) = names.claim(&written, secret_path) {
         c.problem(
             at,
             format!("duplicate secret name {written:?}: {first} already uses it"),
@@ -439,11 +450,11 @@ fn read_version(
     id: Option<Field>,
 ) -> Option<VersionSelector> {
     let both = both_set(c, &stage, &id);
-    let stage = optional(stage, |v| c.scalar(v).map(VersionSelector::Stage));
+    let stage = optional(stage, |v| c.scalar(v).map(VersionSelector::stage));
     let id = optional(id, |v| c.scalar(v).map(VersionSelector::Id));
     if both {
         return None;
     }
-    let default = || VersionSelector::Stage(DEFAULT_VERSION_STAGE.to_owned());
+    let default = VersionSelector::current;
     Some(stage?.or(id?).unwrap_or_else(default))
 }

@@ -1,11 +1,10 @@
 //! A secret's `targets`: directories of files, single files and Kubernetes Secrets.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
+use super::claims::PathClaims;
 use super::kube::KubeSecretTarget;
-use super::read::{first_use, read_enum, read_list, read_path};
+use super::read::{read_enum, read_list, read_path};
 use super::rules::read_file_mode;
 use super::yaml::{or_default, Checker, Field, Fields};
 use super::{AT_LEAST_ONE, DEFAULT_FILE_MODE};
@@ -21,7 +20,9 @@ const TARGET_KINDS: &[&str] = &["file", "kubernetesSecret"];
 pub enum Target {
     File(FileTarget),
     SingleFile(SingleFileTarget),
-    KubernetesSecret(KubeSecretTarget),
+    /// Boxed: the largest by far, and rare next to files; a config holds one `Target` per
+    /// target of every secret.
+    KubernetesSecret(Box<KubeSecretTarget>),
 }
 
 /// Write the secret as one file in a format an app can load.
@@ -60,7 +61,7 @@ pub struct FileTarget {
 pub(super) fn read_targets(
     c: &mut Checker,
     at: &Field,
-    dirs: &mut BTreeMap<PathBuf, String>,
+    dirs: &mut PathClaims,
     templated: bool,
 ) -> Option<Vec<Target>> {
     read_list(c, at, AT_LEAST_ONE, "target", |c, item| {
@@ -72,7 +73,7 @@ pub(super) fn read_targets(
 fn read_target(
     c: &mut Checker,
     at: &Field,
-    dirs: &mut BTreeMap<PathBuf, String>,
+    dirs: &mut PathClaims,
     templated: bool,
 ) -> Option<Target> {
     let kinds = TARGET_KINDS.join(", ");
@@ -101,7 +102,7 @@ fn read_target(
                 None
             } else {
                 super::kube::read_kube_secret_target(c, &entry.value, dirs)
-                    .map(Target::KubernetesSecret)
+                    .map(|t| Target::KubernetesSecret(Box::new(t)))
             }
         }
         _ => {
@@ -126,7 +127,7 @@ fn read_target(
 fn read_file_target(
     c: &mut Checker,
     at: &Field,
-    dirs: &mut BTreeMap<PathBuf, String>,
+    dirs: &mut PathClaims,
     templated: bool,
 ) -> Option<Target> {
     let mut f = Fields::open(c, at)?;
@@ -182,7 +183,7 @@ fn read_file_format(c: &mut Checker, at: &Field) -> Option<FileFormat> {
 fn read_target_path(
     c: &mut Checker,
     at: &Field,
-    dirs: &mut BTreeMap<PathBuf, String>,
+    dirs: &mut PathClaims,
     is_dir: bool,
     templated: bool,
 ) -> Option<PathBuf> {
@@ -212,14 +213,12 @@ fn read_target_path(
     let shown = |p: &Path| format!("{:?}", p.display().to_string());
     // Lookups, not a scan of every claimed path: 100,000 targets must not cost 10^10 steps.
     let clash = if is_dir {
-        // A single file inside this directory: the paths at or below it sort right after it.
-        dirs.range::<Path, _>((Bound::Included(path.as_path()), Bound::Unbounded))
-            .take_while(|(other, _)| other.starts_with(&path))
-            .find(|(_, owner)| owner.ends_with(".path"))
+        // A single file inside this directory (or at its path).
+        dirs.file_at_or_below(&path)
     } else {
         // A directory this file is in (or is).
         path.ancestors()
-            .filter_map(|dir| dirs.get_key_value(dir))
+            .filter_map(|dir| dirs.get(dir))
             .find(|(_, owner)| owner.ends_with(".dir"))
     };
     if let Some((other, owner)) = clash {
@@ -239,7 +238,7 @@ fn read_target_path(
         c.problem(at, message);
         return None;
     }
-    if let Some(first) = first_use(dirs, path.clone(), &at.path) {
+    if let Some(first) = dirs.claim(&path, &at.path, !is_dir) {
         let message = if is_dir {
             format!(
                 "directory {} is already used by {first}; each target needs its own directory",

@@ -3,6 +3,7 @@
 //! were written.
 
 use std::ops::RangeInclusive;
+use std::rc::Rc;
 use std::time::Duration;
 
 use saphyr::Scalar;
@@ -29,7 +30,9 @@ pub(super) struct Checker<'s> {
 /// A node together with its path in the config.
 #[derive(Clone)]
 pub(super) struct Field<'a> {
-    pub(super) path: String,
+    /// Shared (an `Rc`): the maps that find duplicates keep the path of each first use, and a
+    /// copy each would be two allocations a secret while the config is read.
+    pub(super) path: Rc<str>,
     pub(super) node: NodeRef<'a>,
 }
 
@@ -38,14 +41,14 @@ pub(super) struct Field<'a> {
 impl<'a> Field<'a> {
     pub(super) fn root(node: NodeRef<'a>) -> Self {
         Self {
-            path: String::new(),
+            path: Rc::from(""),
             node,
         }
     }
 
     pub(super) fn child(&self, key: &str, node: NodeRef<'a>) -> Self {
         Self {
-            path: self.child_path(key),
+            path: self.child_path(key).into(),
             node,
         }
     }
@@ -60,7 +63,7 @@ impl<'a> Field<'a> {
 
     pub(super) fn item(&self, index: usize, node: NodeRef<'a>) -> Self {
         Self {
-            path: format!("{}[{index}]", self.path),
+            path: format!("{}[{index}]", self.path).into(),
             node,
         }
     }
@@ -128,7 +131,7 @@ impl<'s> Checker<'s> {
 
     pub(super) fn warn(&mut self, at: &Field, message: impl Into<String>) {
         self.warnings.push(Problem {
-            path: at.path.clone(),
+            path: at.path.to_string(),
             line: Some(at.line()),
             message: message.into(),
         });

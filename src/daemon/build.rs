@@ -32,7 +32,7 @@ struct Built {
     /// Secrets with `onChange` actions (a `find` entry's members share its notifier).
     notifiers: Vec<(SecretConfig, Changed)>,
     /// Every secret readiness waits for.
-    expected: Vec<String>,
+    expected: Vec<Arc<str>>,
 }
 
 // === impl App ===
@@ -64,6 +64,7 @@ impl App {
         for planned in planned {
             built.add(config, &planned, &mut clients, &metrics, kube)?;
         }
+        metrics.compact_secrets();
         log_groups(&built.groups);
         let pushes = pushes(config, &mut clients, &metrics, kube)?;
         let tenants = tenants(config, &mut clients, kube)?;
@@ -128,9 +129,10 @@ impl Built {
             if let Some(changed) = &changed {
                 self.notifiers.push((secret.clone(), changed.clone()));
             }
-            metrics.register_secret(&secret.name, secret.refresh_interval);
-            self.expected.push(secret.name.clone());
             if planned.strategy == Strategy::Find {
+                let name: Arc<str> = secret.name.as_str().into();
+                metrics.register_secret(name.clone(), secret.refresh_interval);
+                self.expected.push(name);
                 self.groups.push(Group::discovering(
                     secret.clone(),
                     source,
@@ -140,6 +142,9 @@ impl Built {
                 continue;
             }
             let job = SecretJob::new(secret, source, failover, changed, kube)?;
+            // One copy of the name, shared by the job, its metrics record and readiness.
+            metrics.register_secret(job.shared_name().clone(), secret.refresh_interval);
+            self.expected.push(job.shared_name().clone());
             members.push(Arc::new(job));
         }
         if let Some(first) = members.first() {

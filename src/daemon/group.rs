@@ -507,7 +507,7 @@ impl<'m> Settle<'m> {
                     continue;
                 }
                 let stage = match &job.wanted.version {
-                    VersionSelector::Stage(stage) => stage.as_str(),
+                    VersionSelector::Stage(stage) => stage.as_ref(),
                     VersionSelector::Id(_) => crate::config::DEFAULT_VERSION_STAGE,
                 };
                 match listed.version_with(stage) {

@@ -14,6 +14,7 @@ use crate::sink::WriteOutcome;
 use crate::source::Wanted;
 use crate::source::{Fetched, SecretsManager, SourceError};
 use crate::transform::Rendered;
+use crate::version_id::VersionId;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -31,7 +32,7 @@ pub(crate) struct SecretJob {
     mapper: Option<Box<Mapper>>,
     sinks: Box<[Sink]>,
     /// Version last written to every sink; a poll that sees it again writes nothing.
-    last_version: Mutex<Option<Box<str>>>,
+    last_version: Mutex<Option<VersionId>>,
     /// Wakes the secret's notifier after its files changed; `None` without `onChange`.
     pub(crate) changed: Option<crate::notify::Changed>,
 }
@@ -92,6 +93,11 @@ impl SecretJob {
         &self.wanted.name
     }
 
+    /// The name as shared with the metrics, readiness and the refresh handle.
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.wanted.name
+    }
+
     pub(crate) fn secret_id(&self) -> &str {
         &self.wanted.secret_id
     }
@@ -104,13 +110,17 @@ impl SecretJob {
             .map(|sink| match sink {
                 Sink::Dir(dir) => Target::File(dir.target()),
                 Sink::File(file) => Target::SingleFile(file.target()),
-                Sink::Kube(secret) => Target::KubernetesSecret(secret.target().clone()),
+                Sink::Kube(secret) => Target::KubernetesSecret(Box::new(secret.target().clone())),
             })
             .collect()
     }
 
     pub(crate) async fn last_version_is(&self, version: &str) -> bool {
-        self.last_version.lock().await.as_deref() == Some(version)
+        self.last_version
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|last| last.is(version))
     }
 
     /// The files a value makes, through the secret's mapping.
@@ -169,8 +179,10 @@ impl SecretJob {
     /// Maps and writes a fetched value unless its version was already written.
     async fn apply(&self, fetched: Fetched) -> Result<SyncOutcome, SyncError> {
         let mut last = self.last_version.lock().await;
-        if fetched.version_id.is_some() && last.as_deref() == fetched.version_id.as_deref() {
-            return Ok(SyncOutcome::Unchanged);
+        if let (Some(last), Some(version)) = (last.as_ref(), fetched.version_id.as_deref()) {
+            if last.is(version) {
+                return Ok(SyncOutcome::Unchanged);
+            }
         }
         let rendered = self
             .render(&fetched.payload)
@@ -184,7 +196,7 @@ impl SecretJob {
                 outcome = SyncOutcome::Written;
             }
         }
-        *last = fetched.version_id.map(String::into_boxed_str);
+        *last = fetched.version_id.as_deref().map(VersionId::new);
         Ok(outcome)
     }
 
@@ -248,11 +260,13 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-/// Where one secret is written.
+/// Where one secret is written. The file sinks are held inline (a path and a mode): one
+/// allocation a secret fewer than behind an `Arc`; a write clones the path for the blocking
+/// pool, which only happens when the value changed.
 #[derive(Clone)]
 enum Sink {
-    Dir(Arc<FileSink>),
-    File(Arc<SingleFile>),
+    Dir(FileSink),
+    File(SingleFile),
     Kube(Arc<KubeSecretSink>),
 }
 
@@ -275,15 +289,13 @@ impl Sink {
                 }
                 Sink::Kube(Arc::new(KubeSecretSink::new(
                     kube.clone(),
-                    t.clone(),
+                    (**t).clone(),
                     namespace,
                     secret.to_owned(),
                 )))
             }
-            Target::File(f) => Sink::Dir(Arc::new(FileSink::new(f.dir.clone(), f.mode))),
-            Target::SingleFile(f) => {
-                Sink::File(Arc::new(SingleFile::new(f.path.clone(), f.format, f.mode)))
-            }
+            Target::File(f) => Sink::Dir(FileSink::new(f.dir.clone(), f.mode)),
+            Target::SingleFile(f) => Sink::File(SingleFile::new(f.path.clone(), f.format, f.mode)),
         })
     }
 }

@@ -75,8 +75,12 @@ impl App {
     /// Wakes the group a secret (or `find` entry) belongs to: its whole group polls.
     pub fn refresh_handle(&self) -> RefreshHandle {
         RefreshHandle::new(self.groups.iter().map(|group| {
-            let mut names: Vec<&str> = group.members.iter().map(|job| job.name()).collect();
-            names.extend(group.entry_name());
+            let mut names: Vec<Arc<str>> = group
+                .members
+                .iter()
+                .map(|job| job.shared_name().clone())
+                .collect();
+            names.extend(group.entry_name().map(Arc::from));
             (group.refresh.clone(), names)
         }))
     }

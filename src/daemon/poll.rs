@@ -65,10 +65,10 @@ impl Syncs for Ctx {
         kube: &Kube,
         shutdown: Signal,
     ) -> Result<JoinHandle<()>, StartError> {
-        let name = secret.name.clone();
         let interval = secret.refresh_interval;
         let job = SecretJob::new(&secret, source.clone(), None, None, Some(kube))?;
-        self.metrics.register_secret(&name, interval);
+        self.metrics
+            .register_secret(job.shared_name().clone(), interval);
         let group = Group::new(Strategy::Get, false, interval, vec![Arc::new(job)], source);
         Ok(tokio::spawn(poll(group, self.clone(), shutdown)))
     }

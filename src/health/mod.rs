@@ -32,7 +32,7 @@ pub struct Readiness {
 /// One entry per secret, in one map: a controller keeps this for every secret it syncs.
 #[derive(Default)]
 struct ReadinessState {
-    secrets: BTreeMap<Box<str>, Tracked>,
+    secrets: BTreeMap<Arc<str>, Tracked>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -47,7 +47,7 @@ struct Tracked {
 
 impl Readiness {
     pub(crate) fn new(
-        expected: impl IntoIterator<Item = String>,
+        expected: impl IntoIterator<Item = impl Into<Arc<str>>>,
         max_staleness: Option<Duration>,
         lapsed: impl Fn() -> Option<String> + Send + Sync + 'static,
     ) -> Self {
@@ -61,7 +61,7 @@ impl Readiness {
                             expected: true,
                             last_synced: None,
                         };
-                        (name.into_boxed_str(), tracked)
+                        (name.into(), tracked)
                     })
                     .collect(),
             }),
@@ -152,16 +152,17 @@ impl Readiness {
     }
 
     /// A secret found by discovery: the pod waits for it too.
-    pub(crate) fn expect(&self, secret: &str) {
+    pub(crate) fn expect(&self, secret: impl Into<Arc<str>>) {
+        let secret = secret.into();
         let mut state = self.lock();
-        match state.secrets.get_mut(secret) {
+        match state.secrets.get_mut(&*secret) {
             Some(tracked) => tracked.expected = true,
             None => {
                 let tracked = Tracked {
                     expected: true,
                     last_synced: None,
                 };
-                state.secrets.insert(secret.into(), tracked);
+                state.secrets.insert(secret, tracked);
             }
         }
     }
@@ -199,26 +200,28 @@ struct Refreshes {
     /// behind after the first wake-up, and so a second, needless poll.
     groups: Vec<Arc<tokio::sync::Notify>>,
     /// Each secret (or `find` entry) name with the index of its group.
-    by_name: BTreeMap<Box<str>, u32>,
+    by_name: BTreeMap<Arc<str>, u32>,
 }
 
 // === impl RefreshHandle ===
 
 impl RefreshHandle {
     /// `groups`: each group's `Notify` with the names of its secrets (or `find` entry).
-    pub(crate) fn new<'a>(
-        groups: impl IntoIterator<Item = (Arc<tokio::sync::Notify>, Vec<&'a str>)>,
+    pub(crate) fn new<N: Into<Arc<str>>>(
+        groups: impl IntoIterator<Item = (Arc<tokio::sync::Notify>, Vec<N>)>,
     ) -> Self {
         let mut shared = Refreshes::default();
+        let mut by_name = Vec::new();
         for (notify, names) in groups {
             let Ok(index) = u32::try_from(shared.groups.len()) else {
                 break;
             };
             shared.groups.push(notify);
-            for name in names {
-                shared.by_name.insert(name.into(), index);
-            }
+            by_name.extend(names.into_iter().map(|name| (name.into(), index)));
         }
+        // Collected, not inserted one by one: built from the sorted pairs, every B-tree node
+        // is full (inserts in name order leave them half empty).
+        shared.by_name = by_name.into_iter().collect();
         Self {
             shared: Arc::new(shared),
         }

@@ -175,9 +175,15 @@ impl Metrics {
     }
 
     /// Counts the secret (pending) from now on; `interval` tells when it is behind.
-    pub fn register_secret(&self, secret: &str, interval: Duration) {
+    pub fn register_secret(&self, secret: impl Into<Arc<str>>, interval: Duration) {
         self.per_secret
             .register(secret, interval, unix_seconds(SystemTime::now()));
+    }
+
+    /// Packs the per-secret records once many were registered one by one (after the build,
+    /// after a discovery that added secrets).
+    pub fn compact_secrets(&self) {
+        self.per_secret.compact();
     }
 
     /// One successful sync: the secret is synced at `version` from `region`.

@@ -8,10 +8,11 @@
 //! above the policy's limit. The aggregates answer "is anything behind?" without names.
 
 use super::SecretState;
+use crate::version_id::VersionId;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Which secrets get their own series.
@@ -84,22 +85,47 @@ const NAMED: (&str, &str) = (
     "Secrets that have their own per-secret series at this scrape (all of them, or only the unhealthy ones above the limit of metrics.perSecretSeries).",
 );
 
+/// One per secret, so every field counts: 64 bytes (80 with its key in the map).
 struct Record {
     success: u64,
     failure: u64,
-    last_success: Option<f64>,
-    /// Since when a never-synced secret has been waiting.
-    registered: f64,
+    /// Unix time of the last success once there was one (state synced or stale), else of
+    /// the registration: since when a never-synced secret has been waiting.
+    since: f64,
     /// Twice the refresh interval: no success for this long is "behind".
     behind_after: f32,
     state: SecretState,
-    version: Option<Box<str>>,
-    region: Option<Box<str>>,
+    /// `None` until the first success; a success without a version id keeps "-".
+    version: Option<VersionId>,
+    /// An index into `Records::regions`: the few regions read, each kept once.
+    region: Option<u16>,
+}
+
+/// The records by secret name, and the region names they point into.
+#[derive(Default)]
+struct Records {
+    by_name: BTreeMap<Arc<str>, Record>,
+    regions: Vec<Box<str>>,
+}
+
+/// `region`'s index in `regions`, added if new (`None` past 65,536 distinct names, which
+/// AWS's few dozen regions never reach: that secret then has no region series).
+fn region_index(regions: &mut Vec<Box<str>>, region: &str) -> Option<u16> {
+    if let Some(i) = regions.iter().position(|r| &**r == region) {
+        return u16::try_from(i).ok();
+    }
+    let i = u16::try_from(regions.len()).ok()?;
+    regions.push(region.into());
+    Some(i)
 }
 
 impl Record {
     fn behind(&self, now: f64) -> bool {
-        now - self.last_success.unwrap_or(self.registered) > f64::from(self.behind_after)
+        now - self.since > f64::from(self.behind_after)
+    }
+
+    fn last_success(&self) -> Option<f64> {
+        matches!(self.state, SecretState::Synced | SecretState::Stale).then_some(self.since)
     }
 
     fn unhealthy(&self, now: f64) -> bool {
@@ -120,7 +146,7 @@ pub enum Synced<'a> {
 pub struct PerSecret {
     descs: Vec<Desc>,
     policy: Mutex<SeriesPolicy>,
-    records: Mutex<BTreeMap<Box<str>, Record>>,
+    records: Mutex<Records>,
 }
 
 impl PerSecret {
@@ -146,7 +172,7 @@ impl PerSecret {
                 desc(NAMED, &[])?,
             ],
             policy: Mutex::new(SeriesPolicy::default()),
-            records: Mutex::new(BTreeMap::new()),
+            records: Mutex::new(Records::default()),
         })
     }
 
@@ -157,7 +183,7 @@ impl PerSecret {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<Box<str>, Record>> {
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
         self.records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -165,19 +191,19 @@ impl PerSecret {
 
     /// The secret is counted (pending) from now on; registering it again keeps its record
     /// and takes the new interval.
-    pub fn register(&self, secret: &str, interval: Duration, now: f64) {
+    pub fn register(&self, secret: impl Into<Arc<str>>, interval: Duration, now: f64) {
+        let secret = secret.into();
         let behind_after = (2.0 * interval.as_secs_f64()) as f32;
         let mut records = self.records();
-        match records.get_mut(secret) {
+        match records.by_name.get_mut(&*secret) {
             Some(r) => r.behind_after = behind_after,
             None => {
-                records.insert(
-                    secret.into(),
+                records.by_name.insert(
+                    secret,
                     Record {
                         success: 0,
                         failure: 0,
-                        last_success: None,
-                        registered: now,
+                        since: now,
                         behind_after,
                         state: SecretState::Pending,
                         version: None,
@@ -189,27 +215,45 @@ impl PerSecret {
     }
 
     pub fn forget(&self, secret: &str) {
-        self.records().remove(secret);
+        self.records().by_name.remove(secret);
+    }
+
+    /// Rebuilds the map with full nodes. Secrets registered one by one in name order leave
+    /// every B-tree leaf half empty (a split keeps half on each side and the next insert
+    /// goes right): about 80 bytes a secret. Called once the configured secrets are in.
+    pub fn compact(&self) {
+        let mut records = self.records();
+        let by_name = std::mem::take(&mut records.by_name);
+        // From a sorted iterator, the map is built bottom-up with every node full.
+        records.by_name = by_name.into_iter().collect();
     }
 
     /// Records one sync of a registered secret (one that is not is ignored: it was
     /// forgotten while its sync ran).
     pub fn synced(&self, secret: &str, outcome: Synced<'_>, now: f64) {
         let mut records = self.records();
-        let Some(r) = records.get_mut(secret) else {
+        let Records { by_name, regions } = &mut *records;
+        let Some(r) = by_name.get_mut(secret) else {
             return;
         };
         match outcome {
             Synced::Success { version, region } => {
                 r.success += 1;
-                r.last_success = Some(now);
+                r.since = now;
                 r.state = SecretState::Synced;
-                set_label(&mut r.version, version);
-                set_label(&mut r.region, region);
+                let version = version.unwrap_or("-");
+                if !r.version.as_ref().is_some_and(|v| v.is(version)) {
+                    r.version = Some(VersionId::new(version));
+                }
+                let region = region.unwrap_or("-");
+                let known = r.region.and_then(|i| regions.get(usize::from(i)));
+                if known.is_none_or(|known| &**known != region) {
+                    r.region = region_index(regions, region);
+                }
             }
             Synced::Failure => {
                 r.failure += 1;
-                r.state = if r.last_success.is_some() {
+                r.state = if r.last_success().is_some() {
                     SecretState::Stale
                 } else {
                     SecretState::Failing
@@ -226,20 +270,21 @@ impl PerSecret {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let records = self.records();
-        let name_all = policy.names_healthy(records.len());
+        let name_all = policy.names_healthy(records.by_name.len());
         let mut named = Named::default();
         let mut by_state = [0u64; SecretState::ALL.len()];
         let (mut behind, mut oldest, mut count) = (0u64, None::<f64>, 0u64);
-        for (secret, r) in records.iter() {
+        for (secret, r) in records.by_name.iter() {
             by_state[r.state.index()] += 1;
             let is_behind = r.behind(now);
             behind += u64::from(is_behind);
-            if let Some(at) = r.last_success {
+            if let Some(at) = r.last_success() {
                 oldest = Some(oldest.map_or(at, |o: f64| o.min(at)));
             }
             if name_all || r.unhealthy(now) {
                 count += 1;
-                named.push(secret, r);
+                let region = r.region.and_then(|i| records.regions.get(usize::from(i)));
+                named.push(secret, r, region.map(|r| &**r));
             }
         }
         let states = SecretState::ALL
@@ -265,13 +310,6 @@ impl PerSecret {
     }
 }
 
-fn set_label(slot: &mut Option<Box<str>>, value: Option<&str>) {
-    let value = value.unwrap_or("-");
-    if slot.as_deref() != Some(value) {
-        *slot = Some(value.into());
-    }
-}
-
 /// The per-secret series of the named secrets, family by family.
 #[derive(Default)]
 struct Named {
@@ -283,7 +321,7 @@ struct Named {
 }
 
 impl Named {
-    fn push(&mut self, secret: &str, r: &Record) {
+    fn push(&mut self, secret: &str, r: &Record, region: Option<&str>) {
         self.sync.push(counter(
             &[("secret", secret), ("result", "failure")],
             r.failure,
@@ -292,17 +330,18 @@ impl Named {
             &[("secret", secret), ("result", "success")],
             r.success,
         ));
-        if let Some(at) = r.last_success {
+        if let Some(at) = r.last_success() {
             self.last.push(gauge(&[("secret", secret)], at));
         }
         let stale = r.state == SecretState::Stale;
         self.stale
             .push(gauge(&[("secret", secret)], if stale { 1.0 } else { 0.0 }));
         if let Some(v) = &r.version {
+            let v = v.to_string();
             self.version
-                .push(gauge(&[("secret", secret), ("version_id", v)], 1.0));
+                .push(gauge(&[("secret", secret), ("version_id", &v)], 1.0));
         }
-        if let Some(v) = &r.region {
+        if let Some(v) = region {
             self.region
                 .push(gauge(&[("secret", secret), ("region", v)], 1.0));
         }
@@ -402,7 +441,7 @@ mod tests {
         p.set_policy(policy);
         for i in 0..n {
             let s = format!("s{i:02}");
-            p.register(&s, Duration::from_secs(60), 0.0);
+            p.register(s.as_str(), Duration::from_secs(60), 0.0);
             let ok = Synced::Success {
                 version: Some("v1"),
                 region: Some("us-east-1"),
@@ -471,6 +510,88 @@ mod tests {
         p.register("late", Duration::from_secs(1), 200.0);
         assert!(names(&p, 201.0).contains(&"s00".to_owned()));
         assert!(names(&p, 203.0).contains(&"late".to_owned()));
+    }
+
+    #[test]
+    fn a_record_stays_compact() {
+        assert!(std::mem::size_of::<Record>() <= 64);
+    }
+
+    #[test]
+    fn labels_read_back_as_synced_and_regions_are_kept_once() {
+        let p = PerSecret::new().unwrap();
+        p.set_policy(SeriesPolicy::All);
+        let uuid = "0f3e5a7c-1b2d-4e6f-8a9b-c0d1e2f3a4b5";
+        for (i, (version, region)) in [
+            (uuid, "us-east-1"),
+            ("v-2", "eu-west-1"),
+            (uuid, "us-east-1"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = format!("s{i}");
+            p.register(s.as_str(), Duration::from_secs(60), 0.0);
+            let ok = Synced::Success {
+                version: Some(version),
+                region: Some(region),
+            };
+            p.synced(&s, ok, 10.0);
+        }
+        // A failover: the same secret now served from another region, at a new version.
+        let moved = Synced::Success {
+            version: None,
+            region: Some("eu-west-1"),
+        };
+        p.synced("s2", moved, 11.0);
+        let labels = |family: &str, label: &str| -> Vec<(String, String)> {
+            p.collect_at(12.0)
+                .iter()
+                .find(|f| f.name() == family)
+                .unwrap()
+                .get_metric()
+                .iter()
+                .map(|m| {
+                    let get = |n: &str| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == n)
+                            .unwrap()
+                            .value()
+                            .to_owned()
+                    };
+                    (get("secret"), get(label))
+                })
+                .collect()
+        };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            labels(VERSION.0, "version_id"),
+            pairs(&[("s0", uuid), ("s1", "v-2"), ("s2", "-")])
+        );
+        assert_eq!(
+            labels(REGION.0, "region"),
+            pairs(&[
+                ("s0", "us-east-1"),
+                ("s1", "eu-west-1"),
+                ("s2", "eu-west-1")
+            ])
+        );
+        assert_eq!(p.records().regions.len(), 2, "each region kept once");
+    }
+
+    #[test]
+    fn compacting_keeps_every_record() {
+        let p = with(SeriesPolicy::All, 40);
+        p.synced("s07", Synced::Failure, 11.0);
+        let before = p.collect_at(20.0);
+        p.compact();
+        assert_eq!(p.collect_at(20.0), before);
+        assert_eq!(names(&p, 20.0).len(), 40);
     }
 
     #[test]

@@ -48,6 +48,7 @@ const LINK_TMP: &str = "..link_tmp";
 /// Only permission bits: setuid/setgid/sticky have no meaning for secret files.
 const PERMISSION_BITS: u32 = 0o777;
 
+#[derive(Clone)]
 pub struct FileSink {
     dir: PathBuf,
     mode: u32,

@@ -10,6 +10,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct SingleFile {
     path: PathBuf,
     format: FileFormat,

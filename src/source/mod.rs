@@ -24,12 +24,14 @@ use crate::aws::ErrorInfo;
 use crate::config::{SecretConfig, VersionSelector};
 use crate::credentials::CredentialsError;
 use crate::secret::Payload;
+use std::sync::Arc;
 
 /// What reading one configured secret takes: its name (for errors), id and version. A job
 /// keeps this for its lifetime, not the secret's whole config.
 #[derive(Debug, Clone)]
 pub struct Wanted {
-    pub name: Box<str>,
+    /// Shared with the metrics record, readiness and the refresh handle: one copy a secret.
+    pub name: Arc<str>,
     pub secret_id: Box<str>,
     pub version: VersionSelector,
 }

@@ -255,7 +255,7 @@ impl SecretsManager {
             .map_err(|e| self.error_for(secret, GET, CallError::Credentials(e)))?;
         let mut request = self.client.get_secret_value().secret_id(id);
         request = match &secret.version {
-            VersionSelector::Stage(stage) => request.version_stage(stage),
+            VersionSelector::Stage(stage) => request.version_stage(stage.as_ref()),
             VersionSelector::Id(id) => request.version_id(id),
         };
         let output = self

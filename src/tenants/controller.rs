@@ -424,9 +424,9 @@ fn tenant_secret(namespace: &str, name: &str, request: &TenantRequest) -> Secret
         name: format!("{namespace}/{name}"),
         secret_id: request.secret_id.clone(),
         role: Some(request.role.clone()),
-        version: VersionSelector::Stage(crate::config::DEFAULT_VERSION_STAGE.to_owned()),
+        version: VersionSelector::current(),
         refresh_interval: request.refresh_interval,
-        targets: vec![Target::KubernetesSecret(KubeSecretTarget {
+        targets: vec![Target::KubernetesSecret(Box::new(KubeSecretTarget {
             name: name.to_owned(),
             namespace: Some(namespace.to_owned()),
             secret_type: "Opaque".to_owned(),
@@ -436,7 +436,7 @@ fn tenant_secret(namespace: &str, name: &str, request: &TenantRequest) -> Secret
             deletion_policy: DeletionPolicy::Retain,
             immutable: false,
             owner_pod: false,
-        })],
+        }))],
         on_change: Vec::new(),
         debounce: crate::config::DEFAULT_DEBOUNCE,
         find: None,

@@ -181,7 +181,7 @@ fn daemon(policy: SeriesPolicy) -> Metrics {
     });
     for i in 0..HEALTHY {
         let s = format!("app-{i}");
-        m.register_secret(&s, INTERVAL);
+        m.register_secret(s.as_str(), INTERVAL);
         ok(&m, &s);
     }
     m

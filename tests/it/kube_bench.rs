@@ -135,7 +135,7 @@ fn metrics_memory_per_secret() {
     let before = rss();
     for i in 0..10_000 {
         let s = format!("s{i:05}");
-        m.register_secret(&s, Duration::from_secs(60));
+        m.register_secret(s.as_str(), Duration::from_secs(60));
         m.sync_succeeded(
             &s,
             Duration::from_millis(3),

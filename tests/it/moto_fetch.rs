@@ -411,6 +411,12 @@ async fn auto_stops_listing_when_the_listing_matches_far_more_secrets_than_the_g
     // The second poll lists: 300 secrets, three pages, more than two batches.
     proxy.reset_records();
     daemon.poll_once(30).await;
+    // Members are settled page by page, so all 30 can have synced before the listing asks for
+    // its last page: wait for the pages (a listing that stopped early fails the assertion).
+    wait_for_async(Duration::from_secs(10), || async {
+        (calls(&proxy).1 >= 3).then_some(())
+    })
+    .await;
     assert_eq!(calls(&proxy), (0, 3, 0), "one listing of the whole account");
     for _ in 0..2 {
         proxy.reset_records();

@@ -63,9 +63,9 @@ fn memory_and_cpu_per_secret_at_scale() {
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cmd = daemon_of(Path::new(&binary), &config, &aws.endpoint(), port);
-    // As the image runs it (one malloc arena).
-    cmd.env("RUST_LOG", "info")
-        .env("MALLOC_ARENA_MAX", "1")
+    // As the image runs it (the Dockerfile's ENV: one malloc arena, a fixed mmap threshold).
+    cmd.envs(image_env())
+        .env("RUST_LOG", "info")
         .env("SCALE_EXTERNAL_ID", &external_id);
     let started = Instant::now();
     let running = Running::start(&mut cmd);
@@ -94,6 +94,9 @@ fn memory_and_cpu_per_secret_at_scale() {
     let poll_secs = polls_started.elapsed().as_secs_f64();
     let cpu_ticks_polls = cpu_ticks(pid) - cpu_before;
     let rss_after = proc_status_kib(pid, "VmRSS:");
+    // Heap and stacks apart from the binary's pages: the part that grows with N.
+    let rss_anon_after = proc_status_kib(pid, "RssAnon:");
+    let rss_file_after = proc_status_kib(pid, "RssFile:");
     let hwm = proc_status_kib(pid, "VmHWM:");
     let counts_after = aws.counts();
     let per_poll: serde_json::Map<String, serde_json::Value> = counts_after
@@ -138,6 +141,8 @@ fn memory_and_cpu_per_secret_at_scale() {
         "rss_kib_after_first_sync": rss_first,
         "rss_kib_after_polls": rss_after,
         "hwm_kib": hwm,
+        "rss_anon_kib_after_polls": rss_anon_after,
+        "rss_file_kib_after_polls": rss_file_after,
         "poll_secs": poll_secs,
         "cpu_us_per_secret_per_poll": cpu_us_per_secret_per_poll,
         "calls_per_poll": per_poll,

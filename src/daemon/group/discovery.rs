@@ -114,16 +114,18 @@ impl Group {
                 tracing::info!(secret = %job.name(), "no longer matches `find`: its files are kept (prune: false)");
             }
         }
+        let mut found = false;
         for listed in &matches {
             if d.known.contains_key(&listed.name) || d.refused.contains(&listed.name) {
                 continue;
             }
             match member(d, &self.source, &listed.name) {
                 Ok(job) => {
+                    found = true;
                     tracing::info!(secret = %job.name(), "found a new secret matching `find`");
                     ctx.metrics
-                        .register_secret(job.name(), job.refresh_interval);
-                    ctx.readiness.expect(job.name());
+                        .register_secret(job.shared_name().clone(), job.refresh_interval);
+                    ctx.readiness.expect(job.shared_name().clone());
                     d.known.insert(listed.name.clone(), Arc::new(job));
                 }
                 Err(reason) => {
@@ -131,6 +133,9 @@ impl Group {
                     d.refused.insert(listed.name.clone());
                 }
             }
+        }
+        if found {
+            ctx.metrics.compact_secrets();
         }
         ctx.metrics
             .sync_succeeded(&entry, started.elapsed(), None, None);

@@ -581,6 +581,27 @@ pub fn daemon_of(binary: &Path, config: &Path, endpoint: &str, listen: u16) -> C
     cmd
 }
 
+/// The `ENV NAME=value` lines of the runtime image (the last stage of the Dockerfile), as
+/// bench/common.py reads them: tests that measure memory run the daemon as the image does.
+pub fn image_env() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut env = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("FROM ") {
+            env.clear();
+        } else if let Some(pairs) = line.strip_prefix("ENV ") {
+            for pair in pairs.split_whitespace() {
+                let (name, value) = pair
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("{}: only `ENV NAME=value`: {line}", path.display()));
+                env.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    env
+}
+
 pub fn assert_no_leak(output: &str, canaries: &[&str]) {
     for c in canaries {
         assert!(!c.is_empty());

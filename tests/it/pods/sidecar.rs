@@ -183,7 +183,7 @@ async fn the_app_reads_the_synced_files_and_a_rotation_reaches_it_within_the_int
 }
 
 /// The image's binary run outside any container with the same configuration and the image's
-/// `ENV` (MALLOC_ARENA_MAX=1), its idle VmRSS and RssAnon.
+/// `ENV` (`common::image_env`), its idle VmRSS and RssAnon.
 fn outside_rss(fx: &crate::common::CrossAccount, external_id: &Path) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(fx);
@@ -194,8 +194,8 @@ fn outside_rss(fx: &crate::common::CrossAccount, external_id: &Path) -> (u64, u6
     let port = free_port();
     let mut outside = daemon_of(&image_binary(), &config, &fx.moto.endpoint(), port);
     outside
-        .env("RUST_LOG", "debug")
-        .env("MALLOC_ARENA_MAX", "1");
+        .envs(crate::common::image_env())
+        .env("RUST_LOG", "debug");
     let running = Running::start(&mut outside);
     let synced = wait_for(Duration::from_secs(30), || {
         read(&dir.path().join("db"), "password")
