@@ -956,8 +956,11 @@ def build_release():
 
 def scale_run(a, n, strategy):
     """One daemon of `n` secrets with `strategy`; the figures the test prints."""
+    # "find": the N secrets are one `find` entry's discoveries (fetchStrategy left at auto).
     env = dict(os.environ, SECRET_FERRY_SCALE_BINARY=a.binary, SECRET_FERRY_SCALE_SECRETS=str(n),
-               SECRET_FERRY_SCALE_STRATEGY=strategy, SECRET_FERRY_SCALE_POLLS=str(a.scale_polls),
+               SECRET_FERRY_SCALE_STRATEGY="auto" if strategy == "find" else strategy,
+               SECRET_FERRY_SCALE_FIND="1" if strategy == "find" else "0",
+               SECRET_FERRY_SCALE_POLLS=str(a.scale_polls),
                CARGO_TARGET_DIR=os.path.expanduser("~/.cache/secret-ferry/target"))
     cmd = ["cargo", "test", "--test", "it", "scale::", "--", "--ignored", "--nocapture"]
     log(f"scale: N={n:,} {strategy}, {a.scale_polls} polls: " + " ".join(cmd))
@@ -1037,7 +1040,8 @@ def parse_args(argv=None):
     ap.add_argument("--out", help="output path without extension (default bench/results/run-DATE)")
     ap.add_argument("--scale", help="only the scale figures at these N (e.g. 10000,100000), against the fast "
                                     "fake AWS (tests/it/scale.rs); written to bench/results/scale-DATE")
-    ap.add_argument("--scale-strategies", default="auto", help="fetch strategies of the scale figures")
+    ap.add_argument("--scale-strategies", default="auto",
+                    help="fetch strategies of the scale figures; `find` reads the N secrets through one find entry")
     ap.add_argument("--scale-polls", type=int, default=60, help="polls after the first sync (60: an hour at 60s)")
     a = ap.parse_args(argv)
     if a.smoke:
@@ -1059,7 +1063,7 @@ def parse_args(argv=None):
         ap.error("--baseline-secrets must be one of --sizes (ratios compare the same N)")
     if a.credential_period >= 15 * 60:
         ap.error("--credential-period must be under 15 minutes")
-    if a.out is None and not a.smoke:  # a smoke run writes nothing unless asked to
+    if a.out is None and not a.smoke and not a.scale:  # a smoke run writes nothing unless asked to
         a.out = os.path.join(HERE, "results", time.strftime("run-%Y-%m-%d-%H%M"))
     return a
 

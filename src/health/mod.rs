@@ -167,6 +167,14 @@ impl Readiness {
         }
     }
 
+    /// Rebuilds the map with full nodes after many secrets were added one by one (a
+    /// discovery): inserted in name order they leave every B-tree leaf half empty.
+    pub(crate) fn compact(&self) {
+        let mut state = self.lock();
+        let secrets = std::mem::take(&mut state.secrets);
+        state.secrets = secrets.into_iter().collect();
+    }
+
     /// A secret that is no longer synced (it stopped matching `find`).
     pub(crate) fn forget(&self, secret: &str) {
         self.lock().secrets.remove(secret);
@@ -262,6 +270,24 @@ mod tests {
         assert!(r.is_ready());
         r.start_draining();
         assert!(!r.is_ready());
+    }
+
+    #[test]
+    fn compacting_keeps_what_each_secret_is_waiting_for() {
+        let r = Readiness::new(["a".to_owned()], None, || None);
+        for i in 0..40 {
+            r.expect(format!("found/{i:02}"));
+        }
+        r.synced("found/07");
+        r.synced("tenant");
+        r.compact();
+        assert_eq!(r.pending(), 40, "a and 39 found secrets");
+        assert!(r.has_synced("found/07") && r.has_synced("tenant"));
+        r.synced("a");
+        for i in 0..40 {
+            r.synced(&format!("found/{i:02}"));
+        }
+        assert!(r.is_ready());
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,8 @@
 //! `SECRET_FERRY_SCALE_STRATEGY` (default `auto`), and is polled `SECRET_FERRY_SCALE_POLLS`
 //! times (default 60: an hour at that interval) with `POST /refresh`, each poll waited for.
 //! It prints RSS after the first sync and after the polls, the peak, CPU per secret per poll
-//! and the calls of one poll, and checks that three rotations then land.
+//! and the calls of one poll, and checks that three rotations then land. With
+//! `SECRET_FERRY_SCALE_FIND=1` the N secrets are one `find` entry's discoveries instead.
 #![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
 
 use crate::common;
@@ -55,10 +56,30 @@ fn memory_and_cpu_per_secret_at_scale() {
         .tempdir_in(memory_dir())
         .unwrap();
     let root = tmp.path().join("targets");
-    let yaml = format!(
-        "fetchStrategy: {strategy}\n{}",
-        many_secrets(n, "SCALE_EXTERNAL_ID", None, &root)
-    );
+    // `find`: one entry that discovers all N (ListSecrets by name prefix) instead of N entries.
+    let find = std::env::var("SECRET_FERRY_SCALE_FIND").is_ok_and(|v| v == "1");
+    let yaml = if find {
+        format!(
+            "region: us-east-1\napiRateLimit: 10000\nroles:\n  shared:\n    roleArn: arn:aws:iam::{}:role/CrossAccountSecretsRole\n    externalIdEnv: SCALE_EXTERNAL_ID\nsecrets:\n  - name: all\n    find: {{namePrefix: {}}}\n    role: shared\n    targets: [{{file: {{dir: \"{}/{{{{ name }}}}\"}}}}]\n",
+            common::fake_aws::ACCOUNT,
+            secret_name(0).split('/').next().unwrap(),
+            root.display()
+        )
+    } else {
+        format!(
+            "fetchStrategy: {strategy}\n{}",
+            many_secrets(n, "SCALE_EXTERNAL_ID", None, &root)
+        )
+    };
+    // Where secret i's files are.
+    let dir_of = |i: usize| {
+        if find {
+            root.join(secret_name(i))
+        } else {
+            root.join(format!("s{i:05}"))
+        }
+    };
+    let strategy = if find { "find".to_owned() } else { strategy };
     let config = write_config(tmp.path(), &yaml);
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
@@ -120,9 +141,7 @@ fn memory_and_cpu_per_secret_at_scale() {
         std::thread::sleep(Duration::from_millis(100));
         rotated
             .iter()
-            .all(|&i| {
-                read(&root.join(format!("s{i:05}")), "password").is_some_and(|p| p.contains("-r1-"))
-            })
+            .all(|&i| read(&dir_of(i), "password").is_some_and(|p| p.contains("-r1-")))
             .then_some(())
     });
     let output = running.stop();

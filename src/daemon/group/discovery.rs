@@ -136,6 +136,7 @@ impl Group {
         }
         if found {
             ctx.metrics.compact_secrets();
+            ctx.readiness.compact();
         }
         ctx.metrics
             .sync_succeeded(&entry, started.elapsed(), None, None);
