@@ -207,18 +207,6 @@ impl Group {
         }
     }
 
-    /// A `find` entry's listing, whole: its members are learnt from it.
-    async fn list(&self, ctx: &Ctx, tag_keys: &[String]) -> Result<Vec<Listed>, CallError> {
-        let names: Vec<String> = self
-            .discovery
-            .iter()
-            .filter_map(|d| d.entry.find.as_ref())
-            .filter_map(|f| f.name_prefix.clone())
-            .collect();
-        let _permit = ctx.permit().await;
-        self.source.list(&names, tag_keys).await
-    }
-
     async fn batch(&mut self, ctx: &Ctx) -> Tally {
         let mut set = JoinSet::new();
         let mut chunks = self.chunks.iter();
@@ -423,6 +411,31 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
     ChunkResult::Done(results)
 }
 
+/// A listed member whose version at its stage is the one already written is settled with no
+/// call (`Some`, its outcome); `None`: it must be read, at its own stage, not at the listed
+/// version (the listing may lag, and a lagging one must not bring an older version back).
+async fn unchanged(
+    ctx: &Ctx,
+    source: &SecretsManager,
+    job: &SecretJob,
+    listed: &Listed,
+    started: Instant,
+) -> Option<Result<SyncOutcome, SyncError>> {
+    let stage = match &job.wanted.version {
+        VersionSelector::Stage(stage) => stage.as_ref(),
+        VersionSelector::Id(_) => crate::config::DEFAULT_VERSION_STAGE,
+    };
+    let version = listed.version_with(stage)?;
+    if !job.last_version_is(version).await {
+        return None;
+    }
+    let polled = Polled::Same {
+        version: version.to_owned(),
+        region: source.region().to_owned(),
+    };
+    Some(ctx.finish(job, Ok(polled), started).await)
+}
+
 /// Member indexes in the order of their secret ids, to find the members a listed secret is.
 fn sorted_by_id(members: &[Arc<SecretJob>]) -> Box<[u32]> {
     let mut by_id: Vec<u32> = (0..members.len())
@@ -506,20 +519,9 @@ impl<'m> Settle<'m> {
                 if std::mem::replace(&mut self.seen[i], true) {
                     continue;
                 }
-                let stage = match &job.wanted.version {
-                    VersionSelector::Stage(stage) => stage.as_ref(),
-                    VersionSelector::Id(_) => crate::config::DEFAULT_VERSION_STAGE,
-                };
-                match listed.version_with(stage) {
-                    Some(version) if job.last_version_is(version).await => {
-                        let polled = Polled::Same {
-                            version: version.to_owned(),
-                            region: source.region().to_owned(),
-                        };
-                        self.results
-                            .push(ctx.finish(job, Ok(polled), started).await);
-                    }
-                    _ => self.to_fetch.push(job.clone()),
+                match unchanged(ctx, source, job, listed, started).await {
+                    Some(result) => self.results.push(result),
+                    None => self.to_fetch.push(job.clone()),
                 }
             }
             self.matched = matched;

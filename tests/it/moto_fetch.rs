@@ -532,6 +532,68 @@ async fn delete(admin: &aws_config::SdkConfig, name: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_discovery_listing_prunes_nothing_and_the_next_complete_one_does() {
+    capture_logs();
+    let moto = Moto::start();
+    let admin = moto.sdk_config();
+    let (one, two) = (canary("disc-one"), canary("disc-two"));
+    let pw = |v: &str| format!(r#"{{"password":"{v}"}}"#);
+    create_tagged(&admin, "team-c/one", &pw(&one), "prod").await;
+    create_tagged(&admin, "team-c/two", &pw(&two), "prod").await;
+    let proxy = Proxy::start(moto.addr());
+    let sdk = through(&proxy, &admin);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let yaml = format!(
+        r#"region: us-east-1
+secrets:
+  - name: c
+    find: {{namePrefix: team-c/}}
+    prune: true
+    refreshInterval: 1s
+    targets: [{{file: {{dir: "{out}/{{{{ name }}}}"}}}}]
+"#,
+        out = out.display()
+    );
+    let daemon = Daemon::start(&yaml, &sdk);
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    assert_eq!(read(&out.join("team-c/two"), "password"), Some(two.clone()));
+
+    // The listing fails while a member is gone from AWS: nothing is pruned, no series dropped.
+    proxy.inject(json_error(
+        "ListSecrets",
+        "InternalServiceError",
+        "injected",
+        500,
+    ));
+    delete(&admin, "team-c/one").await;
+    let failing = r#"secret_ferry_sync_duration_seconds_count{result="failure"}"#;
+    let failed = wait_for_async(Duration::from_secs(10), || async {
+        let text = daemon.metrics.render().unwrap();
+        (metric_or_zero(&text, failing) >= 2.0).then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "the failing listings are counted");
+    assert_eq!(
+        read(&out.join("team-c/one"), "password"),
+        Some(one.clone()),
+        "a failed listing removes no target"
+    );
+    let text = daemon.metrics.render().unwrap();
+    assert!(text.contains(r#"secret="c/team-c/one""#), "{text}");
+
+    // The next complete listing prunes what went.
+    proxy.clear_faults();
+    let pruned = wait_for_async(Duration::from_secs(10), || async {
+        (!out.join("team-c/one").exists()).then_some(())
+    })
+    .await;
+    assert!(pruned.is_some(), "a complete listing prunes");
+    assert_eq!(read(&out.join("team-c/two"), "password"), Some(two));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_finds_new_matches_within_an_interval_and_prunes_only_when_asked() {
     capture_logs();
     let moto = Moto::start();

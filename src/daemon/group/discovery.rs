@@ -1,11 +1,11 @@
 //! A `find` entry's group: its members are learnt from a ListSecrets listing on each
 //! poll, and the `{{ name }}` placeholder of its targets is filled for each match.
 
-use super::{sorted_by_id, Cycle, Group, Settle, Tally};
+use super::{get_all, unchanged, Cycle, Group, Tally};
 use crate::config::SecretConfig;
 use crate::daemon::job::{Ctx, SecretJob};
 use crate::source::plan::Strategy;
-use crate::source::{Listed, SecretsManager, Wanted, LIST};
+use crate::source::{ListQuery, Listed, SecretsManager, Wanted, LIST};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -17,9 +17,16 @@ pub(crate) struct Discovery {
     /// Shared by every member; `None` without `onChange`.
     changed: Option<crate::notify::Changed>,
     /// Secret name → its member.
-    known: BTreeMap<String, Arc<SecretJob>>,
+    known: BTreeMap<String, Member>,
     /// Matches that cannot be synced (their name cannot name a path), warned about once.
     refused: BTreeSet<String>,
+}
+
+/// A secret a `find` entry syncs.
+struct Member {
+    job: Arc<SecretJob>,
+    /// Shown by the listing of the poll in progress.
+    seen: bool,
 }
 
 // === impl Group (find) ===
@@ -68,41 +75,97 @@ impl Group {
         })
     }
 
-    /// A `find` entry: list the matches, add the new ones, drop (and with `prune`, remove
-    /// the targets of) the ones that went, then sync like `list`.
+    /// A `find` entry: list the matches page by page, adding the new ones and settling each
+    /// page's members as it arrives (like `list`: an unchanged member costs no call), so a
+    /// poll holds one page, not the whole listing (at 100,000 matches that was ~14 MB).
+    /// Only a complete listing drops (and with `prune`, removes the targets of) the members
+    /// it no longer showed: a listing that failed half-way keeps them all.
     pub(super) async fn discover(&mut self, ctx: &Ctx) -> Cycle {
         let started = Instant::now();
         let Some(find) = self.discovery.as_ref().and_then(|d| d.entry.find.clone()) else {
             return Cycle::of(Tally::default());
         };
-        let tag_keys: Vec<String> = find.tags.keys().cloned().collect();
-        let listed = self.list(ctx, &tag_keys).await;
+        let query = ListQuery {
+            name_prefixes: find.name_prefix.iter().cloned().collect(),
+            tag_keys: find.tags.keys().cloned().collect(),
+            ..ListQuery::default()
+        };
+        let source = self.source.clone();
         let Some(d) = self.discovery.as_mut() else {
             return Cycle::of(Tally::default());
         };
         let entry = d.entry.name.clone();
-        let listed = match listed {
-            Ok(listed) => listed,
-            Err(err) => {
-                let err = self.source.error_for(&Wanted::of(&d.entry), LIST, err);
-                ctx.metrics.sync_failed(&entry, started.elapsed());
-                tracing::warn!(secret = %entry, reason = err.kind(), "discovery failed; the secrets found before are kept: {err}");
-                return Cycle {
-                    failures: vec![err.into()],
-                    all_failed: true,
+        for member in d.known.values_mut() {
+            member.seen = false;
+        }
+        let mut pages = source.pages(&query);
+        let (mut results, mut to_fetch, mut found) = (Tally::default(), Vec::new(), false);
+        loop {
+            let page = {
+                let _permit = ctx.permit().await;
+                pages.next_page().await
+            };
+            let page = match page {
+                None => break,
+                Some(Ok(page)) => page,
+                Some(Err(err)) => {
+                    let err = source.error_for(&Wanted::of(&d.entry), LIST, err);
+                    ctx.metrics.sync_failed(&entry, started.elapsed());
+                    tracing::warn!(secret = %entry, reason = err.kind(), "discovery failed; the secrets found before are kept: {err}");
+                    // The members the pages before it showed are still synced.
+                    get_all(ctx, to_fetch, false).await;
+                    if found {
+                        compact(ctx);
+                    }
+                    return Cycle {
+                        failures: vec![err.into()],
+                        all_failed: true,
+                    };
+                }
+            };
+            for listed in page.iter().filter(|l| finds(&find, l)) {
+                let job = match d.known.get_mut(&listed.name) {
+                    Some(member) => {
+                        member.seen = true;
+                        member.job.clone()
+                    }
+                    None if d.refused.contains(&listed.name) => continue,
+                    None => match member(d, &source, &listed.name) {
+                        Ok(job) => {
+                            found = true;
+                            tracing::info!(secret = %job.name(), "found a new secret matching `find`");
+                            ctx.metrics
+                                .register_secret(job.shared_name().clone(), job.refresh_interval);
+                            ctx.readiness.expect(job.shared_name().clone());
+                            let job = Arc::new(job);
+                            let member = Member {
+                                job: job.clone(),
+                                seen: true,
+                            };
+                            d.known.insert(listed.name.clone(), member);
+                            job
+                        }
+                        Err(reason) => {
+                            tracing::warn!(secret = %entry, matched = %listed.name, "cannot sync a matching secret: {reason}");
+                            d.refused.insert(listed.name.clone());
+                            continue;
+                        }
+                    },
                 };
+                match unchanged(ctx, &source, &job, listed, started).await {
+                    Some(result) => results.push(result),
+                    None => to_fetch.push(job),
+                }
             }
-        };
-        let matches: Vec<Listed> = listed.into_iter().filter(|l| finds(&find, l)).collect();
-        let names: BTreeSet<&str> = matches.iter().map(|l| l.name.as_str()).collect();
+        }
         let gone: Vec<String> = d
             .known
-            .keys()
-            .filter(|k| !names.contains(k.as_str()))
-            .cloned()
+            .iter()
+            .filter(|(_, member)| !member.seen)
+            .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
-            let Some(job) = d.known.remove(&name) else {
+            let Some(Member { job, .. }) = d.known.remove(&name) else {
                 continue;
             };
             ctx.metrics.forget_secret(job.name());
@@ -114,42 +177,24 @@ impl Group {
                 tracing::info!(secret = %job.name(), "no longer matches `find`: its files are kept (prune: false)");
             }
         }
-        let mut found = false;
-        for listed in &matches {
-            if d.known.contains_key(&listed.name) || d.refused.contains(&listed.name) {
-                continue;
-            }
-            match member(d, &self.source, &listed.name) {
-                Ok(job) => {
-                    found = true;
-                    tracing::info!(secret = %job.name(), "found a new secret matching `find`");
-                    ctx.metrics
-                        .register_secret(job.shared_name().clone(), job.refresh_interval);
-                    ctx.readiness.expect(job.shared_name().clone());
-                    d.known.insert(listed.name.clone(), Arc::new(job));
-                }
-                Err(reason) => {
-                    tracing::warn!(secret = %entry, matched = %listed.name, "cannot sync a matching secret: {reason}");
-                    d.refused.insert(listed.name.clone());
-                }
-            }
-        }
         if found {
-            ctx.metrics.compact_secrets();
-            ctx.readiness.compact();
+            compact(ctx);
         }
         ctx.metrics
             .sync_succeeded(&entry, started.elapsed(), None, None);
         ctx.readiness.synced(&entry);
-        let members: Vec<Arc<SecretJob>> = d.known.values().cloned().collect();
-        let by_id = sorted_by_id(&members);
-        let mut settle = Settle::new(&members, &by_id);
-        settle.page(ctx, &self.source, &matches, started).await;
-        let mut cycle = Cycle::of(settle.finish(ctx).await);
+        results.extend(get_all(ctx, to_fetch, false).await);
+        let mut cycle = Cycle::of(results);
         // The listing itself worked: that is progress, even with every member failing.
         cycle.all_failed = false;
         cycle
     }
+}
+
+/// Packs the records that new members were added to one by one.
+fn compact(ctx: &Ctx) {
+    ctx.metrics.compact_secrets();
+    ctx.readiness.compact();
 }
 
 /// ListSecrets filters by name prefix and tag *key*; the tag values are matched here.
