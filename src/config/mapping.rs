@@ -2,7 +2,6 @@
 //! their reading.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use super::keys::UnsafeKey;
 use super::read::{checked_string, first_use, read_enum, read_list};
@@ -93,7 +92,7 @@ pub(super) fn read_mapping(c: &mut Checker, f: &mut Fields) -> Option<Mapping> {
 fn read_key_map(
     c: &mut Checker,
     at: &Field,
-    targets: &mut BTreeMap<String, Rc<str>>,
+    targets: &mut BTreeMap<String, String>,
 ) -> Option<KeyMap> {
     let mut f = Fields::open(c, at)?;
     let from = f.require(c, "from").and_then(|v| c.scalar(&v));

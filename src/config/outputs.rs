@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::rc::Rc;
 
 use super::claims::PathClaims;
 use super::read::{
@@ -81,7 +80,7 @@ fn read_credential_output(
     at: &Field,
     roles: Option<&BTreeSet<String>>,
     dirs: &PathClaims,
-    paths: &mut BTreeMap<PathBuf, Rc<str>>,
+    paths: &mut BTreeMap<PathBuf, String>,
 ) -> Option<CredentialOutput> {
     let mut f = Fields::open(c, at)?;
     let role = f
@@ -115,7 +114,7 @@ fn read_output_path(
     c: &mut Checker,
     at: &Field,
     dirs: &PathClaims,
-    paths: &mut BTreeMap<PathBuf, Rc<str>>,
+    paths: &mut BTreeMap<PathBuf, String>,
 ) -> Option<PathBuf> {
     let path = read_path(c, at)?;
     let shown = path.display().to_string();

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::time::Duration;
 
 use super::kube::{is_dns_label, is_dns_subdomain, DeletionPolicy, DNS_LABEL, DNS_SUBDOMAIN};
@@ -156,7 +155,7 @@ pub(super) fn read_pushes(
         )
     });
     // (role, region as written, secret name) → the push that writes it.
-    let mut targets: BTreeMap<(Option<String>, Option<String>, String), Rc<str>> = BTreeMap::new();
+    let mut targets: BTreeMap<(Option<String>, Option<String>, String), String> = BTreeMap::new();
     read_list(c, at, AT_LEAST_ONE, "push", |c, item| {
         let push = read_push(c, item, roles, &mut names)?;
         let key = (

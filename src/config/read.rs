@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::rc::Rc;
 
 use super::tree::Data;
 use saphyr::Scalar;
@@ -102,14 +101,14 @@ pub(super) fn unique<'a>(
 
 /// Records that `key` is used at `place`; if it was used before, returns that place instead.
 pub(super) fn first_use<K: Ord>(
-    seen: &mut BTreeMap<K, Rc<str>>,
+    seen: &mut BTreeMap<K, String>,
     key: K,
-    place: &Rc<str>,
-) -> Option<Rc<str>> {
+    place: &str,
+) -> Option<String> {
     match seen.entry(key) {
         std::collections::btree_map::Entry::Occupied(first) => Some(first.get().clone()),
         std::collections::btree_map::Entry::Vacant(slot) => {
-            slot.insert(place.clone());
+            slot.insert(place.to_owned());
             None
         }
     }

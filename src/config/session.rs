@@ -2,7 +2,6 @@
 //! from the pod's environment, and its tags.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use super::tree::Data;
 use saphyr::Scalar;
@@ -128,7 +127,7 @@ pub(super) fn read_session_tags(c: &mut Checker, at: &Field) -> Option<BTreeMap<
 fn read_tag_key(
     c: &mut Checker,
     entry: &Entry,
-    keys: &mut BTreeMap<String, Rc<str>>,
+    keys: &mut BTreeMap<String, String>,
 ) -> Option<String> {
     let key = &entry.key;
     if !entry.key_is_string {
@@ -145,7 +144,7 @@ fn read_tag_key(
         );
         return None;
     }
-    let this: Rc<str> = format!("{key:?} (line {})", entry.key_line).into();
+    let this = format!("{key:?} (line {})", entry.key_line);
     if let Some(first) = first_use(keys, key.to_lowercase(), &this) {
         c.key_problem(
             entry,

@@ -3,7 +3,6 @@
 //! were written.
 
 use std::ops::RangeInclusive;
-use std::rc::Rc;
 use std::time::Duration;
 
 use saphyr::Scalar;
@@ -30,9 +29,7 @@ pub(super) struct Checker<'s> {
 /// A node together with its path in the config.
 #[derive(Clone)]
 pub(super) struct Field<'a> {
-    /// Shared (an `Rc`): the maps that find duplicates keep the path of each first use, and a
-    /// copy each would be two allocations a secret while the config is read.
-    pub(super) path: Rc<str>,
+    pub(super) path: String,
     pub(super) node: NodeRef<'a>,
 }
 
@@ -41,14 +38,14 @@ pub(super) struct Field<'a> {
 impl<'a> Field<'a> {
     pub(super) fn root(node: NodeRef<'a>) -> Self {
         Self {
-            path: Rc::from(""),
+            path: String::new(),
             node,
         }
     }
 
     pub(super) fn child(&self, key: &str, node: NodeRef<'a>) -> Self {
         Self {
-            path: self.child_path(key).into(),
+            path: self.child_path(key),
             node,
         }
     }
@@ -63,7 +60,7 @@ impl<'a> Field<'a> {
 
     pub(super) fn item(&self, index: usize, node: NodeRef<'a>) -> Self {
         Self {
-            path: format!("{}[{index}]", self.path).into(),
+            path: format!("{}[{index}]", self.path),
             node,
         }
     }
@@ -131,7 +128,7 @@ impl<'s> Checker<'s> {
 
     pub(super) fn warn(&mut self, at: &Field, message: impl Into<String>) {
         self.warnings.push(Problem {
-            path: at.path.to_string(),
+            path: at.path.clone(),
             line: Some(at.line()),
             message: message.into(),
         });
