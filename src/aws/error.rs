@@ -222,7 +222,12 @@ pub(super) fn class_of(code: Option<&str>, message: Option<&str>, status: Option
             | "IncompleteSignature"
             | "InvalidSignatureException",
         ) => Class::InvalidCredentials,
-        Some("ResourceNotFoundException" | "NoSuchEntity") => Class::NotFound,
+        Some(
+            "ResourceNotFoundException"
+            | "NoSuchEntity"
+            | "QueueDoesNotExist"
+            | "AWS.SimpleQueueService.NonExistentQueue",
+        ) => Class::NotFound,
         Some("RegionDisabledException") => Class::RegionDisabled,
         Some(
             "MalformedPolicyDocument"

@@ -16,6 +16,7 @@ use roles::read_roles;
 use secrets::{read_fetch_strategy, read_secrets, SecretDefaults};
 use yaml::{line, optional, or_default, Checker, Field, Fields};
 
+mod change_events;
 mod claims;
 mod depth;
 pub mod keys;
@@ -38,6 +39,7 @@ mod tests;
 mod tree;
 mod yaml;
 
+pub use change_events::ChangeEventsQueue;
 pub use kube::{glob_matches, CreationPolicy, DeletionPolicy, KubeSecretTarget, TenantRule};
 pub use mapping::{Decode, KeyMap, Mapping, TemplateMode};
 pub use observability::DEFAULT_MAX_POLL_STALL;
@@ -102,6 +104,9 @@ pub struct Config {
     pub failover_region: Option<String>,
     /// Which namespaces may ask the controller for which secrets, through annotated Secrets.
     pub tenants: Vec<TenantRule>,
+    /// SQS queues of Secrets Manager change events (`changeEvents`): a change syncs its
+    /// secret at once instead of at its next poll.
+    pub change_events: Vec<ChangeEventsQueue>,
     /// Settings that are allowed but probably not what was meant, in document order.
     pub warnings: Vec<Problem>,
 }
@@ -308,6 +313,9 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let tenants = or_default(tenants_field, Vec::new(), |v| {
         kube::read_tenants(c, v, role_names.as_ref())
     });
+    let change_events = or_default(f.get("changeEvents"), Vec::new(), |v| {
+        change_events::read_change_events(c, v, role_names.as_ref())
+    });
     let base_credentials = optional(f.get("baseCredentials"), |v| read_base_credentials(c, v));
     let credential_outputs = or_default(f.get("credentialOutputs"), Vec::new(), |v| {
         read_credential_outputs(c, v, role_names.as_ref(), &dirs)
@@ -344,6 +352,7 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         fetch_strategy: fetch_strategy?,
         failover_region: failover_region?,
         tenants: tenants?,
+        change_events: change_events?,
         warnings: Vec::new(),
     })
 }

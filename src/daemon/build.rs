@@ -8,7 +8,8 @@ use super::group::MAX_CONCURRENT_FETCHES;
 use super::job::SecretJob;
 use super::poll::MAX_CONCURRENT_CYCLES;
 use super::push::PushGroup;
-use super::App;
+use super::events::Pending;
+use super::{App, ChangeEvents};
 use crate::aws::{shared_https_client, timeouts};
 use crate::config::{Config, PushConfig, PushSource, SecretConfig};
 use crate::credentials::Roles;
@@ -19,6 +20,7 @@ use crate::notify::Changed;
 use crate::sink::push_plan::TokenKey;
 use crate::source::plan::{self, PlannedGroup, Strategy};
 use crate::source::push_kube::KubeSource;
+use crate::source::change_events::route::Router;
 use crate::source::Clients;
 use crate::tenants::TenantController;
 use aws_config::SdkConfig;
@@ -66,6 +68,7 @@ impl App {
         }
         metrics.compact_secrets();
         log_groups(&built.groups);
+        let change_events = change_events(config, &mut built.groups, &mut clients, &metrics)?;
         let pushes = pushes(config, &mut clients, &metrics, kube)?;
         let tenants = tenants(config, &mut clients, kube)?;
         let lapsed = roles.clone();
@@ -86,8 +89,63 @@ impl App {
             credential_outputs: config.credential_outputs.clone(),
             metrics,
             readiness,
+            change_events,
         })
     }
+}
+
+/// The `changeEvents` queues and the router from event to group member; each group gets
+/// the `Pending` its events fill. `None` without queues: nothing is indexed.
+fn change_events(
+    config: &Config,
+    groups: &mut [Group],
+    clients: &mut Clients<'_>,
+    metrics: &Metrics,
+) -> Result<Option<ChangeEvents>, BuildError> {
+    if config.change_events.is_empty() {
+        return Ok(None);
+    }
+    let mut queues = Vec::new();
+    for queue in &config.change_events {
+        metrics.register_queue(queue.name());
+        queues.push(clients.queue(queue)?);
+    }
+    let mut router = Router::default();
+    let mut pending = Vec::with_capacity(groups.len());
+    for (g, group) in groups.iter_mut().enumerate() {
+        let Ok(g) = u32::try_from(g) else { break };
+        match group.find_prefix() {
+            Some(prefix) => router.add_find(g, prefix, group.source_region()),
+            None => {
+                for (m, job) in group.members.iter().enumerate() {
+                    let Ok(m) = u32::try_from(m) else { break };
+                    router.add_secret(
+                        (g, m),
+                        job.secret_id(),
+                        job.source.region(),
+                        job.failover.as_ref().map(|f| f.region()),
+                        &job.wanted.version,
+                    );
+                }
+            }
+        }
+        let asked = Arc::new(Pending::default());
+        group.events = Some(asked.clone());
+        pending.push(asked);
+    }
+    for push in &config.pushes {
+        let region = push
+            .to
+            .region
+            .clone()
+            .unwrap_or_else(|| clients.region_of_role(push.role.as_deref()));
+        router.add_push(&push.to.secret_name, &region);
+    }
+    Ok(Some(ChangeEvents {
+        queues,
+        router: Arc::new(router.built()),
+        pending: pending.into(),
+    }))
 }
 
 /// `base` in `region`, with the timeouts and (unless the caller set one, as tests do) the

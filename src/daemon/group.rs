@@ -8,6 +8,7 @@
 //!   so that its own error (not found, no permission) is reported.
 
 mod discovery;
+mod on_events;
 
 use discovery::Discovery;
 
@@ -52,6 +53,8 @@ pub(crate) struct Group {
     source: SecretsManager,
     pub(crate) refresh: Arc<tokio::sync::Notify>,
     discovery: Option<Discovery>,
+    /// The syncs change events ask for; `None` without `changeEvents`.
+    pub(crate) events: Option<Arc<super::events::Pending>>,
 }
 
 /// What one poll of a group did.
@@ -96,6 +99,7 @@ impl Group {
             source,
             refresh: Arc::new(tokio::sync::Notify::new()),
             discovery: None,
+            events: None,
         }
     }
 

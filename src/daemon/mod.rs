@@ -8,6 +8,7 @@
 
 mod build;
 mod error;
+pub(crate) mod events;
 pub(crate) mod group;
 pub(crate) mod job;
 pub(crate) mod poll;
@@ -65,6 +66,16 @@ pub struct App {
     credential_outputs: Vec<CredentialOutput>,
     metrics: Metrics,
     readiness: Arc<Readiness>,
+    /// The `changeEvents` queues, read while running (not by `run --once`).
+    change_events: Option<ChangeEvents>,
+}
+
+/// The queues of change events, and what each event may ask of the groups.
+pub(crate) struct ChangeEvents {
+    pub(crate) queues: Vec<crate::source::change_queue::ChangeQueue>,
+    router: Arc<crate::source::change_events::route::Router>,
+    /// One per group, at the group's index.
+    pending: Arc<[Arc<events::Pending>]>,
 }
 
 impl App {
@@ -209,6 +220,21 @@ impl App {
                 push::run(group, self.metrics.clone(), shutdown.clone()),
                 span,
             ));
+        }
+        if let Some(events) = &self.change_events {
+            for queue in &events.queues {
+                let span = tracing::info_span!("change_events", queue = %queue.name());
+                tasks.spawn(tracing::Instrument::instrument(
+                    events::run(
+                        queue.clone(),
+                        events.router.clone(),
+                        events.pending.clone(),
+                        self.metrics.clone(),
+                        shutdown.clone(),
+                    ),
+                    span,
+                ));
+            }
         }
         let metrics = self.metrics.clone();
         tasks.spawn(crate::health::stall::watch(

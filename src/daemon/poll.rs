@@ -1,6 +1,7 @@
 //! The polling loop of one group: a cycle, then the wait `schedule` computes (the refresh
 //! interval, jittered, or after a cycle in which everything failed the back-off).
 
+use super::events::COALESCE;
 use super::group::{self, Group, MAX_CONCURRENT_FETCHES};
 use super::job::{Ctx, SecretJob};
 use super::push::PushGroup;
@@ -43,13 +44,46 @@ pub(crate) async fn poll(mut group: Group, ctx: Ctx, mut shutdown: Signal) {
         };
         let delay = next_delay(cycle.all_failed, &mut backoff, interval);
         heartbeat.completed(delay);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = group.refresh.notified() => {
-                tracing::debug!("refresh requested");
+        let due = tokio::time::Instant::now() + delay;
+        // Change events sync their secrets between polls; the poll stays due when it was.
+        loop {
+            let wake = tokio::select! {
+                _ = tokio::time::sleep_until(due) => Wake::Due,
+                _ = group.refresh.notified() => Wake::Refresh,
+                _ = events(&group) => Wake::Events,
+                _ = shutdown.wait() => return,
+            };
+            match wake {
+                Wake::Due => break,
+                Wake::Refresh => {
+                    tracing::debug!("refresh requested");
+                    break;
+                }
+                Wake::Events => {
+                    tokio::select! {
+                        _ = async {
+                            tokio::time::sleep(COALESCE).await;
+                            group.on_events(&ctx).await;
+                        } => {}
+                        _ = shutdown.wait() => return,
+                    }
+                }
             }
-            _ = shutdown.wait() => return,
         }
+    }
+}
+
+enum Wake {
+    Due,
+    Refresh,
+    Events,
+}
+
+/// Until a change event asks something of `group`; never without `changeEvents`.
+async fn events(group: &Group) {
+    match &group.events {
+        Some(pending) => pending.notified().await,
+        None => std::future::pending().await,
     }
 }
 

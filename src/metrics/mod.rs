@@ -1,13 +1,17 @@
 //! Prometheus metrics. Label values are config names (bounded by the config file) or
 //! fixed enums (`result`); never error text, secret ids from the wire, or values.
 
+mod events;
 mod per_secret;
 mod polls;
 mod push;
 
 pub use per_secret::SeriesPolicy;
 pub use polls::PollProgress;
+pub use events::IGNORED_REASONS;
 pub use push::WRITE_OPERATIONS;
+/// The queue operation whose failure means no events arrive.
+pub const RECEIVE_OPERATION: &str = "ReceiveMessage";
 
 use per_secret::{PerSecret, Synced};
 use prometheus::{
@@ -61,6 +65,7 @@ pub struct Metrics {
     aws_throttled_total: IntCounterVec,
     notify_total: IntCounterVec,
     pushes: push::PushMetrics,
+    events: events::EventMetrics,
     polls: polls::PollMetrics,
 }
 
@@ -124,6 +129,7 @@ impl Metrics {
             &["verb", "result"],
         )?;
         let pushes = push::PushMetrics::new(r)?;
+        let events = events::EventMetrics::new(r)?;
         let polls = polls::PollMetrics::new(r)?;
         let (leader, runtime_tasks) = process_metrics(r)?;
         let per_secret = Arc::new(PerSecret::new()?);
@@ -153,6 +159,7 @@ impl Metrics {
             aws_throttled_total,
             notify_total,
             pushes,
+            events,
             polls,
         })
     }
@@ -224,6 +231,41 @@ impl Metrics {
     /// What the stall watchdog saw at its last look.
     pub fn poll_progress(&self, progress: PollProgress) {
         self.polls.set(progress);
+    }
+
+    /// Creates every series of a change events queue at zero.
+    pub fn register_queue(&self, queue: &str) {
+        self.events.register(queue);
+    }
+
+    /// A receive returned `n` messages, the oldest sent `oldest_age` seconds ago.
+    pub fn events_received(&self, queue: &str, n: usize, oldest_age: f64) {
+        self.events.received(queue, n, oldest_age);
+    }
+
+    /// A change event that concerns a configured secret.
+    pub fn event_matched(&self, queue: &str) {
+        self.events.matched(queue);
+    }
+
+    /// A change event deleted without a sync; `reason` is one of [`IGNORED_REASONS`].
+    pub fn event_ignored(&self, queue: &str, reason: &'static str) {
+        self.events.ignored(queue, reason);
+    }
+
+    /// A message that is not an EventBridge event.
+    pub fn event_malformed(&self, queue: &str) {
+        self.events.malformed(queue);
+    }
+
+    /// A failed call to the queue; `operation` [`RECEIVE_OPERATION`] marks it not receiving.
+    pub fn queue_failed(&self, queue: &str, operation: &str, reason: &'static str) {
+        self.events.failed(queue, operation, reason);
+    }
+
+    /// A change event's value written, `seconds` after the event.
+    pub fn event_delay(&self, seconds: f64) {
+        self.events.delay(seconds);
     }
 
     /// Creates every series of a push at zero.

@@ -10,6 +10,9 @@ use aws_config::SdkConfig;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// How errors and documents name the base identity.
+const BASE_PRINCIPAL: &str = "the base identity (the pod's own IAM role or credentials)";
+
 /// A secret (or the tenants controller) names a role the config does not define.
 #[derive(Debug, thiserror::Error)]
 #[error("secret '{reader}' refers to role '{role}', which is not defined")]
@@ -72,6 +75,55 @@ impl<'a> Clients<'a> {
         self.client(secret.role.as_deref(), region, &secret.name)
     }
 
+    /// The change events queue `queue`, read with its role (or the base identity) in the
+    /// URL's region, else its own, else its role's.
+    pub fn queue(
+        &mut self,
+        queue: &crate::config::ChangeEventsQueue,
+    ) -> Result<super::change_queue::ChangeQueue, UnknownRole> {
+        let region = queue
+            .url_region()
+            .map(str::to_owned)
+            .or_else(|| queue.region.clone())
+            .unwrap_or_else(|| self.region_of_role(queue.role.as_deref()));
+        let mut builder = aws_sdk_sqs::config::Builder::from(self.base)
+            .interceptor(CountCalls(self.metrics.clone()))
+            .region(aws_config::Region::new(region.clone()));
+        let (session, principal) = match queue.role.as_deref() {
+            None => (None, BASE_PRINCIPAL.to_owned()),
+            Some(name) => {
+                let (session, role) = self.role(name, &format!("changeEvents {}", queue.name()))?;
+                builder = builder
+                    .credentials_provider(session.clone())
+                    .identity_cache(aws_sdk_sqs::config::IdentityCache::no_cache());
+                (Some(session), role)
+            }
+        };
+        Ok(super::change_queue::ChangeQueue::new(
+            aws_sdk_sqs::Client::from_conf(builder.build()),
+            queue,
+            region,
+            session,
+            principal,
+        ))
+    }
+
+    /// The session of role `name` and its ARN.
+    fn role(
+        &self,
+        name: &str,
+        reader: &str,
+    ) -> Result<(crate::credentials::RoleSession<crate::credentials::StsAssumer>, String), UnknownRole>
+    {
+        let unknown = || UnknownRole {
+            reader: reader.to_owned(),
+            role: name.to_owned(),
+        };
+        let session = self.roles.get(name).ok_or_else(unknown)?;
+        let role = self.config.roles.get(name).ok_or_else(unknown)?;
+        Ok((session.clone(), role.role_arn.clone()))
+    }
+
     /// The client of `role` (`None`: the base identity) in `region`; `reader` names who
     /// asks, for the error when the role is not defined.
     pub fn client(
@@ -88,30 +140,20 @@ impl<'a> Clients<'a> {
             .interceptor(CountCalls(self.metrics.clone()))
             .region(aws_config::Region::new(region.clone()));
         let (session, principal, account) = match role {
-            None => (
-                None,
-                "the base identity (the pod's own IAM role or credentials)".to_owned(),
-                "base".to_owned(),
-            ),
+            None => (None, BASE_PRINCIPAL.to_owned(), "base".to_owned()),
             Some(name) => {
-                let unknown = || UnknownRole {
-                    reader: reader.to_owned(),
-                    role: name.to_owned(),
-                };
-                let session = self.roles.get(name).ok_or_else(unknown)?;
-                let role = self.config.roles.get(name).ok_or_else(unknown)?;
+                let (session, role_arn) = self.role(name, reader)?;
                 builder = builder
                     .credentials_provider(session.clone())
                     // The session is the cache; an SDK cache on top would keep serving the
                     // previous credentials after each refresh.
                     .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache());
-                let account = role
-                    .role_arn
+                let account = role_arn
                     .split(':')
                     .nth(4)
                     .unwrap_or_default()
                     .to_owned();
-                (Some(session.clone()), role.role_arn.clone(), account)
+                (Some(session), role_arn, account)
             }
         };
         let limit = self.config.api_rate_limit;

@@ -5,6 +5,8 @@
 
 pub mod auto;
 mod budget;
+pub mod change_events;
+pub mod change_queue;
 mod clients;
 pub mod plan;
 pub mod push_files;

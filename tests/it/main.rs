@@ -13,6 +13,7 @@ mod common;
 mod kube_emulator;
 
 mod alert_scrapes;
+mod change_events;
 mod check;
 mod cli;
 mod crash_consistency;

@@ -57,6 +57,7 @@ fn example_parses_with_exact_values() {
         fetch_strategy: FetchStrategy::Auto,
         failover_region: None,
         tenants: Vec::new(),
+        change_events: Vec::new(),
         warnings: Vec::new(),
     };
     assert_eq!(config, expected);
@@ -290,6 +291,7 @@ fn full_example_parses_with_exact_values() {
         fetch_strategy: FetchStrategy::Auto,
         failover_region: None,
         tenants: Vec::new(),
+        change_events: Vec::new(),
         warnings: Vec::new(),
     };
     assert_eq!(config, expected);

@@ -22,6 +22,13 @@ pub(crate) struct Discovery {
     refused: BTreeSet<String>,
 }
 
+impl Discovery {
+    /// The member syncing the secret `name`, if the entry knows it.
+    pub(super) fn member_named(&self, name: &str) -> Option<Arc<SecretJob>> {
+        self.known.get(name).map(|m| m.job.clone())
+    }
+}
+
 /// A secret a `find` entry syncs.
 struct Member {
     job: Arc<SecretJob>,
@@ -48,6 +55,18 @@ impl Group {
             refused: BTreeSet::new(),
         });
         group
+    }
+
+    /// A `find` entry's name prefix (`Some(None)`: it finds by tags only); `None` when this
+    /// is not a find group.
+    pub(crate) fn find_prefix(&self) -> Option<Option<&str>> {
+        let find = self.discovery.as_ref()?.entry.find.as_ref()?;
+        Some(find.name_prefix.as_deref())
+    }
+
+    /// The region the group reads in.
+    pub(crate) fn source_region(&self) -> &str {
+        self.source.region()
     }
 
     /// The `find` entry this group discovers for, if it is one.

@@ -1,0 +1,328 @@
+//! Change events (`changeEvents`) against moto's SQS and Secrets Manager, the daemon's calls
+//! counted at a proxy: a rotation lands through its event at an hourly poll; duplicates,
+//! bursts, strangers and malformed messages cost what the issue allows; a denied queue
+//! leaves the secrets polled and `check` names the fix. moto emits no EventBridge events,
+//! so the tests send them, in the two shapes AWS delivers.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use crate::common;
+
+use common::in_process::Daemon;
+use common::proxy::Proxy;
+use common::*;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const QUEUE: &str = "secret-ferry-changes";
+
+struct Stand {
+    moto: Moto,
+    proxy: Proxy,
+    admin: aws_config::SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl Stand {
+    async fn start() -> Stand {
+        let moto = Moto::start();
+        let proxy = Proxy::start(moto.addr());
+        let admin = moto.sdk_config();
+        let sqs = aws_sdk_sqs::Client::new(&admin);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(QUEUE)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        Stand {
+            moto,
+            proxy,
+            admin,
+            sqs,
+            queue_url,
+        }
+    }
+
+    /// The daemon's own AWS view: every call through the counting proxy.
+    fn daemon_sdk(&self) -> aws_config::SdkConfig {
+        self.admin
+            .to_builder()
+            .endpoint_url(self.proxy.endpoint())
+            .build()
+    }
+
+    async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Up to ten messages per call, as EventBridge's deliveries arrive in bulk.
+    async fn send_many(&self, bodies: &[String]) {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            self.sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Messages in the queue, visible or in flight.
+    async fn in_queue(&self) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .unwrap();
+        let attrs = out.attributes().unwrap();
+        [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+            .iter()
+            .map(|a| attrs.get(a).unwrap().parse::<u64>().unwrap())
+            .sum()
+    }
+
+    /// A new value for `name`; its version id.
+    async fn rotate(&self, name: &str, value: &str) -> String {
+        assert_canaried(value);
+        aws_sdk_secretsmanager::Client::new(&self.admin)
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap()
+            .version_id
+            .unwrap()
+    }
+}
+
+/// The native event: `stage` of `name` moved to `version`.
+fn native(name: &str, arn: &str, stage: &str, version: &str) -> String {
+    json!({
+        "version": "0",
+        "id": format!("{:016x}", fastrand::u64(..)),
+        "detail-type": "Secret Label Updated",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "region": REGION,
+        "resources": [arn],
+        "detail": {"name": name, "labelUpdated": stage, "versionId": version}
+    })
+    .to_string()
+}
+
+/// A CloudTrail write, the secret named by `secret_id` (a name or an ARN).
+fn cloudtrail(
+    event_name: &str,
+    secret_id: &str,
+    request: serde_json::Value,
+    response: serde_json::Value,
+) -> String {
+    let mut request = request;
+    request["secretId"] = json!(secret_id);
+    json!({
+        "version": "0",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "region": REGION,
+        "detail": {
+            "eventVersion": "1.08",
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": event_name,
+            "awsRegion": REGION,
+            "requestParameters": request,
+            "responseElements": response,
+        }
+    })
+    .to_string()
+}
+
+fn config(queue_url: &str, dir: &Path, secrets: &[(&str, &str)]) -> String {
+    let mut yaml = format!(
+        "region: {REGION}\nchangeEvents:\n  - queueUrl: {queue_url}\nsecrets:\n"
+    );
+    for (name, id) in secrets {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    secretId: {id}\n    refreshInterval: 1h\n    targets:\n      - file:\n          dir: {}\n",
+            dir.join(name).display()
+        ));
+    }
+    yaml
+}
+
+impl Daemon {
+    fn events(&self, series: &str) -> f64 {
+        self.metric(&format!("secret_ferry_change_events_{series}"))
+    }
+
+    async fn wait_events(&self, series: &str, at_least: f64) {
+        let seen = wait_for_async(Duration::from_secs(30), || async {
+            (self.events(series) >= at_least).then_some(())
+        })
+        .await;
+        assert!(
+            seen.is_some(),
+            "{series} stayed at {} (wanted {at_least})",
+            self.events(series)
+        );
+    }
+}
+
+fn data_link(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_link(dir.join("..data")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_cost_no_more() {
+    capture_logs();
+    let stand = Stand::start().await;
+    let first = canary("event-first");
+    let arn = create_secret(&stand.admin, "app/db", &format!(r#"{{"password":"{first}"}}"#)).await;
+    create_secret(&stand.admin, "app/other", &format!(r#"{{"k":"{}"}}"#, canary("other"))).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = config(
+        &stand.queue_url,
+        tmp.path(),
+        &[("db", "app/db"), ("other", "app/other")],
+    );
+    let daemon = Daemon::start(&yaml, &stand.daemon_sdk());
+    let ready = wait_for_async(Duration::from_secs(30), || async {
+        daemon.readiness.is_ready().then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "{:?}", daemon.readiness.status());
+    let db = tmp.path().join("db");
+    assert!(read(&db, "password").unwrap().contains(&first));
+    let gets = || stand.proxy.count("GetSecretValue");
+
+    // A rotation and its native event: at an hourly poll, the file changes within seconds.
+    let (before, link) = (gets(), data_link(&db));
+    let second = canary("event-second");
+    let v2 = stand.rotate("app/db", &format!(r#"{{"password":"{second}"}}"#)).await;
+    let sent = Instant::now();
+    stand.send(&native("app/db", &arn, "AWSCURRENT", &v2)).await;
+    let landed = wait_for(Duration::from_secs(10), || {
+        read(&db, "password").filter(|v| v.contains(&second))
+    });
+    assert!(landed.is_some(), "the event did not sync the secret");
+    println!("event to file: {:?}", sent.elapsed());
+    assert_eq!(gets(), before + 1, "one GetSecretValue for one event");
+    assert_ne!(data_link(&db), link);
+    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 1.0).await;
+
+    // Duplicates of the same change, in both shapes: the version is the one written, so
+    // nothing is read or written again.
+    let link = data_link(&db);
+    let put = cloudtrail(
+        "PutSecretValue",
+        "app/db",
+        json!({"secretString": "HIDDEN_DUE_TO_SECURITY_REASONS"}),
+        json!({"arn": arn, "name": "app/db", "versionId": v2, "versionStages": ["AWSCURRENT"]}),
+    );
+    let dup = native("app/db", &arn, "AWSCURRENT", &v2);
+    stand
+        .send_many(&[dup.clone(), dup.clone(), put.clone(), put])
+        .await;
+    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 5.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gets(), before + 1, "duplicates read nothing");
+    assert_eq!(data_link(&db), link, "duplicates write nothing");
+
+    // A burst of 100 events for one new version: one fetch, one write.
+    let third = canary("event-third");
+    let v3 = stand.rotate("app/db", &format!(r#"{{"password":"{third}"}}"#)).await;
+    let burst: Vec<String> = (0..100)
+        .map(|i| match i % 2 {
+            0 => native("app/db", &arn, "AWSCURRENT", &v3),
+            _ => cloudtrail(
+                "UpdateSecretVersionStage",
+                &arn,
+                json!({"versionStage": "AWSCURRENT", "moveToVersionId": v3}),
+                json!({"arn": arn, "name": "app/db"}),
+            ),
+        })
+        .collect();
+    stand.send_many(&burst).await;
+    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 105.0).await;
+    let landed = wait_for(Duration::from_secs(10), || {
+        read(&db, "password").filter(|v| v.contains(&third))
+    });
+    assert!(landed.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gets(), before + 2, "a burst of 100 events made one fetch");
+
+    // Events for secrets nobody here syncs, and for another stage: deleted and counted.
+    stand
+        .send_many(&[
+            native("someone/else", &arn.replace("app/db", "someone/else"), "AWSCURRENT", "x"),
+            native("app/db", &arn, "AWSPENDING", "v9"),
+            json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}}).to_string(),
+            cloudtrail("DeleteSecret", "../../etc/passwd", json!({}), json!({})),
+        ])
+        .await;
+    for (reason, n) in [
+        ("unknown_secret", 1.0),
+        ("other_stage", 1.0),
+        ("not_a_change", 1.0),
+        ("invalid_secret_id", 1.0),
+    ] {
+        daemon
+            .wait_events(
+                &format!("ignored_total{{queue=\"secret-ferry-changes\",reason=\"{reason}\"}}"),
+                n,
+            )
+            .await;
+    }
+
+    // A message that is not an event is left in the queue (for its redrive policy), and
+    // the loop goes on.
+    stand.send("this is not json").await;
+    daemon.wait_events("malformed_total{queue=\"secret-ferry-changes\"}", 1.0).await;
+    let fourth = canary("event-fourth");
+    let v4 = stand.rotate("app/db", &format!(r#"{{"password":"{fourth}"}}"#)).await;
+    stand.send(&native("app/db", &arn, "AWSCURRENT", &v4)).await;
+    let landed = wait_for(Duration::from_secs(10), || {
+        read(&db, "password").filter(|v| v.contains(&fourth))
+    });
+    assert!(landed.is_some(), "a malformed message stopped the loop");
+    let left = wait_for_async(Duration::from_secs(10), || async {
+        (stand.in_queue().await == 1).then_some(())
+    })
+    .await;
+    assert!(left.is_some(), "only the malformed message is left: {}", stand.in_queue().await);
+    assert_eq!(gets(), before + 3, "three changes, three fetches, whatever else arrived");
+    let other = tmp.path().join("other");
+    assert!(read(&other, "k").is_some(), "the other secret was synced at start");
+    assert!(daemon.events("receiving{queue=\"secret-ferry-changes\"}") == 1.0);
+    daemon.stop().await;
+    drop(stand.moto);
+}
