@@ -14,12 +14,13 @@ use crate::k8s::KubeSetupError;
 use crate::metrics::Metrics;
 use std::path::Path;
 
+mod events;
 mod push;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct Link {
-    /// `base`, `role`, `secret`, `target` or `push`.
+    /// `base`, `role`, `secret`, `target`, `push` or `events`.
     pub kind: &'static str,
     pub name: String,
     pub ok: bool,
@@ -185,6 +186,9 @@ impl App {
         }
         for group in &self.pushes {
             links.extend(push::check_pushes(group).await);
+        }
+        for queue in self.change_queues() {
+            links.push(events::check_queue(queue).await);
         }
         links
     }

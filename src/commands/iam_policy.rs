@@ -124,6 +124,7 @@ fn role_documents(
     );
     doc.insert("callerPolicy".into(), caller_policy(role));
     push::add(&mut doc, config, Some(&role.name), &role.role_arn, region);
+    change_events::add(&mut doc, config, Some(&role.name), &role.role_arn, region);
     Value::Object(doc)
 }
 
@@ -140,7 +141,10 @@ fn base_documents(
         .enumerate()
         .filter(|(_, s)| s.role.is_none())
         .collect();
-    if base_reads.is_empty() && config.pushes.iter().all(|p| p.role.is_some()) {
+    if base_reads.is_empty()
+        && config.pushes.iter().all(|p| p.role.is_some())
+        && config.change_events.iter().all(|q| q.role.is_some())
+    {
         return None;
     }
     let roots: Vec<&str> = config
@@ -166,6 +170,7 @@ fn base_documents(
         );
     }
     push::add(&mut doc, config, None, caller, default_region);
+    change_events::add(&mut doc, config, None, caller, default_region);
     Some(Value::Object(doc))
 }
 
@@ -400,10 +405,28 @@ pub fn render_text(documents: &BTreeMap<String, Value>) -> String {
                 out.push_str(&format!("## {title}\n\n{pretty}\n\n"));
             }
         }
+        for (queue, queue_docs) in docs
+            .get("changeEvents")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let sections = [
+                ("eventBridgeRule", format!("EventBridge rule for change events queue {queue} (create it on the default event bus of each account in Accounts, in Region; target: the queue)")),
+                ("queuePolicy", format!("Queue policy of {queue} (SQS → the queue → Access policy: lets the rule send)")),
+            ];
+            for (key, title) in sections {
+                if let Some(doc) = queue_docs.get(key) {
+                    let pretty = serde_json::to_string_pretty(doc).unwrap_or_default();
+                    out.push_str(&format!("## {title}\n\n{pretty}\n\n"));
+                }
+            }
+        }
     }
     out
 }
 
+mod change_events;
 mod push;
 #[cfg(test)]
 mod tests;

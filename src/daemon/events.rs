@@ -138,9 +138,14 @@ pub(crate) async fn run(
     // The kind of the failure last logged: a failing queue is logged when it starts failing
     // and when the reason changes, not at every retry.
     let mut failing: Option<&'static str> = None;
+    let mut started = false;
     loop {
+        // The first receive (and the first after a failure) returns at once, so that the
+        // queue is known to be readable from start-up rather than after a long poll.
+        let wait = if backoff.is_none() && started { WAIT } else { Duration::ZERO };
+        started = true;
         let received = tokio::select! {
-            r = queue.receive(WAIT) => r,
+            r = queue.receive(wait) => r,
             _ = shutdown.wait() => return,
         };
         let messages = match received {

@@ -79,6 +79,13 @@ pub(crate) struct ChangeEvents {
 }
 
 impl App {
+    /// The `changeEvents` queues (for `check`).
+    pub(crate) fn change_queues(&self) -> &[crate::source::change_queue::ChangeQueue] {
+        self.change_events
+            .as_ref()
+            .map_or(&[][..], |events| events.queues.as_slice())
+    }
+
     pub fn readiness(&self) -> Arc<Readiness> {
         self.readiness.clone()
     }

@@ -1,7 +1,7 @@
 //! The families of `changeEvents`: per queue (a config name) and a fixed reason set only.
 
 use super::{counter, registered};
-use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Why a well-formed message led to no sync: the parser's reasons and the router's.
 pub const IGNORED_REASONS: [&str; 6] = [
@@ -25,7 +25,9 @@ pub(super) struct EventMetrics {
     errors: IntCounterVec,
     receiving: IntGaugeVec,
     oldest: GaugeVec,
-    delay: Histogram,
+    /// No labels; a family without a series is not rendered, so a daemon without queues
+    /// exports none of it.
+    delay: HistogramVec,
 }
 
 impl EventMetrics {
@@ -83,12 +85,13 @@ impl EventMetrics {
             )?,
             delay: registered(
                 r,
-                Histogram::with_opts(
+                HistogramVec::new(
                     HistogramOpts::new(
                         "secret_ferry_change_event_delay_seconds",
                         "From a change event's time (AWS's clock, to the second) to the secret's new value written to every target.",
                     )
                     .buckets(DELAY_BUCKETS.to_vec()),
+                    &[],
                 )?,
             )?,
         })
@@ -102,6 +105,7 @@ impl EventMetrics {
             self.ignored.with_label_values(&[queue, reason]);
         }
         self.receiving.with_label_values(&[queue]).set(0);
+        self.delay.with_label_values::<&str>(&[]);
     }
 
     pub(super) fn received(&self, queue: &str, n: usize, oldest_age: f64) {
@@ -132,6 +136,8 @@ impl EventMetrics {
     }
 
     pub(super) fn delay(&self, seconds: f64) {
-        self.delay.observe(seconds.max(0.0));
+        self.delay
+            .with_label_values::<&str>(&[])
+            .observe(seconds.max(0.0));
     }
 }

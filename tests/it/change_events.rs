@@ -326,3 +326,239 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
     daemon.stop().await;
     drop(stand.moto);
 }
+
+/// Replaces the Secrets Manager statements' resources with "*": moto evaluates those calls
+/// against "*" only (the SQS statement keeps the queue's exact ARN, which moto does match).
+fn as_moto_evaluates(permissions: &serde_json::Value, with_queue: bool) -> serde_json::Value {
+    let mut perms = permissions.clone();
+    let statements = perms["Statement"].as_array_mut().unwrap();
+    statements.retain(|s| with_queue || s["Sid"] != "ReadChangeEvents");
+    for statement in statements {
+        if statement["Sid"] != "ReadChangeEvents" {
+            statement["Resource"] = json!("*");
+        }
+    }
+    perms
+}
+
+/// The documents `iam-policy` generates, applied in moto's auth mode: the role reads the
+/// queue, the EventBridge rule delivers the events that matter (and not the others) to it.
+/// The same role without the queue statement: denied, counted, `check` names the fix, and
+/// the secret is still polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_polling() {
+    capture_logs();
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let workload = create_user(&admin, "workload", &allow("sts:GetCallerIdentity")).await;
+    let operator = create_user(&admin, "operator", &allow("*")).await;
+    let first = canary("auth-first");
+    let arn = create_secret(&admin, "app/db", &format!(r#"{{"password":"{first}"}}"#)).await;
+    let sqs = aws_sdk_sqs::Client::new(&admin);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(QUEUE)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let external_id = canary("events-extid");
+    let id_file = tmp.path().join("external-id");
+    std::fs::write(&id_file, &external_id).unwrap();
+    let yaml_for = |role: &str, dir: &str| {
+        format!(
+            "region: {REGION}\nroles:\n  shared: {{roleArn: \"arn:aws:iam::{SECRETS_ACCOUNT}:role/{role}\", externalIdFile: {}}}\nchangeEvents:\n  - queueUrl: {queue_url}\n    role: shared\nsecrets:\n  - {{name: db, secretId: app/db, role: shared, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
+            id_file.display(),
+            tmp.path().join(dir).display()
+        )
+    };
+    let cfg = secret_ferry::config::parse(&yaml_for("Generated", "out")).unwrap();
+    let docs = secret_ferry::commands::iam_policy::documents(&cfg, Some(&workload.arn), None);
+    let shared = &docs["shared"];
+    let queue_arn = format!("arn:aws:sqs:{REGION}:{SECRETS_ACCOUNT}:{QUEUE}");
+    let statement = shared["permissionsPolicy"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "ReadChangeEvents")
+        .unwrap()
+        .clone();
+    assert_eq!(statement["Resource"], json!(queue_arn), "exactly the queue");
+    assert_eq!(
+        statement["Action"],
+        json!(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"])
+    );
+    let events_docs = &shared["changeEvents"][QUEUE];
+    let rule = &events_docs["eventBridgeRule"];
+    assert_eq!(rule["Accounts"], json!([SECRETS_ACCOUNT]));
+    assert_eq!(rule["Targets"][0]["Arn"], json!(queue_arn));
+    let queue_policy = &events_docs["queuePolicy"];
+    assert_eq!(
+        queue_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!(format!(
+            "arn:aws:events:{REGION}:{SECRETS_ACCOUNT}:rule/{}",
+            rule["Name"].as_str().unwrap()
+        ))
+    );
+
+    // The operator applies them: the role (twice: once without the queue statement), the
+    // caller's policy, the rule with its target, the queue policy.
+    let placeholder = shared["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]
+        ["sts:ExternalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let trust = shared["trustPolicy"]
+        .to_string()
+        .replace(&placeholder, &external_id);
+    let iam = aws_sdk_iam::Client::new(&admin);
+    for (role, with_queue) in [("Generated", true), ("Denied", false)] {
+        iam.create_role()
+            .role_name(role)
+            .assume_role_policy_document(&trust)
+            .send()
+            .await
+            .unwrap();
+        iam.put_role_policy()
+            .role_name(role)
+            .policy_name("perms")
+            .policy_document(as_moto_evaluates(&shared["permissionsPolicy"], with_queue).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let caller = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [
+            format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Generated"),
+            format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Denied"),
+        ]}]
+    });
+    iam.put_user_policy()
+        .user_name("workload")
+        .policy_name("caller")
+        .policy_document(caller.to_string())
+        .send()
+        .await
+        .unwrap();
+    let events = aws_sdk_eventbridge_client(&admin);
+    events
+        .put_rule()
+        .name(rule["Name"].as_str().unwrap())
+        .event_pattern(rule["EventPattern"].to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(rule["Name"].as_str().unwrap())
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("secret-ferry")
+                .arn(rule["Targets"][0]["Arn"].as_str().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            queue_policy.to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    moto.enable_auth();
+    let sdk = moto.sdk_config_with(workload.credentials());
+
+    // Denied: counted, not receiving, `check` names the statement; the secret is polled.
+    let links = daemon_check(&yaml_for("Denied", "denied"), &sdk).await;
+    let link = links.iter().find(|l| l.kind == "events").unwrap();
+    assert!(!link.ok, "{link:?}");
+    assert!(link.detail.contains("HTTP 403"), "{link:?}");
+    assert!(link.detail.contains(&queue_arn), "{link:?}");
+    assert!(link.fix.as_deref().unwrap().contains("ReadChangeEvents"), "{link:?}");
+    let daemon = Daemon::start(&yaml_for("Denied", "denied"), &sdk);
+    let failing = wait_for_async(Duration::from_secs(30), || async {
+        let denied = daemon.events(
+            "queue_errors_total{operation=\"ReceiveMessage\",queue=\"secret-ferry-changes\",reason=\"access_denied\"}",
+        );
+        (denied >= 1.0 && daemon.readiness.is_ready()).then_some(())
+    })
+    .await;
+    assert!(failing.is_some(), "{:?}", daemon.readiness.status());
+    assert_eq!(daemon.events("receiving{queue=\"secret-ferry-changes\"}"), 0.0);
+    assert!(read(&tmp.path().join("denied"), "password").unwrap().contains(&first));
+    daemon.stop().await;
+
+    // Allowed: the rule delivers the native event and a deletion, not a read.
+    let daemon = Daemon::start(&yaml_for("Generated", "out"), &sdk);
+    daemon.wait_events("receiving{queue=\"secret-ferry-changes\"}", 1.0).await;
+    let out = tmp.path().join("out");
+    let ok = wait_for(Duration::from_secs(30), || read(&out, "password"));
+    assert!(ok.unwrap().contains(&first));
+    let as_operator = moto.sdk_config_with(operator.credentials());
+    let second = canary("auth-second");
+    let v2 = aws_sdk_secretsmanager::Client::new(&as_operator)
+        .put_secret_value()
+        .secret_id("app/db")
+        .secret_string(format!(r#"{{"password":"{second}"}}"#))
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    let publish = |detail_type: &str, detail: serde_json::Value| {
+        aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source("aws.secretsmanager")
+            .detail_type(detail_type)
+            .resources(&arn)
+            .detail(detail.to_string())
+            .build()
+    };
+    aws_sdk_eventbridge_client(&as_operator)
+        .put_events()
+        .entries(publish(
+            "AWS API Call via CloudTrail",
+            json!({"eventSource": "secretsmanager.amazonaws.com", "eventName": "GetSecretValue", "requestParameters": {"secretId": "app/db"}}),
+        ))
+        .entries(publish(
+            "Secret Label Updated",
+            json!({"name": "app/db", "labelUpdated": "AWSCURRENT", "versionId": v2}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let landed = wait_for(Duration::from_secs(10), || {
+        read(&out, "password").filter(|v| v.contains(&second))
+    });
+    assert!(landed.is_some(), "the delivered event did not sync the secret");
+    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 1.0).await;
+    assert_eq!(
+        daemon.events("received_total{queue=\"secret-ferry-changes\"}"),
+        1.0,
+        "the rule does not deliver reads"
+    );
+    let links = daemon_check(&yaml_for("Generated", "out"), &sdk).await;
+    let link = links.iter().find(|l| l.kind == "events").unwrap();
+    assert!(link.ok, "{link:?}");
+    daemon.stop().await;
+}
+
+async fn daemon_check(yaml: &str, sdk: &aws_config::SdkConfig) -> Vec<secret_ferry::commands::check::Link> {
+    let cfg = secret_ferry::config::parse(yaml).unwrap();
+    let app = secret_ferry::daemon::App::build(&cfg, sdk, secret_ferry::metrics::Metrics::new().unwrap())
+        .unwrap();
+    let links = app.check(&cfg, sdk, None).await;
+    capture("check", format!("{links:?}").as_bytes());
+    links
+}
+
+fn aws_sdk_eventbridge_client(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::new(sdk)
+}

@@ -24,6 +24,9 @@ fn exported() -> BTreeSet<String> {
     m.kube_request("patch", "success");
     m.notified("s", "touch", Outcome::Success);
     m.set_leader(true);
+    m.register_queue("q");
+    m.events_received("q", 1, 0.5);
+    m.queue_failed("q", "ReceiveMessage", "access_denied");
     let text = m.render().unwrap();
     let mut names: BTreeSet<String> = text
         .lines()
