@@ -239,6 +239,8 @@ pub(super) fn class_of(code: Option<&str>, message: Option<&str>, status: Option
         Some(
             "ThrottlingException"
             | "Throttling"
+            | "RequestThrottled"
+            | "AWS.SimpleQueueService.RequestThrottled"
             | "TooManyRequestsException"
             | "RequestLimitExceeded",
         ) => Class::Throttled,

@@ -121,8 +121,7 @@ fn read_queue(
         );
         return None;
     };
-    if let (Some(from_url), Some(Some(given)), Some(field)) =
-        (parts.region, &region, &region_field)
+    if let (Some(from_url), Some(Some(given)), Some(field)) = (parts.region, &region, &region_field)
     {
         if from_url != given {
             c.problem(

@@ -3,12 +3,12 @@
 //! tenants controller and readiness. Makes no network call.
 
 use super::error::BuildError;
+use super::events::Pending;
 use super::group::Group;
 use super::group::MAX_CONCURRENT_FETCHES;
 use super::job::SecretJob;
 use super::poll::MAX_CONCURRENT_CYCLES;
 use super::push::PushGroup;
-use super::events::Pending;
 use super::{App, ChangeEvents};
 use crate::aws::{shared_https_client, timeouts};
 use crate::config::{Config, PushConfig, PushSource, SecretConfig};
@@ -18,9 +18,9 @@ use crate::k8s::Kube;
 use crate::metrics::Metrics;
 use crate::notify::Changed;
 use crate::sink::push_plan::TokenKey;
+use crate::source::change_events::route::Router;
 use crate::source::plan::{self, PlannedGroup, Strategy};
 use crate::source::push_kube::KubeSource;
-use crate::source::change_events::route::Router;
 use crate::source::Clients;
 use crate::tenants::TenantController;
 use aws_config::SdkConfig;

@@ -49,6 +49,8 @@ pub(crate) struct Wanted {
     /// The version now at the member's stage; `None`: unknown, it must be read.
     pub(crate) version: Option<String>,
     pub(crate) time: Option<SystemTime>,
+    /// A `find` entry must list: the secret may have appeared or gone.
+    pub(crate) list: bool,
 }
 
 impl Pending {
@@ -97,13 +99,15 @@ impl Pending {
                     member,
                     version,
                     time,
+                    list: false,
                 }),
-                Hit::Find { name, .. } => state.found.push((
+                Hit::Find { name, list, .. } => state.found.push((
                     name,
                     Wanted {
                         member: 0,
                         version: None,
                         time,
+                        list,
                     },
                 )),
             }
@@ -113,6 +117,7 @@ impl Pending {
 }
 
 fn merge(into: &mut Wanted, other: Wanted) {
+    into.list |= other.list;
     let newer = other.time >= into.time;
     into.version = match (into.version.take(), other.version) {
         (Some(a), Some(b)) => Some(if newer { b } else { a }),
@@ -142,7 +147,11 @@ pub(crate) async fn run(
     loop {
         // The first receive (and the first after a failure) returns at once, so that the
         // queue is known to be readable from start-up rather than after a long poll.
-        let wait = if backoff.is_none() && started { WAIT } else { Duration::ZERO };
+        let wait = if backoff.is_none() && started {
+            WAIT
+        } else {
+            Duration::ZERO
+        };
         started = true;
         let received = tokio::select! {
             r = queue.receive(wait) => r,
@@ -237,11 +246,17 @@ fn handle(
 
 fn report(failing: &mut Option<&'static str>, err: &QueueError) {
     if *failing == Some(err.kind()) {
-        tracing::debug!(reason = err.kind(), "change events queue still failing: {err}");
+        tracing::debug!(
+            reason = err.kind(),
+            "change events queue still failing: {err}"
+        );
         return;
     }
     *failing = Some(err.kind());
-    tracing::warn!(reason = err.kind(), "change events queue failing; secrets are polled meanwhile: {err}");
+    tracing::warn!(
+        reason = err.kind(),
+        "change events queue failing; secrets are polled meanwhile: {err}"
+    );
 }
 
 #[cfg(test)]
@@ -277,8 +292,16 @@ mod tests {
         assert_eq!(asked.members[0].member, 2);
         let seven = &asked.members[1];
         assert_eq!(seven.member, 7);
-        assert_eq!(seven.version.as_deref(), Some("v0"), "event 99 is the newest");
-        assert_eq!(seven.time, at(1000), "the delay counts from the first event");
+        assert_eq!(
+            seven.version.as_deref(),
+            Some("v0"),
+            "event 99 is the newest"
+        );
+        assert_eq!(
+            seven.time,
+            at(1000),
+            "the delay counts from the first event"
+        );
         assert!(pending.take().members.is_empty(), "taken once");
     }
 
@@ -301,6 +324,7 @@ mod tests {
                 Hit::Find {
                     group: 0,
                     name: name.to_owned(),
+                    list: false,
                 },
                 None,
             );

@@ -1,7 +1,9 @@
 //! The families of `changeEvents`: per queue (a config name) and a fixed reason set only.
 
 use super::{counter, registered};
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Why a well-formed message led to no sync: the parser's reasons and the router's.
 pub const IGNORED_REASONS: [&str; 6] = [
@@ -14,7 +16,9 @@ pub const IGNORED_REASONS: [&str; 6] = [
 ];
 
 /// Event time to bytes written: SQS delivers within a second, a poll within an interval.
-const DELAY_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0];
+const DELAY_BUCKETS: [f64; 11] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+];
 
 #[derive(Clone)]
 pub(super) struct EventMetrics {

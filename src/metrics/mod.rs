@@ -6,9 +6,9 @@ mod per_secret;
 mod polls;
 mod push;
 
+pub use events::IGNORED_REASONS;
 pub use per_secret::SeriesPolicy;
 pub use polls::PollProgress;
-pub use events::IGNORED_REASONS;
 pub use push::WRITE_OPERATIONS;
 /// The queue operation whose failure means no events arrive.
 pub const RECEIVE_OPERATION: &str = "ReceiveMessage";

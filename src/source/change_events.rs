@@ -29,9 +29,13 @@ pub const WRITES: [&str; 8] = [
     "CreateSecret",
 ];
 
+/// The writes after which a secret may newly match a `find` entry, or no longer.
+const MEMBERSHIP: [&str; 3] = ["CreateSecret", "DeleteSecret", "RestoreSecret"];
+
 /// The writes the native event does not report (it reports a stage moving), which the
 /// generated rule therefore takes from CloudTrail.
-pub const WRITES_NOT_NATIVE: [&str; 3] = ["DeleteSecret", "RestoreSecret", "ReplicateSecretToRegions"];
+pub const WRITES_NOT_NATIVE: [&str; 3] =
+    ["DeleteSecret", "RestoreSecret", "ReplicateSecretToRegions"];
 
 /// What a message said changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,9 @@ pub struct ChangeEvent {
     pub version_id: Option<String>,
     /// When the change happened, by AWS's clock (to the second).
     pub time: Option<SystemTime>,
+    /// The secret may have appeared or gone (created, deleted, restored): a `find` entry
+    /// lists again rather than read a member.
+    pub membership: bool,
 }
 
 /// A message that is well-formed but asks nothing of us: deleted, counted by reason.
@@ -100,6 +107,11 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
         return Ok(Parsed::Ignored(Ignored::NotAChange));
     }
     let mut ids = Ids::default();
+    let membership = detail_type == CLOUDTRAIL_DETAIL_TYPE
+        && detail
+            .get("eventName")
+            .and_then(Value::as_str)
+            .is_some_and(|name| MEMBERSHIP.contains(&name));
     let (stages, version_id) = match detail_type {
         NATIVE_DETAIL_TYPE => {
             ids.name(detail.get("name"));
@@ -108,7 +120,10 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
                     ids.arn(arn, true);
                 }
             }
-            (strings(detail.get("labelUpdated")), string(detail.get("versionId")))
+            (
+                strings(detail.get("labelUpdated")),
+                string(detail.get("versionId")),
+            )
         }
         CLOUDTRAIL_DETAIL_TYPE => match cloudtrail(detail, &mut ids) {
             Some(found) => found,
@@ -135,16 +150,14 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
         stages,
         version_id,
         time,
+        membership,
     }))
 }
 
 /// The stages and version a CloudTrail write moved (each `None` when it does not say);
 /// `None` for a call that changed nothing: a read, or a call that failed.
 #[allow(clippy::type_complexity)]
-fn cloudtrail(
-    detail: &Value,
-    ids: &mut Ids,
-) -> Option<(Option<Vec<String>>, Option<String>)> {
+fn cloudtrail(detail: &Value, ids: &mut Ids) -> Option<(Option<Vec<String>>, Option<String>)> {
     if detail.get("eventSource").and_then(Value::as_str) != Some(EVENT_SOURCE)
         || detail.get("errorCode").is_some_and(|e| !e.is_null())
     {
@@ -264,7 +277,9 @@ fn is_secret_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
-        && !name.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        && !name
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
 }
 
 fn is_region(s: &str) -> bool {

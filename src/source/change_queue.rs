@@ -129,14 +129,16 @@ impl ChangeQueue {
 
     async fn credentials(&self) -> Result<(), QueueError> {
         match &self.0.session {
-            Some(session) => session
-                .get()
-                .await
-                .map(|_| ())
-                .map_err(|source| QueueError::Credentials {
-                    queue: self.0.name.clone(),
-                    source,
-                }),
+            Some(session) => {
+                session
+                    .get()
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| QueueError::Credentials {
+                        queue: self.0.name.clone(),
+                        source,
+                    })
+            }
             None => Ok(()),
         }
     }
@@ -158,12 +160,14 @@ impl ChangeQueue {
             .customize()
             // The long poll holds the request open for `wait`: the attempt timeout every
             // other call has (10 s) would cut it short.
-            .config_override(aws_sdk_sqs::config::Builder::new().timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(wait + Duration::from_secs(10))
-                    .operation_timeout(wait + Duration::from_secs(20))
-                    .build(),
-            ))
+            .config_override(
+                aws_sdk_sqs::config::Builder::new().timeout_config(
+                    aws_config::timeout::TimeoutConfig::builder()
+                        .operation_attempt_timeout(wait + Duration::from_secs(10))
+                        .operation_timeout(wait + Duration::from_secs(20))
+                        .build(),
+                ),
+            )
             .send()
             .await
             .map_err(|err| self.error(RECEIVE, aws::classify(&err)))?;

@@ -113,8 +113,13 @@ impl<'a> Clients<'a> {
         &self,
         name: &str,
         reader: &str,
-    ) -> Result<(crate::credentials::RoleSession<crate::credentials::StsAssumer>, String), UnknownRole>
-    {
+    ) -> Result<
+        (
+            crate::credentials::RoleSession<crate::credentials::StsAssumer>,
+            String,
+        ),
+        UnknownRole,
+    > {
         let unknown = || UnknownRole {
             reader: reader.to_owned(),
             role: name.to_owned(),
@@ -148,11 +153,7 @@ impl<'a> Clients<'a> {
                     // The session is the cache; an SDK cache on top would keep serving the
                     // previous credentials after each refresh.
                     .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache());
-                let account = role_arn
-                    .split(':')
-                    .nth(4)
-                    .unwrap_or_default()
-                    .to_owned();
+                let account = role_arn.split(':').nth(4).unwrap_or_default().to_owned();
                 (Some(session), role_arn, account)
             }
         };

@@ -101,10 +101,13 @@ impl Stand {
             .await
             .unwrap();
         let attrs = out.attributes().unwrap();
-        [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
-            .iter()
-            .map(|a| attrs.get(a).unwrap().parse::<u64>().unwrap())
-            .sum()
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| attrs.get(a).unwrap().parse::<u64>().unwrap())
+        .sum()
     }
 
     /// A new value for `name`; its version id.
@@ -167,9 +170,8 @@ fn cloudtrail(
 }
 
 fn config(queue_url: &str, dir: &Path, secrets: &[(&str, &str)]) -> String {
-    let mut yaml = format!(
-        "region: {REGION}\nchangeEvents:\n  - queueUrl: {queue_url}\nsecrets:\n"
-    );
+    let mut yaml =
+        format!("region: {REGION}\nchangeEvents:\n  - queueUrl: {queue_url}\nsecrets:\n");
     for (name, id) in secrets {
         yaml.push_str(&format!(
             "  - name: {name}\n    secretId: {id}\n    refreshInterval: 1h\n    targets:\n      - file:\n          dir: {}\n",
@@ -206,8 +208,18 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
     capture_logs();
     let stand = Stand::start().await;
     let first = canary("event-first");
-    let arn = create_secret(&stand.admin, "app/db", &format!(r#"{{"password":"{first}"}}"#)).await;
-    create_secret(&stand.admin, "app/other", &format!(r#"{{"k":"{}"}}"#, canary("other"))).await;
+    let arn = create_secret(
+        &stand.admin,
+        "app/db",
+        &format!(r#"{{"password":"{first}"}}"#),
+    )
+    .await;
+    create_secret(
+        &stand.admin,
+        "app/other",
+        &format!(r#"{{"k":"{}"}}"#, canary("other")),
+    )
+    .await;
     let tmp = tempfile::tempdir().unwrap();
     let yaml = config(
         &stand.queue_url,
@@ -227,7 +239,9 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
     // A rotation and its native event: at an hourly poll, the file changes within seconds.
     let (before, link) = (gets(), data_link(&db));
     let second = canary("event-second");
-    let v2 = stand.rotate("app/db", &format!(r#"{{"password":"{second}"}}"#)).await;
+    let v2 = stand
+        .rotate("app/db", &format!(r#"{{"password":"{second}"}}"#))
+        .await;
     let sent = Instant::now();
     stand.send(&native("app/db", &arn, "AWSCURRENT", &v2)).await;
     let landed = wait_for(Duration::from_secs(10), || {
@@ -237,7 +251,9 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
     println!("event to file: {:?}", sent.elapsed());
     assert_eq!(gets(), before + 1, "one GetSecretValue for one event");
     assert_ne!(data_link(&db), link);
-    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 1.0).await;
+    daemon
+        .wait_events("matched_total{queue=\"secret-ferry-changes\"}", 1.0)
+        .await;
 
     // Duplicates of the same change, in both shapes: the version is the one written, so
     // nothing is read or written again.
@@ -252,14 +268,18 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
     stand
         .send_many(&[dup.clone(), dup.clone(), put.clone(), put])
         .await;
-    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 5.0).await;
+    daemon
+        .wait_events("matched_total{queue=\"secret-ferry-changes\"}", 5.0)
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(gets(), before + 1, "duplicates read nothing");
     assert_eq!(data_link(&db), link, "duplicates write nothing");
 
     // A burst of 100 events for one new version: one fetch, one write.
     let third = canary("event-third");
-    let v3 = stand.rotate("app/db", &format!(r#"{{"password":"{third}"}}"#)).await;
+    let v3 = stand
+        .rotate("app/db", &format!(r#"{{"password":"{third}"}}"#))
+        .await;
     let burst: Vec<String> = (0..100)
         .map(|i| match i % 2 {
             0 => native("app/db", &arn, "AWSCURRENT", &v3),
@@ -272,7 +292,9 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
         })
         .collect();
     stand.send_many(&burst).await;
-    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 105.0).await;
+    daemon
+        .wait_events("matched_total{queue=\"secret-ferry-changes\"}", 105.0)
+        .await;
     let landed = wait_for(Duration::from_secs(10), || {
         read(&db, "password").filter(|v| v.contains(&third))
     });
@@ -306,9 +328,13 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
     // A message that is not an event is left in the queue (for its redrive policy), and
     // the loop goes on.
     stand.send("this is not json").await;
-    daemon.wait_events("malformed_total{queue=\"secret-ferry-changes\"}", 1.0).await;
+    daemon
+        .wait_events("malformed_total{queue=\"secret-ferry-changes\"}", 1.0)
+        .await;
     let fourth = canary("event-fourth");
-    let v4 = stand.rotate("app/db", &format!(r#"{{"password":"{fourth}"}}"#)).await;
+    let v4 = stand
+        .rotate("app/db", &format!(r#"{{"password":"{fourth}"}}"#))
+        .await;
     stand.send(&native("app/db", &arn, "AWSCURRENT", &v4)).await;
     let landed = wait_for(Duration::from_secs(10), || {
         read(&db, "password").filter(|v| v.contains(&fourth))
@@ -318,10 +344,21 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
         (stand.in_queue().await == 1).then_some(())
     })
     .await;
-    assert!(left.is_some(), "only the malformed message is left: {}", stand.in_queue().await);
-    assert_eq!(gets(), before + 3, "three changes, three fetches, whatever else arrived");
+    assert!(
+        left.is_some(),
+        "only the malformed message is left: {}",
+        stand.in_queue().await
+    );
+    assert_eq!(
+        gets(),
+        before + 3,
+        "three changes, three fetches, whatever else arrived"
+    );
     let other = tmp.path().join("other");
-    assert!(read(&other, "k").is_some(), "the other secret was synced at start");
+    assert!(
+        read(&other, "k").is_some(),
+        "the other secret was synced at start"
+    );
     assert!(daemon.events("receiving{queue=\"secret-ferry-changes\"}") == 1.0);
     daemon.stop().await;
     drop(stand.moto);
@@ -388,7 +425,11 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
     assert_eq!(statement["Resource"], json!(queue_arn), "exactly the queue");
     assert_eq!(
         statement["Action"],
-        json!(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"])
+        json!([
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes"
+        ])
     );
     let events_docs = &shared["changeEvents"][QUEUE];
     let rule = &events_docs["eventBridgeRule"];
@@ -424,7 +465,9 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
         iam.put_role_policy()
             .role_name(role)
             .policy_name("perms")
-            .policy_document(as_moto_evaluates(&shared["permissionsPolicy"], with_queue).to_string())
+            .policy_document(
+                as_moto_evaluates(&shared["permissionsPolicy"], with_queue).to_string(),
+            )
             .send()
             .await
             .unwrap();
@@ -482,7 +525,10 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
     assert!(!link.ok, "{link:?}");
     assert!(link.detail.contains("HTTP 403"), "{link:?}");
     assert!(link.detail.contains(&queue_arn), "{link:?}");
-    assert!(link.fix.as_deref().unwrap().contains("ReadChangeEvents"), "{link:?}");
+    assert!(
+        link.fix.as_deref().unwrap().contains("ReadChangeEvents"),
+        "{link:?}"
+    );
     let daemon = Daemon::start(&yaml_for("Denied", "denied"), &sdk);
     let failing = wait_for_async(Duration::from_secs(30), || async {
         let denied = daemon.events(
@@ -492,13 +538,20 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
     })
     .await;
     assert!(failing.is_some(), "{:?}", daemon.readiness.status());
-    assert_eq!(daemon.events("receiving{queue=\"secret-ferry-changes\"}"), 0.0);
-    assert!(read(&tmp.path().join("denied"), "password").unwrap().contains(&first));
+    assert_eq!(
+        daemon.events("receiving{queue=\"secret-ferry-changes\"}"),
+        0.0
+    );
+    assert!(read(&tmp.path().join("denied"), "password")
+        .unwrap()
+        .contains(&first));
     daemon.stop().await;
 
     // Allowed: the rule delivers the native event and a deletion, not a read.
     let daemon = Daemon::start(&yaml_for("Generated", "out"), &sdk);
-    daemon.wait_events("receiving{queue=\"secret-ferry-changes\"}", 1.0).await;
+    daemon
+        .wait_events("receiving{queue=\"secret-ferry-changes\"}", 1.0)
+        .await;
     let out = tmp.path().join("out");
     let ok = wait_for(Duration::from_secs(30), || read(&out, "password"));
     assert!(ok.unwrap().contains(&first));
@@ -537,8 +590,13 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
     let landed = wait_for(Duration::from_secs(10), || {
         read(&out, "password").filter(|v| v.contains(&second))
     });
-    assert!(landed.is_some(), "the delivered event did not sync the secret");
-    daemon.wait_events("matched_total{queue=\"secret-ferry-changes\"}", 1.0).await;
+    assert!(
+        landed.is_some(),
+        "the delivered event did not sync the secret"
+    );
+    daemon
+        .wait_events("matched_total{queue=\"secret-ferry-changes\"}", 1.0)
+        .await;
     assert_eq!(
         daemon.events("received_total{queue=\"secret-ferry-changes\"}"),
         1.0,
@@ -550,10 +608,14 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
     daemon.stop().await;
 }
 
-async fn daemon_check(yaml: &str, sdk: &aws_config::SdkConfig) -> Vec<secret_ferry::commands::check::Link> {
+async fn daemon_check(
+    yaml: &str,
+    sdk: &aws_config::SdkConfig,
+) -> Vec<secret_ferry::commands::check::Link> {
     let cfg = secret_ferry::config::parse(yaml).unwrap();
-    let app = secret_ferry::daemon::App::build(&cfg, sdk, secret_ferry::metrics::Metrics::new().unwrap())
-        .unwrap();
+    let app =
+        secret_ferry::daemon::App::build(&cfg, sdk, secret_ferry::metrics::Metrics::new().unwrap())
+            .unwrap();
     let links = app.check(&cfg, sdk, None).await;
     capture("check", format!("{links:?}").as_bytes());
     links
@@ -572,7 +634,12 @@ async fn a_hundred_rotations_reach_the_files_through_their_events() {
     let _heavy = heavy();
     capture_logs();
     let stand = Stand::start().await;
-    let arn = create_secret(&stand.admin, "bench/db", &format!(r#"{{"v":"{}"}}"#, canary("bench-0"))).await;
+    let arn = create_secret(
+        &stand.admin,
+        "bench/db",
+        &format!(r#"{{"v":"{}"}}"#, canary("bench-0")),
+    )
+    .await;
     let tmp = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         &config(&stand.queue_url, tmp.path(), &[("db", "bench/db")]),
@@ -589,11 +656,18 @@ async fn a_hundred_rotations_reach_the_files_through_their_events() {
     for i in 1..=100 {
         let value = canary(&format!("bench-{i}"));
         let started = Instant::now();
-        let version = stand.rotate("bench/db", &format!(r#"{{"v":"{value}"}}"#)).await;
-        stand.send(&native("bench/db", &arn, "AWSCURRENT", &version)).await;
+        let version = stand
+            .rotate("bench/db", &format!(r#"{{"v":"{value}"}}"#))
+            .await;
+        stand
+            .send(&native("bench/db", &arn, "AWSCURRENT", &version))
+            .await;
         // Looked at every 2 ms: the common waits poll every 50 ms, too coarse to measure.
         while !read(&dir, "v").is_some_and(|v| v.contains(&value)) {
-            assert!(started.elapsed() < Duration::from_secs(10), "rotation {i} did not land");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "rotation {i} did not land"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         took.push(started.elapsed());
@@ -610,7 +684,191 @@ async fn a_hundred_rotations_reach_the_files_through_their_events() {
         "get_secret_value_calls": stand.proxy.count("GetSecretValue") - gets_before,
         "receive_message_calls": stand.proxy.count("ReceiveMessage"),
     });
-    assert_eq!(figures["get_secret_value_calls"], json!(100), "one fetch per rotation");
+    assert_eq!(
+        figures["get_secret_value_calls"],
+        json!(100),
+        "one fetch per rotation"
+    );
     record_figures("change_events_rotations", figures);
+    daemon.stop().await;
+}
+
+/// A throttled (then failing) queue: counted, not receiving, retried with back-off, while
+/// the secrets go on being polled; once it clears, events arrive again within the back-off
+/// cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_queue_backs_off_while_polling_goes_on_and_recovers() {
+    capture_logs();
+    let stand = Stand::start().await;
+    let polled_first = canary("polled-1");
+    create_secret(
+        &stand.admin,
+        "app/polled",
+        &format!(r#"{{"v":"{polled_first}"}}"#),
+    )
+    .await;
+    let arn = create_secret(
+        &stand.admin,
+        "app/hourly",
+        &format!(r#"{{"v":"{}"}}"#, canary("hourly-1")),
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "region: {REGION}\nfetchStrategy: get\nchangeEvents:\n  - queueUrl: {}\nsecrets:\n  - {{name: polled, secretId: app/polled, refreshInterval: 2s, targets: [{{file: {{dir: {}}}}}]}}\n  - {{name: hourly, secretId: app/hourly, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
+        stand.queue_url,
+        tmp.path().join("polled").display(),
+        tmp.path().join("hourly").display(),
+    );
+    let daemon = Daemon::start(&yaml, &stand.daemon_sdk());
+    daemon
+        .wait_events("receiving{queue=\"secret-ferry-changes\"}", 1.0)
+        .await;
+    let throttled = "queue_errors_total{operation=\"ReceiveMessage\",queue=\"secret-ferry-changes\",reason=\"throttled\"}";
+    let server = "queue_errors_total{operation=\"ReceiveMessage\",queue=\"secret-ferry-changes\",reason=\"server\"}";
+    stand.proxy.inject(common::proxy::json_error(
+        "ReceiveMessage",
+        "ThrottlingException",
+        "Rate exceeded",
+        400,
+    ));
+    // The long poll in flight returns after up to 20 s; the next receive is refused.
+    daemon.wait_events(throttled, 1.0).await;
+    assert_eq!(
+        daemon.events("receiving{queue=\"secret-ferry-changes\"}"),
+        0.0
+    );
+    stand.proxy.clear_faults();
+    stand.proxy.inject(common::proxy::json_error(
+        "ReceiveMessage",
+        "InternalError",
+        "We encountered an internal error",
+        500,
+    ));
+    daemon.wait_events(server, 1.0).await;
+
+    // Meanwhile the 2 s secret is polled as ever.
+    let polled_second = canary("polled-2");
+    stand
+        .rotate("app/polled", &format!(r#"{{"v":"{polled_second}"}}"#))
+        .await;
+    let polled = wait_for(Duration::from_secs(15), || {
+        read(&tmp.path().join("polled"), "v").filter(|v| v.contains(&polled_second))
+    });
+    assert!(polled.is_some(), "polling stopped while the queue failed");
+    let receives = stand.proxy.count("ReceiveMessage");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = stand.proxy.count("ReceiveMessage") - receives;
+    // The SDK makes up to 3 attempts per receive; with back-off from 1 s, 3 s allow a few.
+    assert!(during <= 12, "{during} receives in 3 s: no back-off");
+
+    // Cleared: within the back-off cap (30 s) the queue is read again and events land.
+    stand.proxy.clear_faults();
+    let cleared = Instant::now();
+    let hourly_second = canary("hourly-2");
+    let v2 = stand
+        .rotate("app/hourly", &format!(r#"{{"v":"{hourly_second}"}}"#))
+        .await;
+    stand
+        .send(&native("app/hourly", &arn, "AWSCURRENT", &v2))
+        .await;
+    let landed = wait_for(Duration::from_secs(40), || {
+        read(&tmp.path().join("hourly"), "v").filter(|v| v.contains(&hourly_second))
+    });
+    assert!(landed.is_some(), "the queue did not recover");
+    println!(
+        "recovered and synced {:?} after the faults cleared",
+        cleared.elapsed()
+    );
+    assert_eq!(
+        daemon.events("receiving{queue=\"secret-ferry-changes\"}"),
+        1.0
+    );
+    daemon.stop().await;
+}
+
+/// A `find` entry polled hourly: an event for a member it knows syncs that member alone; an
+/// event for a matching secret it does not know yet makes it list (and sync) at once; a
+/// deletion with `prune` removes the member's files at the listing it causes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_find_entries_known_members_and_new_ones() {
+    capture_logs();
+    let stand = Stand::start().await;
+    let a1 = canary("find-a1");
+    let arn_a = create_secret(&stand.admin, "team/a", &format!(r#"{{"v":"{a1}"}}"#)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let yaml = format!(
+        "region: {REGION}\nchangeEvents:\n  - queueUrl: {}\nsecrets:\n  - name: team\n    find: {{namePrefix: team/}}\n    prune: true\n    refreshInterval: 1h\n    targets: [{{file: {{dir: \"{}/{{{{ name }}}}\"}}}}]\n",
+        stand.queue_url,
+        out.display()
+    );
+    let daemon = Daemon::start(&yaml, &stand.daemon_sdk());
+    let a_dir = out.join("team/a");
+    assert!(wait_for(Duration::from_secs(20), || read(&a_dir, "v")).is_some());
+    let (lists, gets) = (
+        stand.proxy.count("ListSecrets"),
+        stand.proxy.count("GetSecretValue"),
+    );
+
+    let a2 = canary("find-a2");
+    let v2 = stand.rotate("team/a", &format!(r#"{{"v":"{a2}"}}"#)).await;
+    stand
+        .send(&native("team/a", &arn_a, "AWSCURRENT", &v2))
+        .await;
+    assert!(wait_for(Duration::from_secs(10), || read(&a_dir, "v")
+        .filter(|v| v.contains(&a2)))
+    .is_some());
+    assert_eq!(stand.proxy.count("GetSecretValue"), gets + 1);
+    assert_eq!(
+        stand.proxy.count("ListSecrets"),
+        lists,
+        "a known member is read alone"
+    );
+
+    let b1 = canary("find-b1");
+    let arn_b = create_secret(&stand.admin, "team/b", &format!(r#"{{"v":"{b1}"}}"#)).await;
+    stand
+        .send(&cloudtrail(
+            "CreateSecret",
+            "team/b",
+            json!({"name": "team/b"}),
+            json!({"arn": arn_b, "name": "team/b", "versionId": "x"}),
+        ))
+        .await;
+    let b_dir = out.join("team/b");
+    assert!(
+        wait_for(Duration::from_secs(10), || read(&b_dir, "v")
+            .filter(|v| v.contains(&b1)))
+        .is_some(),
+        "a new match was not found through its event"
+    );
+    assert_eq!(
+        stand.proxy.count("ListSecrets"),
+        lists + 1,
+        "one listing for the new match"
+    );
+
+    aws_sdk_secretsmanager::Client::new(&stand.admin)
+        .delete_secret()
+        .secret_id("team/b")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    stand
+        .send(&cloudtrail(
+            "DeleteSecret",
+            "team/b",
+            json!({}),
+            json!({"arn": arn_b, "name": "team/b"}),
+        ))
+        .await;
+    let pruned = wait_for(Duration::from_secs(10), || (!b_dir.exists()).then_some(()));
+    assert!(pruned.is_some(), "the deleted match was not pruned");
+    assert!(
+        read(&a_dir, "v").unwrap().contains(&a2),
+        "the other member is kept"
+    );
     daemon.stop().await;
 }

@@ -19,7 +19,11 @@ pub(super) async fn check_queue(queue: &ChangeQueue) -> Link {
             Link::ok(
                 "events",
                 queue.name(),
-                format!("queue in {} readable by {}; {waiting}; {redrive}", queue.region(), queue.principal()),
+                format!(
+                    "queue in {} readable by {}; {waiting}; {redrive}",
+                    queue.region(),
+                    queue.principal()
+                ),
             )
         }
         Err(e) => {

@@ -22,16 +22,17 @@ impl Group {
             .filter_map(|w| Some((self.members.get(w.member as usize)?.clone(), w)))
             .collect();
         let mut found = Vec::new();
-        let mut unknown = false;
+        let mut list = false;
         for (name, wanted) in asked.found {
             match self.discovery.as_ref().and_then(|d| d.member_named(&name)) {
-                Some(job) => found.push((job, wanted)),
-                None => unknown = true,
+                Some(job) if !wanted.list => found.push((job, wanted)),
+                _ => list = true,
             }
         }
-        if unknown {
-            // The listing settles every member, the known ones named too.
-            tracing::debug!("a change event names a secret this find entry does not know yet: listing");
+        if list {
+            // The listing settles every member, the known ones named too, and drops (with
+            // `prune`, removes) the ones gone.
+            tracing::debug!("a change event names a secret this find entry does not know, or one created, deleted or restored: listing");
             let _ = self.discover(ctx).await;
         } else {
             jobs.extend(found);

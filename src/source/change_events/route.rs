@@ -18,7 +18,12 @@ pub enum Hit {
     },
     /// A `find` entry whose prefix the secret's name has: a known member is synced, a new
     /// one is found by the entry's next listing.
-    Find { group: u32, name: String },
+    Find {
+        group: u32,
+        name: String,
+        /// The secret may have appeared or gone: the entry lists again.
+        list: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,14 +189,12 @@ impl Router {
         // event gives (a name, or a complete ARN's).
         if let Some(name) = event.names.first() {
             for find in &self.finds {
-                let prefixed = find
-                    .prefix
-                    .as_deref()
-                    .is_none_or(|p| name.starts_with(p));
+                let prefixed = find.prefix.as_deref().is_none_or(|p| name.starts_with(p));
                 if prefixed && in_region(find.region) {
                     hits.push(Hit::Find {
                         group: find.group,
                         name: name.clone(),
+                        list: event.membership,
                     });
                 }
             }

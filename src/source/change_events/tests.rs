@@ -98,21 +98,38 @@ fn what_is_not_a_change_of_ours_is_ignored_and_what_is_not_an_event_is_malformed
     let ec2 = json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}});
     assert_eq!(ignored(&ec2.to_string()), Ignored::NotAChange);
     assert_eq!(
-        ignored(&cloudtrail("GetSecretValue", json!({"secretId": "app/db"}), json!(null))),
+        ignored(&cloudtrail(
+            "GetSecretValue",
+            json!({"secretId": "app/db"}),
+            json!(null)
+        )),
         Ignored::NotAChange
     );
-    let mut failed: serde_json::Value =
-        serde_json::from_str(&cloudtrail("PutSecretValue", json!({"secretId": "a"}), json!(null)))
-            .unwrap();
+    let mut failed: serde_json::Value = serde_json::from_str(&cloudtrail(
+        "PutSecretValue",
+        json!({"secretId": "a"}),
+        json!(null),
+    ))
+    .unwrap();
     failed["detail"]["errorCode"] = json!("AccessDenied");
     assert_eq!(ignored(&failed.to_string()), Ignored::NotAChange);
     assert_eq!(
         ignored(&cloudtrail("DeleteSecret", json!({}), json!({}))),
         Ignored::NoSecretId
     );
-    for tricky in ["../../etc/passwd", "a/./b", "app/db\u{0}x", "line\nbreak", &"x".repeat(513)] {
+    for tricky in [
+        "../../etc/passwd",
+        "a/./b",
+        "app/db\u{0}x",
+        "line\nbreak",
+        &"x".repeat(513),
+    ] {
         assert_eq!(
-            ignored(&cloudtrail("DeleteSecret", json!({"secretId": tricky}), json!({}))),
+            ignored(&cloudtrail(
+                "DeleteSecret",
+                json!({"secretId": tricky}),
+                json!({})
+            )),
             Ignored::InvalidSecretId,
             "{tricky:?}"
         );
@@ -157,22 +174,56 @@ fn events_reach_the_secrets_named_by_name_or_arn_in_their_region_only() {
     assert_eq!(
         hits,
         [
-            Hit::Member { group: 0, member: 0, version: Some("v2".into()) },
-            Hit::Member { group: 0, member: 1, version: Some("v2".into()) },
+            Hit::Member {
+                group: 0,
+                member: 0,
+                version: Some("v2".into())
+            },
+            Hit::Member {
+                group: 0,
+                member: 1,
+                version: Some("v2".into())
+            },
         ],
         "the eu-west-1 secret of the same name is not this one"
     );
     let previous = router.route(&change(&native("app/db", "AWSPREVIOUS", "v1")));
     assert_eq!(previous, Route::Ignored(Unmatched::OtherStage));
-    let deleted = change(&cloudtrail("DeleteSecret", json!({"secretId": "app/pinned"}), json!({})));
-    assert!(matches!(router.route(&deleted), Route::Matched(_)), "a deletion concerns a pinned version too");
-    let found = change(&cloudtrail("RestoreSecret", json!({"secretId": "team/x"}), json!({})));
+    let deleted = change(&cloudtrail(
+        "DeleteSecret",
+        json!({"secretId": "app/pinned"}),
+        json!({}),
+    ));
+    assert!(
+        matches!(router.route(&deleted), Route::Matched(_)),
+        "a deletion concerns a pinned version too"
+    );
+    let found = change(&cloudtrail(
+        "RestoreSecret",
+        json!({"secretId": "team/x"}),
+        json!({}),
+    ));
     assert_eq!(
         router.route(&found),
-        Route::Matched(vec![Hit::Find { group: 3, name: "team/x".into() }])
+        Route::Matched(vec![Hit::Find {
+            group: 3,
+            name: "team/x".into(),
+            list: true
+        }])
     );
-    let own = change(&cloudtrail("PutSecretValue", json!({"secretId": "pushed/out"}), json!({})));
+    let own = change(&cloudtrail(
+        "PutSecretValue",
+        json!({"secretId": "pushed/out"}),
+        json!({}),
+    ));
     assert_eq!(router.route(&own), Route::Ignored(Unmatched::OwnPush));
-    let other = change(&cloudtrail("PutSecretValue", json!({"secretId": "nobody"}), json!({})));
-    assert_eq!(router.route(&other), Route::Ignored(Unmatched::UnknownSecret));
+    let other = change(&cloudtrail(
+        "PutSecretValue",
+        json!({"secretId": "nobody"}),
+        json!({}),
+    ));
+    assert_eq!(
+        router.route(&other),
+        Route::Ignored(Unmatched::UnknownSecret)
+    );
 }
