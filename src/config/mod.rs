@@ -313,9 +313,6 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let tenants = or_default(tenants_field, Vec::new(), |v| {
         kube::read_tenants(c, v, role_names.as_ref())
     });
-    let change_events = or_default(f.get("changeEvents"), Vec::new(), |v| {
-        change_events::read_change_events(c, v, role_names.as_ref())
-    });
     let base_credentials = optional(f.get("baseCredentials"), |v| read_base_credentials(c, v));
     let credential_outputs = or_default(f.get("credentialOutputs"), Vec::new(), |v| {
         read_credential_outputs(c, v, role_names.as_ref(), &dirs)
@@ -334,6 +331,9 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     });
     let metrics = or_default(f.get("metrics"), Default::default(), |v| {
         observability::read_metrics(c, v)
+    });
+    let change_events = or_default(f.get("changeEvents"), Vec::new(), |v| {
+        change_events::read_change_events(c, v, role_names.as_ref())
     });
     f.finish(c);
     Some(Config {
