@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::rules::{check_role_arn, check_secret_arn, parse_mode};
 use super::*;
 
+mod change_events;
 mod chains;
 mod document;
 mod examples;
