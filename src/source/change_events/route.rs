@@ -239,3 +239,12 @@ fn keys_of(secret_id: &str) -> Vec<String> {
     }
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/performance.md counts 56 bytes per entry (plus the key's heap allocation).
+    #[test]
+    fn an_entry_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<super::Entry>(), 56);
+    }
+}
