@@ -86,6 +86,7 @@ class Shape:
 BASE_ALERTS = {
     "SecretFerrySecretNotSynced", "SecretFerrySecretStale", "SecretFerrySyncFailing",
     "SecretFerryCredentialExpiringSoon", "SecretFerryAssumeRoleFailing", "SecretFerryAwsThrottled",
+    "SecretFerryChangeEventsNotReceiving",
     "SecretFerryPollStalled",
 }
 

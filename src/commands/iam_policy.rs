@@ -39,7 +39,15 @@ pub fn documents(
             .region
             .clone()
             .unwrap_or_else(|| default_region.clone());
-        let doc = role_documents(config, role, &caller, org_id, &region, &modes);
+        let base_caller = caller_arn.unwrap_or(CALLER_PLACEHOLDER);
+        let doc = role_documents(
+            config,
+            role,
+            (&caller, base_caller),
+            org_id,
+            &region,
+            &modes,
+        );
         out.insert(role.name.clone(), doc);
     }
     let caller = caller_arn.unwrap_or(CALLER_PLACEHOLDER);
@@ -84,10 +92,12 @@ impl ReadModes {
 }
 
 /// One role's documents: trust, permissions, KMS statement and the caller's policy.
+/// `caller`: who assumes the role; `base`: the base identity (whose account holds the secrets
+/// read without a role).
 fn role_documents(
     config: &Config,
     role: &RoleConfig,
-    caller: &str,
+    (caller, base): (&str, &str),
     org_id: Option<&str>,
     region: &str,
     modes: &ReadModes,
@@ -124,7 +134,13 @@ fn role_documents(
     );
     doc.insert("callerPolicy".into(), caller_policy(role));
     push::add(&mut doc, config, Some(&role.name), &role.role_arn, region);
-    change_events::add(&mut doc, config, Some(&role.name), &role.role_arn, region);
+    change_events::add(
+        &mut doc,
+        config,
+        Some(&role.name),
+        (&role.role_arn, base),
+        region,
+    );
     Value::Object(doc)
 }
 
@@ -170,7 +186,7 @@ fn base_documents(
         );
     }
     push::add(&mut doc, config, None, caller, default_region);
-    change_events::add(&mut doc, config, None, caller, default_region);
+    change_events::add(&mut doc, config, None, (caller, caller), default_region);
     Some(Value::Object(doc))
 }
 

@@ -148,6 +148,19 @@ fn cases() -> Vec<Case> {
             )],
         },
         Case {
+            name: "change_events_not_receiving",
+            controller_only: false,
+            setup: |m| {
+                m.register_queue("changes");
+                m.queue_failed("changes", "ReceiveMessage", "access_denied");
+            },
+            step: |m| m.queue_failed("changes", "ReceiveMessage", "access_denied"),
+            expected: vec![(
+                "SecretFerryChangeEventsNotReceiving",
+                json!({"queue": "changes"}),
+            )],
+        },
+        Case {
             name: "kube_forbidden",
             controller_only: true,
             setup: |m| m.kube_request("patch", "forbidden"),

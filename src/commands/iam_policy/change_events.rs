@@ -32,12 +32,13 @@ pub fn queue_region(config: &Config, queue: &ChangeEventsQueue, default_region: 
 }
 
 /// Adds to `doc` (the documents of `role`; `None`: the base identity) the permissions to
-/// read its queues, and each queue's rule and queue policy.
+/// read its queues, and each queue's rule and queue policy. `reader_arn` reads the queue;
+/// `base_arn` is the base identity, whose account holds the secrets read without a role.
 pub(super) fn add(
     doc: &mut Map<String, Value>,
     config: &Config,
     role: Option<&str>,
-    reader_arn: &str,
+    (reader_arn, base_arn): (&str, &str),
     default_region: &str,
 ) {
     let queues: Vec<&ChangeEventsQueue> = config
@@ -48,14 +49,15 @@ pub(super) fn add(
     if queues.is_empty() {
         return;
     }
-    let (partition, reader_account) = super::arn_parts(reader_arn);
+    let (partition, _) = super::arn_parts(reader_arn);
+    let base_account = super::arn_parts(base_arn).1;
     let mut arns = BTreeSet::new();
     let mut per_queue = Map::new();
     for queue in queues {
         let region = queue_region(config, queue, default_region);
         let arn = queue.arn(&partition, &region);
         arns.insert(arn.clone());
-        let accounts = secret_accounts(config, &region, default_region, &reader_account);
+        let accounts = secret_accounts(config, &region, default_region, &base_account);
         per_queue.insert(
             queue.name().to_owned(),
             queue_documents(queue, &arn, &partition, &region, &accounts),
@@ -84,12 +86,12 @@ pub(super) fn add(
 }
 
 /// The accounts whose secrets are read in `region`: each role's, and the base identity's
-/// (the reader's own, or a placeholder) for secrets read without a role.
+/// (or a placeholder) for secrets read without a role.
 fn secret_accounts(
     config: &Config,
     region: &str,
     default_region: &str,
-    reader_account: &str,
+    base_account: &str,
 ) -> BTreeSet<String> {
     let mut accounts = BTreeSet::new();
     for secret in &config.secrets {
@@ -103,7 +105,7 @@ fn secret_accounts(
         }
         let account = match role {
             Some(role) => super::arn_parts(&role.role_arn).1,
-            None => reader_account.to_owned(),
+            None => base_account.to_owned(),
         };
         accounts.insert(account);
     }

@@ -282,3 +282,66 @@ fn text_output_has_every_document_as_valid_json() {
         serde_json::from_str::<Value>(block).unwrap();
     }
 }
+
+#[test]
+fn change_events_add_the_queue_statement_the_rule_and_the_queue_policy() {
+    let yaml = format!(
+        "{YAML}changeEvents:\n  - {{queueUrl: \"https://sqs.us-east-1.amazonaws.com/111111111111/changes\", role: shared}}\n  - {{queueUrl: \"https://vpce-1.sqs.us-east-1.vpce.amazonaws.com/123456789012/mine\"}}\n"
+    );
+    let docs = documents(
+        &config(&yaml),
+        Some("arn:aws:iam::123456789012:role/pod"),
+        None,
+    );
+    let statement = |doc: &Value| {
+        doc["permissionsPolicy"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "ReadChangeEvents")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        statement(&docs["shared"])["Resource"],
+        "arn:aws:sqs:us-east-1:111111111111:changes"
+    );
+    assert_eq!(
+        statement(&docs[BASE_IDENTITY])["Resource"],
+        "arn:aws:sqs:us-east-1:123456789012:mine",
+        "a VPC endpoint URL names no region: the default"
+    );
+    let rule = &docs["shared"]["changeEvents"]["changes"]["eventBridgeRule"];
+    assert_eq!(rule["Name"], "secret-ferry-to-changes");
+    assert_eq!(
+        rule["Accounts"],
+        json!(["111111111111", "123456789012"]),
+        "shared's secrets and the base identity's"
+    );
+    let pattern = &rule["EventPattern"];
+    assert_eq!(pattern["source"], json!(["aws.secretsmanager"]));
+    assert_eq!(
+        pattern["$or"][0]["detail-type"],
+        json!(["Secret Label Updated"])
+    );
+    assert_eq!(
+        pattern["$or"][1]["detail"]["eventName"],
+        json!(["DeleteSecret", "RestoreSecret", "ReplicateSecretToRegions"])
+    );
+    let policy = &docs["shared"]["changeEvents"]["changes"]["queuePolicy"]["Statement"][0];
+    assert_eq!(policy["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(policy["Action"], "sqs:SendMessage");
+    assert_eq!(
+        policy["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!([
+            "arn:aws:events:us-east-1:111111111111:rule/secret-ferry-to-changes",
+            "arn:aws:events:us-east-1:123456789012:rule/secret-ferry-to-changes",
+        ])
+    );
+    let text = render_text(&docs);
+    assert!(
+        text.contains("## EventBridge rule for change events queue changes"),
+        "{text}"
+    );
+    assert!(text.contains("## Queue policy of mine"), "{text}");
+}

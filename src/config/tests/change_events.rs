@@ -31,9 +31,29 @@ fn bad_change_events_queues_are_named_with_the_fix() {
         "{EXAMPLE}changeEvents:\n  - queueUrl: arn:aws:sqs:us-east-1:111111111111:q\n  - queueUrl: https://sqs.us-east-1.amazonaws.com/111111111111/q\n    role: nobody\n  - queueUrl: https://sqs.us-east-1.amazonaws.com/111111111111/r\n    region: eu-west-1\n  - queueUrl: https://sqs.us-east-1.amazonaws.com/111111111111/s\n  - queueUrl: https://sqs.us-east-1.amazonaws.com/111111111111/s\n  - role: shared\n"
     );
     let problems = problems(&yaml);
-    expect_problem(&problems, "changeEvents[0].queueUrl", 20, "must be an SQS queue URL");
-    expect_problem(&problems, "changeEvents[1].role", 22, "unknown role \"nobody\"");
-    expect_problem(&problems, "changeEvents[2].region", 24, "the queue URL is in \"us-east-1\"");
-    expect_problem(&problems, "changeEvents[4].queueUrl", 26, "already read by changeEvents[3].queueUrl");
+    expect_problem(
+        &problems,
+        "changeEvents[0].queueUrl",
+        20,
+        "must be an SQS queue URL",
+    );
+    expect_problem(
+        &problems,
+        "changeEvents[1].role",
+        22,
+        "unknown role \"nobody\"",
+    );
+    expect_problem(
+        &problems,
+        "changeEvents[2].region",
+        24,
+        "the queue URL is in \"us-east-1\"",
+    );
+    expect_problem(
+        &problems,
+        "changeEvents[4].queueUrl",
+        26,
+        "already read by changeEvents[3].queueUrl",
+    );
     expect_problem(&problems, "changeEvents[5].queueUrl", 27, "is required");
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::rules::{check_role_arn, check_secret_arn, parse_mode};
 use super::*;
 
-mod change_events;
 mod chains;
+mod change_events;
 mod document;
 mod examples;
 mod outputs;
