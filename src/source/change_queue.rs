@@ -271,3 +271,21 @@ impl ChangeQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_debugs_as_its_size_not_its_body() {
+        let message = super::Message {
+            body: "{\"secretString\": \"hunter2\"}".to_owned(),
+            receipt: "receipt-handle".to_owned(),
+            sent: None,
+        };
+        let shown = format!("{message:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("receipt-handle"),
+            "{shown}"
+        );
+        assert!(shown.contains("27 bytes"), "{shown}");
+    }
+}

@@ -309,10 +309,17 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
             native("app/db", &arn, "AWSPENDING", "v9"),
             json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}}).to_string(),
             cloudtrail("DeleteSecret", "../../etc/passwd", json!({}), json!({})),
+            // A forged event with a value in it: the leak scan proves it is never printed.
+            cloudtrail(
+                "PutSecretValue",
+                "nobody/here",
+                json!({"secretString": canary("in-event")}),
+                json!({}),
+            ),
         ])
         .await;
     for (reason, n) in [
-        ("unknown_secret", 1.0),
+        ("unknown_secret", 2.0),
         ("other_stage", 1.0),
         ("not_a_change", 1.0),
         ("invalid_secret_id", 1.0),
@@ -327,7 +334,9 @@ async fn an_event_syncs_its_secret_at_once_and_duplicates_bursts_and_strangers_c
 
     // A message that is not an event is left in the queue (for its redrive policy), and
     // the loop goes on.
-    stand.send("this is not json").await;
+    stand
+        .send(&format!("this is not json {}", canary("in-malformed")))
+        .await;
     daemon
         .wait_events("malformed_total{queue=\"secret-ferry-changes\"}", 1.0)
         .await;

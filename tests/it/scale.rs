@@ -79,6 +79,17 @@ fn memory_and_cpu_per_secret_at_scale() {
             root.join(format!("s{i:05}"))
         }
     };
+    // `SECRET_FERRY_SCALE_EVENTS=1`: with a `changeEvents` queue, so that the router's index
+    // of every secret is in the figure. The fake AWS has no SQS: the queue fails and backs
+    // off, as a denied one would.
+    let yaml = if std::env::var("SECRET_FERRY_SCALE_EVENTS").is_ok_and(|v| v == "1") {
+        format!(
+            "changeEvents:\n  - queueUrl: https://sqs.us-east-1.amazonaws.com/{}/scale\n{yaml}",
+            common::fake_aws::ACCOUNT
+        )
+    } else {
+        yaml
+    };
     let strategy = if find { "find".to_owned() } else { strategy };
     let config = write_config(tmp.path(), &yaml);
     let port = free_port();
