@@ -42,6 +42,16 @@ impl ChangeEventsQueue {
         url_parts(&self.queue_url).and_then(|p| p.region)
     }
 
+    /// The region the queue is read in: the URL's, else its own `region`, else its role's
+    /// (`role_region`), else `default`.
+    pub fn region_in(&self, role_region: Option<&str>, default: &str) -> String {
+        self.url_region()
+            .or(self.region.as_deref())
+            .or(role_region)
+            .unwrap_or(default)
+            .to_owned()
+    }
+
     /// The queue's ARN in `region`.
     pub fn arn(&self, partition: &str, region: &str) -> String {
         let (account, name) = self.account_and_name();

@@ -134,12 +134,7 @@ fn change_events(
         pending.push(asked);
     }
     for push in &config.pushes {
-        let region = push
-            .to
-            .region
-            .clone()
-            .unwrap_or_else(|| clients.region_of_role(push.role.as_deref()));
-        router.add_push(&push.to.secret_name, &region);
+        router.add_push(&push.to.secret_name, &push_region(push, clients));
     }
     Ok(Some(ChangeEvents {
         queues,
@@ -247,11 +242,7 @@ fn pushes(
     let mut groups: BTreeMap<(Option<String>, String, std::time::Duration), Vec<PushConfig>> =
         BTreeMap::new();
     for push in &config.pushes {
-        let region = push
-            .to
-            .region
-            .clone()
-            .unwrap_or_else(|| clients.region_of_role(push.role.as_deref()));
+        let region = push_region(push, clients);
         metrics.register_push(&push.name);
         groups
             .entry((push.role.clone(), region, push.refresh_interval))
@@ -281,6 +272,14 @@ fn pushes(
         ));
     }
     Ok(built)
+}
+
+/// Where a push writes: its own region, else its role's, else the default.
+fn push_region(push: &PushConfig, clients: &Clients<'_>) -> String {
+    push.to
+        .region
+        .clone()
+        .unwrap_or_else(|| clients.region_of_role(push.role.as_deref()))
 }
 
 /// The watch of a `kubernetesSecret` source; its namespace defaults to the daemon's own.

@@ -81,11 +81,8 @@ impl<'a> Clients<'a> {
         &mut self,
         queue: &crate::config::ChangeEventsQueue,
     ) -> Result<super::change_queue::ChangeQueue, UnknownRole> {
-        let region = queue
-            .url_region()
-            .map(str::to_owned)
-            .or_else(|| queue.region.clone())
-            .unwrap_or_else(|| self.region_of_role(queue.role.as_deref()));
+        let role_region = self.region_of_role(queue.role.as_deref());
+        let region = queue.region_in(None, &role_region);
         let mut builder = aws_sdk_sqs::config::Builder::from(self.base)
             .interceptor(CountCalls(self.metrics.clone()))
             .region(aws_config::Region::new(region.clone()));

@@ -20,15 +20,12 @@ pub const QUEUE_ACTIONS: [&str; 3] = [
 
 /// The region a queue is read in: the URL's, its own, its role's, the default.
 pub fn queue_region(config: &Config, queue: &ChangeEventsQueue, default_region: &str) -> String {
-    queue
-        .url_region()
-        .map(str::to_owned)
-        .or_else(|| queue.region.clone())
-        .or_else(|| {
-            let role = config.roles.get(queue.role.as_deref()?)?;
-            role.region.clone()
-        })
-        .unwrap_or_else(|| default_region.to_owned())
+    let role_region = queue
+        .role
+        .as_deref()
+        .and_then(|role| config.roles.get(role))
+        .and_then(|role| role.region.as_deref());
+    queue.region_in(role_region, default_region)
 }
 
 /// Adds to `doc` (the documents of `role`; `None`: the base identity) the permissions to
