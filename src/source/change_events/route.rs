@@ -145,10 +145,6 @@ impl Router {
         self
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.finds.is_empty()
-    }
-
     /// The configured secrets `event` concerns.
     pub fn route(&self, event: &ChangeEvent) -> Route {
         let in_region = |i: u16| {
