@@ -226,6 +226,8 @@ pub(super) fn class_of(code: Option<&str>, message: Option<&str>, status: Option
             "ResourceNotFoundException"
             | "NoSuchEntity"
             | "QueueDoesNotExist"
+            | "ParameterNotFound"
+            | "ParameterVersionNotFound"
             | "AWS.SimpleQueueService.NonExistentQueue",
         ) => Class::NotFound,
         Some("RegionDisabledException") => Class::RegionDisabled,

@@ -8,6 +8,7 @@ mod budget;
 pub mod change_events;
 pub mod change_queue;
 mod clients;
+pub mod parameter_store;
 pub mod plan;
 pub mod push_files;
 pub mod push_kube;

@@ -31,6 +31,7 @@ mod moto_credentials;
 mod moto_daemon;
 mod moto_fetch;
 mod moto_push;
+mod parameter_store;
 mod pods;
 mod resource_bounds;
 mod scale;
