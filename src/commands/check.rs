@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use std::path::Path;
 
 mod events;
+mod parameters;
 mod push;
 use std::time::SystemTime;
 
@@ -177,6 +178,7 @@ impl App {
             if let Some(entry) = group.entry_name() {
                 links.push(check_discovery(group, entry).await);
             }
+            links.extend(parameters::check_listing(group).await);
             for job in &group.members {
                 links.push(check_secret(job).await);
                 for target in &job.targets() {
@@ -295,6 +297,9 @@ async fn check_secret(job: &SecretJob) -> Link {
                 "fix the mapping (property, keys, templates) or the secret's content",
             ),
         },
+        Err(e) if job.parameter().is_some() => {
+            Link::failed("secret", name, e.to_string(), parameters::fix(e.kind()))
+        }
         Err(e) => {
             let fix = match e.kind() {
                 "access_denied" => "the permissions policy of the reading role must allow secretsmanager:GetSecretValue on the secret's ARN with the -?????? suffix (`secret-ferry iam-policy` prints it)",

@@ -61,6 +61,8 @@ pub fn documents(
 struct ReadModes {
     batched: BTreeSet<usize>,
     listed: BTreeSet<usize>,
+    /// Parameter Store entries whose versions are compared first (DescribeParameters).
+    parameters_listed: BTreeSet<usize>,
 }
 
 impl ReadModes {
@@ -75,6 +77,7 @@ impl ReadModes {
         let mut modes = Self {
             batched: BTreeSet::new(),
             listed: BTreeSet::new(),
+            parameters_listed: BTreeSet::new(),
         };
         for group in plan(&config.secrets, region_of) {
             for &i in &group.members {
@@ -83,7 +86,8 @@ impl ReadModes {
                     Strategy::List | Strategy::Find => modes.listed.insert(i),
                     // Batches first, a listing once the versions are known.
                     Strategy::Auto => modes.batched.insert(i) | modes.listed.insert(i),
-                    Strategy::Get => false,
+                    Strategy::ParametersListed => modes.parameters_listed.insert(i),
+                    Strategy::Get | Strategy::Parameters => false,
                 };
             }
         }
@@ -114,23 +118,17 @@ fn role_documents(
         .filter(|r| r.via.as_deref() == Some(role.name.as_str()))
         .map(|r| r.role_arn.as_str())
         .collect();
-    let (permissions, mut read_regions) = permissions_policy(
-        &role.role_arn,
-        region,
-        &reads,
-        &modes.batched,
-        &modes.listed,
-        &children,
-    );
-    if read_regions.is_empty() {
-        read_regions.insert(region.to_owned());
+    let (permissions, mut read_via) =
+        permissions_policy(&role.role_arn, region, &reads, modes, &children);
+    if read_via.is_empty() {
+        read_via.insert(format!("secretsmanager.{region}.amazonaws.com"));
     }
     let mut doc = Map::new();
     doc.insert("trustPolicy".into(), trust_policy(role, caller, org_id));
     doc.insert("permissionsPolicy".into(), permissions);
     doc.insert(
         "kmsKeyPolicyStatement".into(),
-        kms_statement(&role.role_arn, &read_regions),
+        kms_statement(&role.role_arn, &read_via),
     );
     doc.insert("callerPolicy".into(), caller_policy(role));
     push::add(&mut doc, config, Some(&role.name), &role.role_arn, region);
@@ -169,20 +167,14 @@ fn base_documents(
         .filter(|r| r.via.is_none())
         .map(|r| r.role_arn.as_str())
         .collect();
-    let (permissions, read_regions) = permissions_policy(
-        caller,
-        default_region,
-        &base_reads,
-        &modes.batched,
-        &modes.listed,
-        &roots,
-    );
+    let (permissions, read_via) =
+        permissions_policy(caller, default_region, &base_reads, modes, &roots);
     let mut doc = Map::new();
     doc.insert("permissionsPolicy".into(), permissions);
     if !base_reads.is_empty() {
         doc.insert(
             "kmsKeyPolicyStatement".into(),
-            kms_statement(caller, &read_regions),
+            kms_statement(caller, &read_via),
         );
     }
     push::add(&mut doc, config, None, caller, default_region);
@@ -225,20 +217,33 @@ fn trust_policy(role: &RoleConfig, caller: &str, org_id: Option<&str>) -> Value 
 
 /// Least privilege for exactly these secrets: GetSecretValue on each, in its region and in its
 /// failover region (a replica has the primary's ARN with the other region), and the
-/// no-resource actions on `*` only when the fetch strategy uses them. Also returns the regions
-/// the secrets are read in, for the KMS statement's `kms:ViaService`.
+/// no-resource actions on `*` only when the fetch strategy uses them; for Parameter Store
+/// entries, see `parameters`. Also returns the services and regions the secrets are read
+/// through, the KMS statement's `kms:ViaService` values.
 fn permissions_policy(
     reader_arn: &str,
     region: &str,
     reads: &[(usize, &SecretConfig)],
-    batched: &BTreeSet<usize>,
-    listed: &BTreeSet<usize>,
+    modes: &ReadModes,
     assumes: &[&str],
 ) -> (Value, BTreeSet<String>) {
+    let (batched, listed) = (&modes.batched, &modes.listed);
     let (partition, account) = arn_parts(reader_arn);
     let mut resources = BTreeSet::new();
     let mut regions = BTreeSet::new();
-    for (_, secret) in reads {
+    let mut via = BTreeSet::new();
+    let parameter_statements = parameters::statements(
+        reads,
+        &modes.parameters_listed,
+        (&partition, &account),
+        region,
+        &mut via,
+    );
+    let reads: Vec<&(usize, &SecretConfig)> = reads
+        .iter()
+        .filter(|(_, s)| s.parameter.is_none())
+        .collect();
+    for (_, secret) in &reads {
         // An ARN is read where it says; a name in the region of its reader.
         let home = secret_id::arn_region(&secret.secret_id).unwrap_or(region);
         let mut read_in = vec![home];
@@ -258,6 +263,7 @@ fn permissions_policy(
             "Resource": one_or_many(&resources),
         }));
     }
+    statements.extend(parameter_statements);
     let mut anywhere = Vec::new();
     if reads.iter().any(|(i, _)| batched.contains(i)) {
         anywhere.push("secretsmanager:BatchGetSecretValue");
@@ -281,9 +287,14 @@ fn permissions_policy(
             "Resource": one_or_many(assumes),
         }));
     }
+    via.extend(
+        regions
+            .iter()
+            .map(|r| format!("secretsmanager.{r}.amazonaws.com")),
+    );
     (
         json!({"Version": "2012-10-17", "Statement": statements}),
-        regions,
+        via,
     )
 }
 
@@ -321,14 +332,11 @@ fn secret_resources(
 }
 
 /// For customer-managed KMS keys only (the AWS-managed key needs nothing). Secrets Manager
-/// decrypts in the region it is called in, so every region a secret is read in (its own, its
-/// failover region) must be a `kms:ViaService` value.
-fn kms_statement(reader_arn: &str, regions: &BTreeSet<String>) -> Value {
-    let services: Vec<String> = regions
-        .iter()
-        .map(|r| format!("secretsmanager.{r}.amazonaws.com"))
-        .collect();
-    let services: Vec<&str> = services.iter().map(String::as_str).collect();
+/// and Parameter Store decrypt in the region they are called in, so every service and region
+/// a secret or SecureString is read through (its own, its failover region) must be a
+/// `kms:ViaService` value.
+fn kms_statement(reader_arn: &str, via: &BTreeSet<String>) -> Value {
+    let services: Vec<&str> = via.iter().map(String::as_str).collect();
     json!({
         "Sid": "AllowSecretFerryDecrypt",
         "Effect": "Allow",
@@ -443,6 +451,7 @@ pub fn render_text(documents: &BTreeMap<String, Value>) -> String {
 }
 
 mod change_events;
+mod parameters;
 mod push;
 #[cfg(test)]
 mod tests;

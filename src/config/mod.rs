@@ -25,6 +25,7 @@ mod mapping;
 mod observability;
 mod on_change;
 mod outputs;
+mod parameters;
 mod policy_json;
 mod pushes;
 mod read;
@@ -45,6 +46,7 @@ pub use mapping::{Decode, KeyMap, Mapping, TemplateMode};
 pub use observability::DEFAULT_MAX_POLL_STALL;
 pub use on_change::{OnChange, SignalName};
 pub use outputs::{BaseCredentials, CredentialOutput, CredentialsEndpoint};
+pub use parameters::{ParameterSource, Selector};
 pub use pushes::{
     push_secret_name_problem, PushConfig, PushSource, PushTarget, Recovery, UpdatePolicy,
     DEFAULT_INSTANCE, MAX_SECRET_BYTES, OWNER_TAG,
@@ -66,6 +68,10 @@ const DEFAULT_FILE_MODE: u32 = 0o400;
 const DEFAULT_API_RATE_LIMIT: u32 = 50;
 /// Secrets Manager's own quota for GetSecretValue is 10,000 per second per account.
 const API_RATE_LIMITS: RangeInclusive<u32> = 1..=10_000;
+/// Parameter Store's standard throughput is about 40 transactions per second per account and
+/// region, shared with every other reader; higher throughput raises GetParameters to 3,000.
+const DEFAULT_PARAMETER_STORE_RATE_LIMIT: u32 = 40;
+const PARAMETER_STORE_RATE_LIMITS: RangeInclusive<u32> = 1..=3_000;
 const ANY_NUMBER: RangeInclusive<usize> = 0..=usize::MAX;
 const AT_LEAST_ONE: RangeInclusive<usize> = 1..=usize::MAX;
 
@@ -98,6 +104,8 @@ pub struct Config {
     pub metrics: crate::metrics::SeriesPolicy,
     /// Secrets Manager calls per second allowed per (account, region).
     pub api_rate_limit: u32,
+    /// Parameter Store calls per second allowed per (account, region): a budget of its own.
+    pub parameter_store_rate_limit: u32,
     /// Default `fetchStrategy` of secrets that set none.
     pub fetch_strategy: FetchStrategy,
     /// Default `failoverRegion` of secrets that set none.
@@ -326,6 +334,11 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
     let api_rate_limit = or_default(f.get("apiRateLimit"), DEFAULT_API_RATE_LIMIT, |v| {
         c.integer_within(v, API_RATE_LIMITS)
     });
+    let parameter_store_rate_limit = or_default(
+        f.get("parameterStoreRateLimit"),
+        DEFAULT_PARAMETER_STORE_RATE_LIMIT,
+        |v| c.integer_within(v, PARAMETER_STORE_RATE_LIMITS),
+    );
     let max_poll_stall = or_default(f.get("maxPollStall"), DEFAULT_MAX_POLL_STALL, |v| {
         c.duration_within(v, REFRESH_INTERVALS)
     });
@@ -347,6 +360,7 @@ fn read_config(c: &mut Checker, at: &Field) -> Option<Config> {
         credentials_endpoint: credentials_endpoint?,
         max_staleness: max_staleness?,
         api_rate_limit: api_rate_limit?,
+        parameter_store_rate_limit: parameter_store_rate_limit?,
         max_poll_stall: max_poll_stall?,
         metrics: metrics?,
         fetch_strategy: fetch_strategy?,

@@ -10,6 +10,7 @@ use saphyr::Scalar;
 
 use super::mapping::read_mapping;
 use super::on_change::{read_on_change, OnChange, DEBOUNCES};
+use super::parameters::{read_parameter, read_parameter_path, ParameterSource};
 use super::read::{checked_string, read_enum, read_list, read_reference, read_region, ROLES};
 use super::rules::{check_secret_arn, is_name};
 use super::targets::{read_targets, Target, NAME_PLACEHOLDER};
@@ -47,6 +48,9 @@ pub struct SecretConfig {
     pub failover_region: Option<String>,
     /// Applied to the value before any target.
     pub mapping: Mapping,
+    /// Set instead of `secret_id` (which is then empty): the entry reads SSM Parameter
+    /// Store (`parameter` or `parameterPath`).
+    pub parameter: Option<ParameterSource>,
 }
 
 /// Which secrets a `find` entry syncs: all whose name starts with `name_prefix` and that
@@ -192,19 +196,30 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
         .require(c, "name")
         .and_then(|v| read_secret_name(c, &v, &at.path, &mut seen.names));
     let (id_field, find_field) = (f.get("secretId"), f.get("find"));
-    let both = both_set(c, &id_field, &find_field);
-    if id_field.is_none() && find_field.is_none() {
+    let (parameter_field, path_field) = (f.get("parameter"), f.get("parameterPath"));
+    let both = several_set(c, &[&id_field, &find_field, &parameter_field, &path_field]);
+    if id_field.is_none()
+        && find_field.is_none()
+        && parameter_field.is_none()
+        && path_field.is_none()
+    {
         c.report(
             &at.child_path("secretId"),
             Some(at.line()),
-            "is required (or `find`, to sync every secret matching a name prefix and tags)",
+            "is required (or `find`, to sync every secret matching a name prefix and tags; or `parameter` / `parameterPath`, to read SSM Parameter Store)",
         );
     }
     let finds = find_field.is_some();
+    let reads_parameters = parameter_field.is_some() || path_field.is_some();
     let secret_id = optional(id_field, |v| read_secret_id(c, v));
     let find = optional(find_field, |v| read_find(c, v));
+    let parameter = optional(parameter_field, |v| read_parameter(c, v));
+    let parameter_path = optional(path_field, |v| read_parameter_path(c, v));
     let role = optional(f.get("role"), |v| read_reference(c, v, seen.roles, &ROLES));
     let (stage, id) = (f.get("versionStage"), f.get("versionId"));
+    if reads_parameters {
+        refuse_for_parameters(c, &stage, &id, &f.get("failoverRegion"));
+    }
     let pinned = id.clone();
     // The strategy is checked against the version fields as written, so that both set
     // (a problem of its own) does not hide a strategy that fits neither.
@@ -241,6 +256,13 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
     if finds {
         fetch_strategy = FetchStrategy::List;
     }
+    let parameter = parameter?.or(parameter_path?);
+    // Parameter Store has no replicas: a top-level `failoverRegion` is not inherited.
+    let failover_region = if reads_parameters {
+        None
+    } else {
+        failover_region?
+    };
     Some(SecretConfig {
         name: name?,
         secret_id: secret_id?.unwrap_or_default(),
@@ -253,9 +275,45 @@ fn read_secret(c: &mut Checker, at: &Field, seen: &mut Seen) -> Option<SecretCon
         find: find?,
         prune: prune?,
         fetch_strategy,
-        failover_region: failover_region?,
+        failover_region,
         mapping: mapping?,
+        parameter,
     })
+}
+
+/// Reports every field set after the first of `fields` (which exclude each other); returns
+/// whether more than one is set.
+fn several_set(c: &mut Checker, fields: &[&Option<Field>]) -> bool {
+    let mut set = fields.iter().filter(|f| f.is_some());
+    let Some(first) = set.next() else {
+        return false;
+    };
+    let mut several = false;
+    for other in set {
+        several |= both_set(c, first, other);
+    }
+    several
+}
+
+/// A Parameter Store entry's version is its name's selector, and it has no replicas.
+fn refuse_for_parameters(
+    c: &mut Checker,
+    stage: &Option<Field>,
+    id: &Option<Field>,
+    failover: &Option<Field>,
+) {
+    for field in [stage, id].into_iter().flatten() {
+        c.problem(
+            field,
+            "applies to Secrets Manager secrets: a Parameter Store entry picks its version with a selector on the name, \"/app/db:3\" (version) or \"/app/db:prod\" (label)",
+        );
+    }
+    if let Some(field) = failover {
+        c.problem(
+            field,
+            "applies to Secrets Manager secrets: Parameter Store has no replicas to fail over to",
+        );
+    }
 }
 
 /// Where a secret goes and whom to tell when it changes: `targets`, `onChange`, `debounce`.

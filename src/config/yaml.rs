@@ -389,7 +389,10 @@ impl<'a> Fields<'a> {
 
     /// The field's value; `None` when it is absent or null (`key:` with nothing after it).
     pub(super) fn get(&mut self, key: &'static str) -> Option<Field<'a>> {
-        self.allowed.push(key);
+        // A field may be looked at twice (once to refuse it in some combination).
+        if !self.allowed.contains(&key) {
+            self.allowed.push(key);
+        }
         let i = self
             .entries
             .iter()

@@ -4,9 +4,9 @@
 
 use super::error::BuildError;
 use super::events::Pending;
-use super::group::Group;
 use super::group::MAX_CONCURRENT_FETCHES;
-use super::job::SecretJob;
+use super::group::{Group, Reader};
+use super::job::{Origin, SecretJob};
 use super::poll::MAX_CONCURRENT_CYCLES;
 use super::push::PushGroup;
 use super::{App, ChangeEvents};
@@ -119,11 +119,15 @@ fn change_events(
             None => {
                 for (m, job) in group.members.iter().enumerate() {
                     let Ok(m) = u32::try_from(m) else { break };
+                    // Secrets Manager's events name secrets, never parameters.
+                    let Origin::SecretsManager { source, failover } = &job.origin else {
+                        continue;
+                    };
                     router.add_secret(
                         (g, m),
                         job.secret_id(),
-                        job.source.region(),
-                        job.failover.as_ref().map(|f| f.region()),
+                        source.region(),
+                        failover.as_ref().map(|f| f.region()),
                         &job.wanted.version,
                     );
                 }
@@ -171,17 +175,28 @@ impl Built {
         kube: Option<&Kube>,
     ) -> Result<(), BuildError> {
         let mut members = Vec::new();
+        let mut reader = None;
         for &i in &planned.members {
             let secret = &config.secrets[i];
+            let changed = (!secret.on_change.is_empty()).then(Changed::default);
+            if let Some(changed) = &changed {
+                self.notifiers.push((secret.clone(), changed.clone()));
+            }
+            if let Some(parameter) = &secret.parameter {
+                let store = clients.parameter_store(secret)?;
+                reader.get_or_insert_with(|| Reader::ParameterStore(store.clone()));
+                let origin = Origin::ParameterStore {
+                    store,
+                    parameter: parameter.clone(),
+                };
+                members.push(self.job(secret, origin, changed, metrics, kube)?);
+                continue;
+            }
             let source = clients.for_secret(secret, None)?;
             let failover = match &secret.failover_region {
                 Some(region) => Some(clients.for_secret(secret, Some(region))?),
                 None => None,
             };
-            let changed = (!secret.on_change.is_empty()).then(Changed::default);
-            if let Some(changed) = &changed {
-                self.notifiers.push((secret.clone(), changed.clone()));
-            }
             if planned.strategy == Strategy::Find {
                 let name: Arc<str> = secret.name.as_str().into();
                 metrics.register_secret(name.clone(), secret.refresh_interval);
@@ -194,23 +209,36 @@ impl Built {
                 ));
                 continue;
             }
-            let job = SecretJob::new(secret, source, failover, changed, kube)?;
-            // One copy of the name, shared by the job, its metrics record and readiness.
-            metrics.register_secret(job.shared_name().clone(), secret.refresh_interval);
-            self.expected.push(job.shared_name().clone());
-            members.push(Arc::new(job));
+            reader.get_or_insert_with(|| Reader::SecretsManager(source.clone()));
+            let origin = Origin::SecretsManager { source, failover };
+            members.push(self.job(secret, origin, changed, metrics, kube)?);
         }
-        if let Some(first) = members.first() {
-            let source = first.source.clone();
+        if let Some(reader) = reader.filter(|_| !members.is_empty()) {
             self.groups.push(Group::new(
                 planned.strategy,
                 planned.auto,
                 planned.interval,
                 members,
-                source,
+                reader,
             ));
         }
         Ok(())
+    }
+
+    /// One secret's job, registered with the metrics and readiness.
+    fn job(
+        &mut self,
+        secret: &SecretConfig,
+        origin: Origin,
+        changed: Option<Changed>,
+        metrics: &Metrics,
+        kube: Option<&Kube>,
+    ) -> Result<Arc<SecretJob>, BuildError> {
+        let job = SecretJob::new(secret, origin, changed, kube)?;
+        // One copy of the name, shared by the job, its metrics record and readiness.
+        metrics.register_secret(job.shared_name().clone(), secret.refresh_interval);
+        self.expected.push(job.shared_name().clone());
+        Ok(Arc::new(job))
     }
 }
 

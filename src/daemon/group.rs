@@ -9,6 +9,7 @@
 
 mod discovery;
 mod on_events;
+mod parameters;
 
 use discovery::Discovery;
 
@@ -49,12 +50,21 @@ pub(crate) struct Group {
     /// Members that failed at the last poll (all, before the first): a listing cannot settle
     /// them, so `auto` counts a read for each.
     unsettled: usize,
-    /// Where the group's own calls (BatchGetSecretValue, ListSecrets) go.
-    source: SecretsManager,
+    /// Where the group's own calls (BatchGetSecretValue, ListSecrets; GetParameters,
+    /// DescribeParameters) go.
+    reader: Reader,
     pub(crate) refresh: Arc<tokio::sync::Notify>,
     discovery: Option<Discovery>,
     /// The syncs change events ask for; `None` without `changeEvents`.
     pub(crate) events: Option<Arc<super::events::Pending>>,
+}
+
+/// The client of a group's own calls: every member reads with the same identity in the same
+/// region.
+#[derive(Clone)]
+pub(crate) enum Reader {
+    SecretsManager(SecretsManager),
+    ParameterStore(crate::source::parameter_store::ParameterStore),
 }
 
 /// What one poll of a group did.
@@ -72,7 +82,7 @@ impl Group {
         auto: bool,
         interval: Duration,
         members: Vec<Arc<SecretJob>>,
-        source: SecretsManager,
+        reader: Reader,
     ) -> Self {
         let mut ids: Vec<Vec<Arc<SecretJob>>> = Vec::new();
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -96,7 +106,7 @@ impl Group {
             by_id: sorted_by_id(&members),
             members,
             chunks,
-            source,
+            reader,
             refresh: Arc::new(tokio::sync::Notify::new()),
             discovery: None,
             events: None,
@@ -122,6 +132,11 @@ impl Group {
     pub(crate) async fn cycle(&mut self, ctx: &Ctx) -> Cycle {
         let read = match (self.strategy, &self.choice) {
             (Strategy::Find, _) => return self.discover(ctx).await,
+            (Strategy::Parameters | Strategy::ParametersListed, _) => {
+                let cycle = Cycle::of(self.poll_parameters(ctx).await);
+                self.unsettled = cycle.failures.len();
+                return cycle;
+            }
             (Strategy::Auto, Some(choice)) => choice.next(self.unsettled),
             (Strategy::Batch, _) => Read::Batch,
             (Strategy::List, _) => Read::List,
@@ -141,16 +156,36 @@ impl Group {
         get_all(ctx, self.members.clone(), false).await
     }
 
+    /// The Secrets Manager client of a Secrets Manager group.
+    pub(crate) fn secrets_manager(&self) -> Option<&SecretsManager> {
+        match &self.reader {
+            Reader::SecretsManager(source) => Some(source),
+            Reader::ParameterStore(_) => None,
+        }
+    }
+
+    /// The region the group reads in.
+    pub(crate) fn source_region(&self) -> &str {
+        match &self.reader {
+            Reader::SecretsManager(source) => source.region(),
+            Reader::ParameterStore(store) => store.region(),
+        }
+    }
+
     /// One listing, then a read of each secret it does not show unchanged. Under `auto`, a
     /// denied listing reads with the next cheapest way instead, and a listing that matched
     /// far more secrets than the group's is not made again.
     async fn list_and_sync(&mut self, ctx: &Ctx) -> Tally {
+        // Only Secrets Manager groups list; anything else reads each member.
+        let Some(source) = self.secrets_manager().cloned() else {
+            return self.get(ctx).await;
+        };
         let started = Instant::now();
         let query = ListQuery {
             name_prefixes: name_filter(self.members.iter().map(|m| m.secret_id())),
             ..ListQuery::default()
         };
-        let mut pages = self.source.pages(&query);
+        let mut pages = source.pages(&query);
         let mut settle = Settle::new(&self.members, &self.by_id);
         let mut listed = 0;
         let mut failed = None;
@@ -163,7 +198,7 @@ impl Group {
                 None => break,
                 Some(Ok(page)) => {
                     listed += page.len();
-                    settle.page(ctx, &self.source, &page, started).await;
+                    settle.page(ctx, &source, &page, started).await;
                 }
                 Some(Err(err)) => {
                     failed = Some(err);
@@ -178,8 +213,8 @@ impl Group {
                 Some(CallError::Aws(info)) if info.class == Class::AccessDenied && listed == 0 => {
                     if choice.denied(Read::List) {
                         tracing::warn!(
-                            principal = %self.source.principal(),
-                            region = %self.source.region(),
+                            principal = %source.principal(),
+                            region = %source.region(),
                             secrets = self.members.len(),
                             "ListSecrets is denied (fetchStrategy auto): no longer comparing versions before reading; allow secretsmanager:ListSecrets on \"*\" to save calls"
                         );
@@ -194,8 +229,8 @@ impl Group {
                 None => {
                     if choice.listed(listed) {
                         tracing::info!(
-                            principal = %self.source.principal(),
-                            region = %self.source.region(),
+                            principal = %source.principal(),
+                            region = %source.region(),
                             secrets = self.members.len(),
                             listed,
                             "the ListSecrets name filter matches far more secrets than this group has (fetchStrategy auto): reading it without the listing from now on; give the group's names a common prefix to save calls"
@@ -206,12 +241,15 @@ impl Group {
             }
         }
         match failed {
-            Some(err) => settle.failed(ctx, &self.source, err, started).await,
+            Some(err) => settle.failed(ctx, &source, err, started).await,
             None => settle.finish(ctx).await,
         }
     }
 
     async fn batch(&mut self, ctx: &Ctx) -> Tally {
+        let Some(source) = self.secrets_manager().cloned() else {
+            return self.get(ctx).await;
+        };
         let mut set = JoinSet::new();
         let mut chunks = self.chunks.iter();
         let mut results = Tally::default();
@@ -223,7 +261,7 @@ impl Group {
                 };
                 set.spawn(batch_chunk(
                     ctx.clone(),
-                    self.source.clone(),
+                    source.clone(),
                     chunk.clone(),
                     self.auto,
                 ));
@@ -250,8 +288,8 @@ impl Group {
             };
             if first {
                 tracing::warn!(
-                    principal = %self.source.principal(),
-                    region = %self.source.region(),
+                    principal = %source.principal(),
+                    region = %source.region(),
                     secrets = self.members.len(),
                     "BatchGetSecretValue is denied (fetchStrategy auto): reading these secrets without it from now on; allow secretsmanager:BatchGetSecretValue on \"*\" to save calls"
                 );
@@ -363,7 +401,7 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
         }
         Err(err) => {
             for job in chunk.iter().flat_map(|jobs| jobs.iter()) {
-                let result = if err.is_transient() && job.failover.is_some() {
+                let result = if err.is_transient() && job.has_failover() {
                     ctx.sync_one(job, true).await
                 } else {
                     let err = source.error_for(&job.wanted, crate::source::BATCH, err.clone());
@@ -394,7 +432,7 @@ async fn batch_chunk(ctx: Ctx, source: SecretsManager, chunk: Chunk, auto: bool)
                             ctx.finish(job, polled, started).await
                         }
                         (None, Some((_, info)))
-                            if info.class.is_transient() && job.failover.is_some() =>
+                            if info.class.is_transient() && job.has_failover() =>
                         {
                             ctx.sync_one(job, true).await
                         }
@@ -542,7 +580,7 @@ impl<'m> Settle<'m> {
         started: Instant,
     ) -> Tally {
         let unseen: Vec<Arc<SecretJob>> = self.unseen().collect();
-        if err.is_transient() && unseen.iter().any(|m| m.failover.is_some()) {
+        if err.is_transient() && unseen.iter().any(|m| m.has_failover()) {
             self.results.extend(get_all(ctx, unseen, true).await);
         } else {
             for job in unseen {

@@ -2,6 +2,7 @@
 //! record the outcome in metrics, logs and readiness.
 
 use super::error::{BuildError, SyncError};
+use crate::config::ParameterSource;
 use crate::config::{SecretConfig, Target};
 use crate::health::Readiness;
 use crate::k8s::Kube;
@@ -11,6 +12,7 @@ use crate::sink::file::FileSink;
 use crate::sink::kube_secret::KubeSecretSink;
 use crate::sink::single_file::SingleFile;
 use crate::sink::WriteOutcome;
+use crate::source::parameter_store::ParameterStore;
 use crate::source::Wanted;
 use crate::source::{Fetched, SecretsManager, SourceError};
 use crate::transform::Rendered;
@@ -24,10 +26,9 @@ use tokio::time::Instant;
 pub(crate) struct SecretJob {
     pub(crate) wanted: Wanted,
     pub(crate) refresh_interval: std::time::Duration,
-    /// Shared by every secret read with the same identity in the same region.
-    pub(crate) source: SecretsManager,
-    /// The same credentials in `failoverRegion`, if one is configured.
-    pub(crate) failover: Option<SecretsManager>,
+    /// Where the value is read: the client is shared by every secret read with the same
+    /// identity in the same region.
+    pub(crate) origin: Origin,
     /// `None` for the default mapping (every JSON key a file), the common case.
     mapper: Option<Box<Mapper>>,
     sinks: Box<[Sink]>,
@@ -35,6 +36,19 @@ pub(crate) struct SecretJob {
     last_version: Mutex<Option<VersionId>>,
     /// Wakes the secret's notifier after its files changed; `None` without `onChange`.
     pub(crate) changed: Option<crate::notify::Changed>,
+}
+
+/// Where a job reads its value.
+pub(crate) enum Origin {
+    SecretsManager {
+        source: SecretsManager,
+        /// The same credentials in `failoverRegion`, if one is configured.
+        failover: Option<SecretsManager>,
+    },
+    ParameterStore {
+        store: ParameterStore,
+        parameter: ParameterSource,
+    },
 }
 
 /// What a poll learnt about one secret.
@@ -58,8 +72,7 @@ pub enum SyncOutcome {
 impl SecretJob {
     pub(crate) fn new(
         config: &SecretConfig,
-        source: SecretsManager,
-        failover: Option<SecretsManager>,
+        origin: Origin,
         changed: Option<crate::notify::Changed>,
         kube: Option<&Kube>,
     ) -> Result<Self, BuildError> {
@@ -80,8 +93,7 @@ impl SecretJob {
         Ok(Self {
             wanted: Wanted::of(config),
             refresh_interval: config.refresh_interval,
-            source,
-            failover,
+            origin,
             mapper,
             sinks: sinks.into_boxed_slice(),
             last_version: Mutex::new(None),
@@ -98,8 +110,35 @@ impl SecretJob {
         &self.wanted.name
     }
 
+    /// The secret id, or the parameter's name (with its selector) or path.
     pub(crate) fn secret_id(&self) -> &str {
         &self.wanted.secret_id
+    }
+
+    /// The region the value is read in (not the failover region).
+    pub(crate) fn region(&self) -> &str {
+        match &self.origin {
+            Origin::SecretsManager { source, .. } => source.region(),
+            Origin::ParameterStore { store, .. } => store.region(),
+        }
+    }
+
+    pub(crate) fn has_failover(&self) -> bool {
+        matches!(
+            &self.origin,
+            Origin::SecretsManager {
+                failover: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// The Parameter Store client and what it reads, for a Parameter Store entry.
+    pub(crate) fn parameter(&self) -> Option<(&ParameterStore, &ParameterSource)> {
+        match &self.origin {
+            Origin::ParameterStore { store, parameter } => Some((store, parameter)),
+            Origin::SecretsManager { .. } => None,
+        }
     }
 
     /// The targets as configured, from the sinks (for `check` and for the Secrets a restart
@@ -123,6 +162,11 @@ impl SecretJob {
             .is_some_and(|last| last.is(version))
     }
 
+    /// Whether any version was written (since the start).
+    pub(crate) async fn written(&self) -> bool {
+        self.last_version.lock().await.is_some()
+    }
+
     /// The files a value makes, through the secret's mapping.
     fn render(&self, payload: &crate::secret::Payload) -> Result<Rendered, MappingError> {
         match &self.mapper {
@@ -132,25 +176,32 @@ impl SecretJob {
     }
 
     /// GetSecretValue in the secret's region, or in its failover region when that fails
-    /// with a transient error (or when the caller already knows the primary is failing).
+    /// with a transient error (or when the caller already knows the primary is failing);
+    /// a Parameter Store entry's parameter or path.
     pub(crate) async fn fetch(&self, skip_primary: bool) -> Result<Fetched, SourceError> {
-        let skip_primary = skip_primary && self.failover.is_some();
+        let (source, failover) = match &self.origin {
+            Origin::SecretsManager { source, failover } => (source, failover),
+            Origin::ParameterStore { store, parameter } => {
+                return store.fetch(&self.wanted, parameter).await
+            }
+        };
+        let skip_primary = skip_primary && failover.is_some();
         let primary = if skip_primary {
             None
         } else {
-            match self.source.fetch(&self.wanted).await {
+            match source.fetch(&self.wanted).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(e) => Some(e),
             }
         };
-        match (primary, &self.failover) {
+        match (primary, failover) {
             (Some(e), None) => Err(e),
             (Some(e), Some(_)) if !e.is_transient() => Err(e),
             (primary, Some(failover)) => {
                 if let Some(err) = &primary {
                     tracing::warn!(
                         secret = %self.name(),
-                        region = %self.source.region(),
+                        region = %source.region(),
                         failover_region = %failover.region(),
                         reason = err.kind(),
                         "primary region failing; reading the replica in the failover region"
@@ -165,7 +216,7 @@ impl SecretJob {
                 }
             }
             // `skip_primary` is only honoured with a failover, so a failure is known here.
-            (None, None) => self.source.fetch(&self.wanted).await,
+            (None, None) => source.fetch(&self.wanted).await,
         }
     }
 
@@ -364,7 +415,7 @@ impl Ctx {
                 self.readiness.synced(name);
                 let version = version.as_deref().unwrap_or("-");
                 let region = region.as_deref().unwrap_or("-");
-                let failover = region != job.source.region();
+                let failover = region != job.region();
                 // One event per sync; unchanged polls at debug, so that thousands of
                 // secrets do not flood the log at the default level.
                 match outcome {

@@ -3,7 +3,7 @@
 
 use super::events::COALESCE;
 use super::group::{self, Group, MAX_CONCURRENT_FETCHES};
-use super::job::{Ctx, SecretJob};
+use super::job::{Ctx, Origin, SecretJob};
 use super::push::PushGroup;
 use super::schedule::next_delay;
 use crate::config::{PushConfig, PushSource, SecretConfig};
@@ -100,10 +100,20 @@ impl Syncs for Ctx {
         shutdown: Signal,
     ) -> Result<JoinHandle<()>, StartError> {
         let interval = secret.refresh_interval;
-        let job = SecretJob::new(&secret, source.clone(), None, None, Some(kube))?;
+        let origin = Origin::SecretsManager {
+            source: source.clone(),
+            failover: None,
+        };
+        let job = SecretJob::new(&secret, origin, None, Some(kube))?;
         self.metrics
             .register_secret(job.shared_name().clone(), interval);
-        let group = Group::new(Strategy::Get, false, interval, vec![Arc::new(job)], source);
+        let group = Group::new(
+            Strategy::Get,
+            false,
+            interval,
+            vec![Arc::new(job)],
+            group::Reader::SecretsManager(source),
+        );
         Ok(tokio::spawn(poll(group, self.clone(), shutdown)))
     }
 

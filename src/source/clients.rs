@@ -1,6 +1,7 @@
 //! The Secrets Manager clients of a config: one per (identity, region), each with the
 //! request budget of its (account, region).
 
+use super::parameter_store::ParameterStore;
 use super::{Budget, SecretsManager};
 use crate::aws::CountCalls;
 use crate::config::{Config, SecretConfig};
@@ -33,6 +34,9 @@ pub struct Clients<'a> {
     region: &'a str,
     budgets: BTreeMap<(String, String), Arc<Budget>>,
     clients: BTreeMap<(Option<String>, String), SecretsManager>,
+    /// Parameter Store's quota is its own: a budget of its own per (account, region).
+    parameter_budgets: BTreeMap<(String, String), Arc<Budget>>,
+    parameter_stores: BTreeMap<(Option<String>, String), ParameterStore>,
 }
 
 impl<'a> Clients<'a> {
@@ -52,6 +56,8 @@ impl<'a> Clients<'a> {
             region,
             budgets: BTreeMap::new(),
             clients: BTreeMap::new(),
+            parameter_budgets: BTreeMap::new(),
+            parameter_stores: BTreeMap::new(),
         }
     }
 
@@ -141,33 +147,94 @@ impl<'a> Clients<'a> {
         let mut builder = aws_sdk_secretsmanager::config::Builder::from(self.base)
             .interceptor(CountCalls(self.metrics.clone()))
             .region(aws_config::Region::new(region.clone()));
-        let (session, principal, account) = match role {
-            None => (None, BASE_PRINCIPAL.to_owned(), "base".to_owned()),
-            Some(name) => {
-                let (session, role_arn) = self.role(name, reader)?;
-                builder = builder
-                    .credentials_provider(session.clone())
-                    // The session is the cache; an SDK cache on top would keep serving the
-                    // previous credentials after each refresh.
-                    .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache());
-                let account = role_arn.split(':').nth(4).unwrap_or_default().to_owned();
-                (Some(session), role_arn, account)
-            }
-        };
+        let identity = self.identity(role, reader)?;
+        if let Some(session) = &identity.session {
+            builder = builder
+                .credentials_provider(session.clone())
+                // The session is the cache; an SDK cache on top would keep serving the
+                // previous credentials after each refresh.
+                .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache());
+        }
         let limit = self.config.api_rate_limit;
         let budget = self
             .budgets
-            .entry((account, region.clone()))
+            .entry((identity.account, region.clone()))
             .or_insert_with(|| Arc::new(Budget::new(limit)))
             .clone();
         let client = SecretsManager::new(
             aws_sdk_secretsmanager::Client::from_conf(builder.build()),
             region,
-            session,
-            principal,
+            identity.session,
+            identity.principal,
             budget,
         );
         self.clients.insert(key, client.clone());
         Ok(client)
     }
+
+    /// The Parameter Store client `secret` reads with: its role's (the same session as its
+    /// Secrets Manager reads: one AssumeRole serves both) in its region, with the budget of
+    /// Parameter Store in that (account, region).
+    pub fn parameter_store(
+        &mut self,
+        secret: &SecretConfig,
+    ) -> Result<ParameterStore, UnknownRole> {
+        let region = self.region_of(secret);
+        let role = secret.role.as_deref();
+        let key = (role.map(str::to_owned), region.clone());
+        if let Some(store) = self.parameter_stores.get(&key) {
+            return Ok(store.clone());
+        }
+        let mut builder = aws_sdk_ssm::config::Builder::from(self.base)
+            .interceptor(CountCalls(self.metrics.clone()))
+            .region(aws_config::Region::new(region.clone()));
+        let identity = self.identity(role, &secret.name)?;
+        if let Some(session) = &identity.session {
+            builder = builder
+                .credentials_provider(session.clone())
+                .identity_cache(aws_sdk_ssm::config::IdentityCache::no_cache());
+        }
+        let limit = self.config.parameter_store_rate_limit;
+        let budget = self
+            .parameter_budgets
+            .entry((identity.account, region.clone()))
+            .or_insert_with(|| Arc::new(Budget::new(limit)))
+            .clone();
+        let store = ParameterStore::new(
+            aws_sdk_ssm::Client::from_conf(builder.build()),
+            region,
+            identity.session,
+            identity.principal,
+            budget,
+        );
+        self.parameter_stores.insert(key, store.clone());
+        Ok(store)
+    }
+
+    /// Who reads for `role` (`None`: the base identity): its session, how errors name it,
+    /// and the account its budgets are kept for.
+    fn identity(&self, role: Option<&str>, reader: &str) -> Result<Identity, UnknownRole> {
+        Ok(match role {
+            None => Identity {
+                session: None,
+                principal: BASE_PRINCIPAL.to_owned(),
+                account: "base".to_owned(),
+            },
+            Some(name) => {
+                let (session, role_arn) = self.role(name, reader)?;
+                let account = role_arn.split(':').nth(4).unwrap_or_default().to_owned();
+                Identity {
+                    session: Some(session),
+                    principal: role_arn,
+                    account,
+                }
+            }
+        })
+    }
+}
+
+struct Identity {
+    session: Option<crate::credentials::RoleSession<crate::credentials::StsAssumer>>,
+    principal: String,
+    account: String,
 }

@@ -1,7 +1,8 @@
 //! Where secret values come from: AWS Secrets Manager, read with GetSecretValue,
 //! BatchGetSecretValue or ListSecrets (see `plan` for which is used when); and, for
 //! pushes, the files an app writes (`push_files`) or a watched Kubernetes Secret
-//! (`push_kube`).
+//! (`push_kube`). SSM Parameter Store is the second source (`parameter_store`, with the
+//! pure rules in `parameters`).
 
 pub mod auto;
 mod budget;
@@ -9,6 +10,7 @@ pub mod change_events;
 pub mod change_queue;
 mod clients;
 pub mod parameter_store;
+pub mod parameters;
 pub mod plan;
 pub mod push_files;
 pub mod push_kube;
@@ -23,7 +25,7 @@ pub use secrets_manager::{
     BatchValue, ListQuery, Listed, Pages, SecretsManager, BATCH, BATCH_MAX, GET, LIST,
 };
 
-use crate::aws::ErrorInfo;
+use crate::aws::{Class, ErrorInfo};
 use crate::config::{SecretConfig, VersionSelector};
 use crate::credentials::CredentialsError;
 use crate::secret::Payload;
@@ -96,6 +98,30 @@ pub enum SourceError {
     },
     #[error("secret '{secret}': GetSecretValue of {secret_id} returned neither SecretString nor SecretBinary")]
     Empty { secret: String, secret_id: String },
+    #[error("secret '{secret}': GetParameters in {region} found no parameter {parameter}{hint}")]
+    ParameterNotFound {
+        secret: String,
+        parameter: String,
+        region: String,
+        hint: String,
+    },
+    #[error(
+        "secret '{secret}': GetParametersByPath found no parameter under {path} in {region}{hint}"
+    )]
+    EmptyPath {
+        secret: String,
+        path: String,
+        region: String,
+        hint: String,
+    },
+    #[error("secret '{secret}': parameters {first} and {second} under {path} would both be written as key {key:?}; rename one, or read them with separate entries")]
+    SameKey {
+        secret: String,
+        path: String,
+        key: String,
+        first: String,
+        second: String,
+    },
 }
 
 impl SourceError {
@@ -104,7 +130,10 @@ impl SourceError {
         match self {
             Self::Credentials { secret, .. }
             | Self::Aws { secret, .. }
-            | Self::Empty { secret, .. } => secret,
+            | Self::Empty { secret, .. }
+            | Self::ParameterNotFound { secret, .. }
+            | Self::EmptyPath { secret, .. }
+            | Self::SameKey { secret, .. } => secret,
         }
     }
 
@@ -114,6 +143,9 @@ impl SourceError {
             Self::Credentials { source, .. } => source.kind(),
             Self::Aws { info, .. } => info.class.as_str(),
             Self::Empty { .. } => "empty_secret",
+            Self::ParameterNotFound { .. } => Class::NotFound.as_str(),
+            Self::EmptyPath { .. } => "path_empty",
+            Self::SameKey { .. } => "path_keys",
         }
     }
 
@@ -121,7 +153,10 @@ impl SourceError {
         match self {
             Self::Credentials { source, .. } => source.is_transient(),
             Self::Aws { info, .. } => info.class.is_transient(),
-            Self::Empty { .. } => false,
+            Self::Empty { .. }
+            | Self::ParameterNotFound { .. }
+            | Self::EmptyPath { .. }
+            | Self::SameKey { .. } => false,
         }
     }
 }

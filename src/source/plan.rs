@@ -30,6 +30,12 @@ pub enum Strategy {
     Find,
     /// `batch` or `list`, chosen on each poll.
     Auto,
+    /// Parameter Store entries: GetParameters ten names a call, paths with
+    /// GetParametersByPath, every poll.
+    Parameters,
+    /// Parameter Store entries: DescribeParameters first (fifty names a call, no value, no
+    /// KMS call), then only what changed.
+    ParametersListed,
 }
 
 /// The shortest interval at which `auto` may list: AWS documents that ListSecrets might not
@@ -44,6 +50,8 @@ impl Strategy {
             Strategy::List => "list",
             Strategy::Find => "find",
             Strategy::Auto => "auto",
+            Strategy::Parameters => "parameters",
+            Strategy::ParametersListed => "parameters_listed",
         }
     }
 }
@@ -67,6 +75,8 @@ struct Key {
     interval: Duration,
     failover: Option<String>,
     strategy: FetchStrategy,
+    /// Parameter Store entries are never polled with Secrets Manager's.
+    parameters: bool,
 }
 
 /// `region_of` gives the region a secret is read in (its role's, or the default).
@@ -81,6 +91,11 @@ pub fn plan(
             matches!(&secret.version, VersionSelector::Stage(s) if s == DEFAULT_VERSION_STAGE);
         let pinned = matches!(secret.version, VersionSelector::Id(_));
         let strategy = match secret.fetch_strategy {
+            // GetParameters reads ten at a time under `get` too: there is no cheaper call.
+            FetchStrategy::Get | FetchStrategy::Batch if secret.parameter.is_some() => {
+                Some(FetchStrategy::Batch)
+            }
+            _ if secret.parameter.is_some() => Some(secret.fetch_strategy),
             _ if secret.find.is_some() => {
                 plan.push(PlannedGroup {
                     strategy: Strategy::Find,
@@ -105,10 +120,29 @@ pub fn plan(
             interval: secret.refresh_interval,
             failover: secret.failover_region.clone(),
             strategy,
+            parameters: secret.parameter.is_some(),
         };
         shared.entry(key).or_default().push(i);
     }
     for (key, members) in shared {
+        if key.parameters {
+            let listed = match key.strategy {
+                FetchStrategy::List => true,
+                FetchStrategy::Auto => parameters_list_pays(members.iter().map(|&i| &secrets[i])),
+                FetchStrategy::Get | FetchStrategy::Batch => false,
+            };
+            plan.push(PlannedGroup {
+                strategy: if listed {
+                    Strategy::ParametersListed
+                } else {
+                    Strategy::Parameters
+                },
+                auto: key.strategy == FetchStrategy::Auto,
+                members,
+                interval: key.interval,
+            });
+            continue;
+        }
         match key.strategy {
             FetchStrategy::Auto if members.len() == 1 => {
                 plan.extend(members.into_iter().map(|i| single(i, key.interval)))
@@ -136,6 +170,23 @@ pub fn plan(
     }
     plan.sort_by_key(|g| g.members.first().copied());
     plan
+}
+
+/// Whether `auto` compares versions before reading Parameter Store entries: a listing costs
+/// one DescribeParameters per fifty names (one page per path, often), and saves a read
+/// (and a KMS decryption) of each unchanged parameter; GetParameters reads ten a call. With
+/// ten names or fewer and no path, one GetParameters is already the cheapest poll.
+fn parameters_list_pays<'a>(entries: impl Iterator<Item = &'a SecretConfig>) -> bool {
+    use crate::config::ParameterSource;
+    let mut names = 0;
+    for entry in entries {
+        match &entry.parameter {
+            Some(ParameterSource::Path { .. }) => return true,
+            Some(ParameterSource::One { .. }) => names += 1,
+            None => {}
+        }
+    }
+    names > super::parameter_store::NAMES_MAX
 }
 
 fn single(i: usize, interval: Duration) -> PlannedGroup {
@@ -204,6 +255,7 @@ mod tests {
             fetch_strategy: strategy,
             failover_region: None,
             mapping: Mapping::default(),
+            parameter: None,
         }
     }
 
@@ -317,6 +369,44 @@ mod tests {
                 (Strategy::List, false, vec![3]),
             ]
         );
+    }
+
+    #[test]
+    fn parameters_are_grouped_apart_and_list_when_it_pays() {
+        use crate::config::ParameterSource;
+        use FetchStrategy::*;
+        let one = |name: &str, strategy| {
+            let mut s = secret(name, Some("r"), strategy);
+            s.secret_id = String::new();
+            s.parameter = Some(ParameterSource::One {
+                name: format!("/{name}"),
+                selector: None,
+            });
+            s
+        };
+        let mut secrets: Vec<SecretConfig> = (0..11).map(|i| one(&format!("p{i}"), Auto)).collect();
+        secrets.push(secret("sm", Some("r"), Auto));
+        secrets.push(one("few-a", Get));
+        secrets.push(one("few-b", Batch));
+        let mut path = one("path", Auto);
+        path.parameter = Some(ParameterSource::Path {
+            path: "/app/".into(),
+            recursive: true,
+        });
+        path.refresh_interval = Duration::from_secs(5);
+        secrets.push(path);
+        let groups = plan(&secrets, region);
+        assert_eq!(
+            shape(&groups),
+            vec![
+                (Strategy::ParametersListed, true, (0..11).collect()),
+                (Strategy::Get, false, vec![11]),
+                (Strategy::Parameters, false, vec![12, 13]),
+                (Strategy::ParametersListed, true, vec![14]),
+            ]
+        );
+        let few: Vec<SecretConfig> = (0..10).map(|i| one(&format!("p{i}"), Auto)).collect();
+        assert_eq!(plan(&few, region)[0].strategy, Strategy::Parameters);
     }
 
     #[test]

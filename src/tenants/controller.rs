@@ -447,5 +447,6 @@ fn tenant_secret(namespace: &str, name: &str, request: &TenantRequest) -> Secret
             property: request.property.clone(),
             ..Mapping::default()
         },
+        parameter: None,
     }
 }

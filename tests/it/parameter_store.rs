@@ -17,6 +17,7 @@ fn store(sdk: &aws_config::SdkConfig) -> ParameterStore {
         aws_sdk_ssm::Client::new(sdk),
         REGION.to_owned(),
         None,
+        "the base identity".to_owned(),
         Arc::new(Budget::new(DEFAULT_RATE)),
     )
 }

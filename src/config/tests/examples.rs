@@ -40,6 +40,7 @@ fn example_parses_with_exact_values() {
         fetch_strategy: FetchStrategy::Auto,
         failover_region: None,
         mapping: Mapping::default(),
+        parameter: None,
     };
     let expected = Config {
         pushes: Vec::new(),
@@ -52,6 +53,7 @@ fn example_parses_with_exact_values() {
         credentials_endpoint: None,
         max_staleness: None,
         api_rate_limit: 50,
+        parameter_store_rate_limit: 40,
         max_poll_stall: crate::config::DEFAULT_MAX_POLL_STALL,
         metrics: Default::default(),
         fetch_strategy: FetchStrategy::Auto,
@@ -258,6 +260,7 @@ fn full_example_parses_with_exact_values() {
             fetch_strategy: FetchStrategy::Auto,
             failover_region: None,
             mapping: Mapping::default(),
+            parameter: None,
         }],
         base_credentials: Some(BaseCredentials {
             access_key_id_file: "/etc/aws/access-key-id".into(),
@@ -286,6 +289,7 @@ fn full_example_parses_with_exact_values() {
         }),
         max_staleness: None,
         api_rate_limit: 50,
+        parameter_store_rate_limit: 40,
         max_poll_stall: crate::config::DEFAULT_MAX_POLL_STALL,
         metrics: Default::default(),
         fetch_strategy: FetchStrategy::Auto,

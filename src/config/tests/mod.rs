@@ -13,6 +13,7 @@ mod change_events;
 mod document;
 mod examples;
 mod outputs;
+mod parameters;
 mod policy_json;
 mod pushes;
 mod roles;

@@ -3,7 +3,7 @@
 
 use super::{get_all, unchanged, Cycle, Group, Tally};
 use crate::config::SecretConfig;
-use crate::daemon::job::{Ctx, SecretJob};
+use crate::daemon::job::{Ctx, Origin, SecretJob};
 use crate::source::plan::Strategy;
 use crate::source::{ListQuery, Listed, SecretsManager, Wanted, LIST};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +46,13 @@ impl Group {
         changed: Option<crate::notify::Changed>,
     ) -> Self {
         let interval = entry.refresh_interval;
-        let mut group = Self::new(Strategy::Find, false, interval, Vec::new(), source);
+        let mut group = Self::new(
+            Strategy::Find,
+            false,
+            interval,
+            Vec::new(),
+            super::Reader::SecretsManager(source),
+        );
         group.discovery = Some(Discovery {
             entry,
             failover,
@@ -64,11 +70,6 @@ impl Group {
         Some(find.name_prefix.as_deref())
     }
 
-    /// The region the group reads in.
-    pub(crate) fn source_region(&self) -> &str {
-        self.source.region()
-    }
-
     /// The `find` entry this group discovers for, if it is one.
     pub(crate) fn entry_name(&self) -> Option<&str> {
         self.discovery.as_ref().map(|d| d.entry.name.as_str())
@@ -79,16 +80,16 @@ impl Group {
     pub(crate) async fn check_discovery(&self) -> Option<Result<Vec<String>, String>> {
         let discovery = self.discovery.as_ref()?;
         let find = discovery.entry.find.clone()?;
+        let source = self.secrets_manager()?;
         let prefixes: Vec<String> = find.name_prefix.iter().cloned().collect();
         let tag_keys: Vec<String> = find.tags.keys().cloned().collect();
-        Some(match self.source.list(&prefixes, &tag_keys).await {
+        Some(match source.list(&prefixes, &tag_keys).await {
             Ok(listed) => Ok(listed
                 .into_iter()
                 .filter(|l| finds(&find, l))
                 .map(|l| l.name)
                 .collect()),
-            Err(e) => Err(self
-                .source
+            Err(e) => Err(source
                 .error_for(&Wanted::of(&discovery.entry), LIST, e)
                 .to_string()),
         })
@@ -109,7 +110,9 @@ impl Group {
             tag_keys: find.tags.keys().cloned().collect(),
             ..ListQuery::default()
         };
-        let source = self.source.clone();
+        let Some(source) = self.secrets_manager().cloned() else {
+            return Cycle::of(Tally::default());
+        };
         let Some(d) = self.discovery.as_mut() else {
             return Cycle::of(Tally::default());
         };
@@ -228,12 +231,9 @@ fn finds(find: &crate::config::Find, listed: &Listed) -> bool {
 fn member(d: &Discovery, source: &SecretsManager, name: &str) -> Result<SecretJob, String> {
     let config = d.entry.find_member(name)?;
     // `find` entries have file targets only, so no Kubernetes client is needed.
-    SecretJob::new(
-        &config,
-        source.clone(),
-        d.failover.clone(),
-        d.changed.clone(),
-        None,
-    )
-    .map_err(|e| e.to_string())
+    let origin = Origin::SecretsManager {
+        source: source.clone(),
+        failover: d.failover.clone(),
+    };
+    SecretJob::new(&config, origin, d.changed.clone(), None).map_err(|e| e.to_string())
 }

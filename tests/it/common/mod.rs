@@ -66,9 +66,22 @@ impl Moto {
     }
 
     pub fn start_on(port: u16) -> Self {
+        Self::spawn(port, Command::new(moto_binary()))
+    }
+
+    /// moto with DescribeParameters paged up to MaxResults (50), as AWS pages it, where moto
+    /// pages ten whatever is asked (`moto_aws_pages.py`): for the Parameter Store call counts.
+    pub fn start_with_aws_pages() -> Self {
+        let mut command = Command::new(python());
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/common/moto_aws_pages.py"));
+        Self::spawn(free_port(), command)
+    }
+
+    fn spawn(port: u16, mut command: Command) -> Self {
         let log = std::env::temp_dir().join(format!("secret-ferry-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(moto_binary())
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
