@@ -37,6 +37,7 @@ use std::sync::Arc;
 pub struct Wanted {
     /// Shared with the metrics record, readiness and the refresh handle: one copy a secret.
     pub name: Arc<str>,
+    /// The secret id; for a Parameter Store entry, its parameter (selector included) or path.
     pub secret_id: Box<str>,
     pub version: VersionSelector,
 }
@@ -45,7 +46,12 @@ impl Wanted {
     pub fn of(config: &SecretConfig) -> Self {
         Self {
             name: config.name.as_str().into(),
-            secret_id: config.secret_id.as_str().into(),
+            // A Parameter Store entry is read (and named in errors) by its parameter's name
+            // as GetParameters takes it, selector included, or by its path.
+            secret_id: match &config.parameter {
+                Some(parameter) => parameter.spelled().into(),
+                None => config.secret_id.as_str().into(),
+            },
             version: config.version.clone(),
         }
     }

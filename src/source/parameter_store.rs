@@ -146,9 +146,9 @@ impl ParameterStore {
                 path: path.to_owned(),
                 region: self.0.region.clone(),
                 hint: format!(
-                    ". Check parameterPath (and recursive: a path lists only its own level unless recursive is true) and the region; parameters {principal} may not read are left out silently, so also check that its permissions policy allows ssm:GetParametersByPath on {arn}. What was written before stays in place",
+                    ". Check parameterPath (and recursive: a path lists only its own level unless recursive is true) and the region; parameters {principal} may not read are left out silently, so also check that its permissions policy allows ssm:GetParametersByPath on {arn} and {arn}/*. What was written before stays in place",
                     principal = self.0.principal,
-                    arn = parameter_arn("aws", &self.0.region, "<account>", path),
+                    arn = parameter_arn("aws", &self.0.region, "<account>", path.trim_end_matches('/')),
                 ),
             }),
             Err(PathProblem::SameKey { key, first, second }) => Err(SourceError::SameKey {

@@ -24,7 +24,7 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-fn data(secret: &serde_json::Value, key: &str) -> Option<String> {
+pub(crate) fn data(secret: &serde_json::Value, key: &str) -> Option<String> {
     let encoded = secret["data"][key].as_str()?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)

@@ -32,6 +32,7 @@ mod moto_daemon;
 mod moto_fetch;
 mod moto_push;
 mod parameter_store;
+mod parameter_sync;
 mod pods;
 mod resource_bounds;
 mod scale;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 impl Daemon {
-    async fn wait_ready(&self, timeout: Duration) {
+    pub(crate) async fn wait_ready(&self, timeout: Duration) {
         let ready = wait_for_async(timeout, || async {
             self.readiness.is_ready().then_some(())
         })
@@ -24,12 +24,12 @@ impl Daemon {
     /// Successful syncs over every secret.
     /// Successful syncs of every secret: the duration histogram counts them all, named or
     /// not (at 1,000 secrets healthy ones have no series of their own).
-    fn successes(&self) -> f64 {
+    pub(crate) fn successes(&self) -> f64 {
         self.metric(r#"secret_ferry_sync_duration_seconds_count{result="success"}"#)
     }
 
     /// Asks for one more poll of everything and waits until `n` secrets have synced again.
-    async fn poll_once(&self, n: usize) {
+    pub(crate) async fn poll_once(&self, n: usize) {
         let before = self.successes();
         self.refresh.all();
         let done = wait_for_async(Duration::from_secs(60), || async {
@@ -49,7 +49,7 @@ fn through(proxy: &Proxy, sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig 
 }
 
 /// Where each secret's `..data` points: it moves exactly when the secret is rewritten.
-fn data_links(root: &Path, n: usize) -> Vec<PathBuf> {
+pub(crate) fn data_links(root: &Path, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|i| std::fs::read_link(root.join(format!("s{i:04}")).join("..data")).unwrap())
         .collect()

@@ -70,7 +70,10 @@ impl Group {
         let mut to_read = Vec::new();
         let mut comparable = Vec::new();
         for job in unpinned(names).await {
+            let written = job.written().await;
             match job.parameter().map(|(_, p)| p) {
+                // Nothing written yet: nothing to compare, the read is needed anyway.
+                _ if !written => to_read.push(job),
                 // A listing shows the latest version, not a label's.
                 Some(ParameterSource::One { selector: None, .. }) => comparable.push(job),
                 _ => to_read.push(job),
@@ -192,7 +195,7 @@ async fn read_path(
     let Some((_, ParameterSource::Path { path, recursive })) = job.parameter() else {
         return ctx.sync_one(job, false).await;
     };
-    if listed {
+    if listed && job.written().await {
         let described = {
             let _permit = ctx.permit().await;
             store

@@ -75,6 +75,15 @@ impl ConfigYaml {
         self
     }
 
+    /// An entry reading the Parameter Store parameter `parameter` (a selector allowed).
+    pub fn parameter(mut self, name: &str, parameter: &str) -> ConfigYaml {
+        self.secrets.push(Secret {
+            entries: vec![entry("name", name), entry("parameter", parameter)],
+            targets: Vec::new(),
+        });
+        self
+    }
+
     /// The last secret is read through `role`.
     pub fn uses_role(self, role: &str) -> ConfigYaml {
         self.option("role", role)

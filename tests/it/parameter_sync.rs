@@ -1,0 +1,369 @@
+//! Parameter Store entries (`parameter`, `parameterPath`) end to end against moto, the
+//! daemon's calls counted at a proxy: a SecureString into files and a path into a Kubernetes
+//! Secret (on the API emulator), a new version landing at the next poll, the bad inputs of
+//! issue 20 each an error naming its entry with nothing removed, 1,000 unchanged parameters
+//! costing 20 DescribeParameters calls a poll listed and 100 GetParameters unlisted, and the
+//! `iam-policy` documents sufficient in moto's auth mode.
+#![allow(clippy::unwrap_used)] // tests fail loudly on unexpected errors
+
+use crate::common;
+use crate::kube_emulator::KubeEmulator;
+use crate::kube_target::data;
+
+use common::in_process::Daemon;
+use common::proxy::Proxy;
+use common::*;
+use secret_ferry::daemon::App;
+use secret_ferry::k8s::Kube;
+use secret_ferry::metrics::Metrics;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str, kind: &str) -> i64 {
+    if kind == "SecureString" {
+        assert_canaried(value);
+    }
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind.into())
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap()
+        .version
+}
+
+fn file(dir: &Path, key: &str) -> Option<String> {
+    read(dir, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_securestring_and_a_path_land_in_files_and_a_kubernetes_secret_and_bad_entries_remove_nothing(
+) {
+    capture_logs();
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.addr());
+    let admin = moto.sdk_config();
+    let ssm = aws_sdk_ssm::Client::new(&admin);
+    let (v1, key) = (canary("ssm-db"), canary("ssm-api"));
+    put(&ssm, "/app/prod/db", &v1, "SecureString").await;
+    put(&ssm, "/app/prod/cfg/db/user", "app", "String").await;
+    put(&ssm, "/app/prod/cfg/api-key", &key, "SecureString").await;
+    put(&ssm, "/app/prod/list", "a,b,c", "StringList").await;
+    // An advanced parameter: up to 8 KiB where a standard one holds 4.
+    let big = format!("{}{}", canary("ssm-big"), "x".repeat(8192 - 60));
+    ssm.put_parameter()
+        .name("/app/prod/big")
+        .value(&big)
+        .r#type("SecureString".into())
+        .tier("Advanced".into())
+        .send()
+        .await
+        .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = |name: &str| tmp.path().join(name);
+    let yaml = format!(
+        "region: us-east-1
+secrets:
+  - {{name: db, parameter: /app/prod/db, refreshInterval: 2s, targets: [{{file: {{dir: {db}}}}}]}}
+  - {{name: config, parameterPath: {{path: /app/prod/cfg/, recursive: true}}, refreshInterval: 2s, targets: [{{kubernetesSecret: {{name: app-config}}}}]}}
+  - {{name: big, parameter: /app/prod/big, refreshInterval: 2s, targets: [{{file: {{dir: {big}}}}}]}}
+  - {{name: list, parameter: /app/prod/list, targets: [{{file: {{dir: {list}}}}}]}}
+  - {{name: nolabel, parameter: \"/app/prod/db:nolabel\", targets: [{{file: {{dir: {nolabel}}}}}]}}
+  - {{name: empty, parameterPath: {{path: /nothing/here/}}, targets: [{{file: {{dir: {empty}}}}}]}}
+",
+        db = out("db").display(),
+        big = out("big").display(),
+        list = out("list").display(),
+        nolabel = out("nolabel").display(),
+        empty = out("empty").display(),
+    );
+    let emulator = KubeEmulator::start();
+    emulator.add_namespace("app", &[]);
+    let metrics = Metrics::new().unwrap();
+    let kube = Kube::new(
+        emulator.client().await,
+        Some("app".to_owned()),
+        None,
+        metrics.clone(),
+        "secret-ferry".to_owned(),
+    );
+    let cfg = secret_ferry::config::parse(&yaml).unwrap();
+    let sdk = admin.to_builder().endpoint_url(proxy.endpoint()).build();
+    let app = App::build_with(&cfg, &sdk, metrics.clone(), Some(&kube)).unwrap();
+    let daemon = Daemon::run(app, metrics);
+
+    let landed = wait_for(Duration::from_secs(20), || {
+        let secret = emulator.get("Secret", "app", "app-config")?;
+        (file(&out("db"), "value")? == v1 && file(&out("list"), "value").is_some())
+            .then_some(secret)
+    });
+    let secret = landed.expect("the entries did not land");
+    assert_eq!(data(&secret, "api-key").as_deref(), Some(key.as_str()));
+    assert_eq!(
+        data(&secret, "db_user").as_deref(),
+        Some("app"),
+        "a deeper name's '/' is '_'"
+    );
+    assert_eq!(
+        file(&out("list"), "value").as_deref(),
+        Some("a,b,c"),
+        "a StringList is written as Parameter Store returns it, commas and all"
+    );
+    assert_eq!(file(&out("big"), "value").as_deref(), Some(big.as_str()));
+
+    // The label that does not exist and the path that matches nothing: failing, no file.
+    let failures = |secret: &str| {
+        daemon.metric(&format!(
+            r#"secret_ferry_secret_sync_total{{result="failure",secret="{secret}"}}"#
+        ))
+    };
+    let failed = wait_for(Duration::from_secs(10), || {
+        (failures("nolabel") >= 1.0 && failures("empty") >= 1.0).then_some(())
+    });
+    assert!(failed.is_some(), "{:?}", daemon.readiness.status());
+    assert!(!out("nolabel").exists() && !out("empty").exists());
+
+    // A new version lands at the next poll (interval 2 s).
+    let v2 = canary("ssm-db");
+    let changed_at = Instant::now();
+    assert_eq!(put(&ssm, "/app/prod/db", &v2, "SecureString").await, 2);
+    let landed = wait_for(Duration::from_secs(10), || {
+        (file(&out("db"), "value")? == v2).then_some(())
+    });
+    assert!(landed.is_some(), "the new version did not land");
+    let took = changed_at.elapsed().as_secs_f64();
+    println!("Parameter Store new version -> file at refreshInterval 2s: {took:.2} s");
+
+    // Deleted: the file and the Secret keep the last value written.
+    ssm.delete_parameter()
+        .name("/app/prod/db")
+        .send()
+        .await
+        .unwrap();
+    ssm.delete_parameters()
+        .names("/app/prod/cfg/db/user")
+        .names("/app/prod/cfg/api-key")
+        .send()
+        .await
+        .unwrap();
+    let (db_failed, config_failed) = (failures("db"), failures("config"));
+    let failing = wait_for(Duration::from_secs(15), || {
+        (failures("db") > db_failed && failures("config") > config_failed).then_some(())
+    });
+    assert!(failing.is_some(), "the deletions did not fail the syncs");
+    assert_eq!(file(&out("db"), "value").as_deref(), Some(v2.as_str()));
+    let kept = emulator.get("Secret", "app", "app-config").unwrap();
+    assert_eq!(data(&kept, "api-key").as_deref(), Some(key.as_str()));
+    daemon.stop().await;
+
+    // Each failure is an error naming its entry, what it asked and the fix.
+    let app = App::build_with(&cfg, &sdk, Metrics::new().unwrap(), Some(&kube)).unwrap();
+    let errors: Vec<String> = app
+        .run_once()
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let about = |entry: &str| {
+        errors
+            .iter()
+            .find(|e| e.starts_with(&format!("secret '{entry}'")))
+            .unwrap_or_else(|| panic!("no error for {entry} in {errors:#?}"))
+            .clone()
+    };
+    assert!(
+        about("nolabel").contains("/app/prod/db:nolabel"),
+        "{}",
+        about("nolabel")
+    );
+    assert!(about("nolabel").contains("label"), "{}", about("nolabel"));
+    assert!(
+        about("empty").contains("/nothing/here/"),
+        "{}",
+        about("empty")
+    );
+    assert!(about("empty").contains("recursive"), "{}", about("empty"));
+    assert!(
+        about("config").contains("/app/prod/cfg/"),
+        "{}",
+        about("config")
+    );
+    assert!(
+        about("db").contains("no parameter /app/prod/db"),
+        "{}",
+        about("db")
+    );
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    // Into the leak scan: no value, no ExternalId, no token in any of them.
+    for error in &errors {
+        capture("parameter-errors", error.as_bytes());
+    }
+}
+
+/// moto with DescribeParameters paged as AWS pages it, a role in the secrets account, and
+/// `n` String parameters `/bulk/pNNNN` in it, each starting with one canary.
+async fn bulk(n: usize) -> (Moto, aws_config::SdkConfig, String, String, String) {
+    let moto = Moto::start_with_aws_pages();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let external_id = canary("extid");
+    let role_arn = create_role(
+        &admin,
+        "CrossAccountSecretsRole",
+        "arn:aws:iam::123456789012:root",
+        &external_id,
+    )
+    .await;
+    let prefix = canary("ssm-bulk");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let ssm = aws_sdk_ssm::Client::new(&admin);
+        let value = format!("{prefix}-{i}");
+        set.spawn(
+            async move { put(&ssm, &format!("/bulk/p{i:04}"), &value, "SecureString").await },
+        );
+        if set.len() >= 16 {
+            set.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    (moto, admin, role_arn, external_id, prefix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_unchanged_parameters_cost_20_listings_a_poll_or_100_reads_unlisted() {
+    // Prints figures: never beside another heavy test (common::heavy).
+    let _heavy = heavy();
+    capture_logs();
+    const N: usize = 1000;
+    let (moto, admin, role_arn, external_id, prefix) = bulk(N).await;
+    create_secret(
+        &admin,
+        "also/secrets-manager",
+        &format!(r#"{{"k":"{}"}}"#, canary("sm")),
+    )
+    .await;
+    let proxy = Proxy::start(moto.addr());
+    let sdk = moto
+        .sdk_config()
+        .to_builder()
+        .endpoint_url(proxy.endpoint())
+        .build();
+    let tmp = tempfile::tempdir().unwrap();
+    let ext_file = tmp.path().join("external-id");
+    std::fs::write(&ext_file, &external_id).unwrap();
+
+    let mut figures = Vec::new();
+    for strategy in ["auto", "batch"] {
+        let root = tmp.path().join(strategy);
+        let mut config = ConfigYaml::new()
+            .region(REGION)
+            .top("fetchStrategy", strategy)
+            .role("shared", &role_arn, &ext_file)
+            .secret("sm", "also/secrets-manager")
+            .uses_role("shared")
+            .file_target(&root.join("sm"));
+        for i in 0..N {
+            config = config
+                .parameter(&format!("s{i:04}"), &format!("/bulk/p{i:04}"))
+                .uses_role("shared")
+                .option("refreshInterval", "1h")
+                .file_target(&root.join(format!("s{i:04}")));
+        }
+        proxy.reset_records();
+        let started = Instant::now();
+        let daemon = Daemon::start(&config.build(), &sdk);
+        daemon.wait_ready(Duration::from_secs(120)).await;
+        let first_sync = started.elapsed().as_secs_f64();
+        assert_eq!(
+            proxy.count("AssumeRole"),
+            1,
+            "one AssumeRole for the Parameter Store and Secrets Manager reads of the role"
+        );
+        let first = (
+            proxy.count("DescribeParameters"),
+            proxy.count("GetParameters"),
+        );
+        assert_eq!(
+            read(&root.join("s0999"), "value"),
+            Some(format!("{prefix}-999"))
+        );
+
+        // One poll with nothing changed.
+        proxy.reset_records();
+        let started = Instant::now();
+        daemon.poll_once(N + 1).await;
+        let unchanged_poll = started.elapsed().as_secs_f64();
+        let (describe, get) = (
+            proxy.count("DescribeParameters"),
+            proxy.count("GetParameters"),
+        );
+        figures.push(format!(
+            "{strategy}: first sync {first_sync:.1} s ({} DescribeParameters, {} GetParameters); unchanged poll {unchanged_poll:.2} s: DescribeParameters={describe} GetParameters={get}",
+            first.0, first.1
+        ));
+        match strategy {
+            "auto" => {
+                assert_eq!(
+                    first,
+                    (0, 100),
+                    "nothing to compare yet: every parameter read once"
+                );
+                assert_eq!(
+                    (describe, get),
+                    (20, 0),
+                    "fifty names a listing, nothing read"
+                );
+                for request in proxy.requests_for("DescribeParameters") {
+                    assert!(request.body_text().contains("\"MaxResults\":50"));
+                }
+            }
+            _ => {
+                assert_eq!(first.0, 0);
+                assert_eq!((describe, get), (0, 100), "ten names a GetParameters call");
+            }
+        }
+
+        // Three changed: exactly those three rewritten (and, listed, one read).
+        let links = crate::moto_fetch::data_links(&root, N);
+        let ssm = aws_sdk_ssm::Client::new(&admin);
+        for i in [3, 500, 998] {
+            let value = format!("{prefix}-{strategy}-{i}");
+            put(&ssm, &format!("/bulk/p{i:04}"), &value, "SecureString").await;
+        }
+        proxy.reset_records();
+        daemon.poll_once(N + 1).await;
+        let after = crate::moto_fetch::data_links(&root, N);
+        let moved: Vec<usize> = (0..N).filter(|&i| links[i] != after[i]).collect();
+        assert_eq!(
+            moved,
+            [3, 500, 998],
+            "{strategy}: DescribeParameters={} GetParameters={}",
+            proxy.count("DescribeParameters"),
+            proxy.count("GetParameters")
+        );
+        assert_eq!(
+            read(&root.join("s0500"), "value"),
+            Some(format!("{prefix}-{strategy}-500"))
+        );
+        if strategy == "auto" {
+            assert_eq!(
+                (
+                    proxy.count("DescribeParameters"),
+                    proxy.count("GetParameters")
+                ),
+                (20, 1),
+                "the three changed read in one call"
+            );
+        }
+        daemon.stop().await;
+    }
+    println!("1,000 Parameter Store entries (one role, one region):");
+    for line in &figures {
+        println!("  {line}");
+    }
+}
