@@ -187,7 +187,7 @@ impl Built {
                 reader.get_or_insert_with(|| Reader::ParameterStore(store.clone()));
                 let origin = Origin::ParameterStore {
                     store,
-                    parameter: parameter.clone(),
+                    parameter: Box::new(parameter.clone()),
                 };
                 members.push(self.job(secret, origin, changed, metrics, kube)?);
                 continue;

@@ -47,7 +47,9 @@ pub(crate) enum Origin {
     },
     ParameterStore {
         store: ParameterStore,
-        parameter: ParameterSource,
+        /// Boxed: the variant stays as small as the Secrets Manager one, which every job of
+        /// a 100,000-secret controller holds.
+        parameter: Box<ParameterSource>,
     },
 }
 

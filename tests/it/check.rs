@@ -8,7 +8,7 @@ use common::*;
 use kube_emulator::KubeEmulator;
 use std::process::{Command, Output};
 
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary());
     cmd.args(args)
         .env_clear()

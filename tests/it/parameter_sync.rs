@@ -367,3 +367,197 @@ async fn a_thousand_unchanged_parameters_cost_20_listings_a_poll_or_100_reads_un
         println!("  {line}");
     }
 }
+
+/// The documents `iam-policy` prints for Parameter Store entries, applied to moto in auth
+/// mode, are what the daemon needs; without GetParameters the read fails with 403 and the
+/// error and `check` name the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_policy_parameter_documents_are_sufficient_in_auth_mode() {
+    use crate::check::run;
+    let moto = Moto::start();
+    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
+    let workload = create_user(&admin, "workload", &allow("sts:GetCallerIdentity")).await;
+    let operator = create_user(&admin, "operator", &allow("*")).await;
+    let ssm = aws_sdk_ssm::Client::new(&admin);
+    let (db, token) = (canary("ssm-auth-db"), canary("ssm-auth-token"));
+    put(&ssm, "/app/prod/db", &db, "SecureString").await;
+    put(&ssm, "/app/prod/cfg/token", &token, "SecureString").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let external_id = canary("extid");
+    let id_file = tmp.path().join("external-id");
+    std::fs::write(&id_file, &external_id).unwrap();
+    let role_arn = format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Generated");
+    let yaml = format!(
+        "region: us-east-1\nroles:\n  shared: {{roleArn: \"{role_arn}\", externalIdFile: {}}}\nsecrets:\n  - {{name: db, parameter: /app/prod/db, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n  - {{name: cfg, parameterPath: {{path: /app/prod/cfg/}}, role: shared, targets: [{{file: {{dir: {}}}}}]}}\n",
+        id_file.display(),
+        tmp.path().join("out/db").display(),
+        tmp.path().join("out/cfg").display(),
+    );
+    let config = write_config(tmp.path(), &yaml);
+    let out = run(
+        &[
+            "iam-policy",
+            "--config",
+            config.to_str().unwrap(),
+            "--caller-arn",
+            &workload.arn,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shared = &docs["shared"];
+    let perms = shared["permissionsPolicy"].clone();
+    let statement = |sid: &str| {
+        perms["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no {sid} in {perms}"))
+            .clone()
+    };
+    let names = statement("ReadConfiguredParameters");
+    assert_eq!(names["Action"], "ssm:GetParameters");
+    assert_eq!(
+        names["Resource"],
+        format!("arn:aws:ssm:us-east-1:{SECRETS_ACCOUNT}:parameter/app/prod/db"),
+        "no '/' of its own after `parameter`"
+    );
+    let paths = statement("ReadConfiguredParameterPaths");
+    assert_eq!(statement("CompareParameterVersions")["Resource"], "*");
+    // moto evaluates SSM calls against "*" only: the generated patterns are held against the
+    // ARNs moto assigned, with IAM's wildcards.
+    let arn_of = |name: &str| {
+        let ssm = ssm.clone();
+        let name = name.to_owned();
+        async move {
+            ssm.get_parameter()
+                .name(name)
+                .send()
+                .await
+                .unwrap()
+                .parameter
+                .unwrap()
+                .arn
+                .unwrap()
+        }
+    };
+    let grants = |statement: &serde_json::Value, arn: &str| {
+        let patterns: Vec<String> = match &statement["Resource"] {
+            serde_json::Value::String(one) => vec![one.clone()],
+            many => many
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect(),
+        };
+        patterns
+            .iter()
+            .any(|p| secret_ferry::commands::iam_policy::resource_matches(p, arn))
+    };
+    assert!(grants(&names, &arn_of("/app/prod/db").await));
+    assert!(grants(&paths, &arn_of("/app/prod/cfg/token").await));
+    assert!(grants(
+        &paths,
+        &format!("arn:aws:ssm:us-east-1:{SECRETS_ACCOUNT}:parameter/app/prod/cfg")
+    ));
+    assert!(!grants(&names, &arn_of("/app/prod/cfg/token").await));
+    let via =
+        shared["kmsKeyPolicyStatement"]["Condition"]["StringEquals"]["kms:ViaService"].to_string();
+    assert!(via.contains("ssm.us-east-1.amazonaws.com"), "{via}");
+
+    let mut anywhere = perms.clone();
+    for statement in anywhere["Statement"].as_array_mut().unwrap() {
+        statement["Resource"] = serde_json::json!("*");
+    }
+    let placeholder = shared["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]
+        ["sts:ExternalId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let trust = shared["trustPolicy"]
+        .to_string()
+        .replace(&placeholder, &external_id);
+    let iam = aws_sdk_iam::Client::new(&admin);
+    iam.create_role()
+        .role_name("Generated")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name("Generated")
+        .policy_name("perms")
+        .policy_document(anywhere.to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.put_user_policy()
+        .user_name("workload")
+        .policy_name("caller")
+        .policy_document(shared["callerPolicy"].to_string())
+        .send()
+        .await
+        .unwrap();
+    moto.enable_auth();
+    let as_workload = |args: &[&str]| {
+        let endpoint = moto.endpoint();
+        let out = run(
+            args,
+            &[
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("AWS_ACCESS_KEY_ID", workload.access_key_id.as_str()),
+                ("AWS_SECRET_ACCESS_KEY", workload.secret_access_key.as_str()),
+            ],
+        );
+        (out.status.code(), output_text(&out))
+    };
+    let once = ["run", "--once", "--config", config.to_str().unwrap()];
+    let (code, log) = as_workload(&once);
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        read(&tmp.path().join("out/db"), "value").as_deref(),
+        Some(db.as_str())
+    );
+    assert_eq!(
+        read(&tmp.path().join("out/cfg"), "token").as_deref(),
+        Some(token.as_str())
+    );
+    let (code, log) = as_workload(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("DescribeParameters"), "{log}");
+
+    // Without GetParameters: 403, named with the statement to fix; the files stay.
+    let mut fewer = anywhere.clone();
+    fewer["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["Action"] != "ssm:GetParameters");
+    aws_sdk_iam::Client::new(&moto.sdk_config_with(operator.credentials()))
+        .put_role_policy()
+        .role_name("Generated")
+        .policy_name("perms")
+        .policy_document(fewer.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (code, log) = as_workload(&once);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("HTTP 403"), "{log}");
+    assert!(
+        log.contains("ssm:GetParameters on arn:aws:ssm:us-east-1:<account>:parameter/app/prod/db"),
+        "{log}"
+    );
+    assert_eq!(
+        read(&tmp.path().join("out/db"), "value").as_deref(),
+        Some(db.as_str())
+    );
+    let (code, log) = as_workload(&["check", "--config", config.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{log}");
+    assert!(log.contains("no '/' of its own after `parameter`"), "{log}");
+    assert_no_leak(&log, &[&external_id, &db, &token]);
+}
