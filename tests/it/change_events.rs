@@ -455,31 +455,10 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
 
     // The operator applies them: the role (twice: once without the queue statement), the
     // caller's policy, the rule with its target, the queue policy.
-    let placeholder = shared["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]
-        ["sts:ExternalId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let trust = shared["trustPolicy"]
-        .to_string()
-        .replace(&placeholder, &external_id);
-    let iam = aws_sdk_iam::Client::new(&admin);
+    let trust = iam_docs::trust_with(shared, &external_id);
     for (role, with_queue) in [("Generated", true), ("Denied", false)] {
-        iam.create_role()
-            .role_name(role)
-            .assume_role_policy_document(&trust)
-            .send()
-            .await
-            .unwrap();
-        iam.put_role_policy()
-            .role_name(role)
-            .policy_name("perms")
-            .policy_document(
-                as_moto_evaluates(&shared["permissionsPolicy"], with_queue).to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let permissions = as_moto_evaluates(&shared["permissionsPolicy"], with_queue);
+        iam_docs::create_role_with(&admin, role, &trust, &permissions).await;
     }
     let caller = json!({
         "Version": "2012-10-17",
@@ -488,13 +467,7 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
             format!("arn:aws:iam::{SECRETS_ACCOUNT}:role/Denied"),
         ]}]
     });
-    iam.put_user_policy()
-        .user_name("workload")
-        .policy_name("caller")
-        .policy_document(caller.to_string())
-        .send()
-        .await
-        .unwrap();
+    iam_docs::put_caller_policy(&admin, "workload", &caller).await;
     let events = aws_sdk_eventbridge_client(&admin);
     events
         .put_rule()

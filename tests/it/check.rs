@@ -399,39 +399,11 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
         );
     }
     // moto only evaluates Secrets Manager permissions against "*": the same actions on "*".
-    let mut anywhere = perms.clone();
-    for statement in anywhere["Statement"].as_array_mut().unwrap() {
-        statement["Resource"] = serde_json::json!("*");
-    }
+    let anywhere = iam_docs::on_any_resource(&perms);
     // The operator pastes the ExternalId's value where the placeholder is.
-    let trust = shared["trustPolicy"].to_string();
-    let placeholder = shared["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]
-        ["sts:ExternalId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let trust = trust.replace(&placeholder, &external_id);
-    let iam = aws_sdk_iam::Client::new(&admin);
-    iam.create_role()
-        .role_name("Generated")
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
-    iam.put_role_policy()
-        .role_name("Generated")
-        .policy_name("perms")
-        .policy_document(anywhere.to_string())
-        .send()
-        .await
-        .unwrap();
-    iam.put_user_policy()
-        .user_name("workload")
-        .policy_name("caller")
-        .policy_document(shared["callerPolicy"].to_string())
-        .send()
-        .await
-        .unwrap();
+    let trust = iam_docs::trust_with(shared, &external_id);
+    iam_docs::create_role_with(&admin, "Generated", &trust, &anywhere).await;
+    iam_docs::put_caller_policy(&admin, "workload", &shared["callerPolicy"]).await;
     moto.enable_auth();
 
     let once = |config: &std::path::Path| {
@@ -465,20 +437,13 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
     std::fs::write(&id_file, &external_id).unwrap();
 
     // Without the batch action the (explicitly batched) secrets cannot be read.
-    let operator_iam = aws_sdk_iam::Client::new(&moto.sdk_config_with(operator.credentials()));
     let mut fewer = anywhere.clone();
     fewer["Statement"]
         .as_array_mut()
         .unwrap()
         .retain(|s| s["Action"] != "secretsmanager:BatchGetSecretValue");
-    operator_iam
-        .put_role_policy()
-        .role_name("Generated")
-        .policy_name("perms")
-        .policy_document(fewer.to_string())
-        .send()
-        .await
-        .unwrap();
+    let operator = moto.sdk_config_with(operator.credentials());
+    iam_docs::put_role_permissions(&operator, "Generated", &fewer).await;
     let (code, log) = once(&config);
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("BatchGetSecretValue"), "{log}");

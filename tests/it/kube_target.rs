@@ -32,7 +32,7 @@ pub(crate) fn data(secret: &serde_json::Value, key: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-async fn kube_for(emulator: &KubeEmulator, metrics: &Metrics) -> Kube {
+pub(crate) async fn kube_for(emulator: &KubeEmulator, metrics: &Metrics) -> Kube {
     emulator.add_namespace("app", &[]);
     Kube::new(
         emulator.client().await,

@@ -22,18 +22,6 @@ fn store(sdk: &aws_config::SdkConfig) -> ParameterStore {
     )
 }
 
-async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str, kind: &str) -> i64 {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(kind.into())
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap()
-        .version
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_are_read_ten_a_call_paths_and_listings_page_by_page() {
     let moto = Moto::start();
@@ -41,8 +29,11 @@ async fn parameters_are_read_ten_a_call_paths_and_listings_page_by_page() {
     let admin = moto.sdk_config();
     let ssm = aws_sdk_ssm::Client::new(&admin);
     let (v1, v2) = (canary("ssm-v1"), canary("ssm-v2"));
-    put(&ssm, "/app/prod/db", &v1, "SecureString").await;
-    assert_eq!(put(&ssm, "/app/prod/db", &v2, "SecureString").await, 2);
+    put_parameter(&ssm, "/app/prod/db", &v1, "SecureString").await;
+    assert_eq!(
+        put_parameter(&ssm, "/app/prod/db", &v2, "SecureString").await,
+        2
+    );
     ssm.label_parameter_version()
         .name("/app/prod/db")
         .parameter_version(1)
@@ -50,9 +41,9 @@ async fn parameters_are_read_ten_a_call_paths_and_listings_page_by_page() {
         .send()
         .await
         .unwrap();
-    put(&ssm, "/app/prod/list", "a,b,c", "StringList").await;
+    put_parameter(&ssm, "/app/prod/list", "a,b,c", "StringList").await;
     for i in 0..23 {
-        put(&ssm, &format!("/bulk/p{i:02}"), &canary("bulk"), "String").await;
+        put_parameter(&ssm, &format!("/bulk/p{i:02}"), &canary("bulk"), "String").await;
     }
     let store = store(&admin.to_builder().endpoint_url(proxy.endpoint()).build());
 
@@ -134,7 +125,7 @@ async fn parameters_are_read_ten_a_call_paths_and_listings_page_by_page() {
 async fn a_reader_without_ssm_get_parameters_is_refused_with_403() {
     let moto = Moto::start();
     let admin = moto.sdk_config();
-    put(
+    put_parameter(
         &aws_sdk_ssm::Client::new(&admin),
         "/app/x",
         &canary("ssm-denied"),

@@ -14,25 +14,9 @@ use common::in_process::Daemon;
 use common::proxy::Proxy;
 use common::*;
 use secret_ferry::daemon::App;
-use secret_ferry::k8s::Kube;
 use secret_ferry::metrics::Metrics;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str, kind: &str) -> i64 {
-    if kind == "SecureString" {
-        assert_canaried(value);
-    }
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(kind.into())
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap()
-        .version
-}
 
 fn file(dir: &Path, key: &str) -> Option<String> {
     read(dir, key)
@@ -47,10 +31,10 @@ async fn a_securestring_and_a_path_land_in_files_and_a_kubernetes_secret_and_bad
     let admin = moto.sdk_config();
     let ssm = aws_sdk_ssm::Client::new(&admin);
     let (v1, key) = (canary("ssm-db"), canary("ssm-api"));
-    put(&ssm, "/app/prod/db", &v1, "SecureString").await;
-    put(&ssm, "/app/prod/cfg/db/user", "app", "String").await;
-    put(&ssm, "/app/prod/cfg/api-key", &key, "SecureString").await;
-    put(&ssm, "/app/prod/list", "a,b,c", "StringList").await;
+    put_parameter(&ssm, "/app/prod/db", &v1, "SecureString").await;
+    put_parameter(&ssm, "/app/prod/cfg/db/user", "app", "String").await;
+    put_parameter(&ssm, "/app/prod/cfg/api-key", &key, "SecureString").await;
+    put_parameter(&ssm, "/app/prod/list", "a,b,c", "StringList").await;
     // An advanced parameter: up to 8 KiB where a standard one holds 4.
     let big = format!("{}{}", canary("ssm-big"), "x".repeat(8192 - 60));
     ssm.put_parameter()
@@ -81,15 +65,8 @@ secrets:
         empty = out("empty").display(),
     );
     let emulator = KubeEmulator::start();
-    emulator.add_namespace("app", &[]);
     let metrics = Metrics::new().unwrap();
-    let kube = Kube::new(
-        emulator.client().await,
-        Some("app".to_owned()),
-        None,
-        metrics.clone(),
-        "secret-ferry".to_owned(),
-    );
+    let kube = crate::kube_target::kube_for(&emulator, &metrics).await;
     let cfg = secret_ferry::config::parse(&yaml).unwrap();
     let sdk = admin.to_builder().endpoint_url(proxy.endpoint()).build();
     let app = App::build_with(&cfg, &sdk, metrics.clone(), Some(&kube)).unwrap();
@@ -129,7 +106,10 @@ secrets:
     // A new version lands at the next poll (interval 2 s).
     let v2 = canary("ssm-db");
     let changed_at = Instant::now();
-    assert_eq!(put(&ssm, "/app/prod/db", &v2, "SecureString").await, 2);
+    assert_eq!(
+        put_parameter(&ssm, "/app/prod/db", &v2, "SecureString").await,
+        2
+    );
     let landed = wait_for(Duration::from_secs(10), || {
         (file(&out("db"), "value")? == v2).then_some(())
     });
@@ -204,26 +184,17 @@ secrets:
 }
 
 /// moto with DescribeParameters paged as AWS pages it, a role in the secrets account, and
-/// `n` String parameters `/bulk/pNNNN` in it, each starting with one canary.
-async fn bulk(n: usize) -> (Moto, aws_config::SdkConfig, String, String, String) {
-    let moto = Moto::start_with_aws_pages();
-    let admin = moto.admin_in(SECRETS_ACCOUNT).await;
-    let external_id = canary("extid");
-    let role_arn = create_role(
-        &admin,
-        "CrossAccountSecretsRole",
-        "arn:aws:iam::123456789012:root",
-        &external_id,
-    )
-    .await;
+/// `n` SecureString parameters `/bulk/pNNNN` in it, each starting with one canary.
+async fn bulk(n: usize) -> (CrossAccount, String) {
+    let fx = cross_account_role_in(Moto::start_with_aws_pages()).await;
     let prefix = canary("ssm-bulk");
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
-        let ssm = aws_sdk_ssm::Client::new(&admin);
+        let ssm = aws_sdk_ssm::Client::new(&fx.admin);
         let value = format!("{prefix}-{i}");
-        set.spawn(
-            async move { put(&ssm, &format!("/bulk/p{i:04}"), &value, "SecureString").await },
-        );
+        set.spawn(async move {
+            put_parameter(&ssm, &format!("/bulk/p{i:04}"), &value, "SecureString").await
+        });
         if set.len() >= 16 {
             set.join_next().await.unwrap().unwrap();
         }
@@ -231,7 +202,7 @@ async fn bulk(n: usize) -> (Moto, aws_config::SdkConfig, String, String, String)
     while let Some(r) = set.join_next().await {
         r.unwrap();
     }
-    (moto, admin, role_arn, external_id, prefix)
+    (fx, prefix)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,7 +211,15 @@ async fn a_thousand_unchanged_parameters_cost_20_listings_a_poll_or_100_reads_un
     let _heavy = heavy();
     capture_logs();
     const N: usize = 1000;
-    let (moto, admin, role_arn, external_id, prefix) = bulk(N).await;
+    let (
+        CrossAccount {
+            moto,
+            admin,
+            role_arn,
+            external_id,
+        },
+        prefix,
+    ) = bulk(N).await;
     create_secret(
         &admin,
         "also/secrets-manager",
@@ -333,7 +312,7 @@ async fn a_thousand_unchanged_parameters_cost_20_listings_a_poll_or_100_reads_un
         let ssm = aws_sdk_ssm::Client::new(&admin);
         for i in [3, 500, 998] {
             let value = format!("{prefix}-{strategy}-{i}");
-            put(&ssm, &format!("/bulk/p{i:04}"), &value, "SecureString").await;
+            put_parameter(&ssm, &format!("/bulk/p{i:04}"), &value, "SecureString").await;
         }
         proxy.reset_records();
         daemon.poll_once(N + 1).await;
@@ -380,8 +359,8 @@ async fn iam_policy_parameter_documents_are_sufficient_in_auth_mode() {
     let operator = create_user(&admin, "operator", &allow("*")).await;
     let ssm = aws_sdk_ssm::Client::new(&admin);
     let (db, token) = (canary("ssm-auth-db"), canary("ssm-auth-token"));
-    put(&ssm, "/app/prod/db", &db, "SecureString").await;
-    put(&ssm, "/app/prod/cfg/token", &token, "SecureString").await;
+    put_parameter(&ssm, "/app/prod/db", &db, "SecureString").await;
+    put_parameter(&ssm, "/app/prod/cfg/token", &token, "SecureString").await;
     let tmp = tempfile::tempdir().unwrap();
     let external_id = canary("extid");
     let id_file = tmp.path().join("external-id");
@@ -410,15 +389,7 @@ async fn iam_policy_parameter_documents_are_sufficient_in_auth_mode() {
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let shared = &docs["shared"];
     let perms = shared["permissionsPolicy"].clone();
-    let statement = |sid: &str| {
-        perms["Statement"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["Sid"] == sid)
-            .unwrap_or_else(|| panic!("no {sid} in {perms}"))
-            .clone()
-    };
+    let statement = |sid: &str| iam_docs::statement(&perms, sid);
     let names = statement("ReadConfiguredParameters");
     assert_eq!(names["Action"], "ssm:GetParameters");
     assert_eq!(
@@ -470,39 +441,10 @@ async fn iam_policy_parameter_documents_are_sufficient_in_auth_mode() {
         shared["kmsKeyPolicyStatement"]["Condition"]["StringEquals"]["kms:ViaService"].to_string();
     assert!(via.contains("ssm.us-east-1.amazonaws.com"), "{via}");
 
-    let mut anywhere = perms.clone();
-    for statement in anywhere["Statement"].as_array_mut().unwrap() {
-        statement["Resource"] = serde_json::json!("*");
-    }
-    let placeholder = shared["trustPolicy"]["Statement"][0]["Condition"]["StringEquals"]
-        ["sts:ExternalId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let trust = shared["trustPolicy"]
-        .to_string()
-        .replace(&placeholder, &external_id);
-    let iam = aws_sdk_iam::Client::new(&admin);
-    iam.create_role()
-        .role_name("Generated")
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
-    iam.put_role_policy()
-        .role_name("Generated")
-        .policy_name("perms")
-        .policy_document(anywhere.to_string())
-        .send()
-        .await
-        .unwrap();
-    iam.put_user_policy()
-        .user_name("workload")
-        .policy_name("caller")
-        .policy_document(shared["callerPolicy"].to_string())
-        .send()
-        .await
-        .unwrap();
+    let anywhere = iam_docs::on_any_resource(&perms);
+    let trust = iam_docs::trust_with(shared, &external_id);
+    iam_docs::create_role_with(&admin, "Generated", &trust, &anywhere).await;
+    iam_docs::put_caller_policy(&admin, "workload", &shared["callerPolicy"]).await;
     moto.enable_auth();
     let as_workload = |args: &[&str]| {
         let endpoint = moto.endpoint();
@@ -537,14 +479,8 @@ async fn iam_policy_parameter_documents_are_sufficient_in_auth_mode() {
         .as_array_mut()
         .unwrap()
         .retain(|s| s["Action"] != "ssm:GetParameters");
-    aws_sdk_iam::Client::new(&moto.sdk_config_with(operator.credentials()))
-        .put_role_policy()
-        .role_name("Generated")
-        .policy_name("perms")
-        .policy_document(fewer.to_string())
-        .send()
-        .await
-        .unwrap();
+    let operator = moto.sdk_config_with(operator.credentials());
+    iam_docs::put_role_permissions(&operator, "Generated", &fewer).await;
     let (code, log) = as_workload(&once);
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("HTTP 403"), "{log}");

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod fake_aws;
 pub mod fault;
+pub mod iam_docs;
 pub mod in_process;
 pub mod proxy;
 pub mod tls_front;
@@ -389,6 +390,23 @@ pub async fn create_secret(admin: &SdkConfig, name: &str, value: &str) -> String
         .arn()
         .unwrap()
         .to_owned()
+}
+
+/// Puts Parameter Store parameter `name` (a new version when it exists); its version. A
+/// SecureString's value must embed a canary, for the leak scan.
+pub async fn put_parameter(ssm: &aws_sdk_ssm::Client, name: &str, value: &str, kind: &str) -> i64 {
+    if kind == "SecureString" {
+        assert_canaried(value);
+    }
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind.into())
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap()
+        .version
 }
 
 pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
@@ -794,7 +812,11 @@ pub async fn cross_account(secret_name: &str, value: &str) -> CrossAccount {
 
 /// The role of [`cross_account`] with no secret yet, for tests that create their own.
 pub async fn cross_account_role() -> CrossAccount {
-    let moto = Moto::start();
+    cross_account_role_in(Moto::start()).await
+}
+
+/// The role of [`cross_account`] in `moto`, started by the caller.
+pub async fn cross_account_role_in(moto: Moto) -> CrossAccount {
     let admin = moto.admin_in(SECRETS_ACCOUNT).await;
     let external_id = canary("extid");
     let role_arn = create_role(
