@@ -46,6 +46,13 @@ async fn a_securestring_and_a_path_land_in_files_and_a_kubernetes_secret_and_bad
         .await
         .unwrap();
 
+    ssm.label_parameter_version()
+        .name("/app/prod/db")
+        .parameter_version(1)
+        .labels("prod")
+        .send()
+        .await
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = |name: &str| tmp.path().join(name);
     let yaml = format!(
@@ -54,12 +61,16 @@ secrets:
   - {{name: db, parameter: /app/prod/db, refreshInterval: 2s, targets: [{{file: {{dir: {db}}}}}]}}
   - {{name: config, parameterPath: {{path: /app/prod/cfg/, recursive: true}}, refreshInterval: 2s, targets: [{{kubernetesSecret: {{name: app-config}}}}]}}
   - {{name: big, parameter: /app/prod/big, refreshInterval: 2s, targets: [{{file: {{dir: {big}}}}}]}}
+  - {{name: pinned, parameter: \"/app/prod/db:1\", refreshInterval: 2s, targets: [{{file: {{dir: {pinned}}}}}]}}
+  - {{name: labelled, parameter: \"/app/prod/db:prod\", refreshInterval: 2s, targets: [{{file: {{dir: {labelled}}}}}]}}
   - {{name: list, parameter: /app/prod/list, targets: [{{file: {{dir: {list}}}}}]}}
   - {{name: nolabel, parameter: \"/app/prod/db:nolabel\", targets: [{{file: {{dir: {nolabel}}}}}]}}
   - {{name: empty, parameterPath: {{path: /nothing/here/}}, targets: [{{file: {{dir: {empty}}}}}]}}
 ",
         db = out("db").display(),
         big = out("big").display(),
+        pinned = out("pinned").display(),
+        labelled = out("labelled").display(),
         list = out("list").display(),
         nolabel = out("nolabel").display(),
         empty = out("empty").display(),
@@ -116,6 +127,44 @@ secrets:
     assert!(landed.is_some(), "the new version did not land");
     let took = changed_at.elapsed().as_secs_f64();
     println!("Parameter Store new version -> file at refreshInterval 2s: {took:.2} s");
+    // A label follows its version; a pinned version stays, synced without a read.
+    assert_eq!(
+        file(&out("labelled"), "value").as_deref(),
+        Some(v1.as_str())
+    );
+    ssm.label_parameter_version()
+        .name("/app/prod/db")
+        .parameter_version(2)
+        .labels("prod")
+        .send()
+        .await
+        .unwrap();
+    let moved = wait_for(Duration::from_secs(10), || {
+        (file(&out("labelled"), "value")? == v2).then_some(())
+    });
+    assert!(moved.is_some(), "the label's new version did not land");
+    assert_eq!(file(&out("pinned"), "value").as_deref(), Some(v1.as_str()));
+    let successes = |secret: &str| {
+        daemon.metric(&format!(
+            r#"secret_ferry_secret_sync_total{{result="success",secret="{secret}"}}"#
+        ))
+    };
+    let (pinned_before, asked_before) = (successes("pinned"), proxy.count("GetParameters"));
+    let settled = wait_for(Duration::from_secs(10), || {
+        (successes("pinned") >= pinned_before + 2.0).then_some(())
+    });
+    assert!(settled.is_some(), "the pinned entry stopped syncing");
+    let pinned_reads = proxy
+        .requests_for("GetParameters")
+        .iter()
+        .skip(asked_before)
+        .filter(|r| r.body_text().contains("/app/prod/db:1"))
+        .count();
+    assert_eq!(
+        pinned_reads, 0,
+        "a written pinned version is never read again"
+    );
+    assert_eq!(failures("pinned"), 0.0);
 
     // Deleted: the file and the Secret keep the last value written.
     ssm.delete_parameter()
@@ -176,7 +225,9 @@ secrets:
         "{}",
         about("db")
     );
-    assert_eq!(errors.len(), 4, "{errors:#?}");
+    // And the pinned and labelled entries, whose parameter is gone too (nothing is written in
+    // a new process yet, so the pinned one is read).
+    assert_eq!(errors.len(), 6, "{errors:#?}");
     // Into the leak scan: no value, no ExternalId, no token in any of them.
     for error in &errors {
         capture("parameter-errors", error.as_bytes());

@@ -45,7 +45,7 @@ impl Group {
                 Err(all) => all,
             }
         } else {
-            unpinned(names).await
+            unpinned(ctx, &store, names, started, &mut results).await
         };
         results.extend(read_names(ctx, &store, &to_read, started).await);
         // `compare_names` may have stopped listing (denied under `auto`).
@@ -69,7 +69,7 @@ impl Group {
     ) -> Result<Vec<Arc<SecretJob>>, Vec<Arc<SecretJob>>> {
         let mut to_read = Vec::new();
         let mut comparable = Vec::new();
-        for job in unpinned(names).await {
+        for job in unpinned(ctx, store, names, started, results).await {
             let written = job.written().await;
             match job.parameter().map(|(_, p)| p) {
                 // Nothing written yet: nothing to compare, the read is needed anyway.
@@ -135,19 +135,33 @@ fn err_kind(err: &CallError) -> &'static str {
     }
 }
 
-/// Leaves out the members pinned at a version that was written: that version never changes.
-async fn unpinned(names: Vec<Arc<SecretJob>>) -> Vec<Arc<SecretJob>> {
+/// The members to read: those pinned at a version that was written are settled with no
+/// call (that version never changes), so that they stay synced in readiness and metrics.
+async fn unpinned(
+    ctx: &Ctx,
+    store: &ParameterStore,
+    names: Vec<Arc<SecretJob>>,
+    started: Instant,
+    results: &mut Tally,
+) -> Vec<Arc<SecretJob>> {
     let mut out = Vec::with_capacity(names.len());
     for job in names {
-        let pinned = matches!(
-            job.parameter().map(|(_, p)| p),
+        let pinned = match job.parameter().map(|(_, p)| p) {
             Some(ParameterSource::One {
-                selector: Some(Selector::Version(_)),
+                selector: Some(Selector::Version(version)),
                 ..
-            })
-        );
-        if !(pinned && job.written().await) {
-            out.push(job);
+            }) => Some(version.to_string()),
+            _ => None,
+        };
+        match pinned {
+            Some(version) if job.last_version_is(&version).await => {
+                let same = Polled::Same {
+                    version,
+                    region: store.region().to_owned(),
+                };
+                results.push(ctx.finish(&job, Ok(same), started).await);
+            }
+            _ => out.push(job),
         }
     }
     out
