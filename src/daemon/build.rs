@@ -185,7 +185,7 @@ impl Built {
             if let Some(parameter) = &secret.parameter {
                 let store = clients.parameter_store(secret)?;
                 reader.get_or_insert_with(|| Reader::ParameterStore(store.clone()));
-                let origin = Origin::ParameterStore(Box::new((store, parameter.clone())));
+                let origin = Origin::ParameterStore(Box::new((store, (**parameter).clone())));
                 members.push(self.job(secret, origin, changed, metrics, kube)?);
                 continue;
             }

@@ -180,7 +180,7 @@ fn parameters_list_pays<'a>(entries: impl Iterator<Item = &'a SecretConfig>) -> 
     use crate::config::ParameterSource;
     let mut names = 0;
     for entry in entries {
-        match &entry.parameter {
+        match entry.parameter.as_deref() {
             Some(ParameterSource::Path { .. }) => return true,
             Some(ParameterSource::One { .. }) => names += 1,
             None => {}
@@ -378,10 +378,10 @@ mod tests {
         let one = |name: &str, strategy| {
             let mut s = secret(name, Some("r"), strategy);
             s.secret_id = String::new();
-            s.parameter = Some(ParameterSource::One {
+            s.parameter = Some(Box::new(ParameterSource::One {
                 name: format!("/{name}"),
                 selector: None,
-            });
+            }));
             s
         };
         let mut secrets: Vec<SecretConfig> = (0..11).map(|i| one(&format!("p{i}"), Auto)).collect();
@@ -389,10 +389,10 @@ mod tests {
         secrets.push(one("few-a", Get));
         secrets.push(one("few-b", Batch));
         let mut path = one("path", Auto);
-        path.parameter = Some(ParameterSource::Path {
+        path.parameter = Some(Box::new(ParameterSource::Path {
             path: "/app/".into(),
             recursive: true,
-        });
+        }));
         path.refresh_interval = Duration::from_secs(5);
         secrets.push(path);
         let groups = plan(&secrets, region);

@@ -21,7 +21,7 @@ pub(super) fn statements(
     let mut paths = BTreeSet::new();
     let mut describe = false;
     for (i, secret) in reads {
-        let Some(parameter) = &secret.parameter else {
+        let Some(parameter) = secret.parameter.as_deref() else {
             continue;
         };
         via.insert(format!("ssm.{region}.amazonaws.com"));

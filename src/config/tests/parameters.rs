@@ -9,7 +9,7 @@ fn parameter_entries_read_names_selectors_and_paths() {
     let config = parse(&entry("    parameter: /app/prod/db:3\n", "")).unwrap();
     let secret = &config.secrets[0];
     assert_eq!(
-        secret.parameter,
+        secret.parameter.as_deref().cloned(),
         Some(ParameterSource::One {
             name: "/app/prod/db".into(),
             selector: Some(Selector::Version(3)),
@@ -21,7 +21,7 @@ fn parameter_entries_read_names_selectors_and_paths() {
     assert_eq!(
         labelled.secrets[0]
             .parameter
-            .as_ref()
+            .as_deref()
             .map(ParameterSource::spelled),
         Some("plain:prod".to_owned())
     );
@@ -31,7 +31,7 @@ fn parameter_entries_read_names_selectors_and_paths() {
     ))
     .unwrap();
     assert_eq!(
-        path.secrets[0].parameter,
+        path.secrets[0].parameter.as_deref().cloned(),
         Some(ParameterSource::Path {
             path: "/app/prod/".into(),
             recursive: true
