@@ -548,3 +548,85 @@ async fn iam_policy_parameter_documents_are_sufficient_in_auth_mode() {
     assert!(log.contains("no '/' of its own after `parameter`"), "{log}");
     assert_no_leak(&log, &[&external_id, &db, &token]);
 }
+
+/// What moto cannot produce, injected at the proxy: KMS refusing a SecureString's decryption
+/// and Parameter Store throttling. Each is classified with its fix, counted, and the file
+/// keeps the last value written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_denial_and_throttling_are_named_with_their_fix_and_remove_nothing() {
+    use common::proxy::json_error;
+    capture_logs();
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.addr());
+    let admin = moto.sdk_config();
+    let ssm = aws_sdk_ssm::Client::new(&admin);
+    let value = canary("ssm-kms");
+    put_parameter(&ssm, "/app/prod/db", &value, "SecureString").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let yaml = format!(
+        "region: us-east-1\nsecrets:\n  - {{name: db, parameter: /app/prod/db, targets: [{{file: {{dir: {}}}}}]}}\n",
+        dir.display()
+    );
+    let cfg = secret_ferry::config::parse(&yaml).unwrap();
+    let sdk = admin.to_builder().endpoint_url(proxy.endpoint()).build();
+    let once = |metrics: Metrics| {
+        let app = App::build(&cfg, &sdk, metrics).unwrap();
+        async move {
+            let errors: Vec<String> = app
+                .run_once()
+                .await
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            for error in &errors {
+                capture("parameter-errors", error.as_bytes());
+            }
+            errors
+        }
+    };
+    assert!(once(Metrics::new().unwrap()).await.is_empty());
+    assert_eq!(read(&dir, "value").as_deref(), Some(value.as_str()));
+
+    proxy.inject(json_error(
+        "GetParameters",
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/reader is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:123456789012:key/1234abcd because no resource-based policy allows the kms:Decrypt action",
+        400,
+    ));
+    let errors = once(Metrics::new().unwrap()).await;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("kmsKeyPolicyStatement"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("kms:ViaService = ssm.us-east-1.amazonaws.com"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(read(&dir, "value").as_deref(), Some(value.as_str()), "kept");
+
+    proxy.clear_faults();
+    proxy.inject(json_error(
+        "GetParameters",
+        "ThrottlingException",
+        "Rate exceeded",
+        400,
+    ));
+    let metrics = Metrics::new().unwrap();
+    let errors = once(metrics.clone()).await;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("parameterStoreRateLimit"),
+        "{}",
+        errors[0]
+    );
+    let scraped = metrics.render().unwrap();
+    capture("metrics", scraped.as_bytes());
+    assert!(
+        metric_or_zero(
+            &scraped,
+            r#"secret_ferry_aws_throttled_total{operation="GetParameters",service="SSM"}"#
+        ) >= 1.0,
+        "{scraped}"
+    );
+    assert_eq!(read(&dir, "value").as_deref(), Some(value.as_str()), "kept");
+}
