@@ -345,3 +345,64 @@ fn change_events_add_the_queue_statement_the_rule_and_the_queue_policy() {
     );
     assert!(text.contains("## Queue policy of mine"), "{text}");
 }
+
+#[test]
+fn parameter_store_entries_get_exact_ssm_statements_and_the_ssm_via_service() {
+    let yaml = r#"region: eu-west-1
+roles:
+  shared: {roleArn: "arn:aws:iam::111111111111:role/Shared"}
+secrets:
+  - {name: a, parameter: "/app/db:3", role: shared, targets: [{file: {dir: /o/a}}]}
+  - {name: b, parameter: plain, role: shared, targets: [{file: {dir: /o/b}}]}
+  - {name: few, parameterPath: {path: /}, role: shared, refreshInterval: 5m, fetchStrategy: batch, targets: [{file: {dir: /o/few}}]}
+  - {name: base, parameter: /base/x, targets: [{file: {dir: /o/base}}]}
+"#;
+    let docs = documents(
+        &config(yaml),
+        Some("arn:aws:iam::123456789012:role/pod"),
+        None,
+    );
+    let statements = docs["shared"]["permissionsPolicy"]["Statement"].clone();
+    let sid = |sid: &str| {
+        statements
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .cloned()
+    };
+    assert_eq!(
+        sid("ReadConfiguredParameters").unwrap()["Resource"],
+        json!([
+            "arn:aws:ssm:eu-west-1:111111111111:parameter/app/db",
+            "arn:aws:ssm:eu-west-1:111111111111:parameter/plain"
+        ]),
+        "the selector is not part of the ARN; no '/' is doubled"
+    );
+    assert_eq!(
+        sid("ReadConfiguredParameterPaths").unwrap()["Resource"],
+        json!([
+            "arn:aws:ssm:eu-west-1:111111111111:parameter/",
+            "arn:aws:ssm:eu-west-1:111111111111:parameter/*"
+        ])
+    );
+    // Two names and a path read with `batch`: nothing lists, so no DescribeParameters.
+    assert!(sid("CompareParameterVersions").is_none(), "{statements}");
+    assert!(
+        sid("ReadConfiguredSecrets").is_none(),
+        "no Secrets Manager grant for parameters"
+    );
+    let via =
+        &docs["shared"]["kmsKeyPolicyStatement"]["Condition"]["StringEquals"]["kms:ViaService"];
+    assert_eq!(via, &json!("ssm.eu-west-1.amazonaws.com"));
+    let base = &docs[BASE_IDENTITY]["permissionsPolicy"]["Statement"][0];
+    assert_eq!(
+        base["Resource"], "arn:aws:ssm:eu-west-1:123456789012:parameter/base/x",
+        "the base identity's own account"
+    );
+    for path in ["/app/db", "/plain"] {
+        let arn =
+            crate::source::parameter_store::parameter_arn("aws", "eu-west-1", "111111111111", path);
+        assert!(!arn.contains("parameter//"), "{arn}");
+    }
+}
