@@ -25,6 +25,24 @@ pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 use crate::common::output_text as text;
 
+/// What `iam-policy --output json` prints for `config`, with `caller` as the caller ARN.
+pub(crate) fn iam_policy_json(config: &std::path::Path, caller: &str) -> serde_json::Value {
+    let out = run(
+        &[
+            "iam-policy",
+            "--config",
+            config.to_str().unwrap(),
+            "--caller-arn",
+            caller,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_walks_every_link_and_names_the_fix_for_each_failure() {
     let moto = Moto::start();
@@ -355,20 +373,7 @@ async fn iam_policy_documents_applied_to_moto_let_the_daemon_sync() {
         tmp.path().join("out/c").display()
     );
     let config = write_config(tmp.path(), &yaml);
-    let out = run(
-        &[
-            "iam-policy",
-            "--config",
-            config.to_str().unwrap(),
-            "--caller-arn",
-            &workload.arn,
-            "--output",
-            "json",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let docs = iam_policy_json(&config, &workload.arn);
     let shared = &docs["shared"];
 
     // Structure of the permissions policy: account and region from the role ARN, -?????? suffix.

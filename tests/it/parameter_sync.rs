@@ -424,20 +424,7 @@ async fn iam_policy_parameter_documents_are_sufficient_in_auth_mode() {
         tmp.path().join("out/cfg").display(),
     );
     let config = write_config(tmp.path(), &yaml);
-    let out = run(
-        &[
-            "iam-policy",
-            "--config",
-            config.to_str().unwrap(),
-            "--caller-arn",
-            &workload.arn,
-            "--output",
-            "json",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", output_text(&out));
-    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let docs = crate::check::iam_policy_json(&config, &workload.arn);
     let shared = &docs["shared"];
     let perms = shared["permissionsPolicy"].clone();
     let statement = |sid: &str| iam_docs::statement(&perms, sid);
