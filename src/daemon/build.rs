@@ -11,7 +11,7 @@ use super::poll::MAX_CONCURRENT_CYCLES;
 use super::push::PushGroup;
 use super::{App, ChangeEvents};
 use crate::aws::{shared_https_client, timeouts};
-use crate::config::{Config, PushConfig, PushSource, SecretConfig};
+use crate::config::{Config, ParameterSource, PushConfig, PushSource, SecretConfig};
 use crate::credentials::Roles;
 use crate::health::Readiness;
 use crate::k8s::Kube;
@@ -119,9 +119,18 @@ fn change_events(
             None => {
                 for (m, job) in group.members.iter().enumerate() {
                     let Ok(m) = u32::try_from(m) else { break };
-                    // Secrets Manager's events name secrets, never parameters.
-                    let Origin::SecretsManager { source, failover } = &job.origin else {
-                        continue;
+                    let (source, failover) = match &job.origin {
+                        Origin::SecretsManager { source, failover } => (source, failover),
+                        Origin::ParameterStore(read) => {
+                            match &read.1 {
+                                ParameterSource::One { name, .. } => {
+                                    router.add_parameter((g, m), name, job.region())
+                                }
+                                ParameterSource::Path { path, recursive } => router
+                                    .add_parameter_path((g, m), path, *recursive, job.region()),
+                            }
+                            continue;
+                        }
                     };
                     router.add_secret(
                         (g, m),

@@ -5,6 +5,9 @@
 //! - `AWS API Call via CloudTrail` for a write: the secret in `requestParameters.secretId`
 //!   (a name or an ARN, maybe partial) and in `responseElements.arn` (`aRN` before 2024).
 //!
+//! And Parameter Store's `Parameter Store Change` (source `aws.ssm`): `detail.name` was
+//! created, updated, deleted or labelled.
+//!
 //! A message is never logged: it is classified, and only the class is counted.
 
 pub mod route;
@@ -16,6 +19,8 @@ pub const NATIVE_DETAIL_TYPE: &str = "Secret Label Updated";
 pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 pub const SOURCE: &str = "aws.secretsmanager";
 pub const EVENT_SOURCE: &str = "secretsmanager.amazonaws.com";
+pub const PARAMETER_SOURCE: &str = "aws.ssm";
+pub const PARAMETER_DETAIL_TYPE: &str = "Parameter Store Change";
 
 /// The CloudTrail writes that change what a secret's reader sees.
 pub const WRITES: [&str; 8] = [
@@ -54,6 +59,8 @@ pub struct ChangeEvent {
     /// The secret may have appeared or gone (created, deleted, restored): a `find` entry
     /// lists again rather than read a member.
     pub membership: bool,
+    /// A Parameter Store parameter changed (`names` holds its one name), not a secret.
+    pub parameter: bool,
 }
 
 /// A message that is well-formed but asks nothing of us: deleted, counted by reason.
@@ -103,6 +110,9 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
     ) else {
         return Err(Malformed::NotAnEvent);
     };
+    if source == PARAMETER_SOURCE {
+        return Ok(parameter_change(&event, detail_type, detail));
+    }
     if source != SOURCE {
         return Ok(Parsed::Ignored(Ignored::NotAChange));
     }
@@ -137,21 +147,63 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
     if ids.names.is_empty() {
         return Ok(Parsed::Ignored(Ignored::NoSecretId));
     }
-    let region = string(event.get("region"))
-        .filter(|r| is_region(r))
-        .or(ids.region);
-    let time = event
-        .get("time")
-        .and_then(Value::as_str)
-        .and_then(|t| humantime::parse_rfc3339(t).ok());
+    let region = envelope_region(&event).or(ids.region);
     Ok(Parsed::Change(ChangeEvent {
         names: ids.names,
         region,
         stages,
         version_id,
-        time,
+        time: envelope_time(&event),
         membership,
+        parameter: false,
     }))
+}
+
+fn envelope_region(event: &Value) -> Option<String> {
+    string(event.get("region")).filter(|r| is_region(r))
+}
+
+fn envelope_time(event: &Value) -> Option<SystemTime> {
+    event
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+}
+
+/// A `Parameter Store Change`: whatever its operation (create, update, delete, label), the
+/// entries reading that name (or a path above it) read again.
+fn parameter_change(event: &Value, detail_type: &str, detail: &Value) -> Parsed {
+    if detail_type != PARAMETER_DETAIL_TYPE {
+        return Parsed::Ignored(Ignored::NotAChange);
+    }
+    let Some(name) = detail.get("name").and_then(Value::as_str) else {
+        return Parsed::Ignored(Ignored::NoSecretId);
+    };
+    if !is_parameter_name(name) {
+        return Parsed::Ignored(Ignored::InvalidSecretId);
+    }
+    Parsed::Change(ChangeEvent {
+        names: vec![name.to_owned()],
+        region: envelope_region(event),
+        stages: None,
+        version_id: None,
+        time: envelope_time(event),
+        membership: false,
+        parameter: true,
+    })
+}
+
+/// Parameter Store's names: at most 1011 of letters, digits and `_.-/`, fully qualified
+/// (`/a/b`) or a plain name; no empty, `.` or `..` level.
+fn is_parameter_name(name: &str) -> bool {
+    let levels = name.strip_prefix('/').unwrap_or(name);
+    (1..=1011).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
+        && !levels
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
 }
 
 /// The stages and version a CloudTrail write moved (each `None` when it does not say);
@@ -270,14 +322,15 @@ fn is_suffix(s: &str) -> bool {
 }
 
 /// Secrets Manager's names: 1 to 512 of letters, digits and `/_+=.@-`. Empty, `.` and `..`
-/// path segments are refused too: no name we sync has them, and a `find` entry places a
-/// name in a path.
+/// path segments are refused too (a `find` entry places a name in a path), but for one
+/// leading `/`, which Secrets Manager allows (`/prod/db`).
 fn is_secret_name(name: &str) -> bool {
+    let segments = name.strip_prefix('/').unwrap_or(name);
     (1..=512).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
-        && !name
+        && !segments
             .split('/')
             .any(|s| s.is_empty() || s == "." || s == "..")
 }

@@ -854,3 +854,140 @@ async fn events_reach_find_entries_known_members_and_new_ones() {
     );
     daemon.stop().await;
 }
+
+/// Parameter Store entries take `Parameter Store Change` events too: the generated rule's
+/// pattern (with Parameter Store entries in the config) lets moto's EventBridge deliver one,
+/// which syncs its parameter at an hourly poll; a change under a path re-reads the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameter_store_changes_sync_their_entries_at_once() {
+    capture_logs();
+    let stand = Stand::start().await;
+    let ssm = aws_sdk_ssm::Client::new(&stand.admin);
+    let (v1, a) = (canary("ssm-event-db"), canary("ssm-event-a"));
+    put_parameter(&ssm, "/app/prod/db", &v1, "SecureString").await;
+    put_parameter(&ssm, "/app/prod/cfg/a", &a, "SecureString").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, cfg) = (tmp.path().join("db"), tmp.path().join("cfg"));
+    let yaml = format!(
+        "region: {REGION}\nchangeEvents:\n  - queueUrl: {}\nsecrets:\n  - {{name: db, parameter: /app/prod/db, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n  - {{name: cfg, parameterPath: {{path: /app/prod/cfg/}}, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
+        stand.queue_url,
+        db.display(),
+        cfg.display()
+    );
+
+    // The rule `iam-policy` prints, on moto's EventBridge, targeting the queue.
+    let cfg_parsed = secret_ferry::config::parse(&yaml).unwrap();
+    let docs = secret_ferry::commands::iam_policy::documents(&cfg_parsed, None, None);
+    let rule = &docs[secret_ferry::commands::iam_policy::BASE_IDENTITY]["changeEvents"][QUEUE]
+        ["eventBridgeRule"];
+    let queue_arn = format!("arn:aws:sqs:{REGION}:123456789012:{QUEUE}");
+    let events = aws_sdk_eventbridge_client(&stand.admin);
+    events
+        .put_rule()
+        .name(rule["Name"].as_str().unwrap())
+        .event_pattern(rule["EventPattern"].to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(rule["Name"].as_str().unwrap())
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("secret-ferry")
+                .arn(&queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let daemon = Daemon::start(&yaml, &stand.daemon_sdk());
+    let ready = wait_for_async(Duration::from_secs(30), || async {
+        daemon.readiness.is_ready().then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "{:?}", daemon.readiness.status());
+    assert_eq!(read(&db, "value").as_deref(), Some(v1.as_str()));
+    daemon
+        .wait_events("receiving{queue=\"secret-ferry-changes\"}", 1.0)
+        .await;
+
+    // A new version and its event, delivered by the rule: at an hourly poll, one read.
+    let before = stand.proxy.count("GetParameters");
+    let v2 = canary("ssm-event-db");
+    put_parameter(&ssm, "/app/prod/db", &v2, "SecureString").await;
+    let change = |name: &str, operation: &str| {
+        aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source("aws.ssm")
+            .detail_type("Parameter Store Change")
+            .resources(format!("arn:aws:ssm:{REGION}:123456789012:parameter{name}"))
+            .detail(
+                json!({"name": name, "type": "SecureString", "operation": operation}).to_string(),
+            )
+            .build()
+    };
+    let sent = Instant::now();
+    let put = events
+        .put_events()
+        .entries(change("/app/prod/db", "Update"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.failed_entry_count, 0);
+    let landed = wait_for(Duration::from_secs(15), || {
+        read(&db, "value").filter(|v| *v == v2)
+    });
+    assert!(
+        landed.is_some(),
+        "the Parameter Store Change did not sync the entry"
+    );
+    println!("Parameter Store Change to file: {:?}", sent.elapsed());
+    assert_eq!(
+        stand.proxy.count("GetParameters"),
+        before + 1,
+        "one read for one event"
+    );
+
+    // A parameter created under the path: the path is read again, with its new key.
+    let b = canary("ssm-event-b");
+    put_parameter(&ssm, "/app/prod/cfg/b", &b, "SecureString").await;
+    stand
+        .send(
+            &json!({
+                "version": "0",
+                "detail-type": "Parameter Store Change",
+                "source": "aws.ssm",
+                "region": REGION,
+                "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                "detail": {"name": "/app/prod/cfg/b", "type": "SecureString", "operation": "Create"}
+            })
+            .to_string(),
+        )
+        .await;
+    let landed = wait_for(Duration::from_secs(15), || {
+        read(&cfg, "b").filter(|v| *v == b)
+    });
+    assert!(landed.is_some(), "the path was not read again");
+    assert_eq!(read(&cfg, "a").as_deref(), Some(a.as_str()));
+    // A parameter nobody reads: deleted and counted.
+    stand
+        .send(
+            &json!({
+                "detail-type": "Parameter Store Change",
+                "source": "aws.ssm",
+                "region": REGION,
+                "detail": {"name": "/elsewhere/x", "operation": "Update"}
+            })
+            .to_string(),
+        )
+        .await;
+    daemon
+        .wait_events(
+            "ignored_total{queue=\"secret-ferry-changes\",reason=\"unknown_secret\"}",
+            1.0,
+        )
+        .await;
+    daemon.stop().await;
+}

@@ -5,7 +5,8 @@
 use super::one_or_many;
 use crate::config::{ChangeEventsQueue, Config};
 use crate::source::change_events::{
-    CLOUDTRAIL_DETAIL_TYPE, EVENT_SOURCE, NATIVE_DETAIL_TYPE, SOURCE, WRITES_NOT_NATIVE,
+    CLOUDTRAIL_DETAIL_TYPE, EVENT_SOURCE, NATIVE_DETAIL_TYPE, PARAMETER_DETAIL_TYPE,
+    PARAMETER_SOURCE, SOURCE, WRITES_NOT_NATIVE,
 };
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
@@ -57,7 +58,13 @@ pub(super) fn add(
         let accounts = secret_accounts(config, &region, default_region, &base_account);
         per_queue.insert(
             queue.name().to_owned(),
-            queue_documents(queue, &arn, &partition, &region, &accounts),
+            queue_documents(
+                queue,
+                &arn,
+                (&partition, &region),
+                &accounts,
+                config.secrets.iter().any(|s| s.parameter.is_some()),
+            ),
         );
     }
     let statement = json!({
@@ -114,9 +121,9 @@ fn secret_accounts(
 fn queue_documents(
     queue: &ChangeEventsQueue,
     queue_arn: &str,
-    partition: &str,
-    region: &str,
+    (partition, region): (&str, &str),
     accounts: &BTreeSet<String>,
+    parameters: bool,
 ) -> Value {
     let rule_name = rule_name(queue.name());
     let rules: Vec<String> = accounts
@@ -129,8 +136,12 @@ fn queue_documents(
             "EventBusName": "default",
             "Region": region,
             "Accounts": accounts,
-            "Description": "Secrets Manager changes to secret-ferry: a moved staging label (native event), and the writes it does not report (CloudTrail)",
-            "EventPattern": event_pattern(),
+            "Description": if parameters {
+                "Secrets Manager and Parameter Store changes to secret-ferry: a moved staging label (native event), the writes it does not report (CloudTrail), and Parameter Store Change"
+            } else {
+                "Secrets Manager changes to secret-ferry: a moved staging label (native event), and the writes it does not report (CloudTrail)"
+            },
+            "EventPattern": event_pattern(parameters),
             "Targets": [{"Id": "secret-ferry", "Arn": queue_arn}],
         },
         "queuePolicy": {
@@ -148,18 +159,22 @@ fn queue_documents(
 }
 
 /// The native `Secret Label Updated` event, preferred (no CloudTrail needed, names the
-/// version), and from CloudTrail only the writes it does not report.
-pub fn event_pattern() -> Value {
-    json!({
-        "source": [SOURCE],
-        "$or": [
-            {"detail-type": [NATIVE_DETAIL_TYPE]},
-            {
-                "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
-                "detail": {"eventSource": [EVENT_SOURCE], "eventName": WRITES_NOT_NATIVE},
-            },
-        ],
-    })
+/// version), and from CloudTrail only the writes it does not report; with Parameter Store
+/// entries (`parameters`), also `Parameter Store Change` (native, no CloudTrail needed).
+pub fn event_pattern(parameters: bool) -> Value {
+    let mut sources = vec![SOURCE];
+    let mut branches = vec![
+        json!({"detail-type": [NATIVE_DETAIL_TYPE]}),
+        json!({
+            "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
+            "detail": {"eventSource": [EVENT_SOURCE], "eventName": WRITES_NOT_NATIVE},
+        }),
+    ];
+    if parameters {
+        sources.push(PARAMETER_SOURCE);
+        branches.push(json!({"detail-type": [PARAMETER_DETAIL_TYPE]}));
+    }
+    json!({"source": sources, "$or": branches})
 }
 
 /// EventBridge rule names: at most 64 of letters, digits, `.`, `-`, `_`.

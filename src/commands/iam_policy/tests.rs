@@ -406,3 +406,27 @@ secrets:
         assert!(!arn.contains("parameter//"), "{arn}");
     }
 }
+
+#[test]
+fn the_rule_takes_parameter_store_changes_only_when_parameters_are_read() {
+    let queue = "changeEvents:\n  - {queueUrl: \"https://sqs.us-east-1.amazonaws.com/111111111111/changes\"}\n";
+    let pattern = |secrets: &str| {
+        let yaml = format!("region: us-east-1\nsecrets:\n{secrets}{queue}");
+        documents(&config(&yaml), None, None)[BASE_IDENTITY]["changeEvents"]["changes"]
+            ["eventBridgeRule"]["EventPattern"]
+            .clone()
+    };
+    let secrets_only = pattern("  - {name: a, secretId: app/a, targets: [{file: {dir: /o/a}}]}\n");
+    assert_eq!(secrets_only["source"], json!(["aws.secretsmanager"]));
+    assert_eq!(secrets_only["$or"].as_array().unwrap().len(), 2);
+    let with_parameters =
+        pattern("  - {name: a, parameter: /app/a, targets: [{file: {dir: /o/a}}]}\n");
+    assert_eq!(
+        with_parameters["source"],
+        json!(["aws.secretsmanager", "aws.ssm"])
+    );
+    assert_eq!(
+        with_parameters["$or"][2],
+        json!({"detail-type": ["Parameter Store Change"]})
+    );
+}

@@ -74,6 +74,16 @@ struct FindEntry {
     group: u32,
 }
 
+/// A Parameter Store entry: one parameter, or a path (without its trailing `/`).
+struct ParameterEntry {
+    name: Box<str>,
+    group: u32,
+    member: u32,
+    region: u16,
+    /// For a path: whether parameters deeper than directly under it belong to it.
+    recursive: bool,
+}
+
 #[derive(Default)]
 pub struct Router {
     regions: Vec<String>,
@@ -81,6 +91,10 @@ pub struct Router {
     entries: Vec<Entry>,
     finds: Vec<FindEntry>,
     pushes: Vec<(Box<str>, u16)>,
+    /// Parameter Store entries, apart: their events never name a secret. Names sorted once
+    /// built; paths are few and looked at in turn.
+    parameters: Vec<ParameterEntry>,
+    parameter_paths: Vec<ParameterEntry>,
 }
 
 impl Router {
@@ -132,6 +146,36 @@ impl Router {
         });
     }
 
+    /// A Parameter Store entry reading `name` in `region` (member `member` of group `group`).
+    pub fn add_parameter(&mut self, (group, member): (u32, u32), name: &str, region: &str) {
+        let region = self.region(region);
+        self.parameters.push(ParameterEntry {
+            name: name.into(),
+            group,
+            member,
+            region,
+            recursive: false,
+        });
+    }
+
+    /// A Parameter Store entry reading every parameter under `path` in `region`.
+    pub fn add_parameter_path(
+        &mut self,
+        (group, member): (u32, u32),
+        path: &str,
+        recursive: bool,
+        region: &str,
+    ) {
+        let region = self.region(region);
+        self.parameter_paths.push(ParameterEntry {
+            name: path.trim_end_matches('/').into(),
+            group,
+            member,
+            region,
+            recursive,
+        });
+    }
+
     /// A secret this installation pushes to.
     pub fn add_push(&mut self, secret_name: &str, region: &str) {
         let region = self.region(region);
@@ -142,6 +186,7 @@ impl Router {
     pub fn built(mut self) -> Self {
         self.entries.sort_by(|a, b| a.key.cmp(&b.key));
         self.entries.shrink_to_fit();
+        self.parameters.sort_by(|a, b| a.name.cmp(&b.name));
         self
     }
 
@@ -153,6 +198,9 @@ impl Router {
                 .as_deref()
                 .is_none_or(|r| self.regions.get(i as usize).is_some_and(|own| own == r))
         };
+        if event.parameter {
+            return self.route_parameter(event, in_region);
+        }
         let mut hits = Vec::new();
         let mut other_stage = false;
         for name in &event.names {
@@ -210,6 +258,50 @@ impl Router {
         } else {
             Unmatched::UnknownSecret
         })
+    }
+}
+
+// === impl Router (Parameter Store) ===
+
+impl Router {
+    /// The Parameter Store entries a changed parameter concerns: those reading it, and those
+    /// reading a path it is under (at any depth when recursive, else directly under it).
+    fn route_parameter(&self, event: &ChangeEvent, in_region: impl Fn(u16) -> bool) -> Route {
+        let mut hits = Vec::new();
+        let mut hit = |entry: &ParameterEntry| {
+            let hit = Hit::Member {
+                group: entry.group,
+                member: entry.member,
+                version: None,
+            };
+            if in_region(entry.region) && !hits.contains(&hit) {
+                hits.push(hit);
+            }
+        };
+        for name in &event.names {
+            let from = self.parameters.partition_point(|e| *e.name < **name);
+            for entry in self.parameters[from..]
+                .iter()
+                .take_while(|e| *e.name == **name)
+            {
+                hit(entry);
+            }
+            for entry in &self.parameter_paths {
+                let recursive = entry.recursive;
+                let under = name
+                    .strip_prefix(&*entry.name)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .is_some_and(|rest| !rest.is_empty() && (recursive || !rest.contains('/')));
+                if under {
+                    hit(entry);
+                }
+            }
+        }
+        if hits.is_empty() {
+            Route::Ignored(Unmatched::UnknownSecret)
+        } else {
+            Route::Matched(hits)
+        }
     }
 }
 

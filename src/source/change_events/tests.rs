@@ -227,3 +227,95 @@ fn events_reach_the_secrets_named_by_name_or_arn_in_their_region_only() {
         Route::Ignored(Unmatched::UnknownSecret)
     );
 }
+
+fn parameter_change(name: &str, operation: &str) -> String {
+    json!({
+        "version": "0",
+        "detail-type": PARAMETER_DETAIL_TYPE,
+        "source": PARAMETER_SOURCE,
+        "account": "111111111111",
+        "time": "2026-12-07T10:00:02Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:ssm:us-east-1:111111111111:parameter{name}")],
+        "detail": {"name": name, "type": "SecureString", "operation": operation}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_parameter_store_change_names_the_parameter() {
+    let event = change(&parameter_change("/app/prod/db", "Update"));
+    assert!(event.parameter);
+    assert_eq!(event.names, ["/app/prod/db"]);
+    assert_eq!(event.region.as_deref(), Some("us-east-1"));
+    assert_eq!((event.stages, event.version_id), (None, None));
+    assert_eq!(
+        change(&parameter_change("plain", "Create")).names,
+        ["plain"]
+    );
+    for bad in ["/a/../b", "/a//b", "/a\u{0}b", ""] {
+        assert_eq!(
+            parse(&parameter_change(bad, "Update")),
+            Ok(Parsed::Ignored(Ignored::InvalidSecretId)),
+            "{bad:?}"
+        );
+    }
+    let other = parameter_change("/a", "Update")
+        .replace(PARAMETER_DETAIL_TYPE, "Parameter Store Policy Action");
+    assert_eq!(parse(&other), Ok(Parsed::Ignored(Ignored::NotAChange)));
+    let unnamed =
+        json!({"source": PARAMETER_SOURCE, "detail-type": PARAMETER_DETAIL_TYPE, "detail": {}})
+            .to_string();
+    assert_eq!(parse(&unnamed), Ok(Parsed::Ignored(Ignored::NoSecretId)));
+}
+
+#[test]
+fn parameter_changes_reach_the_entries_reading_the_name_or_a_path_above_it() {
+    let mut router = Router::default();
+    let current = VersionSelector::current();
+    // A secret named like a parameter is not a parameter entry.
+    router.add_secret((0, 0), "/app/prod/db", "us-east-1", None, &current);
+    router.add_parameter((1, 0), "/app/prod/db", "us-east-1");
+    router.add_parameter((1, 1), "/app/prod/other", "us-east-1");
+    router.add_parameter_path((2, 0), "/app/prod/", false, "us-east-1");
+    router.add_parameter_path((3, 0), "/app", true, "us-east-1");
+    router.add_parameter((4, 0), "/app/prod/db", "eu-west-1");
+    let router = router.built();
+    let hits = |name: &str| match router.route(&change(&parameter_change(name, "Update"))) {
+        Route::Matched(hits) => hits
+            .into_iter()
+            .map(|h| match h {
+                Hit::Member { group, member, .. } => (group, member),
+                Hit::Find { group, .. } => (group, u32::MAX),
+            })
+            .collect(),
+        Route::Ignored(_) => Vec::new(),
+    };
+    assert_eq!(hits("/app/prod/db"), [(1, 0), (2, 0), (3, 0)]);
+    assert_eq!(
+        hits("/app/prod/deeper/x"),
+        [(3, 0)],
+        "one level only without recursive"
+    );
+    assert_eq!(
+        hits("/apple/x"),
+        Vec::<(u32, u32)>::new(),
+        "a path is a whole level"
+    );
+    assert_eq!(
+        router.route(&change(&parameter_change("/elsewhere", "Delete"))),
+        Route::Ignored(Unmatched::UnknownSecret)
+    );
+    // A Secrets Manager event for the same name reaches the secret only.
+    match router.route(&change(&native("/app/prod/db", "AWSCURRENT", "v2"))) {
+        Route::Matched(hits) => assert_eq!(
+            hits,
+            [Hit::Member {
+                group: 0,
+                member: 0,
+                version: Some("v2".into())
+            }]
+        ),
+        other => panic!("{other:?}"),
+    }
+}
