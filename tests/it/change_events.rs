@@ -468,27 +468,7 @@ async fn generated_documents_suffice_in_auth_mode_and_a_denied_queue_leaves_poll
         ]}]
     });
     iam_docs::put_caller_policy(&admin, "workload", &caller).await;
-    let events = aws_sdk_eventbridge_client(&admin);
-    events
-        .put_rule()
-        .name(rule["Name"].as_str().unwrap())
-        .event_pattern(rule["EventPattern"].to_string())
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(rule["Name"].as_str().unwrap())
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("secret-ferry")
-                .arn(rule["Targets"][0]["Arn"].as_str().unwrap())
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    put_rule(&admin, rule).await;
     sqs.set_queue_attributes()
         .queue_url(&queue_url)
         .attributes(
@@ -605,6 +585,32 @@ async fn daemon_check(
 
 fn aws_sdk_eventbridge_client(sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
     aws_sdk_eventbridge::Client::new(sdk)
+}
+
+/// Creates the EventBridge rule `iam-policy` printed (`rule`), with its target, on moto.
+async fn put_rule(sdk: &aws_config::SdkConfig, rule: &serde_json::Value) {
+    let events = aws_sdk_eventbridge_client(sdk);
+    let name = rule["Name"].as_str().unwrap();
+    events
+        .put_rule()
+        .name(name)
+        .event_pattern(rule["EventPattern"].to_string())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("secret-ferry")
+                .arn(rule["Targets"][0]["Arn"].as_str().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 }
 
 /// The benchmark of docs/performance.md ("Change events"): 100 rotations of one secret
@@ -880,28 +886,12 @@ async fn parameter_store_changes_sync_their_entries_at_once() {
     let docs = secret_ferry::commands::iam_policy::documents(&cfg_parsed, None, None);
     let rule = &docs[secret_ferry::commands::iam_policy::BASE_IDENTITY]["changeEvents"][QUEUE]
         ["eventBridgeRule"];
-    let queue_arn = format!("arn:aws:sqs:{REGION}:123456789012:{QUEUE}");
+    assert_eq!(
+        rule["Targets"][0]["Arn"],
+        json!(format!("arn:aws:sqs:{REGION}:123456789012:{QUEUE}"))
+    );
+    put_rule(&stand.admin, rule).await;
     let events = aws_sdk_eventbridge_client(&stand.admin);
-    events
-        .put_rule()
-        .name(rule["Name"].as_str().unwrap())
-        .event_pattern(rule["EventPattern"].to_string())
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(rule["Name"].as_str().unwrap())
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("secret-ferry")
-                .arn(&queue_arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
 
     let daemon = Daemon::start(&yaml, &stand.daemon_sdk());
     let ready = wait_for_async(Duration::from_secs(30), || async {
