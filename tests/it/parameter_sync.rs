@@ -617,3 +617,55 @@ async fn kms_denial_and_throttling_are_named_with_their_fix_and_remove_nothing()
     );
     assert_eq!(read(&dir, "value").as_deref(), Some(value.as_str()), "kept");
 }
+
+/// Under `auto`, a DescribeParameters refused with 403 is asked once: the group reads with
+/// GetParameters and GetParametersByPath from then on, and stays synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_listing_under_auto_is_asked_once_and_reading_goes_on() {
+    use common::proxy::json_error;
+    capture_logs();
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.addr());
+    let admin = moto.sdk_config();
+    let ssm = aws_sdk_ssm::Client::new(&admin);
+    let first = canary("ssm-denied-list");
+    put_parameter(&ssm, "/app/cfg/a", &first, "SecureString").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cfg");
+    let yaml = format!(
+        "region: us-east-1\nsecrets:\n  - {{name: cfg, parameterPath: {{path: /app/cfg/}}, refreshInterval: 1h, targets: [{{file: {{dir: {}}}}}]}}\n",
+        dir.display()
+    );
+    proxy.inject(json_error(
+        "DescribeParameters",
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/reader is not authorized to perform: ssm:DescribeParameters",
+        403,
+    ));
+    let sdk = admin.to_builder().endpoint_url(proxy.endpoint()).build();
+    let daemon = Daemon::start(&yaml, &sdk);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(read(&dir, "a").as_deref(), Some(first.as_str()));
+    assert_eq!(
+        proxy.count("DescribeParameters"),
+        0,
+        "nothing to compare before a write"
+    );
+    let second = canary("ssm-denied-list");
+    put_parameter(&ssm, "/app/cfg/a", &second, "SecureString").await;
+    for _ in 0..3 {
+        daemon.poll_once(1).await;
+    }
+    assert_eq!(read(&dir, "a").as_deref(), Some(second.as_str()));
+    assert_eq!(
+        proxy.count("DescribeParameters"),
+        1,
+        "asked once, then not again"
+    );
+    assert_eq!(
+        proxy.count("GetParametersByPath"),
+        4,
+        "the path read at every poll"
+    );
+    daemon.stop().await;
+}

@@ -48,12 +48,28 @@ impl Group {
             unpinned(ctx, &store, names, started, &mut results).await
         };
         results.extend(read_names(ctx, &store, &to_read, started).await);
-        // `compare_names` may have stopped listing (denied under `auto`).
-        let listed = self.strategy == crate::source::plan::Strategy::ParametersListed;
         for job in paths {
-            results.push(read_path(ctx, &store, &job, listed, started).await);
+            // A denied listing (of the names, or of a path before) stops it under `auto`.
+            let listed = self.strategy == crate::source::plan::Strategy::ParametersListed;
+            let (result, denied) = read_path(ctx, &store, &job, listed, started).await;
+            if denied && self.auto {
+                self.stop_listing(&store);
+            }
+            results.push(result);
         }
         results
+    }
+
+    /// Under `auto`, after DescribeParameters was denied: read without comparing versions
+    /// from now on, said once.
+    fn stop_listing(&mut self, store: &ParameterStore) {
+        tracing::warn!(
+            principal = %store.principal(),
+            region = %store.region(),
+            parameters = self.members.len(),
+            "DescribeParameters is denied (fetchStrategy auto): reading these parameters without comparing versions from now on; allow ssm:DescribeParameters on \"*\" to save calls and KMS decryptions"
+        );
+        self.strategy = crate::source::plan::Strategy::Parameters;
     }
 
     /// Settles with a listing the named members whose version is the one written; returns
@@ -105,13 +121,7 @@ impl Group {
                     }
                 }
                 Err(CallError::Aws(info)) if self.auto && info.class == Class::AccessDenied => {
-                    tracing::warn!(
-                        principal = %store.principal(),
-                        region = %store.region(),
-                        parameters = self.members.len(),
-                        "DescribeParameters is denied (fetchStrategy auto): reading these parameters without comparing versions from now on; allow ssm:DescribeParameters on \"*\" to save calls and KMS decryptions"
-                    );
-                    self.strategy = crate::source::plan::Strategy::Parameters;
+                    self.stop_listing(store);
                     let mut all = to_read;
                     all.extend(comparable);
                     return Err(all);
@@ -198,17 +208,21 @@ async fn read_names(
 }
 
 /// A path: listed first when `listed` (its version is the digest of its names and versions),
-/// read with GetParametersByPath when that changed.
+/// read with GetParametersByPath when that changed. Also says whether the listing was denied.
 async fn read_path(
     ctx: &Ctx,
     store: &ParameterStore,
     job: &SecretJob,
     listed: bool,
     started: Instant,
-) -> Result<crate::daemon::SyncOutcome, crate::daemon::SyncError> {
+) -> (
+    Result<crate::daemon::SyncOutcome, crate::daemon::SyncError>,
+    bool,
+) {
     let Some((_, ParameterSource::Path { path, recursive })) = job.parameter() else {
-        return ctx.sync_one(job, false).await;
+        return (ctx.sync_one(job, false).await, false);
     };
+    let mut denied = false;
     if listed && job.written().await {
         let described = {
             let _permit = ctx.permit().await;
@@ -227,13 +241,14 @@ async fn read_path(
                             version,
                             region: store.region().to_owned(),
                         };
-                        return ctx.finish(job, Ok(same), started).await;
+                        return (ctx.finish(job, Ok(same), started).await, false);
                     }
                 }
             }
             // The read below reports its own error, which names what to fix for the
             // value; a listing that failed only costs this poll its saving.
             Err(err) => {
+                denied = matches!(&err, CallError::Aws(info) if info.class == Class::AccessDenied);
                 tracing::debug!(secret = %job.name(), reason = err_kind(&err), "DescribeParameters of a path failed; reading the path");
             }
         }
@@ -248,5 +263,5 @@ async fn read_path(
             .map(Polled::Value),
         Err(err) => Err(store.error_for(&job.wanted, BY_PATH, err)),
     };
-    ctx.finish(job, polled, started).await
+    (ctx.finish(job, polled, started).await, denied)
 }
