@@ -196,14 +196,7 @@ fn parameter_change(event: &Value, detail_type: &str, detail: &Value) -> Parsed 
 /// Parameter Store's names: at most 1011 of letters, digits and `_.-/`, fully qualified
 /// (`/a/b`) or a plain name; no empty, `.` or `..` level.
 fn is_parameter_name(name: &str) -> bool {
-    let levels = name.strip_prefix('/').unwrap_or(name);
-    (1..=1011).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
-        && !levels
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
+    is_name(name, 1011, b"_.-/")
 }
 
 /// The stages and version a CloudTrail write moved (each `None` when it does not say);
@@ -325,11 +318,17 @@ fn is_suffix(s: &str) -> bool {
 /// path segments are refused too (a `find` entry places a name in a path), but for one
 /// leading `/`, which Secrets Manager allows (`/prod/db`).
 fn is_secret_name(name: &str) -> bool {
+    is_name(name, 512, b"/_+=.@-")
+}
+
+/// 1 to `max` bytes of letters, digits and `others`, with no empty, `.` or `..` segment
+/// after one optional leading `/`: the shape both services' names share.
+fn is_name(name: &str, max: usize, others: &[u8]) -> bool {
     let segments = name.strip_prefix('/').unwrap_or(name);
-    (1..=512).contains(&name.len())
+    (1..=max).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || others.contains(&b))
         && !segments
             .split('/')
             .any(|s| s.is_empty() || s == "." || s == "..")

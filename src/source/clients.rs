@@ -155,12 +155,11 @@ impl<'a> Clients<'a> {
                 // previous credentials after each refresh.
                 .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache());
         }
-        let limit = self.config.api_rate_limit;
-        let budget = self
-            .budgets
-            .entry((identity.account, region.clone()))
-            .or_insert_with(|| Arc::new(Budget::new(limit)))
-            .clone();
+        let budget = budget_of(
+            &mut self.budgets,
+            (identity.account, region.clone()),
+            self.config.api_rate_limit,
+        );
         let client = SecretsManager::new(
             aws_sdk_secretsmanager::Client::from_conf(builder.build()),
             region,
@@ -194,12 +193,11 @@ impl<'a> Clients<'a> {
                 .credentials_provider(session.clone())
                 .identity_cache(aws_sdk_ssm::config::IdentityCache::no_cache());
         }
-        let limit = self.config.parameter_store_rate_limit;
-        let budget = self
-            .parameter_budgets
-            .entry((identity.account, region.clone()))
-            .or_insert_with(|| Arc::new(Budget::new(limit)))
-            .clone();
+        let budget = budget_of(
+            &mut self.parameter_budgets,
+            (identity.account, region.clone()),
+            self.config.parameter_store_rate_limit,
+        );
         let store = ParameterStore::new(
             aws_sdk_ssm::Client::from_conf(builder.build()),
             region,
@@ -231,6 +229,18 @@ impl<'a> Clients<'a> {
             }
         })
     }
+}
+
+/// The budget of an (account, region) in `budgets`, made at `limit` calls a second.
+fn budget_of(
+    budgets: &mut BTreeMap<(String, String), Arc<Budget>>,
+    key: (String, String),
+    limit: u32,
+) -> Arc<Budget> {
+    budgets
+        .entry(key)
+        .or_insert_with(|| Arc::new(Budget::new(limit)))
+        .clone()
 }
 
 struct Identity {

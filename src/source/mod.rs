@@ -77,6 +77,14 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// Bounded label for metrics and structured logs, as `SourceError::kind` gives it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Credentials(e) => e.kind(),
+            Self::Aws(info) => info.class.as_str(),
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Credentials(e) => e.is_transient(),

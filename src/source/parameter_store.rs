@@ -289,10 +289,7 @@ impl ParameterStore {
 
     /// Every parameter under `path` (recursively or not), decrypted, page by page.
     pub async fn by_path(&self, path: &str, recursive: bool) -> Result<Vec<Parameter>, CallError> {
-        let mut all = Vec::new();
-        let mut next = None;
-        loop {
-            self.ready().await?;
+        self.all_pages(|next| async move {
             let result = self
                 .0
                 .client
@@ -301,22 +298,20 @@ impl ParameterStore {
                 .recursive(recursive)
                 .with_decryption(true)
                 .max_results(PATH_PAGE)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await;
             self.settled(&result);
             let page = result.map_err(|err| CallError::Aws(aws::classify(&err)))?;
-            all.extend(
-                page.parameters
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(parameter),
-            );
-            match page.next_token {
-                Some(token) if !token.is_empty() => next = Some(token),
-                _ => return Ok(all),
-            }
-        }
+            let found = page
+                .parameters
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(parameter)
+                .collect();
+            Ok((found, page.next_token))
+        })
+        .await
     }
 
     /// Names and versions of the parameters named exactly `names` (at most 50 a call), or
@@ -335,33 +330,49 @@ impl ParameterStore {
         }
         .build()
         .map_err(|e| CallError::Aws(aws::from_code("ValidationException", Some(&e.to_string()))))?;
-        let mut all = Vec::new();
-        let mut next = None;
-        loop {
-            self.ready().await?;
+        let filter = &filter;
+        self.all_pages(|next| async move {
             let result = self
                 .0
                 .client
                 .describe_parameters()
                 .parameter_filters(filter.clone())
                 .max_results(DESCRIBE_PAGE)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await;
             self.settled(&result);
             let page = result.map_err(|err| CallError::Aws(aws::classify(&err)))?;
-            all.extend(
-                page.parameters
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|p| {
-                        Some(Described {
-                            name: p.name?,
-                            version: p.version,
-                        })
-                    }),
-            );
-            match page.next_token {
+            let listed = page
+                .parameters
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    Some(Described {
+                        name: p.name?,
+                        version: p.version,
+                    })
+                })
+                .collect();
+            Ok((listed, page.next_token))
+        })
+        .await
+    }
+
+    /// Every page `page` returns, each drawing from the budget first: `page` gets the
+    /// previous page's token and answers the items with the next token.
+    async fn all_pages<T, F, Fut>(&self, mut page: F) -> Result<Vec<T>, CallError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), CallError>>,
+    {
+        let mut all = Vec::new();
+        let mut next = None;
+        loop {
+            self.ready().await?;
+            let (items, token) = page(next.take()).await?;
+            all.extend(items);
+            match token {
                 Some(token) if !token.is_empty() => next = Some(token),
                 _ => return Ok(all),
             }

@@ -34,13 +34,7 @@ async fn parameters_are_read_ten_a_call_paths_and_listings_page_by_page() {
         put_parameter(&ssm, "/app/prod/db", &v2, "SecureString").await,
         2
     );
-    ssm.label_parameter_version()
-        .name("/app/prod/db")
-        .parameter_version(1)
-        .labels("prod")
-        .send()
-        .await
-        .unwrap();
+    label_parameter(&ssm, "/app/prod/db", 1, "prod").await;
     put_parameter(&ssm, "/app/prod/list", "a,b,c", "StringList").await;
     for i in 0..23 {
         put_parameter(&ssm, &format!("/bulk/p{i:02}"), &canary("bulk"), "String").await;

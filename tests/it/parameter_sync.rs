@@ -46,13 +46,7 @@ async fn a_securestring_and_a_path_land_in_files_and_a_kubernetes_secret_and_bad
         .await
         .unwrap();
 
-    ssm.label_parameter_version()
-        .name("/app/prod/db")
-        .parameter_version(1)
-        .labels("prod")
-        .send()
-        .await
-        .unwrap();
+    label_parameter(&ssm, "/app/prod/db", 1, "prod").await;
     let tmp = tempfile::tempdir().unwrap();
     let out = |name: &str| tmp.path().join(name);
     let yaml = format!(
@@ -132,13 +126,7 @@ secrets:
         file(&out("labelled"), "value").as_deref(),
         Some(v1.as_str())
     );
-    ssm.label_parameter_version()
-        .name("/app/prod/db")
-        .parameter_version(2)
-        .labels("prod")
-        .send()
-        .await
-        .unwrap();
+    label_parameter(&ssm, "/app/prod/db", 2, "prod").await;
     let moved = wait_for(Duration::from_secs(10), || {
         (file(&out("labelled"), "value")? == v2).then_some(())
     });

@@ -138,13 +138,6 @@ impl Group {
     }
 }
 
-fn err_kind(err: &CallError) -> &'static str {
-    match err {
-        CallError::Credentials(e) => e.kind(),
-        CallError::Aws(info) => info.class.as_str(),
-    }
-}
-
 /// The members to read: those pinned at a version that was written are settled with no
 /// call (that version never changes), so that they stay synced in readiness and metrics.
 async fn unpinned(
@@ -249,7 +242,7 @@ async fn read_path(
             // value; a listing that failed only costs this poll its saving.
             Err(err) => {
                 denied = matches!(&err, CallError::Aws(info) if info.class == Class::AccessDenied);
-                tracing::debug!(secret = %job.name(), reason = err_kind(&err), "DescribeParameters of a path failed; reading the path");
+                tracing::debug!(secret = %job.name(), reason = err.kind(), "DescribeParameters of a path failed; reading the path");
             }
         }
     }

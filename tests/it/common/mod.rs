@@ -409,6 +409,17 @@ pub async fn put_parameter(ssm: &aws_sdk_ssm::Client, name: &str, value: &str, k
         .version
 }
 
+/// Attaches `label` to `version` of parameter `name` (moving it from another version).
+pub async fn label_parameter(ssm: &aws_sdk_ssm::Client, name: &str, version: i64, label: &str) {
+    ssm.label_parameter_version()
+        .name(name)
+        .parameter_version(version)
+        .labels(label)
+        .send()
+        .await
+        .unwrap();
+}
+
 pub async fn put_secret(admin: &SdkConfig, name: &str, value: &str) {
     assert_canaried(value);
     aws_sdk_secretsmanager::Client::new(admin)
